@@ -1,0 +1,1 @@
+"""llama-bake: a typed catalog of GGUF models compiled into a docker buildx bake graph."""

@@ -1,0 +1,3 @@
+from llama_bake.cli import main
+
+main()

@@ -1,0 +1,583 @@
+"""The catalog's typed models: project settings, llama.cpp bases and models.
+
+Takes plain data (what YAML gives) and gives validated, frozen models. Knows the GPU/CUDA table and
+which CMake options llama.cpp really has. No file I/O here: ``loader`` reads files and maps errors
+back to them; ``cross_check`` finds problems that span entries (duplicates, unknown bases).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+# --- GPU families -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuFamily:
+    name: str
+    compute_capability: int
+    cuda_arch: str  # what goes into CMAKE_CUDA_ARCHITECTURES
+    min_cuda: tuple[int, int]
+    max_cuda: tuple[int, int] | None  # last toolkit line that can still compile for it
+    cards: str
+
+
+# "-real" compiles device code for exactly the cards a team owns (no PTX JIT at first start).
+# Blackwell consumer parts use the architecture-specific "a" variant: its FP4 tensor-core instructions
+# (gpt-oss's MXFP4) need it, and ggml rewrites a plain 12X to 12Xa anyway, so the label stays truthful.
+GPU_FAMILIES: dict[str, GpuFamily] = {
+    f.name: f
+    for f in (
+        GpuFamily("volta", 70, "70-real", (9, 0), (12, 9), "V100, Titan V"),
+        GpuFamily("turing", 75, "75-real", (10, 0), None, "RTX 20, T4, Quadro RTX"),
+        GpuFamily("ampere-datacenter", 80, "80-real", (11, 0), None, "A100, A30"),
+        GpuFamily("ampere", 86, "86-real", (11, 1), None, "RTX 30, A10, A40, RTX A6000"),
+        GpuFamily("ada", 89, "89-real", (11, 8), None, "RTX 40, L4, L40S, RTX 6000 Ada"),
+        GpuFamily("hopper", 90, "90-real", (11, 8), None, "H100, H200, GH200"),
+        GpuFamily("blackwell-datacenter", 100, "100-real", (12, 8), None, "B200, GB200"),
+        GpuFamily("blackwell-consumer", 120, "120a-real", (12, 8), None, "RTX 50, RTX PRO 6000 Blackwell"),
+        GpuFamily("gb10", 121, "121a-real", (12, 9), None, "GB10 (DGX Spark)"),
+    )
+}
+
+# CMake switches that look plausible but do not exist (any more) in llama.cpp, with what to do instead.
+OBSOLETE_CMAKE_OPTIONS: dict[str, str] = {
+    "GGML_FLASH_ATTN": (
+        "never existed: flash attention is a run-time choice; set the model's `server.flash_attn` "
+        "(on/off/auto). GGML_CUDA_FA (default ON) compiles the kernels"
+    ),
+    "GGML_CUDA_F16": "was removed from llama.cpp in 2025; drop it (FP16 paths are chosen at run time)",
+    "LLAMA_CUDA_F16": "was removed from llama.cpp; drop it",
+    "LLAMA_CURL": "is ignored by current llama.cpp (downloads no longer use libcurl); drop it",
+    "LLAMA_CUBLAS": "is a hard error in current llama.cpp; use `backend: cuda` (GGML_CUDA=ON)",
+    "LLAMA_CUDA": "was renamed GGML_CUDA; use `backend: cuda`",
+    "LLAMA_NATIVE": "was renamed GGML_NATIVE; llama-bake sets GGML_NATIVE=OFF for portable images",
+}
+
+# Options llama-bake derives from other catalog fields; setting them by hand would fight the generator.
+MANAGED_CMAKE_OPTIONS: dict[str, str] = {
+    "GGML_CUDA": "set by `backend` (cuda or cpu)",
+    "CMAKE_CUDA_ARCHITECTURES": "derived from `gpu_families`",
+    "GGML_NATIVE": "always OFF: a container image must not depend on the build machine's CPU",
+}
+
+RESERVED_GROUPS = ("default", "bases", "models")
+
+
+def parse_cuda(version: str) -> tuple[int, int]:
+    major, minor, *_ = version.split(".")
+    return int(major), int(minor)
+
+
+def fmt_cuda(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""
+
+
+# --- constrained strings ------------------------------------------------------------------------
+
+
+def _pattern(regex: str, what: str, hint: str) -> AfterValidator:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            msg = f"{value!r} is not {what}; {hint}"
+            raise ValueError(msg)
+        return value
+
+    return AfterValidator(check)
+
+
+TargetName = Annotated[
+    str,
+    _pattern(
+        r"[a-zA-Z0-9_-]{1,128}",
+        "a valid bake target name",
+        "use letters, digits, '-' and '_' only (for example `llama-3-1-8b`, not `llama-3.1`)",
+    ),
+]
+Sha256 = Annotated[
+    str,
+    _pattern(r"[0-9a-f]{64}", "a sha256", "give the 64 lowercase hex digits of the file's SHA-256"),
+]
+Revision = Annotated[
+    str,
+    _pattern(
+        r"[0-9a-f]{40}",
+        "a pinned revision",
+        "give the full 40-hex commit sha of the Hugging Face repo (a branch like `main` moves)",
+    ),
+]
+HfRepo = Annotated[
+    str,
+    _pattern(r"[A-Za-z0-9][\w.-]*/[\w.-]+", "a Hugging Face repo id", "write it as `owner/name`"),
+]
+RepoFile = Annotated[
+    str,
+    _pattern(
+        r"[\w.-]+(/[\w.-]+)*\.gguf",
+        "a GGUF file path in the repo",
+        "give the file's path inside the repo, ending in `.gguf`",
+    ),
+]
+HttpsUrl = Annotated[
+    str,
+    _pattern(r"https?://[^\s\"'\\]+", "an http(s) URL", "write a full URL such as `https://host/file.gguf`"),
+]
+EnvName = Annotated[
+    str,
+    _pattern(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name", "use letters, digits and '_'"),
+]
+CMakeName = Annotated[
+    str,
+    _pattern(r"[A-Z][A-Z0-9_]*", "a CMake option name", "CMake options are upper case, e.g. GGML_CUDA_FA"),
+]
+CMakeValue = Annotated[
+    str,
+    _pattern(
+        r"[A-Za-z0-9_.;:/+=,-]*",
+        "a supported CMake value",
+        "values may hold letters, digits and . ; : / + = , - _ (no spaces or quotes)",
+    ),
+]
+CudaVersion = Annotated[
+    str,
+    _pattern(r"\d{1,2}\.\d{1,2}\.\d{1,2}", "a CUDA version", "write it as major.minor.patch, e.g. 12.8.1"),
+]
+Duration = Annotated[
+    str,
+    _pattern(r"[1-9][0-9]{0,5}(ms|s|m|h)", "a duration", "write it like 30s, 10m or 1h"),
+]
+TagName = Annotated[
+    str,
+    _pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a valid image tag", "use letters, digits, '.', '-', '_'"),
+]
+PackageName = Annotated[
+    str,
+    _pattern(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name", "for example `libopenblas-dev`"),
+]
+# Values that reach a shell word or a single line: no line breaks.
+OneLine = Annotated[str, _pattern(r"[^\n\r\x00]*", "a single line", "remove line breaks and NUL characters")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- project ------------------------------------------------------------------------------------
+
+
+TAG_PLACEHOLDERS = ("tag", "ref", "cuda", "backend")
+
+
+class Project(Strict):
+    """Settings shared by every image: where images go and how they are named."""
+
+    registry: Annotated[
+        str,
+        _pattern(
+            r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*",
+            "an image repository prefix",
+            "for example `ghcr.io/acme` or `localhost:5000/llama` (lower case, no tag)",
+        ),
+    ] = Field("localhost:5000/llama-bake", description="Default for the REGISTRY variable.")
+    tag: TagName = Field("latest", description="Default for the TAG variable.")
+    tag_scheme: tuple[str, ...] = Field(
+        ("{tag}",),
+        min_length=1,
+        description="Tags each image gets; placeholders: {tag}, {ref} (llama.cpp ref), {cuda}, {backend}.",
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="OCI labels on every image.")
+    image_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Replace a base image (e.g. nvidia/cuda:12.8.1-devel-ubuntu24.04) by a mirror "
+            "(docker-image://...), a local OCI layout (oci-layout://...), a directory or target:NAME."
+        ),
+    )
+
+    @field_validator("tag_scheme")
+    @classmethod
+    def _known_placeholders(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            for name in re.findall(r"\{([^}]*)\}", item):
+                if name not in TAG_PLACEHOLDERS:
+                    hint = did_you_mean(name, TAG_PLACEHOLDERS)
+                    msg = f"unknown placeholder {{{name}}} in {item!r}; known: " + ", ".join(
+                        "{" + p + "}" for p in TAG_PLACEHOLDERS
+                    )
+                    raise ValueError(msg + (f"; {hint}" if hint else ""))
+            probe = re.sub(r"\{[^}]*\}", "x", item)
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", probe):
+                msg = f"{item!r} does not make a valid image tag; use letters, digits, '.', '-', '_'"
+                raise ValueError(msg)
+        return value
+
+
+# --- bases --------------------------------------------------------------------------------------
+
+
+class GitSource(Strict):
+    git: Annotated[
+        str,
+        _pattern(
+            r"(https://|ssh://|git@)[^\s\"'\\#]+",
+            "a git URL",
+            "for example https://github.com/ggml-org/llama.cpp.git",
+        ),
+    ] = Field(description="Repository URL.")
+    ref: Annotated[
+        str,
+        _pattern(
+            r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}",
+            "a git ref",
+            "give a release tag like `b6500` or a commit sha",
+        ),
+    ] = Field(description="Pinned tag or commit. Moving branches are rejected.")
+
+    @field_validator("ref")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if value.lower() in {"master", "main", "head", "latest", "develop"}:
+            msg = (
+                f"`{value}` moves, so builds would not be reproducible; pin a release tag "
+                "(e.g. `b6500`) or a commit sha"
+            )
+            raise ValueError(msg)
+        return value
+
+
+class LocalSource(Strict):
+    path: str = Field(
+        min_length=1,
+        description="A llama.cpp source directory, relative to the project directory (air-gapped builds).",
+    )
+    ref: Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", "a version label", "e.g. b6500")] = Field(
+        "local", description="What the image label records as the llama.cpp version."
+    )
+
+
+def _source_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "git" in value:
+            return "git"
+        if "path" in value:
+            return "path"
+    if isinstance(value, GitSource):
+        return "git"
+    if isinstance(value, LocalSource):
+        return "path"
+    return None
+
+
+LlamaSource = Annotated[
+    Annotated[GitSource, Tag("git")] | Annotated[LocalSource, Tag("path")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source_kind",
+        custom_error_message="give either `git` + `ref` or a local `path`",
+    ),
+]
+
+
+OsFlavour = Literal["ubuntu22.04", "ubuntu24.04"]
+
+
+class Base(Strict):
+    """A compiled llama.cpp image that models are built on."""
+
+    name: TargetName = Field(description="Bake target name; defaults to the file name.")
+    backend: Literal["cuda", "cpu"] = Field("cuda", description="cuda (NVIDIA GPUs) or cpu.")
+    llama_cpp: LlamaSource = Field(description="Where the llama.cpp source comes from.")
+    cuda: CudaVersion = Field("12.8.1", description="CUDA toolkit of the nvidia/cuda images.")
+    os: OsFlavour = Field("ubuntu24.04", description="OS of the build and runtime images.")
+    gpu_families: tuple[str, ...] = Field(
+        default=(),
+        description="GPU families to compile for: " + ", ".join(GPU_FAMILIES) + ".",
+    )
+    cmake_options: dict[CMakeName, CMakeValue] = Field(
+        default_factory=dict, description="Extra -D options for llama.cpp's CMake."
+    )
+    build_jobs: int = Field(8, ge=1, le=256, description="Cap on parallel compile jobs (nvcc is memory hungry).")
+    build_packages: tuple[PackageName, ...] = Field(
+        default=(), description="Extra Debian/Ubuntu packages for the build stage."
+    )
+    runtime_env: dict[EnvName, OneLine] = Field(
+        default_factory=dict, description="Environment of the runtime image (CUDA_DEVICE_MAX_CONNECTIONS, ...)."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra OCI labels.")
+
+    @field_validator("gpu_families")
+    @classmethod
+    def _known_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for family in value:
+            if family not in GPU_FAMILIES:
+                hint = did_you_mean(family, tuple(GPU_FAMILIES))
+                known = "; ".join(f"{f.name} ({f.cards})" for f in GPU_FAMILIES.values())
+                msg = f"unknown GPU family `{family}`" + (f"; {hint}" if hint else "") + f". Known: {known}"
+                raise ValueError(msg)
+        if len(set(value)) != len(value):
+            msg = "a GPU family is listed twice"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("cmake_options")
+    @classmethod
+    def _real_options(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key in OBSOLETE_CMAKE_OPTIONS:
+                msg = f"{key} {OBSOLETE_CMAKE_OPTIONS[key]}"
+                raise ValueError(msg)
+            if key in MANAGED_CMAKE_OPTIONS:
+                msg = f"{key} is managed by llama-bake: {MANAGED_CMAKE_OPTIONS[key]}"
+                raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _families_fit_backend_and_cuda(self) -> Base:
+        if self.backend == "cpu":
+            if self.gpu_families:
+                msg = "gpu_families only apply to `backend: cuda`; remove them for a cpu base"
+                raise ValueError(msg)
+            return self
+        if not self.gpu_families:
+            msg = "a cuda base needs `gpu_families`, e.g. [ada, blackwell-consumer]; known: " + ", ".join(GPU_FAMILIES)
+            raise ValueError(msg)
+        cuda = parse_cuda(self.cuda)
+        for name in self.gpu_families:
+            family = GPU_FAMILIES[name]
+            if cuda < family.min_cuda:
+                msg = (
+                    f"GPU family `{name}` (compute capability {family.compute_capability}) needs CUDA >= "
+                    f"{fmt_cuda(family.min_cuda)}, but this base uses CUDA {self.cuda}; "
+                    f"set `cuda: {fmt_cuda(family.min_cuda)}.0` or newer, or drop `{name}`"
+                )
+                raise ValueError(msg)
+            if family.max_cuda is not None and cuda > family.max_cuda:
+                msg = (
+                    f"GPU family `{name}` is not supported after CUDA {fmt_cuda(family.max_cuda)}, "
+                    f"but this base uses CUDA {self.cuda}; use a {family.max_cuda[0]}.x toolkit or drop `{name}`"
+                )
+                raise ValueError(msg)
+        return self
+
+    @property
+    def cuda_architectures(self) -> str:
+        families = sorted((GPU_FAMILIES[f] for f in self.gpu_families), key=lambda f: f.compute_capability)
+        return ";".join(f.cuda_arch for f in families)
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+class HfWeights(Strict):
+    hf: HfRepo = Field(description="Hugging Face repo id, owner/name.")
+    file: RepoFile = Field(description="Path of the GGUF file in the repo.")
+    revision: Revision = Field(description="Commit sha the file is pinned to.")
+    sha256: Sha256 = Field(description="SHA-256 of the file; the build fails on a mismatch.")
+    gated: bool = Field(False, description="Needs a Hugging Face token (passed as a BuildKit secret).")
+
+    @property
+    def filename(self) -> str:
+        return self.file.rsplit("/", 1)[-1]
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.hf}/resolve/{self.revision}/{self.file}"
+
+
+class UrlWeights(Strict):
+    url: HttpsUrl = Field(description="Where to download the GGUF file.")
+    sha256: Sha256 = Field(description="SHA-256 of the file; the build fails on a mismatch.")
+    filename_: Annotated[str, _pattern(r"[\w.-]+\.gguf", "a GGUF file name", "end it in .gguf")] | None = Field(
+        None, alias="filename", description="File name in the image (default: from the URL)."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def filename(self) -> str:
+        if self.filename_:
+            return self.filename_
+        name = self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        return name if re.fullmatch(r"[\w.-]+\.gguf", name) else "model.gguf"
+
+
+def _weights_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "hf" in value:
+            return "hf"
+        if "url" in value:
+            return "url"
+    if isinstance(value, HfWeights):
+        return "hf"
+    if isinstance(value, UrlWeights):
+        return "url"
+    return None
+
+
+Weights = Annotated[
+    Annotated[HfWeights, Tag("hf")] | Annotated[UrlWeights, Tag("url")],
+    Discriminator(
+        _weights_kind,
+        custom_error_type="weights_kind",
+        custom_error_message="give either `hf` + `file` + `revision` + `sha256`, or `url` + `sha256`",
+    ),
+]
+
+
+# Settings that llama-bake sets itself from the catalog's fields; `server.env` must not repeat them.
+MANAGED_SERVER_ENV = (
+    "LLAMA_ARG_HOST",
+    "LLAMA_ARG_PORT",
+    "LLAMA_ARG_MODEL",
+    "LLAMA_ARG_MMPROJ",
+    "LLAMA_ARG_CTX_SIZE",
+    "LLAMA_ARG_N_GPU_LAYERS",
+    "LLAMA_ARG_FLASH_ATTN",
+    "LLAMA_ARG_JINJA",
+)
+
+
+class Server(Strict):
+    """llama-server defaults, carried into the image as LLAMA_ARG_* environment variables."""
+
+    host: Annotated[str, _pattern(r"[0-9A-Za-z.:-]+", "a host address", "e.g. 0.0.0.0")] = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    ctx_size: int | None = Field(None, ge=0, description="Context size (-c); 0 = the model's own.")
+    n_gpu_layers: int | None = Field(None, ge=0, description="Layers to offload (-ngl); 999 = all.")
+    flash_attn: Literal["on", "off", "auto"] = Field("auto", description="Flash attention (-fa).")
+    jinja: bool = Field(True, description="Use the model's chat template (--jinja).")
+    extra_args: tuple[OneLine, ...] = Field(default=(), description="More llama-server arguments, one per item.")
+    env: dict[EnvName, OneLine] = Field(default_factory=dict, description="More environment (LLAMA_ARG_*...).")
+
+    @field_validator("env")
+    @classmethod
+    def _not_managed(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key in MANAGED_SERVER_ENV:
+                msg = f"{key} is set from the model's own fields; use those instead of `env`"
+                raise ValueError(msg)
+        return value
+
+
+class Health(Strict):
+    start_period: Duration = Field("10m", description="Time a large model may take to load.")
+    interval: Duration = "30s"
+    timeout: Duration = "5s"
+    retries: int = Field(3, ge=1, le=100)
+
+
+class Model(Strict):
+    """One served model: one image built on a base."""
+
+    name: TargetName = Field(description="Bake target and image name; defaults to the file name.")
+    description: str = ""
+    base: TargetName | None = Field(None, description="Base target; default: the only base.")
+    weights: Weights
+    mmproj: Weights | None = Field(None, description="Vision projector (multimodal models).")
+    delivery: Literal["baked", "fetch"] = Field(
+        "baked",
+        description=(
+            "baked: weights are a verified image layer; fetch: downloaded and verified at start into LLAMA_CACHE."
+        ),
+    )
+    server: Server = Field(default_factory=Server)
+    health: Health = Field(default_factory=Health)
+    tags: tuple[TagName, ...] = Field(default=(), description="Extra tags for this image.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra OCI labels.")
+
+
+# --- cross-entry checks -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A problem located by (section, index, field...) in the catalog's combined data."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+
+class Catalog(Strict):
+    project: Project
+    bases: tuple[Base, ...]
+    models: tuple[Model, ...]
+
+    def base_of(self, model: Model) -> Base:
+        name = model.base if model.base is not None else self.bases[0].name
+        return next(b for b in self.bases if b.name == name)
+
+
+def cross_check(bases: list[Base | None], models: list[Model | None]) -> list[Problem]:
+    """Problems between entries; ``None`` stands for an entry that failed its own validation."""
+    problems: list[Problem] = []
+    valid_bases = [b for b in bases if b is not None]
+    if not bases:
+        problems.append(Problem(("bases",), "the catalog has no base; add catalog/bases/<name>.yaml (see the README)"))
+    if not models:
+        problems.append(
+            Problem(("models",), "the catalog has no model; add catalog/models/<name>.yaml (see the README)")
+        )
+    seen: dict[str, tuple[str | int, ...]] = {}
+    base_names = [b.name for b in valid_bases]
+
+    def claim(name: str, loc: tuple[str | int, ...]) -> None:
+        if name in RESERVED_GROUPS:
+            problems.append(Problem((*loc, "name"), f"`{name}` is a reserved group name; choose another"))
+        elif name in seen:
+            other = seen[name]
+            problems.append(Problem((*loc, "name"), f"`{name}` is already used by {other[0]}[{other[1]}]"))
+        else:
+            seen[name] = loc
+
+    for i, base in enumerate(bases):
+        if base is not None:
+            claim(base.name, ("bases", i))
+    for i, model in enumerate(models):
+        if model is not None:
+            claim(model.name, ("models", i))
+    for i, base in enumerate(bases):
+        if base is not None and f"{base.name}-all" in seen:
+            problems.append(
+                Problem(("bases", i, "name"), f"`{base.name}-all` is the group of this base; rename the target")
+            )
+    for i, model in enumerate(models):
+        if model is None:
+            continue
+        if model.base is None:
+            if len(base_names) > 1:
+                problems.append(
+                    Problem(
+                        ("models", i, "base"),
+                        "the catalog has several bases; name one: " + ", ".join(sorted(base_names)),
+                    )
+                )
+        elif valid_bases and model.base not in base_names:
+            hint = did_you_mean(model.base, base_names)
+            problems.append(
+                Problem(
+                    ("models", i, "base"),
+                    f"unknown base `{model.base}`; " + (hint if hint else "known: " + ", ".join(sorted(base_names))),
+                )
+            )
+    return problems

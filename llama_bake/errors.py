@@ -1,0 +1,51 @@
+"""Errors llama-bake reports to users; each class owns its exit code (documented in the README)."""
+
+from __future__ import annotations
+
+
+class LlamaBakeError(Exception):
+    """Base of every error the CLI reports without a traceback."""
+
+    exit_code = 1
+
+
+class CatalogError(LlamaBakeError):
+    """The catalog cannot be read or is invalid; ``problems`` lists every problem found."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        count = len(problems)
+        head = "1 catalog problem" if count == 1 else f"{count} catalog problems"
+        super().__init__(head + ":\n" + "\n".join(problems))
+
+
+class TemplateError(LlamaBakeError):
+    """A template is missing or fails to render."""
+
+    exit_code = 3
+
+
+class StaleError(LlamaBakeError):
+    """``generate --check``: a generated file on disk differs from what the catalog gives."""
+
+    exit_code = 4
+
+
+class DockerError(LlamaBakeError):
+    """docker/buildx is missing, too old, or has no reachable builder."""
+
+    exit_code = 5
+
+
+class BuildError(LlamaBakeError):
+    """``docker buildx bake`` ran and failed."""
+
+    exit_code = 6
+
+
+class UsageError(LlamaBakeError):
+    """Command-line values that click cannot check on its own."""
+
+    exit_code = 7

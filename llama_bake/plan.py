@@ -1,0 +1,336 @@
+"""``Catalog`` -> ``BakePlan``: every target, group and variable, resolved and sorted. Pure.
+
+User values never enter Dockerfile text: they travel as build args, labels, tags and contexts, and the
+Dockerfiles only vary by *shape* (backend, which env keys, mmproj or not, ...). Targets of one shape share
+one rendered Dockerfile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from llama_bake.catalog import Base, Catalog, GitSource, HfWeights, Model, UrlWeights
+
+LABEL_PREFIX = "io.llama-bake"
+MODELS_DIR = "/models"
+DEFAULT_LLAMA_CACHE = "/var/cache/llama"
+
+
+@dataclass(frozen=True)
+class Var:
+    """A reference to a bake variable inside an interpolated string."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Interp:
+    """A string made of literal parts and variable references: ``"${REGISTRY}/name:${TAG}"``."""
+
+    parts: tuple[str | Var, ...]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What makes one Dockerfile differ from another. Holds no user strings except validated keys."""
+
+    kind: Literal["base", "model"]
+    backend: str = ""
+    env_keys: tuple[str, ...] = ()
+    delivery: str = ""
+    mmproj: bool = False
+    gated: bool = False
+    health: tuple[str, str, str, int] = ("", "", "", 0)
+
+    @property
+    def function(self) -> str:
+        """HCL function name; readable prefix plus a digest so distinct shapes never collide."""
+        digest = hashlib.sha256(repr(self).encode()).hexdigest()[:8]
+        if self.kind == "base":
+            label = f"base_{self.backend}"
+        else:
+            label = f"model_{self.delivery}" + ("_mmproj" if self.mmproj else "") + ("_gated" if self.gated else "")
+        return f"dockerfile_{label}_{digest}"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: Literal["base", "model"]
+    description: str
+    shape: Shape
+    base: str | None
+    contexts: tuple[tuple[str, str], ...]
+    args: tuple[tuple[str, str], ...]
+    labels: tuple[tuple[str, str], ...]
+    tags: tuple[Interp, ...]
+    secrets: tuple[str, ...] = ()
+    # Summaries for `list` and the file header; not rendered as attributes.
+    image: Interp = field(default_factory=lambda: Interp(()))
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    description: str
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class BakePlan:
+    variables: tuple[Variable, ...]
+    shapes: tuple[Shape, ...]
+    targets: tuple[Target, ...]
+    groups: tuple[Group, ...]
+
+    def target(self, name: str) -> Target:
+        return next(t for t in self.targets if t.name == name)
+
+
+CACHE_TYPES = ("", "registry", "gha", "local")
+
+
+def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path) -> BakePlan:
+    """Resolve ``catalog``. Relative paths in the catalog are relative to ``project_dir``; paths in the
+    plan are relative to ``bake_dir`` (where the bake file lives and bake runs)."""
+    variables = (
+        Variable("REGISTRY", catalog.project.registry, "Image repository prefix, e.g. ghcr.io/acme."),
+        Variable("TAG", catalog.project.tag, "Value of {tag} in the tag scheme."),
+        Variable("CACHE_TYPE", "", "Per-target build cache: '' (none), registry, gha or local."),
+        Variable("CACHE_REF", "", "registry: a repository prefix for cache refs; local: a directory."),
+    )
+    targets = [_base_target(catalog, b, project_dir, bake_dir) for b in catalog.bases]
+    targets += [_model_target(catalog, m) for m in catalog.models]
+    targets.sort(key=lambda t: t.name)
+
+    base_names = sorted(b.name for b in catalog.bases)
+    model_names = sorted(m.name for m in catalog.models)
+    groups = [
+        Group("default", "Every model image (each builds its base first).", tuple(model_names)),
+        Group("bases", "The llama.cpp base images.", tuple(base_names)),
+        Group("models", "Every model image.", tuple(model_names)),
+    ]
+    for base in sorted(catalog.bases, key=lambda b: b.name):
+        members = sorted(m.name for m in catalog.models if catalog.base_of(m).name == base.name)
+        groups.append(Group(f"{base.name}-all", f"{base.name} and the models built on it.", (base.name, *members)))
+    groups.sort(key=lambda g: g.name)
+    shapes = sorted({t.shape for t in targets}, key=lambda s: s.function)
+    return BakePlan(tuple(variables), tuple(shapes), tuple(targets), tuple(groups))
+
+
+def _image(name: str, tag: tuple[str | Var, ...]) -> Interp:
+    return Interp((Var("REGISTRY"), f"/{name}:", *tag))
+
+
+def _tags(catalog: Catalog, name: str, base: Base, extra: tuple[str, ...]) -> tuple[Interp, ...]:
+    values = {
+        "ref": base.llama_cpp.ref,
+        "cuda": base.cuda if base.backend == "cuda" else "cpu",
+        "backend": base.backend,
+    }
+    tags: list[Interp] = []
+    for scheme in catalog.project.tag_scheme:
+        parts: list[str | Var] = []
+        rest = scheme
+        while "{" in rest:
+            head, _, tail = rest.partition("{")
+            key, _, rest = tail.partition("}")
+            if head:
+                parts.append(head)
+            parts.append(Var("TAG") if key == "tag" else values[key])
+        if rest:
+            parts.append(rest)
+        tags.append(_image(name, _merge(parts)))
+    tags += [_image(name, (t,)) for t in extra]
+    return tuple(dict.fromkeys(tags))
+
+
+def _merge(parts: list[str | Var]) -> tuple[str | Var, ...]:
+    merged: list[str | Var] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    return tuple(merged)
+
+
+def cmake_args(base: Base) -> str:
+    """The -D options passed to llama.cpp's CMake, generated ones first, user options sorted."""
+    options: dict[str, str] = {"GGML_NATIVE": "OFF"}
+    if base.backend == "cuda":
+        options["GGML_CUDA"] = "ON"
+        options["CMAKE_CUDA_ARCHITECTURES"] = base.cuda_architectures
+        # libcuda.so comes from the host driver at run time; the devel image only has its stub.
+        options["CMAKE_EXE_LINKER_FLAGS"] = "-Wl,--allow-shlib-undefined"
+    options.update(
+        {
+            "GGML_BACKEND_DL": "ON",
+            "GGML_CPU_ALL_VARIANTS": "ON",
+            "LLAMA_BUILD_TESTS": "OFF",
+            "LLAMA_BUILD_EXAMPLES": "OFF",
+        }
+    )
+    options.update(dict(sorted(base.cmake_options.items())))
+    return " ".join(f"-D{k}={v}" for k, v in options.items())
+
+
+def _os_images(base: Base) -> tuple[str, str]:
+    version = base.os.removeprefix("ubuntu")
+    if base.backend == "cuda":
+        return (f"nvidia/cuda:{base.cuda}-devel-{base.os}", f"nvidia/cuda:{base.cuda}-runtime-{base.os}")
+    return (f"ubuntu:{version}", f"ubuntu:{version}")
+
+
+def _overrides(catalog: Catalog, images: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [
+        (i, catalog.project.image_overrides[i]) for i in dict.fromkeys(images) if i in catalog.project.image_overrides
+    ]
+
+
+def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path) -> Target:
+    build_image, runtime_image = _os_images(base)
+    source = base.llama_cpp
+    if isinstance(source, GitSource):
+        src_context = f"{source.git}#{source.ref}"
+        src_label = source.git
+    else:
+        src_path = Path(source.path)
+        absolute = src_path if src_path.is_absolute() else project_dir / src_path
+        src_context = Path(os.path.relpath(absolute, bake_dir)).as_posix()
+        src_label = "local"
+    env = {"LLAMA_CACHE": DEFAULT_LLAMA_CACHE, **base.runtime_env}
+    env = dict(sorted(env.items()))
+    args = {
+        "BUILD_IMAGE": build_image,
+        "RUNTIME_IMAGE": runtime_image,
+        "CMAKE_ARGS": cmake_args(base),
+        "BUILD_JOBS": str(base.build_jobs),
+        "BUILD_PACKAGES": " ".join(base.build_packages),
+        "LLAMA_CPP_REF": source.ref,
+        **{f"ENV_{k}": v for k, v in env.items()},
+    }
+    labels = {
+        **catalog.project.labels,
+        "org.opencontainers.image.title": base.name,
+        "org.opencontainers.image.version": source.ref,
+        f"{LABEL_PREFIX}.backend": base.backend,
+        f"{LABEL_PREFIX}.llama-cpp.ref": source.ref,
+        f"{LABEL_PREFIX}.llama-cpp.source": src_label,
+    }
+    if base.backend == "cuda":
+        labels[f"{LABEL_PREFIX}.cuda"] = base.cuda
+        labels[f"{LABEL_PREFIX}.cuda-architectures"] = base.cuda_architectures
+        labels[f"{LABEL_PREFIX}.gpu-families"] = ",".join(base.gpu_families)
+    labels.update(base.labels)
+    contexts = [("llama-src", src_context), *_overrides(catalog, (build_image, runtime_image))]
+    shape = Shape(kind="base", backend=base.backend, env_keys=tuple(env))
+    return Target(
+        name=base.name,
+        kind="base",
+        description=f"llama.cpp {source.ref} ({base.backend}"
+        + (f" {base.cuda}, {base.cuda_architectures})" if base.backend == "cuda" else ")"),
+        shape=shape,
+        base=None,
+        contexts=tuple(sorted(contexts)),
+        args=tuple(sorted(args.items())),
+        labels=tuple(sorted(labels.items())),
+        tags=_tags(catalog, base.name, base, ()),
+        image=_image(base.name, (Var("TAG"),)),
+    )
+
+
+def _weights_env(prefix: str, weights: HfWeights | UrlWeights) -> dict[str, str]:
+    return {
+        f"LLAMA_BAKE_{prefix}_URL": weights.url,
+        f"LLAMA_BAKE_{prefix}_SHA256": weights.sha256,
+        f"LLAMA_BAKE_{prefix}_FILE": weights.filename,
+    }
+
+
+def _weights_label(weights: HfWeights | UrlWeights) -> str:
+    if isinstance(weights, HfWeights):
+        return f"hf://{weights.hf}/{weights.file}@{weights.revision}"
+    return weights.url
+
+
+def server_env(model: Model) -> dict[str, str]:
+    """Every environment variable of a model image, sorted: server defaults as LLAMA_ARG_*."""
+    server = model.server
+    env: dict[str, str] = {
+        "LLAMA_ARG_HOST": server.host,
+        "LLAMA_ARG_PORT": str(server.port),
+        "LLAMA_ARG_FLASH_ATTN": server.flash_attn,
+        "LLAMA_ARG_JINJA": "true" if server.jinja else "false",
+        "LLAMA_BAKE_DELIVERY": model.delivery,
+        "LLAMA_BAKE_MODEL": model.name,
+        **_weights_env("WEIGHTS", model.weights),
+    }
+    if server.ctx_size is not None:
+        env["LLAMA_ARG_CTX_SIZE"] = str(server.ctx_size)
+    if server.n_gpu_layers is not None:
+        env["LLAMA_ARG_N_GPU_LAYERS"] = str(server.n_gpu_layers)
+    if model.delivery == "baked":
+        env["LLAMA_ARG_MODEL"] = f"{MODELS_DIR}/{model.weights.filename}"
+    if model.mmproj is not None:
+        env.update(_weights_env("MMPROJ", model.mmproj))
+        if model.delivery == "baked":
+            env["LLAMA_ARG_MMPROJ"] = f"{MODELS_DIR}/mmproj/{model.mmproj.filename}"
+    if server.extra_args:
+        env["LLAMA_BAKE_EXTRA_ARGS"] = "\n".join(server.extra_args)
+    env.update(server.env)
+    return dict(sorted(env.items()))
+
+
+def _model_target(catalog: Catalog, model: Model) -> Target:
+    base = catalog.base_of(model)
+    env = server_env(model)
+    weights = [model.weights] + ([model.mmproj] if model.mmproj is not None else [])
+    gated = any(isinstance(w, HfWeights) and w.gated for w in weights)
+    health = model.health
+    shape = Shape(
+        kind="model",
+        env_keys=tuple(env),
+        delivery=model.delivery,
+        mmproj=model.mmproj is not None,
+        gated=gated,
+        health=(health.start_period, health.interval, health.timeout, health.retries),
+    )
+    args = {f"ENV_{k}": v for k, v in env.items()}
+    labels = {
+        **catalog.project.labels,
+        "org.opencontainers.image.title": model.name,
+        f"{LABEL_PREFIX}.base": base.name,
+        f"{LABEL_PREFIX}.model.weights": _weights_label(model.weights),
+        f"{LABEL_PREFIX}.model.sha256": model.weights.sha256,
+        f"{LABEL_PREFIX}.model.delivery": model.delivery,
+    }
+    if model.description:
+        labels["org.opencontainers.image.description"] = model.description
+    if model.mmproj is not None:
+        labels[f"{LABEL_PREFIX}.model.mmproj"] = _weights_label(model.mmproj)
+    labels.update(model.labels)
+    return Target(
+        name=model.name,
+        kind="model",
+        description=model.description or f"{model.name} on {base.name}",
+        shape=shape,
+        base=base.name,
+        contexts=(("base", f"target:{base.name}"),),
+        args=tuple(sorted(args.items())),
+        labels=tuple(sorted(labels.items())),
+        tags=_tags(catalog, model.name, base, model.tags),
+        secrets=("id=hf_token,env=HF_TOKEN",) if gated else (),
+        image=_image(model.name, (Var("TAG"),)),
+    )

@@ -1,0 +1,135 @@
+"""``BakePlan`` -> text: the one Jinja environment, the HCL quoting filter and the templates.
+
+Templates are looked up first in the project directory (``docker-bake.hcl.j2``, ``templates/``), then in
+the copies packaged with llama-bake, so a project can override any of them and an installed wheel works
+outside this repository.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from llama_bake.errors import TemplateError
+from llama_bake.plan import CACHE_TYPES, BakePlan, Interp, Shape, Var
+
+PACKAGED_TEMPLATES = Path(__file__).parent / "_templates"
+BAKE_TEMPLATE = "docker-bake.hcl.j2"
+DOCKERFILE_TEMPLATES = {"base": "templates/base.Dockerfile.j2", "model": "templates/model.Dockerfile.j2"}
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def hcl_string(text: str) -> str:
+    """``text`` as an HCL quoted string that bake reads back unchanged.
+
+    HCL accepts only the escapes below (so ``json.dumps`` is not valid HCL), treats ``${`` and ``%{`` as
+    template syntax, and normalises strings to NFC; other control characters are written as ``\\uNNNN``.
+    """
+    out = ['"']
+    previous = ""
+    for char in unicodedata.normalize("NFC", text):
+        code = ord(char)
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif char == "{" and previous in ("$", "%"):
+            # ``${`` -> ``$${``, ``%{`` -> ``%%{``: the doubled marker is HCL's escape for a literal one.
+            out[-1] = previous + previous
+            out.append("{")
+        elif code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:
+            msg = f"cannot write a lone surrogate (U+{code:04X}) to HCL; fix the value in the catalog"
+            raise TemplateError(msg)
+        else:
+            out.append(char)
+        previous = char if char not in _ESCAPES else ""
+    out.append('"')
+    return "".join(out)
+
+
+def hcl(value: object) -> str:
+    """The one filter through which every value reaches HCL."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return hcl_string(value)
+    if isinstance(value, Interp):
+        literal = "".join(hcl_string(p)[1:-1] if isinstance(p, str) else f"${{{p.name}}}" for p in value.parts)
+        return f'"{literal}"'
+    if isinstance(value, Var):
+        return value.name
+    if isinstance(value, Iterable):
+        return "[" + ", ".join(hcl(item) for item in value) + "]"
+    msg = f"cannot write {type(value).__name__} to HCL"
+    raise TemplateError(msg)
+
+
+@functools.lru_cache(maxsize=8)
+def environment(project_dir: Path) -> jinja2.Environment:
+    """The Jinja environment for a project: its own templates first, then the packaged ones."""
+    loader = jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(str(project_dir)), jinja2.FileSystemLoader(str(PACKAGED_TEMPLATES))]
+    )
+    env = jinja2.Environment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        trim_blocks=False,
+    )
+    env.filters["hcl"] = hcl
+    return env
+
+
+@dataclass(frozen=True)
+class Header:
+    title: str
+    command: str
+
+
+def _template(env: jinja2.Environment, name: str) -> jinja2.Template:
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        msg = f"template {name} not found in the project or in llama-bake's packaged templates"
+        raise TemplateError(msg) from exc
+    except jinja2.TemplateSyntaxError as exc:
+        msg = f"{exc.filename or name}:{exc.lineno}: template syntax error: {exc.message}"
+        raise TemplateError(msg) from exc
+
+
+def _render(template: jinja2.Template, **context: object) -> str:
+    try:
+        return template.render(**context)
+    except jinja2.UndefinedError as exc:
+        msg = f"{template.filename}: {exc.message} (a template uses a value the plan does not have)"
+        raise TemplateError(msg) from exc
+    except jinja2.TemplateError as exc:
+        msg = f"{template.filename}: {exc}"
+        raise TemplateError(msg) from exc
+
+
+def render_dockerfile(shape: Shape, project_dir: Path) -> str:
+    env = environment(project_dir)
+    return _render(_template(env, DOCKERFILE_TEMPLATES[shape.kind]), shape=shape)
+
+
+def render_bake(plan: BakePlan, header: Header, project_dir: Path) -> str:
+    env = environment(project_dir)
+    dockerfiles = {shape: render_dockerfile(shape, project_dir).splitlines() for shape in plan.shapes}
+    text = _render(
+        _template(env, BAKE_TEMPLATE),
+        plan=plan,
+        header=header,
+        dockerfiles=dockerfiles,
+        cache_types=CACHE_TYPES,
+    )
+    return text if text.endswith("\n") else text + "\n"
