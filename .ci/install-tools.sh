@@ -23,9 +23,11 @@ fi
 
 stamp() { "$1" --version 2>/dev/null | head -n1; }
 
-if ! stamp "$TOOLS/buildx" | grep -q "$BUILDX_VERSION"; then
+if ! "$TOOLS/buildx" version 2>/dev/null | grep -q "$BUILDX_VERSION"; then
     echo "install-tools: building buildx $BUILDX_VERSION" >&2
-    GOBIN=$TOOLS go install "github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
+    # -X stamps the version that `go install` leaves as v0.0.0+unknown (doctor and the check above read it).
+    GOBIN=$TOOLS go install -ldflags "-X github.com/docker/buildx/version.Version=$BUILDX_VERSION" \
+        "github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
 fi
 if ! stamp "$TOOLS/buildkitd" | grep -q "$BUILDKIT_VERSION"; then
     echo "install-tools: building buildkitd $BUILDKIT_VERSION" >&2
@@ -33,7 +35,8 @@ if ! stamp "$TOOLS/buildkitd" | grep -q "$BUILDKIT_VERSION"; then
     # building inside the downloaded module makes it the main module.
     dir=$(go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-    (cd "$dir" && go build -o "$TOOLS/" ./cmd/buildkitd ./cmd/buildctl)
+    (cd "$dir" && go build -ldflags "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" \
+        -o "$TOOLS/" ./cmd/buildkitd ./cmd/buildctl)
 fi
 
 mkdir -p "$HOME/.docker/cli-plugins"

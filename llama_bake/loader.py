@@ -141,6 +141,8 @@ def _format_error(cls: type[BaseModel], error: Any, data: Any, path: Path) -> st
         message = f"unknown key `{loc[-1]}`; " + (hint if hint else "allowed: " + ", ".join(allowed))
     elif kind == "missing":
         message = f"required key `{loc[-1]}` is missing"
+    elif kind == "string_type" and type(error.get("input")) in (int, float):
+        message = f"YAML read this value as a number ({error['input']!r}); put it in quotes to keep it a string"
     if kind == "missing" and loc == ("name",):
         message += f" (the file name `{path.stem}` is used when `name` is absent)"
     return f"{path}:{_line_of(path, loc)}: {_dotted(loc)}: {message}"

@@ -130,7 +130,7 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path) -> BakePlan:
 
 
 def _image(name: str, tag: tuple[str | Var, ...]) -> Interp:
-    return Interp((Var("REGISTRY"), f"/{name}:", *tag))
+    return Interp(_merge([Var("REGISTRY"), f"/{name}:", *tag]))
 
 
 def _tags(catalog: Catalog, name: str, base: Base, extra: tuple[str, ...]) -> tuple[Interp, ...]:
@@ -151,7 +151,7 @@ def _tags(catalog: Catalog, name: str, base: Base, extra: tuple[str, ...]) -> tu
             parts.append(Var("TAG") if key == "tag" else values[key])
         if rest:
             parts.append(rest)
-        tags.append(_image(name, _merge(parts)))
+        tags.append(_image(name, tuple(parts)))
     tags += [_image(name, (t,)) for t in extra]
     return tuple(dict.fromkeys(tags))
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one test command (the README's, and what .ci/run calls): installs what the tests need, runs
+# lint, types and every test tier, and stops whatever it started. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${LLAMA_BAKE_VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+
+bash .ci/install-tools.sh
+export PATH="${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}:$PATH"
+
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+"$VENV/bin/mypy"
+
+status=0
+"$VENV/bin/python" -m pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+    echo "tests/run.sh: pytest collected no tests; that is a failure" >&2
+    exit 1
+fi
+exit "$status"

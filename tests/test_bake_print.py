@@ -1,0 +1,191 @@
+"""Real buildx reads the generated file exactly as intended (``docker buildx bake --print``, no builder)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llama_bake import pipeline
+from llama_bake.bake import WhalesRunner, resolve
+from llama_bake.errors import DockerError
+from llama_bake.plan import BakePlan
+from llama_bake.render import render_dockerfile
+from tests.conftest import BASE, MODEL, REPO, WriteCatalog
+
+pytestmark = [pytest.mark.bake, pytest.mark.usefixtures("buildx")]
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def unprint(value: str) -> str:
+    """--print writes its JSON so that it can be read back as a bake file: `${` and `%{` come doubled."""
+    return value.replace("$${", "${").replace("%%{", "%{")
+
+
+def resolved(paths: pipeline.Paths, targets: list[str], variables: dict[str, str] | None = None) -> dict[str, Any]:
+    text = pipeline.compile_catalog(paths).text
+    return resolve(text, targets, variables or {}, paths.bake_dir, WhalesRunner())
+
+
+def expected_image(plan: BakePlan, parts: Any, overrides: dict[str, str] | None = None) -> str:
+    values = {v.name: v.default for v in plan.variables} | (overrides or {})
+    return "".join(p if isinstance(p, str) else values[p.name] for p in parts)
+
+
+def catalog_paths(case: str, tmp_path: Path) -> pipeline.Paths:
+    if case == "shipped":
+        shutil.copytree(REPO / "catalog", tmp_path / "catalog")
+    else:
+        shutil.copytree(GOLDEN / case / "catalog", tmp_path / "catalog")
+    return pipeline.Paths.from_options(tmp_path / "catalog", None)
+
+
+@pytest.mark.parametrize("case", ["shipped", "multi", "families"])
+def test_buildx_resolves_every_target_as_planned(case: str, tmp_path: Path) -> None:
+    paths = catalog_paths(case, tmp_path)
+    compiled = pipeline.compile_catalog(paths)
+    plan = compiled.plan
+    config = resolved(paths, [t.name for t in plan.targets])
+    assert sorted(config["target"]) == sorted(t.name for t in plan.targets)
+    for target in plan.targets:
+        got = config["target"][target.name]
+        assert got["contexts"] == dict(target.contexts)
+        assert {k: unprint(v) for k, v in got["args"].items()} == dict(target.args)
+        assert {k: unprint(v) for k, v in got["labels"].items()} == dict(target.labels)
+        assert got["tags"] == [expected_image(plan, t.parts) for t in target.tags]
+        assert unprint(got["dockerfile-inline"]) == render_dockerfile(target.shape, paths.project).rstrip("\n")
+        assert "cache-from" not in got
+        assert "cache-to" not in got
+        if target.kind == "model":
+            assert got["contexts"]["base"] == f"target:{target.base}"
+
+
+@pytest.mark.parametrize("case", ["shipped", "multi"])
+def test_buildx_resolves_every_group(case: str, tmp_path: Path) -> None:
+    paths = catalog_paths(case, tmp_path)
+    plan = pipeline.compile_catalog(paths).plan
+    for group in plan.groups:
+        config = resolved(paths, [group.name])
+        assert config["group"][group.name]["targets"] == list(group.targets)
+        assert sorted(config["target"]) == sorted(
+            set(group.targets) | {t for name in group.targets for t in [plan.target(name).base] if t}
+        ) or sorted(config["target"]) == sorted(group.targets)
+
+
+def test_default_group_builds_every_model(tmp_path: Path) -> None:
+    paths = catalog_paths("shipped", tmp_path)
+    plan = pipeline.compile_catalog(paths).plan
+    config = resolved(paths, [])
+    assert config["group"]["default"]["targets"] == sorted(t.name for t in plan.targets if t.kind == "model")
+
+
+def test_environment_overrides_registry_and_tag(tmp_path: Path) -> None:
+    paths = catalog_paths("shipped", tmp_path)
+    config = resolved(paths, ["gpt-oss-20b-abliterated"], {"REGISTRY": "ghcr.io/acme", "TAG": "v9"})
+    tags = config["target"]["gpt-oss-20b-abliterated"]["tags"]
+    assert tags[0] == "ghcr.io/acme/gpt-oss-20b-abliterated:v9"
+
+
+@pytest.mark.parametrize(
+    ("cache_type", "ref", "expect_from", "expect_to"),
+    [
+        ("local", "/cache", "type=local,src=/cache/{t}", "type=local,dest=/cache/{t},mode=max"),
+        ("gha", "", "type=gha,scope=llama-bake-{t}", "type=gha,scope=llama-bake-{t},mode=max"),
+        (
+            "registry",
+            "localhost:5000/cache",
+            "type=registry,ref=localhost:5000/cache/{t}:buildcache",
+            "type=registry,ref=localhost:5000/cache/{t}:buildcache,mode=max",
+        ),
+    ],
+)
+def test_each_target_gets_its_own_cache(
+    cache_type: str, ref: str, expect_from: str, expect_to: str, tmp_path: Path
+) -> None:
+    paths = catalog_paths("shipped", tmp_path)
+    plan = pipeline.compile_catalog(paths).plan
+    names = [t.name for t in plan.targets]
+    config = resolved(paths, names, {"CACHE_TYPE": cache_type, "CACHE_REF": ref})
+    seen = set()
+    for name in names:
+        got = config["target"][name]
+        assert len(got["cache-from"]) == 1
+        assert len(got["cache-to"]) == 1
+        assert got["cache-from"][0] == as_entry(expect_from.format(t=name))
+        assert got["cache-to"][0] == as_entry(expect_to.format(t=name))
+        seen.add(json.dumps(got["cache-to"][0], sort_keys=True))
+    assert len(seen) == len(names)
+
+
+def test_an_unknown_cache_type_is_refused_by_the_file_itself(tmp_path: Path) -> None:
+    paths = catalog_paths("shipped", tmp_path)
+    with pytest.raises(DockerError, match="CACHE_TYPE must be"):
+        resolved(paths, ["default"], {"CACHE_TYPE": "s3"})
+
+
+def as_entry(spec: str) -> dict[str, str]:
+    """``type=local,dest=x`` as --print shows it: an object."""
+    return dict(item.split("=", 1) for item in spec.split(","))
+
+
+# Characters that stress every layer: HCL escapes and template markers, Jinja delimiters, shell and
+# Dockerfile metacharacters, control characters and non-ASCII. Surrogates cannot be written to a file.
+_alphabet = st.characters(exclude_categories=["Cs"])
+_tricky = st.sampled_from(
+    [
+        '"',
+        "\\",
+        "${",
+        "%{",
+        "{#",
+        "}}",
+        "{{",
+        "$",
+        "%",
+        "\n",
+        "\r",
+        "\t",
+        "\x00",
+        "\x1b",
+        "é",
+        "🦙",
+        "\u2028",
+        "$${",
+        "%%{",
+        "\\n",
+    ]
+)
+_text = st.lists(st.one_of(_tricky, st.text(_alphabet, max_size=4)), max_size=8).map("".join)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(_text, min_size=1, max_size=6))
+def test_arbitrary_strings_come_back_unchanged_from_buildx(
+    values: list[str], write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    labels = {f"com.example.v{i}": v for i, v in enumerate(values)}
+    model = {
+        **MODEL,
+        "description": "d" + values[0],
+        "labels": labels,
+        "server": {
+            "env": {f"X_{i}": v.replace("\n", "").replace("\r", "").replace("\x00", "") for i, v in enumerate(values)}
+        },
+    }
+    catalog = write_catalog(bases={"llama-cpp-cuda": BASE}, models={"m": model}, project={"labels": {"p": values[-1]}})
+    paths = pipeline.Paths.from_options(catalog, tmp_path / "docker-bake.hcl")
+    got = resolved(paths, ["m"])["target"]["m"]
+    nfc = {k: unicodedata.normalize("NFC", v) for k, v in labels.items()}
+    assert {k: unprint(got["labels"][k]) for k in labels} == nfc
+    assert unprint(got["labels"]["p"]) == unicodedata.normalize("NFC", values[-1])
+    # --print doubles `${`/`%{` in args and labels, but prints `description` as it is.
+    assert got["description"] == unicodedata.normalize("NFC", "d" + values[0])
+    for i, v in enumerate(values):
+        clean = v.replace("\n", "").replace("\r", "").replace("\x00", "")
+        assert unprint(got["args"][f"ENV_X_{i}"]) == unicodedata.normalize("NFC", clean)

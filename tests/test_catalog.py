@@ -1,0 +1,175 @@
+"""Unit tests of the catalog's models and rules (no files, no subprocesses)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from llama_bake.catalog import GPU_FAMILIES, Base, Model, Project, cross_check
+from tests.conftest import BASE, MODEL, SHA_A
+
+
+def base(**changes: Any) -> dict[str, Any]:
+    return {"name": "b", **BASE, **changes}
+
+
+def error_text(exc: pytest.ExceptionInfo[ValidationError]) -> str:
+    return "\n".join(str(e["msg"]) for e in exc.value.errors())
+
+
+def test_valid_base_maps_families_to_sorted_architectures() -> None:
+    parsed = Base.model_validate(base(gpu_families=["blackwell-consumer", "ada", "hopper"]))
+    assert parsed.cuda_architectures == "89-real;90-real;120a-real"
+
+
+@pytest.mark.parametrize(
+    ("family", "cuda", "needed"),
+    [("blackwell-consumer", "12.4.1", "12.8"), ("gb10", "12.8.1", "12.9"), ("blackwell-datacenter", "12.6.3", "12.8")],
+)
+def test_family_the_cuda_version_cannot_build_names_the_version_needed(family: str, cuda: str, needed: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(cuda=cuda, gpu_families=[family]))
+    text = error_text(exc)
+    assert f"needs CUDA >= {needed}" in text
+    assert f"cuda: {needed}.0" in text
+
+
+def test_volta_is_rejected_on_cuda_13() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(cuda="13.0.1", gpu_families=["volta"]))
+    assert "not supported after CUDA 12.9" in error_text(exc)
+
+
+def test_unknown_family_suggests_the_close_one() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(gpu_families=["hoper"]))
+    assert "did you mean `hopper`?" in error_text(exc)
+
+
+@pytest.mark.parametrize(
+    ("option", "replacement"),
+    [
+        ("GGML_FLASH_ATTN", "server.flash_attn"),
+        ("GGML_CUDA_F16", "removed"),
+        ("LLAMA_CURL", "ignored"),
+        ("LLAMA_CUBLAS", "backend: cuda"),
+    ],
+)
+def test_obsolete_cmake_options_are_rejected_with_their_replacement(option: str, replacement: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(cmake_options={option: "ON"}))
+    text = error_text(exc)
+    assert option in text
+    assert replacement in text
+
+
+def test_managed_cmake_options_point_at_the_catalog_field() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(cmake_options={"CMAKE_CUDA_ARCHITECTURES": "90"}))
+    assert "gpu_families" in error_text(exc)
+
+
+def test_cmake_values_with_spaces_are_rejected() -> None:
+    with pytest.raises(ValidationError):
+        Base.model_validate(base(cmake_options={"GGML_CUDA_FA": "ON OFF"}))
+
+
+def test_moving_llama_cpp_refs_are_rejected() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(llama_cpp={"git": "https://github.com/ggml-org/llama.cpp.git", "ref": "master"}))
+    assert "moves" in error_text(exc)
+
+
+def test_cpu_base_needs_no_families_and_rejects_them() -> None:
+    assert Base.model_validate(base(backend="cpu", gpu_families=[])).backend == "cpu"
+    with pytest.raises(ValidationError):
+        Base.model_validate(base(backend="cpu"))
+
+
+def test_cuda_base_without_families_lists_them() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(gpu_families=[]))
+    assert "blackwell-consumer" in error_text(exc)
+
+
+def test_every_family_compiles_on_its_own_minimum_cuda() -> None:
+    for family in GPU_FAMILIES.values():
+        cuda = f"{family.min_cuda[0]}.{family.min_cuda[1]}.0"
+        assert Base.model_validate(base(cuda=cuda, gpu_families=[family.name])).cuda == cuda
+
+
+@pytest.mark.parametrize("name", ["llama-3.1", "has space", "", "a/b"])
+def test_invalid_target_names_are_rejected(name: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        Model.model_validate({"name": name, **MODEL})
+    assert "bake target name" in error_text(exc)
+
+
+def test_malformed_sha256_is_rejected() -> None:
+    weights = {**MODEL["weights"], "sha256": "ABC"}
+    with pytest.raises(ValidationError) as exc:
+        Model.model_validate({"name": "m", "weights": weights})
+    assert "sha256" in error_text(exc)
+
+
+def test_branch_revision_is_rejected() -> None:
+    weights = {**MODEL["weights"], "revision": "main"}
+    with pytest.raises(ValidationError) as exc:
+        Model.model_validate({"name": "m", "weights": weights})
+    assert "40-hex" in error_text(exc)
+
+
+def test_url_weights_take_their_file_name_from_the_url() -> None:
+    parsed = Model.model_validate({"name": "m", "weights": {"url": "https://h/x/tiny.gguf?dl=1", "sha256": SHA_A}})
+    assert parsed.weights.filename == "tiny.gguf"
+
+
+def test_weights_without_a_source_say_what_to_give() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Model.model_validate({"name": "m", "weights": {"sha256": SHA_A}})
+    assert "give either `hf`" in error_text(exc)
+
+
+def test_server_env_cannot_override_managed_settings() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Model.model_validate({"name": "m", **MODEL, "server": {"env": {"LLAMA_ARG_PORT": "1"}}})
+    assert "set from the model's own fields" in error_text(exc)
+
+
+def test_extra_args_must_be_single_lines() -> None:
+    with pytest.raises(ValidationError):
+        Model.model_validate({"name": "m", **MODEL, "server": {"extra_args": ["--a\n--b"]}})
+
+
+def test_tag_scheme_rejects_unknown_placeholders() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Project.model_validate({"tag_scheme": ["{tag}-{cudaa}"]})
+    assert "did you mean `cuda`?" in error_text(exc)
+
+
+def test_cross_check_finds_duplicates_reserved_names_and_unknown_bases() -> None:
+    b = Base.model_validate(base(name="base"))
+    m1 = Model.model_validate({"name": "dup", **MODEL})
+    m2 = Model.model_validate({"name": "dup", **MODEL})
+    m3 = Model.model_validate({"name": "models", **MODEL})
+    m4 = Model.model_validate({"name": "m4", "base": "bsae", **MODEL})
+    messages = [(p.loc, p.message) for p in cross_check([b], [m1, m2, m3, m4])]
+    assert (("models", 1, "name"), "`dup` is already used by models[0]") in messages
+    assert any(loc == ("models", 2, "name") and "reserved" in msg for loc, msg in messages)
+    assert any(loc == ("models", 3, "base") and "did you mean `base`?" in msg for loc, msg in messages)
+
+
+def test_cross_check_requires_a_base_name_when_there_are_several() -> None:
+    b1 = Base.model_validate(base(name="one"))
+    b2 = Base.model_validate(base(name="two"))
+    m = Model.model_validate({"name": "m", **MODEL})
+    problems = cross_check([b1, b2], [m])
+    assert [p.loc for p in problems] == [("models", 0, "base")]
+
+
+def test_models_are_frozen() -> None:
+    m = Model.model_validate({"name": "m", **MODEL})
+    with pytest.raises(ValidationError):
+        m.name = "other"  # type: ignore[misc]

@@ -1,0 +1,141 @@
+"""The loader names the file, the line and the field of every problem, and reports them all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llama_bake.errors import CatalogError
+from llama_bake.loader import load_catalog
+from tests.conftest import BASE, MODEL, WriteCatalog, write_yaml
+
+
+def problems_of(catalog: Path) -> list[str]:
+    with pytest.raises(CatalogError) as exc:
+        load_catalog(catalog)
+    return exc.value.problems
+
+
+def test_valid_catalog_loads_with_names_from_file_names(write_catalog: WriteCatalog) -> None:
+    catalog = load_catalog(write_catalog())
+    assert [b.name for b in catalog.bases] == ["llama-cpp-cuda"]
+    assert [m.name for m in catalog.models] == ["model-a"]
+    assert catalog.base_of(catalog.models[0]).name == "llama-cpp-cuda"
+
+
+def test_unknown_key_names_file_line_field_and_suggestion(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(models={"m": {**MODEL, "server": {"port": 8080, "ctx_sise": 4096}}})
+    [problem] = problems_of(catalog)
+    path = catalog / "models" / "m.yaml"
+    line = path.read_text().splitlines().index("  ctx_sise: 4096") + 1
+    assert problem.startswith(f"{path}:{line}: server.ctx_sise: unknown key `ctx_sise`")
+    assert "did you mean `ctx_size`?" in problem
+
+
+def test_unknown_key_inside_weights_is_matched_against_both_weight_kinds(write_catalog: WriteCatalog) -> None:
+    weights = {**MODEL["weights"], "revison": "x"}
+    catalog = write_catalog(models={"m": {"weights": weights}})
+    problems = problems_of(catalog)
+    assert any("weights.revison: unknown key `revison`; did you mean `revision`?" in p for p in problems)
+
+
+def test_wrong_type_names_the_field(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(models={"m": {**MODEL, "server": {"port": "eighty"}}})
+    [problem] = problems_of(catalog)
+    assert ": server.port: " in problem
+    assert "integer" in problem
+
+
+def test_yaml_syntax_error_names_the_line(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog()
+    broken = catalog / "models" / "broken.yaml"
+    broken.write_text("weights:\n  hf: a/b\n   file: [unclosed\n", encoding="utf-8")
+    [problem] = problems_of(catalog)
+    assert problem.startswith(f"{broken}:3: YAML syntax error")
+
+
+def test_every_problem_is_reported_at_once(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(
+        bases={"base": BASE, "broken": {**BASE, "cmake_options": {"GGML_FLASH_ATTN": "ON"}}},
+        models={
+            "bad-sha": {"base": "base", "weights": {**MODEL["weights"], "sha256": "nope"}},
+            "bad-base": {**MODEL, "base": "nowhere"},
+            "llama-3.1": {**MODEL, "base": "base"},
+        },
+    )
+    problems = problems_of(catalog)
+    assert len(problems) == 4
+    joined = "\n".join(problems)
+    assert "bases/broken.yaml" in joined
+    assert "cmake_options" in joined
+    assert "GGML_FLASH_ATTN" in joined
+    assert "models/bad-sha.yaml" in joined
+    assert "weights.sha256" in joined
+    assert "models/bad-base.yaml" in joined
+    assert "unknown base `nowhere`" in joined
+    assert "models/llama-3.1.yaml" in joined
+    assert "(for example `llama-3-1-8b`, not `llama-3.1`)" in joined
+
+
+def test_duplicate_model_names_name_both_entries(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(models={"a": {**MODEL, "name": "same"}, "b": {**MODEL, "name": "same"}})
+    [problem] = problems_of(catalog)
+    assert problem.startswith(f"{catalog / 'models' / 'b.yaml'}:")
+    assert "`same` is already used by models[0]" in problem
+
+
+def test_family_needing_newer_cuda_is_located_in_the_base_file(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(bases={"old": {**BASE, "cuda": "12.4.1"}})
+    [problem] = problems_of(catalog)
+    assert problem.startswith(f"{catalog / 'bases' / 'old.yaml'}:")
+    assert "needs CUDA >= 12.8" in problem
+
+
+def test_empty_catalog_says_what_to_add(tmp_path: Path) -> None:
+    (tmp_path / "catalog").mkdir()
+    [problem] = problems_of(tmp_path / "catalog")
+    assert "empty" in problem
+    assert "models/<name>.yaml" in problem
+
+
+def test_missing_catalog_directory_names_it(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in problem
+    assert "--catalog" in problem
+
+
+def test_catalog_without_models_is_an_error(write_catalog: WriteCatalog) -> None:
+    [problem] = problems_of(write_catalog(models={}))
+    assert "no model" in problem
+
+
+def test_a_file_that_is_not_a_mapping_is_an_error(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog()
+    (catalog / "models" / "list.yaml").write_text("- a\n- b\n", encoding="utf-8")
+    [problem] = problems_of(catalog)
+    assert "list.yaml:1: expected a mapping" in problem
+
+
+def test_project_file_problems_are_reported(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(project={"registry": "UPPER/case"})
+    [problem] = problems_of(catalog)
+    assert problem.startswith(f"{catalog / 'project.yaml'}:1: registry:")
+
+
+def test_yml_suffix_is_read_too(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog()
+    write_yaml(catalog / "models" / "other.yml", MODEL)
+    assert sorted(m.name for m in load_catalog(catalog).models) == ["model-a", "other"]
+
+
+def test_a_checksum_yaml_reads_as_a_number_says_to_quote_it(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog()
+    path = catalog / "models" / "digits.yaml"
+    path.write_text(
+        "weights:\n  url: https://h/m.gguf\n  sha256: " + "1" * 64 + "\n",
+        encoding="utf-8",
+    )
+    [problem] = problems_of(catalog)
+    assert problem.startswith(f"{path}:3: weights.sha256: YAML read this value as a number")
+    assert "put it in quotes" in problem

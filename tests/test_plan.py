@@ -1,0 +1,146 @@
+"""The planner: CMake lines, tags, contexts, groups and shared Dockerfile shapes (pure, no I/O)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llama_bake.catalog import GPU_FAMILIES, Base, Catalog, Model, Project
+from llama_bake.plan import Interp, Var, cmake_args, make_plan, server_env
+from tests.conftest import BASE, MODEL, SHA_B
+
+ROOT = Path("/project")
+
+
+def catalog(
+    bases: list[dict[str, Any]] | None = None, models: list[dict[str, Any]] | None = None, **project: Any
+) -> Catalog:
+    return Catalog(
+        project=Project.model_validate(project),
+        bases=tuple(Base.model_validate(b) for b in (bases or [{"name": "base", **BASE}])),
+        models=tuple(Model.model_validate(m) for m in (models or [{"name": "m", **MODEL}])),
+    )
+
+
+@pytest.mark.parametrize("family", sorted(GPU_FAMILIES))
+def test_cmake_line_for_each_gpu_family(family: str) -> None:
+    info = GPU_FAMILIES[family]
+    cuda = "12.9.1" if info.max_cuda is None else "12.8.1"
+    base = Base.model_validate({"name": "b", **BASE, "cuda": cuda, "gpu_families": [family]})
+    assert cmake_args(base) == (
+        f"-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES={info.cuda_arch} "
+        "-DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON "
+        "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    )
+
+
+def test_cpu_cmake_line_has_no_cuda_and_user_options_override_defaults() -> None:
+    base = Base.model_validate(
+        {"name": "b", **BASE, "backend": "cpu", "gpu_families": [], "cmake_options": {"GGML_CPU_ALL_VARIANTS": "OFF"}}
+    )
+    line = cmake_args(base)
+    assert "CUDA" not in line
+    assert "-DGGML_CPU_ALL_VARIANTS=OFF" in line
+    assert "-DGGML_CPU_ALL_VARIANTS=ON" not in line
+
+
+def test_models_link_to_their_base_through_a_target_context() -> None:
+    plan = make_plan(catalog(), ROOT, ROOT)
+    assert plan.target("m").contexts == (("base", "target:base"),)
+    assert plan.target("base").contexts == (("llama-src", "https://github.com/ggml-org/llama.cpp.git#b6500"),)
+
+
+def test_groups_default_bases_models_and_one_per_base() -> None:
+    plan = make_plan(
+        catalog(
+            bases=[{"name": "one", **BASE}, {"name": "two", **BASE}],
+            models=[{"name": "a", "base": "one", **MODEL}, {"name": "b", "base": "two", **MODEL}],
+        ),
+        ROOT,
+        ROOT,
+    )
+    groups = {g.name: g.targets for g in plan.groups}
+    assert groups == {
+        "default": ("a", "b"),
+        "models": ("a", "b"),
+        "bases": ("one", "two"),
+        "one-all": ("one", "a"),
+        "two-all": ("two", "b"),
+    }
+
+
+def test_tag_scheme_expands_placeholders_and_variables() -> None:
+    plan = make_plan(catalog(tag_scheme=["{tag}", "{ref}-cuda{cuda}"]), ROOT, ROOT)
+    assert plan.target("m").tags == (
+        Interp((Var("REGISTRY"), "/m:", Var("TAG"))),
+        Interp((Var("REGISTRY"), "/m:b6500-cuda12.8.1")),
+    )
+
+
+def test_models_of_the_same_shape_share_one_dockerfile() -> None:
+    models = [
+        {"name": "a", **MODEL},
+        {"name": "b", **MODEL, "server": {"port": 9000}},
+        {"name": "c", **MODEL, "mmproj": {**MODEL["weights"], "sha256": SHA_B}},
+    ]
+    plan = make_plan(catalog(models=models), ROOT, ROOT)
+    assert plan.target("a").shape == plan.target("b").shape
+    assert plan.target("a").shape != plan.target("c").shape
+    assert len(plan.shapes) == 3  # base, plain model, model with mmproj
+
+
+def test_server_settings_become_llama_arg_environment() -> None:
+    model = Model.model_validate(
+        {
+            "name": "m",
+            **MODEL,
+            "server": {
+                "port": 9000,
+                "ctx_size": 4096,
+                "n_gpu_layers": 99,
+                "flash_attn": "on",
+                "jinja": False,
+                "extra_args": ["--temp", "0.7", "--alias", "my model"],
+            },
+        }
+    )
+    env = server_env(model)
+    assert env["LLAMA_ARG_PORT"] == "9000"
+    assert env["LLAMA_ARG_CTX_SIZE"] == "4096"
+    assert env["LLAMA_ARG_N_GPU_LAYERS"] == "99"
+    assert env["LLAMA_ARG_FLASH_ATTN"] == "on"
+    assert env["LLAMA_ARG_JINJA"] == "false"
+    assert env["LLAMA_ARG_MODEL"] == "/models/model-Q4_K_M.gguf"
+    assert env["LLAMA_BAKE_EXTRA_ARGS"] == "--temp\n0.7\n--alias\nmy model"
+    assert list(env) == sorted(env)
+
+
+def test_fetch_delivery_sets_no_model_path_in_the_image() -> None:
+    model = Model.model_validate({"name": "m", **MODEL, "delivery": "fetch"})
+    env = server_env(model)
+    assert "LLAMA_ARG_MODEL" not in env
+    assert env["LLAMA_BAKE_WEIGHTS_URL"].startswith("https://huggingface.co/owner/repo-GGUF/resolve/")
+
+
+def test_gated_weights_get_the_token_as_a_secret_never_an_arg() -> None:
+    gated = {**MODEL["weights"], "gated": True}
+    plan = make_plan(catalog(models=[{"name": "m", "weights": gated}]), ROOT, ROOT)
+    target = plan.target("m")
+    assert target.secrets == ("id=hf_token,env=HF_TOKEN",)
+    assert not any("TOKEN" in key for key, _ in target.args)
+
+
+def test_image_overrides_become_named_contexts_of_the_base() -> None:
+    overrides = {"nvidia/cuda:12.8.1-devel-ubuntu24.04": "docker-image://mirror.local/cuda:12.8.1-devel"}
+    plan = make_plan(catalog(image_overrides=overrides), ROOT, ROOT)
+    assert ("nvidia/cuda:12.8.1-devel-ubuntu24.04", "docker-image://mirror.local/cuda:12.8.1-devel") in plan.target(
+        "base"
+    ).contexts
+
+
+def test_local_llama_cpp_source_is_relative_to_the_bake_file() -> None:
+    base = {"name": "base", **BASE, "llama_cpp": {"path": "vendor/llama.cpp", "ref": "b6500"}}
+    plan = make_plan(catalog(bases=[base]), ROOT, ROOT / "build")
+    assert dict(plan.target("base").contexts)["llama-src"] == "../vendor/llama.cpp"
