@@ -8,18 +8,111 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from llama_bake.errors import DockerError
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One ``docker buildx bake`` run. ``flags`` are passed in front of the targets: python-on-whales has
+    no parameter for ``--allow``, ``--var`` or a repeated ``--set``."""
+
+    files: tuple[str, ...]
+    targets: tuple[str, ...]
+    builder: str | None = None
+    push: bool = False
+    load: bool = False
+    no_cache: bool = False
+    flags: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    metadata_file: str | None = None
+    progress: str = "rawjson"
+
+    def argv(self) -> list[str]:
+        """The command exactly as python-on-whales builds it (used by ``--dry-run``)."""
+        argv = ["docker", "buildx", "bake"]
+        if self.no_cache:
+            argv.append("--no-cache")
+        if self.builder:
+            argv += ["--builder", self.builder]
+        if self.load:
+            argv.append("--load")
+        if self.push:
+            argv.append("--push")
+        argv += ["--progress", self.progress]
+        for file in self.files:
+            argv += ["--file", file]
+        if self.metadata_file:
+            argv += ["--metadata-file", self.metadata_file]
+        return argv + list(self.flags) + list(self.targets)
+
+
+class BakeFailed(Exception):
+    """``docker buildx bake`` exited non-zero; ``stderr`` is everything it wrote there."""
+
+    def __init__(self, return_code: int, stderr: str) -> None:
+        self.return_code = return_code
+        self.stderr = stderr
+        super().__init__(f"docker buildx bake exited with {return_code}")
+
+
+@dataclass(frozen=True)
+class BuilderInfo:
+    name: str
+    driver: str
+    status: str
+    endpoint: str
+    buildkit_version: str
+
+
 class BakeRunner(Protocol):
-    """What llama-bake needs from buildx; the fake in tests implements the same."""
+    """What llama-bake needs from buildx; tests may pass a fake with the same methods."""
 
     def print_config(
         self, bake_file: Path, targets: Sequence[str], variables: Mapping[str, str], cwd: Path
     ) -> dict[str, Any]: ...
+
+    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]: ...
+
+    def version(self) -> str: ...
+
+    def builders(self) -> list[str]: ...
+
+    def inspect(self, name: str | None, bootstrap: bool) -> BuilderInfo: ...
+
+    def create_remote(self, name: str, endpoint: str) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def prune(self, builder: str) -> None: ...
+
+
+def _client() -> Any:
+    if shutil.which("docker") is None:
+        msg = "the docker client is not installed; install it (the engine is not needed) and the buildx plugin"
+        raise DockerError(msg)
+    from python_on_whales import DockerClient
+
+    return DockerClient()
+
+
+def _detail(exc: Any) -> str:
+    return str(exc.stderr or exc.stdout or exc).strip()
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    # python-on-whales has no cwd parameter, and bake resolves relative contexts against the working
+    # directory: run it from the bake file's directory.
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 class WhalesRunner:
@@ -37,34 +130,101 @@ class WhalesRunner:
                     targets=list(targets), files=[str(bake_file)], print=True, variables=dict(variables)
                 )
         except DockerException as exc:
-            detail = (exc.stderr or exc.stdout or str(exc)).strip()
-            msg = f"docker buildx bake --print failed: {detail}"
+            msg = f"docker buildx bake --print failed: {_detail(exc)}"
             raise DockerError(msg) from exc
         if not isinstance(result, dict):
             msg = f"docker buildx bake --print returned {type(result).__name__}, expected a JSON object"
             raise DockerError(msg)
         return result
 
+    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
+        client = _client()
+        from python_on_whales.exceptions import DockerException
 
-def _client() -> Any:
-    if shutil.which("docker") is None:
-        msg = "the docker client is not installed; install it (the engine is not needed) and the buildx plugin"
-        raise DockerError(msg)
-    from python_on_whales import DockerClient
+        stream = None
+        with _working_directory(cwd):
+            try:
+                stream = client.buildx.bake(
+                    targets=[*invocation.flags, *invocation.targets],
+                    builder=invocation.builder,
+                    files=list(invocation.files),
+                    load=invocation.load,
+                    push=invocation.push,
+                    cache=not invocation.no_cache,
+                    progress=invocation.progress,
+                    variables=dict(invocation.env),
+                    metadata_file=invocation.metadata_file,
+                    stream_logs=True,
+                )
+                yield from stream
+            except DockerException as exc:
+                stderr = exc.stderr if isinstance(exc.stderr, str) else ""
+                raise BakeFailed(exc.return_code, stderr) from exc
 
-    return DockerClient()
+    def version(self) -> str:
+        from python_on_whales.exceptions import DockerException
 
+        try:
+            return str(_client().buildx.version()).strip()
+        except DockerException as exc:
+            msg = f"the buildx plugin does not answer: {_detail(exc)}"
+            raise DockerError(msg) from exc
 
-@contextlib.contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    # python-on-whales has no cwd parameter, and bake resolves relative contexts against the working
-    # directory: run it from the bake file's directory.
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
+    def builders(self) -> list[str]:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            return sorted(str(b.name) for b in _client().buildx.list())
+        except DockerException as exc:
+            msg = f"docker buildx ls failed: {_detail(exc)}"
+            raise DockerError(msg) from exc
+
+    def inspect(self, name: str | None, bootstrap: bool) -> BuilderInfo:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            builder = _client().buildx.inspect(name, bootstrap=bootstrap)
+        except DockerException as exc:
+            msg = f"builder {name or '(current)'} is not reachable: {_detail(exc)}"
+            raise DockerError(msg) from exc
+        node = builder.nodes[0] if builder.nodes else None
+        return BuilderInfo(
+            name=str(builder.name),
+            driver=str(builder.driver),
+            status=str(node.status if node else "unknown"),
+            endpoint=str(node.endpoint if node else ""),
+            buildkit_version=str(node.version or "" if node else ""),
+        )
+
+    def create_remote(self, name: str, endpoint: str) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            _client().buildx.create(endpoint, driver="remote", name=name)
+        except DockerException as exc:
+            msg = f"docker buildx create --driver remote {endpoint} failed: {_detail(exc)}"
+            raise DockerError(msg) from exc
+
+    def remove(self, name: str) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            _client().buildx.remove(name)
+        except DockerException as exc:
+            msg = f"docker buildx rm {name} failed: {_detail(exc)}"
+            raise DockerError(msg) from exc
+
+    def prune(self, builder: str) -> None:
+        from python_on_whales.exceptions import DockerException
+        from python_on_whales.utils import run
+
+        _client()
+        # python-on-whales' prune has no --builder parameter.
+        try:
+            run(["docker", "buildx", "prune", "--force", "--all", "--builder", builder])
+        except DockerException as exc:
+            msg = f"docker buildx prune failed: {_detail(exc)}"
+            raise DockerError(msg) from exc
 
 
 def resolve(

@@ -17,11 +17,11 @@ from llama_bake.errors import LlamaBakeError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def paths_options(func: F) -> F:
-    """--catalog and --output, shared by every command that reads the catalog."""
+def paths_options(func: F, bake_file_flags: tuple[str, ...] = ("--output", "-o")) -> F:
+    """--catalog and the bake file's path, shared by every command that reads the catalog."""
     func = click.option(
-        "--output",
-        "-o",
+        *bake_file_flags,
+        "bake_file",
         type=click.Path(path_type=Path, dir_okay=False),
         default=None,
         help="The bake file. Default: docker-bake.hcl beside the catalog directory.",
@@ -64,9 +64,9 @@ def main(debug: bool) -> None:
 @paths_options
 @click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when the file is stale.")
 @reports_errors
-def generate(catalog: Path | None, output: Path | None, check: bool) -> None:
+def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
     """Write docker-bake.hcl from the catalog (atomically; unchanged files are not touched)."""
-    paths = pipeline.Paths.from_options(catalog, output)
+    paths = pipeline.Paths.from_options(catalog, bake_file)
     changed = pipeline.generate(paths, check=check)
     if check:
         click.echo(f"{paths.output} is up to date", err=True)
@@ -83,7 +83,7 @@ def generate(catalog: Path | None, output: Path | None, check: bool) -> None:
 @reports_errors
 def preview(
     catalog: Path | None,
-    output: Path | None,
+    bake_file: Path | None,
     show_diff: bool,
     resolved: bool,
     color: bool | None,
@@ -92,7 +92,7 @@ def preview(
     """Print the generated HCL without writing it. TARGETS apply to --resolved."""
     from llama_bake import console
 
-    paths = pipeline.Paths.from_options(catalog, output)
+    paths = pipeline.Paths.from_options(catalog, bake_file)
     if resolved:
         from llama_bake.bake import WhalesRunner
 
@@ -108,9 +108,9 @@ def preview(
 @main.command()
 @paths_options
 @reports_errors
-def validate(catalog: Path | None, output: Path | None) -> None:
+def validate(catalog: Path | None, bake_file: Path | None) -> None:
     """Check the catalog and report every problem at once (file, field, message, hint)."""
-    paths = pipeline.Paths.from_options(catalog, output)
+    paths = pipeline.Paths.from_options(catalog, bake_file)
     warnings = pipeline.validate(paths)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -128,12 +128,140 @@ def schema(kind: str | None) -> None:
 @main.command(name="list")
 @paths_options
 @reports_errors
-def list_(catalog: Path | None, output: Path | None) -> None:
+def list_(catalog: Path | None, bake_file: Path | None) -> None:
     """List targets, their base and image (with REGISTRY and TAG at their defaults)."""
-    rows = pipeline.list_targets(pipeline.Paths.from_options(catalog, output))
+    rows = pipeline.list_targets(pipeline.Paths.from_options(catalog, bake_file))
     widths = [max(len(h), *(len(getattr(r, h)) for r in rows)) for h in ("target", "kind", "base")]
     header = ("TARGET", "KIND", "BASE", "IMAGE")
     click.echo("  ".join(h.ljust(w) for h, w in zip(header, [*widths, 0], strict=True)).rstrip())
     for row in rows:
         cells = (row.target, row.kind, row.base, row.image)
         click.echo("  ".join(c.ljust(w) for c, w in zip(cells, [*widths, 0], strict=True)).rstrip())
+
+
+def build_paths_options(func: F) -> F:
+    # `build --output` is buildx's exporter, so the bake file is `--file`, as in `docker buildx bake`.
+    return paths_options(func, ("--file", "-f"))
+
+
+@main.command()
+@build_paths_options
+@click.argument("targets", nargs=-1)
+@click.option("--builder", help="buildx builder (default: the one `builder up` made, else buildx's current).")
+@click.option("--push", is_flag=True, help="Push the images (the registry's credentials come from docker login).")
+@click.option("--load", is_flag=True, help="Load the images into the local Docker engine.")
+@click.option("--output", "outputs", multiple=True, help="Exporter, e.g. type=oci,dest=out/{target}.tar.")
+@click.option("--set", "sets", multiple=True, help="Override a target attribute (TARGET.KEY=VALUE).")
+@click.option("--var", "variables", multiple=True, help="Set a bake variable (NAME=VALUE).")
+@click.option("--no-cache", is_flag=True, help="Build without the builder's cache.")
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "plain", "tty", "quiet", "rawjson"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--cache", "cache", help="Per-target cache: registry=REF_PREFIX, gha, or local=DIR.")
+@click.option("--cache-from", multiple=True, help="Extra cache source for every target (buildx syntax).")
+@click.option("--cache-to", multiple=True, help="Extra cache export for every target (buildx syntax).")
+@click.option("--image-override", "image_overrides", multiple=True, help="Replace an image: IMAGE=SOURCE.")
+@click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the summary as JSON.")
+@click.option("--dry-run", is_flag=True, help="Generate, then print the buildx command instead of running it.")
+@reports_errors
+def build(
+    catalog: Path | None,
+    bake_file: Path | None,
+    targets: tuple[str, ...],
+    builder: str | None,
+    push: bool,
+    load: bool,
+    outputs: tuple[str, ...],
+    sets: tuple[str, ...],
+    variables: tuple[str, ...],
+    no_cache: bool,
+    progress: str,
+    cache: str | None,
+    cache_from: tuple[str, ...],
+    cache_to: tuple[str, ...],
+    image_overrides: tuple[str, ...],
+    summary_json: Path | None,
+    dry_run: bool,
+) -> None:
+    """Generate docker-bake.hcl, then build TARGETS (targets or groups; default: every model)."""
+    from llama_bake import console
+    from llama_bake.bake import WhalesRunner
+    from llama_bake.build import BuildOptions, CachePreset, run_build
+
+    options = BuildOptions(
+        targets=targets,
+        builder=builder,
+        push=push,
+        load=load,
+        outputs=outputs,
+        sets=sets,
+        variables=variables,
+        no_cache=no_cache,
+        cache=CachePreset.parse(cache) if cache else None,
+        cache_from=cache_from,
+        cache_to=cache_to,
+        image_overrides=image_overrides,
+        dry_run=dry_run,
+    )
+    paths = pipeline.Paths.from_options(catalog, bake_file)
+    with console.BuildDisplay(progress) as display:
+        result = run_build(paths, options, WhalesRunner(), on_line=display)
+    if isinstance(result, str):
+        click.echo(result)
+        return
+    if summary_json is not None:
+        from llama_bake.output import write_atomic
+
+        write_atomic(summary_json, result.to_json())
+    if progress != "quiet":
+        click.echo(console.summary_text(result), err=True, nl=False)
+
+
+@main.command()
+@paths_options
+@click.option("--builder", help="Check this builder instead of the default one.")
+@reports_errors
+def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None) -> None:
+    """Check docker, buildx and the builder; print each problem with its fix."""
+    from llama_bake import builder as builders
+    from llama_bake.bake import WhalesRunner
+    from llama_bake.errors import DockerError
+
+    checks = builders.doctor(WhalesRunner(), builder)
+    for check in checks:
+        mark = "ok " if check.ok else "FAIL"
+        click.echo(f"{mark} {check.name}: {check.detail}")
+        if check.fix:
+            click.echo(f"     fix: {check.fix}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        msg = f"{len(failed)} problem(s): " + "; ".join(f"{c.name}: {c.fix}" for c in failed)
+        raise DockerError(msg)
+
+
+@main.group(name="builder")
+def builder_group() -> None:
+    """Start or stop the embedded BuildKit builder (for machines without a Docker engine)."""
+
+
+@builder_group.command(name="up")
+@reports_errors
+def builder_up() -> None:
+    """Start a local buildkitd and register it as the buildx builder `llama-bake`."""
+    from llama_bake import builder as builders
+    from llama_bake.bake import WhalesRunner
+
+    click.echo(builders.up(WhalesRunner()), err=True)
+
+
+@builder_group.command(name="down")
+@reports_errors
+def builder_down() -> None:
+    """Remove the `llama-bake` builder and stop its buildkitd."""
+    from llama_bake import builder as builders
+    from llama_bake.bake import WhalesRunner
+
+    click.echo(builders.down(WhalesRunner()), err=True)

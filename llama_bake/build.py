@@ -1,0 +1,373 @@
+"""``llama-bake build``: generate, then run ``docker buildx bake`` and report per target.
+
+Takes build options and the compiled plan; gives a ``Summary`` (or a ``BuildError`` that names the failing
+target, the end of its log and which targets finished). BuildKit does the ordering, parallelism and caching;
+this module only decides the command line and reads BuildKit's progress stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from llama_bake.bake import BakeFailed, BakeRunner, Invocation
+from llama_bake.catalog import did_you_mean
+from llama_bake.errors import BuildError, DockerError, UsageError
+from llama_bake.output import write_atomic
+from llama_bake.pipeline import Compiled, Paths, compile_catalog
+from llama_bake.plan import BakePlan, Interp
+from llama_bake.progress import Progress, Vertex
+
+CacheKind = Literal["registry", "gha", "local"]
+DEFAULT_BUILDER = "llama-bake"
+LOG_TAIL = 20
+
+
+@dataclass(frozen=True)
+class CachePreset:
+    kind: CacheKind
+    ref: str = ""
+
+    @classmethod
+    def parse(cls, spec: str) -> CachePreset:
+        kind, _, ref = spec.partition("=")
+        if kind == "gha" and not ref:
+            return cls("gha")
+        if kind in ("registry", "local") and ref:
+            return cls(kind, ref)  # type: ignore[arg-type]
+        msg = f"--cache {spec!r}: use registry=REF_PREFIX, gha or local=DIR"
+        raise UsageError(msg)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    targets: tuple[str, ...] = ()
+    builder: str | None = None
+    push: bool = False
+    load: bool = False
+    outputs: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()
+    no_cache: bool = False
+    cache: CachePreset | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    image_overrides: tuple[str, ...] = ()
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    name: str
+    image: str
+    digest: str
+    status: Literal["built", "failed", "canceled", "not started"]
+    wall_seconds: float
+    steps_executed: int
+    steps_cached: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    targets: tuple[TargetSummary, ...]
+    wall_seconds: float
+    builder: str
+    messages: tuple[str, ...] = field(default=())
+
+    @property
+    def steps_executed(self) -> int:
+        return sum(t.steps_executed for t in self.targets)
+
+    @property
+    def steps_cached(self) -> int:
+        return sum(t.steps_cached for t in self.targets)
+
+    def to_json(self) -> str:
+        data = {
+            "builder": self.builder,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "steps_executed": self.steps_executed,
+            "steps_cached": self.steps_cached,
+            "targets": [asdict(t) | {"wall_seconds": round(t.wall_seconds, 3)} for t in self.targets],
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def expand_targets(plan: BakePlan, names: Iterable[str]) -> list[str]:
+    """Targets named directly or through groups, in plan order; unknown names are a usage error."""
+    groups = {g.name: g.targets for g in plan.groups}
+    known = {t.name for t in plan.targets}
+    wanted: set[str] = set()
+    for name in names:
+        if name in groups:
+            wanted.update(groups[name])
+        elif name in known:
+            wanted.add(name)
+        else:
+            hint = did_you_mean(name, sorted(known | set(groups)))
+            msg = f"unknown target or group `{name}`" + (f"; {hint}" if hint else "; see `llama-bake list`")
+            raise UsageError(msg)
+    return [t.name for t in plan.targets if t.name in wanted]
+
+
+def with_bases(plan: BakePlan, targets: list[str]) -> list[str]:
+    """``targets`` and the bases they are linked to (BuildKit builds those too), in plan order."""
+    wanted = set(targets) | {b for t in targets if (b := plan.target(t).base)}
+    return [t.name for t in plan.targets if t.name in wanted]
+
+
+def _allow_path(path: Path, cwd: Path, mode: str) -> list[str]:
+    # buildx asks for an entitlement to read or write outside its working directory.
+    try:
+        path.resolve().relative_to(cwd.resolve())
+    except ValueError:
+        return ["--allow", f"fs.{mode}={path}"]
+    return []
+
+
+def _output_dest(spec: str) -> Path | None:
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        if key == "dest" and value not in ("", "-"):
+            return Path(value)
+    return None
+
+
+def make_invocation(
+    options: BuildOptions, plan: BakePlan, bake_file: Path, metadata_file: Path, cwd: Path
+) -> Invocation:
+    """The buildx command for ``options``. Pure: directories are created by ``run_build``."""
+    names = list(options.targets) or ["default"]
+    targets = expand_targets(plan, names)
+    flags: list[str] = []
+    env: dict[str, str] = {}
+    cache = options.cache
+    if cache is not None:
+        env["CACHE_TYPE"] = cache.kind
+        if cache.kind == "local":
+            directory = Path(cache.ref).absolute()
+            env["CACHE_REF"] = str(directory)
+            flags += _allow_path(directory, cwd, "read") + _allow_path(directory, cwd, "write")
+        else:
+            env["CACHE_REF"] = cache.ref
+    for variable in options.variables:
+        if "=" not in variable:
+            msg = f"--var {variable!r}: write NAME=VALUE"
+            raise UsageError(msg)
+        flags += ["--var", variable]
+    bases = [t.name for t in plan.targets if t.kind == "base"]
+    for override in options.image_overrides:
+        ref, sep, source = override.partition("=")
+        if not sep or not ref or not source:
+            msg = f"--image-override {override!r}: write IMAGE=SOURCE, e.g. ubuntu:24.04=oci-layout:///mirror/ubuntu"
+            raise UsageError(msg)
+        flags += [arg for base in bases for arg in ("--set", f"{base}.contexts.{ref}={source}")]
+    for spec in options.cache_from:
+        flags += ["--set", f"*.cache-from={spec}"]
+    for spec in options.cache_to:
+        flags += ["--set", f"*.cache-to={spec}"]
+    for spec in options.outputs:
+        per_target = "{target}" in spec
+        for target in targets if per_target else ["*"]:
+            resolved = spec.replace("{target}", target)
+            flags += ["--set", f"{target}.output={resolved}"]
+            dest = _output_dest(resolved)
+            if dest is not None:
+                flags += _allow_path(dest.absolute().parent, cwd, "write")
+    for item in options.sets:
+        flags += ["--set", item]
+    return Invocation(
+        files=(str(bake_file),),
+        targets=tuple(names),
+        builder=options.builder,
+        push=options.push,
+        load=options.load,
+        no_cache=options.no_cache,
+        flags=tuple(flags),
+        env=env,
+        metadata_file=str(metadata_file),
+    )
+
+
+def dry_run_text(invocation: Invocation) -> str:
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(invocation.env.items()))
+    return (env + " " if env else "") + shlex.join(invocation.argv())
+
+
+def choose_builder(requested: str | None, runner: BakeRunner) -> str | None:
+    """The builder to use: the requested one, else the one ``llama-bake builder up`` made, else buildx's."""
+    if requested:
+        return requested
+    return DEFAULT_BUILDER if DEFAULT_BUILDER in runner.builders() else None
+
+
+NO_BUILDER_HINTS = (
+    "cannot connect to the docker daemon",
+    "no builder",
+    "failed to find driver",
+    "connect: no such file or directory",
+    "connection refused",
+    "is the docker daemon running",
+)
+
+
+def _no_builder(text: str) -> bool:
+    lowered = text.lower()
+    return any(hint in lowered for hint in NO_BUILDER_HINTS)
+
+
+def _image_of(plan: BakePlan, name: str, env: Mapping[str, str], variables: tuple[str, ...]) -> str:
+    values = {v.name: v.default for v in plan.variables}
+    values.update({k: v for k, v in env.items() if k in values})
+    values.update(dict(v.split("=", 1) for v in variables if "=" in v))
+    tags = plan.target(name).tags
+    image: Interp = tags[0] if tags else plan.target(name).image
+    return "".join(p if isinstance(p, str) else values.get(p.name, "") for p in image.parts)
+
+
+def summarize(
+    plan: BakePlan,
+    targets: list[str],
+    progress: Progress,
+    metadata: Mapping[str, object],
+    wall_seconds: float,
+    builder: str,
+    invocation: Invocation,
+    variables: tuple[str, ...],
+) -> Summary:
+    rows = []
+    for name in targets:
+        state = progress.target(name)
+        meta = metadata.get(name)
+        meta = meta if isinstance(meta, dict) else {}
+        if state.failed is not None:
+            status: Literal["built", "failed", "canceled", "not started"] = "failed"
+        elif state.canceled:
+            status = "canceled"
+        elif state.vertices or meta:
+            status = "built"
+        else:
+            status = "not started"
+        image = str(meta.get("image.name") or _image_of(plan, name, invocation.env, variables)).split(",")[0]
+        rows.append(
+            TargetSummary(
+                name=name,
+                image=image,
+                digest=str(meta.get("containerimage.digest") or ""),
+                status=status,
+                wall_seconds=state.wall_seconds,
+                steps_executed=state.executed,
+                steps_cached=state.cached,
+            )
+        )
+    return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages))
+
+
+def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr: str) -> str:
+    finished = [t.name for t in summary.targets if t.status == "built"]
+    unfinished = [t.name for t in summary.targets if t.status != "built"]
+    lines = []
+    if failure is not None:
+        target, vertex = failure
+        lines.append(f"target `{target}` failed at step `{vertex.step.strip()}`:")
+        lines.append(f"  {vertex.error.strip()}")
+        if vertex.log:
+            lines.append(f"  last {min(LOG_TAIL, len(vertex.log))} lines of its log:")
+            lines += [f"    {line}" for line in vertex.log[-LOG_TAIL:]]
+    else:
+        tail = [line for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("{")]
+        lines.append("docker buildx bake failed before any step ran:")
+        lines += [f"  {line}" for line in tail[-LOG_TAIL:]] or ["  (no output)"]
+    lines.append("finished: " + (", ".join(finished) or "none"))
+    lines.append("not finished: " + (", ".join(unfinished) or "none"))
+    return "\n".join(lines)
+
+
+class BuildInterrupted(BuildError):
+    exit_code = 130
+
+
+def run_build(
+    paths: Paths,
+    options: BuildOptions,
+    runner: BakeRunner,
+    on_line: Callable[[str, Progress, list[Vertex]], None] = lambda line, progress, changed: None,
+    compiled: Compiled | None = None,
+) -> Summary | str:
+    """Generate, then build. Returns the summary, or the command line for ``dry_run``."""
+    compiled = compiled or compile_catalog(paths)
+    write_atomic(paths.output, compiled.text)
+    builder = choose_builder(options.builder, runner) if not options.dry_run else options.builder
+    with tempfile.TemporaryDirectory(prefix="llama-bake-") as tmp:
+        metadata_file = Path(tmp) / "metadata.json"
+        invocation = make_invocation(
+            dataclasses.replace(options, builder=builder),
+            compiled.plan,
+            paths.output,
+            metadata_file,
+            paths.bake_dir,
+        )
+        if options.dry_run:
+            return dry_run_text(invocation)
+        if options.cache is not None and options.cache.kind == "local":
+            Path(invocation.env["CACHE_REF"]).mkdir(parents=True, exist_ok=True)
+        for spec in options.outputs:
+            for target in expand_targets(compiled.plan, list(options.targets) or ["default"]):
+                dest = _output_dest(spec.replace("{target}", target))
+                if dest is not None:
+                    dest.absolute().parent.mkdir(parents=True, exist_ok=True)
+        targets = with_bases(compiled.plan, expand_targets(compiled.plan, list(options.targets) or ["default"]))
+        progress = Progress()
+        started = time.monotonic()
+        stderr = ""
+        failed = False
+        try:
+            for line in runner.bake(invocation, paths.bake_dir):
+                changed = progress.feed(line)
+                on_line(line, progress, changed)
+        except BakeFailed as exc:
+            failed = True
+            stderr = exc.stderr
+        except KeyboardInterrupt:
+            # buildx got the same SIGINT and cancels the solve; say what was done before that.
+            done = [t for t in targets if progress.target(t).vertices and not progress.target(t).canceled]
+            msg = "interrupted; the builder cancels the running steps. Targets that had finished: " + (
+                ", ".join(done) or "none"
+            )
+            raise BuildInterrupted(msg) from None
+        metadata = _read_metadata(metadata_file)
+        summary = summarize(
+            compiled.plan,
+            targets,
+            progress,
+            metadata,
+            time.monotonic() - started,
+            builder or "",
+            invocation,
+            options.variables,
+        )
+    if failed:
+        failure = progress.failure()
+        if failure is None and _no_builder(stderr):
+            msg = (
+                "no BuildKit builder is reachable: start one with `llama-bake builder up` (a local buildkitd),"
+                " or pass --builder NAME.\n" + stderr.strip()
+            )
+            raise DockerError(msg)
+        raise BuildError(failure_message(failure, summary, stderr))
+    return summary
+
+
+def _read_metadata(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}

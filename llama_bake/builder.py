@@ -1,0 +1,235 @@
+"""The embedded default builder: a local buildkitd registered as a buildx ``remote`` builder, and
+``doctor``, which checks the docker client, buildx, and the builder, each problem with its fix.
+
+For machines with no Docker engine (CI, build hosts): ``builder up`` starts buildkitd in the background and
+``builder down`` stops it. State lives in ``$LLAMA_BAKE_STATE_DIR`` (default ``~/.local/state/llama-bake``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from llama_bake.bake import BakeRunner
+from llama_bake.build import DEFAULT_BUILDER
+from llama_bake.errors import DockerError
+
+MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow fs entitlements
+GHA_BUILDX = (0, 21, 0)
+GHA_BUILDKIT = (0, 20, 0)
+START_TIMEOUT = 30.0
+
+
+def state_dir() -> Path:
+    configured = os.environ.get("LLAMA_BAKE_STATE_DIR")
+    return Path(configured) if configured else Path.home() / ".local" / "state" / "llama-bake"
+
+
+def builder_name() -> str:
+    return os.environ.get("LLAMA_BAKE_BUILDER", DEFAULT_BUILDER)
+
+
+def tools_dir() -> Path:
+    configured = os.environ.get("LLAMA_BAKE_TOOLS")
+    return Path(configured) if configured else Path.home() / ".cache" / "llama-bake" / "tools"
+
+
+@dataclass(frozen=True)
+class Daemon:
+    root: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "buildkitd.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "buildkitd.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "buildkitd.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.socket}"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return None
+        return pid
+
+    def answers(self) -> bool:
+        if not self.socket.exists():
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            try:
+                sock.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
+
+
+def find_buildkitd() -> Path | None:
+    found = shutil.which("buildkitd")
+    if found:
+        return Path(found)
+    candidate = tools_dir() / "buildkitd"
+    return candidate if candidate.exists() else None
+
+
+INSTALL_HINT = (
+    "install buildkitd and runc: in the llama-bake repository, `bash .ci/install-tools.sh` builds BuildKit "
+    "from the Go module proxy into ~/.cache/llama-bake/tools; or put a buildkitd binary on PATH"
+)
+
+
+def up(runner: BakeRunner) -> str:
+    """Start buildkitd (unless running) and register it as a buildx remote builder. Returns a status line."""
+    daemon = Daemon(state_dir() / "buildkitd")
+    name = builder_name()
+    if daemon.pid() is None or not daemon.answers():
+        binary = find_buildkitd()
+        if binary is None:
+            msg = f"buildkitd is not installed; {INSTALL_HINT}"
+            raise DockerError(msg)
+        if shutil.which("runc") is None:
+            msg = "runc is not installed (buildkitd's OCI worker runs steps with it): apt-get install runc"
+            raise DockerError(msg)
+        daemon.root.mkdir(parents=True, exist_ok=True)
+        daemon.socket.unlink(missing_ok=True)
+        with daemon.log.open("ab") as log:
+            process = subprocess.Popen(
+                [str(binary), "--addr", daemon.endpoint, "--root", str(daemon.root / "data")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # keeps running after this command, and out of its Ctrl-C
+            )
+        daemon.pidfile.write_text(f"{process.pid}\n")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not daemon.answers():
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = daemon.log.read_text(errors="replace").splitlines()[-10:]
+                msg = f"buildkitd did not start (log {daemon.log}):\n" + "\n".join(tail)
+                raise DockerError(msg)
+            time.sleep(0.1)
+        started = f"started buildkitd (pid {process.pid}, {daemon.endpoint})"
+    else:
+        started = f"buildkitd already running (pid {daemon.pid()}, {daemon.endpoint})"
+    if name in runner.builders():
+        info = runner.inspect(name, bootstrap=False)
+        if info.endpoint != daemon.endpoint:
+            runner.remove(name)
+    if name not in runner.builders():
+        runner.create_remote(name, daemon.endpoint)
+    info = runner.inspect(name, bootstrap=True)
+    return f"{started}; builder `{name}` is {info.status} (BuildKit {info.buildkit_version or 'unknown'})"
+
+
+def down(runner: BakeRunner) -> str:
+    daemon = Daemon(state_dir() / "buildkitd")
+    name = builder_name()
+    notes = []
+    if name in runner.builders():
+        runner.remove(name)
+        notes.append(f"removed builder `{name}`")
+    pid = daemon.pid()
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while daemon.pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if daemon.pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+        notes.append(f"stopped buildkitd (pid {pid})")
+    daemon.pidfile.unlink(missing_ok=True)
+    daemon.socket.unlink(missing_ok=True)
+    return "; ".join(notes) or "nothing was running"
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _fmt(version: tuple[int, int, int]) -> str:
+    return "v" + ".".join(map(str, version))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def doctor(runner: BakeRunner, builder: str | None, uses_gha: bool = False) -> list[Check]:
+    """Each check with its fix; stops at the first missing piece that later checks need."""
+    checks: list[Check] = []
+    docker = shutil.which("docker")
+    if docker is None:
+        fix = "install the docker CLI (Debian: docker.io or docker-ce-cli); no engine is needed"
+        return [Check("docker client", False, "not found on PATH", fix)]
+    checks.append(Check("docker client", True, docker))
+    try:
+        version_text = runner.version()
+    except DockerError as exc:
+        fix = "install the buildx plugin into ~/.docker/cli-plugins/docker-buildx (see `bash .ci/install-tools.sh`)"
+        checks.append(Check("buildx", False, str(exc), fix))
+        return checks
+    version = parse_version(version_text)
+    if version is None:
+        checks.append(
+            Check("buildx", False, f"unknown version in {version_text!r}", "install a released buildx (>= v0.20)")
+        )
+    elif version < MIN_BUILDX:
+        fix = f"upgrade buildx to {_fmt(MIN_BUILDX)} or newer (the generated file uses variable validation)"
+        checks.append(Check("buildx", False, f"{_fmt(version)} is too old", fix))
+    else:
+        checks.append(Check("buildx", True, _fmt(version)))
+        if uses_gha and version < GHA_BUILDX:
+            checks.append(
+                Check(
+                    "gha cache", False, f"buildx {_fmt(version)}", f"the gha cache needs buildx >= {_fmt(GHA_BUILDX)}"
+                )
+            )
+    name = builder or (builder_name() if builder_name() in runner.builders() else None)
+    try:
+        info = runner.inspect(name, bootstrap=True)
+    except DockerError as exc:
+        fix = "run `llama-bake builder up` to start a local buildkitd, or pass --builder NAME"
+        checks.append(Check("builder", False, str(exc).splitlines()[0], fix))
+        return checks
+    if info.status != "running":
+        fix = "run `llama-bake builder up`, or pass --builder NAME of a running builder"
+        checks.append(Check("builder", False, f"`{info.name}` ({info.driver}) is {info.status}", fix))
+        return checks
+    checks.append(Check("builder", True, f"`{info.name}` ({info.driver}, {info.endpoint})"))
+    buildkit = parse_version(info.buildkit_version)
+    if buildkit is None:
+        checks.append(Check("BuildKit", True, f"version {info.buildkit_version or 'unknown'} (not checked)"))
+    else:
+        checks.append(Check("BuildKit", True, _fmt(buildkit)))
+        if uses_gha and buildkit < GHA_BUILDKIT:
+            checks.append(
+                Check(
+                    "gha cache",
+                    False,
+                    f"BuildKit {_fmt(buildkit)}",
+                    f"the gha cache needs BuildKit >= {_fmt(GHA_BUILDKIT)}",
+                )
+            )
+    return checks

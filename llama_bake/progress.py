@@ -1,0 +1,169 @@
+"""BuildKit's ``--progress=rawjson`` stream -> per-target state: steps executed and cached, wall time,
+failures with their logs. Pure: fed line by line, it does no I/O.
+
+Bake names each vertex ``[target stage n/m] INSTRUCTION``. BuildKit solves a step once even when several
+targets need it (a model's base steps), and names it after the first target that reached it; such a step
+is counted once, under that target.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+_NAME = re.compile(r"^\[(?P<target>[A-Za-z0-9_-]+)(?: (?P<where>[^\]]*))?\] (?P<step>.*)$", re.DOTALL)
+_STEP = re.compile(r"^(?:\S+ )?\d+/\d+$")
+
+
+@dataclass
+class Vertex:
+    digest: str
+    name: str
+    target: str | None = None
+    is_step: bool = False
+    started: datetime | None = None
+    completed: datetime | None = None
+    cached: bool = False
+    error: str = ""
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def step(self) -> str:
+        match = _NAME.match(self.name)
+        return match.group("step") if match else self.name
+
+
+@dataclass
+class TargetState:
+    name: str
+    vertices: list[Vertex] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[Vertex]:
+        return [v for v in self.vertices if v.is_step]
+
+    @property
+    def executed(self) -> int:
+        return sum(1 for v in self.steps if v.started and not v.cached)
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for v in self.steps if v.cached)
+
+    @property
+    def failed(self) -> Vertex | None:
+        return next((v for v in self.vertices if v.error and not _canceled(v.error)), None)
+
+    @property
+    def canceled(self) -> bool:
+        return any(_canceled(v.error) for v in self.vertices)
+
+    @property
+    def wall_seconds(self) -> float:
+        starts = [v.started for v in self.vertices if v.started]
+        ends = [v.completed for v in self.vertices if v.completed]
+        if not starts or not ends:
+            return 0.0
+        return max(0.0, (max(ends) - min(starts)).total_seconds())
+
+    @property
+    def current(self) -> str:
+        running = [v for v in self.steps if v.started and not v.completed]
+        return running[-1].step if running else ""
+
+
+def _canceled(error: str) -> bool:
+    return "context canceled" in error or error.strip() == "canceled"
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    # BuildKit writes RFC 3339 with nanoseconds; Python's parser takes at most microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+class Progress:
+    """Accumulates the rawjson stream. ``feed`` returns the vertices whose state changed."""
+
+    def __init__(self) -> None:
+        self.vertices: dict[str, Vertex] = {}
+        self.targets: dict[str, TargetState] = {}
+        self.messages: list[str] = []
+
+    def feed(self, line: str) -> list[Vertex]:
+        text = line.strip()
+        if not text:
+            return []
+        if not text.startswith("{"):
+            self.messages.append(text)
+            return []
+        try:
+            event = json.loads(text)
+        except json.JSONDecodeError:
+            self.messages.append(text)
+            return []
+        changed: list[Vertex] = []
+        for raw in event.get("vertexes") or []:
+            changed.append(self._vertex(raw))
+        for raw in event.get("logs") or []:
+            vertex = self.vertices.get(str(raw.get("vertex")))
+            if vertex is not None:
+                vertex.log.extend(_decode(raw.get("data")).splitlines())
+                del vertex.log[:-200]  # the end of a log is what explains a failure
+        for raw in event.get("warnings") or []:
+            short = _decode(raw.get("short")).strip()
+            if short:
+                self.messages.append(f"warning: {short}")
+        return changed
+
+    def _vertex(self, raw: dict[str, object]) -> Vertex:
+        digest = str(raw.get("digest"))
+        vertex = self.vertices.get(digest)
+        if vertex is None:
+            name = str(raw.get("name") or "")
+            vertex = Vertex(digest=digest, name=name)
+            match = _NAME.match(name)
+            if match:
+                vertex.target = match.group("target")
+                where = match.group("where") or ""
+                vertex.is_step = bool(_STEP.match(where))
+                self.targets.setdefault(vertex.target, TargetState(vertex.target)).vertices.append(vertex)
+            self.vertices[digest] = vertex
+        vertex.started = _time(raw.get("started")) or vertex.started
+        vertex.completed = _time(raw.get("completed")) or vertex.completed
+        vertex.cached = bool(raw.get("cached")) or vertex.cached
+        vertex.error = str(raw.get("error") or vertex.error)
+        return vertex
+
+    def target(self, name: str) -> TargetState:
+        return self.targets.get(name, TargetState(name))
+
+    @property
+    def executed(self) -> int:
+        return sum(t.executed for t in self.targets.values())
+
+    def failure(self) -> tuple[str, Vertex] | None:
+        for state in self.targets.values():
+            vertex = state.failed
+            if vertex is not None:
+                return state.name, vertex
+        orphan = next((v for v in self.vertices.values() if v.error and not _canceled(v.error)), None)
+        return ("(unknown target)", orphan) if orphan else None
+
+
+def _decode(data: object) -> str:
+    if not isinstance(data, str):
+        return ""
+    try:
+        return base64.b64decode(data).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return data
