@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import tempfile
 import time
@@ -201,11 +202,17 @@ def dry_run_text(invocation: Invocation) -> str:
     return (env + " " if env else "") + shlex.join(invocation.argv())
 
 
+def builder_name() -> str:
+    """The name ``llama-bake builder up`` registers (``$LLAMA_BAKE_BUILDER``, default llama-bake)."""
+    return os.environ.get("LLAMA_BAKE_BUILDER", DEFAULT_BUILDER)
+
+
 def choose_builder(requested: str | None, runner: BakeRunner) -> str | None:
     """The builder to use: the requested one, else the one ``llama-bake builder up`` made, else buildx's."""
     if requested:
         return requested
-    return DEFAULT_BUILDER if DEFAULT_BUILDER in runner.builders() else None
+    name = builder_name()
+    return name if name in runner.builders() else None
 
 
 NO_BUILDER_HINTS = (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_bake.bake import BakeRunner
-from llama_bake.build import DEFAULT_BUILDER
+from llama_bake.build import builder_name
 from llama_bake.errors import DockerError
 
 MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow fs entitlements
@@ -30,10 +30,6 @@ START_TIMEOUT = 30.0
 def state_dir() -> Path:
     configured = os.environ.get("LLAMA_BAKE_STATE_DIR")
     return Path(configured) if configured else Path.home() / ".local" / "state" / "llama-bake"
-
-
-def builder_name() -> str:
-    return os.environ.get("LLAMA_BAKE_BUILDER", DEFAULT_BUILDER)
 
 
 def tools_dir() -> Path:
@@ -109,23 +105,35 @@ def up(runner: BakeRunner) -> str:
             raise DockerError(msg)
         daemon.root.mkdir(parents=True, exist_ok=True)
         daemon.socket.unlink(missing_ok=True)
-        with daemon.log.open("ab") as log:
-            process = subprocess.Popen(
-                [str(binary), "--addr", daemon.endpoint, "--root", str(daemon.root / "data")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # keeps running after this command, and out of its Ctrl-C
-            )
-        daemon.pidfile.write_text(f"{process.pid}\n")
+        # A short-lived sh starts buildkitd in the background and exits: the daemon outlives this command,
+        # and is in its own session, out of reach of this terminal's Ctrl-C.
+        launcher = subprocess.run(
+            [
+                "sh",
+                "-c",
+                '"$0" "$@" </dev/null >>"$LLAMA_BAKE_LOG" 2>&1 & echo $!',
+                str(binary),
+                "--addr",
+                daemon.endpoint,
+                "--root",
+                str(daemon.root / "data"),
+            ],
+            env={**os.environ, "LLAMA_BAKE_LOG": str(daemon.log)},
+            capture_output=True,
+            text=True,
+            check=True,
+            start_new_session=True,
+        )
+        pid = int(launcher.stdout.strip())
+        daemon.pidfile.write_text(f"{pid}\n")
         deadline = time.monotonic() + START_TIMEOUT
         while not daemon.answers():
-            if process.poll() is not None or time.monotonic() > deadline:
+            if daemon.pid() is None or time.monotonic() > deadline:
                 tail = daemon.log.read_text(errors="replace").splitlines()[-10:]
                 msg = f"buildkitd did not start (log {daemon.log}):\n" + "\n".join(tail)
                 raise DockerError(msg)
             time.sleep(0.1)
-        started = f"started buildkitd (pid {process.pid}, {daemon.endpoint})"
+        started = f"started buildkitd (pid {pid}, {daemon.endpoint})"
     else:
         started = f"buildkitd already running (pid {daemon.pid()}, {daemon.endpoint})"
     if name in runner.builders():

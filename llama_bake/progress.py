@@ -30,6 +30,7 @@ class Vertex:
     cached: bool = False
     error: str = ""
     log: list[str] = field(default_factory=list)
+    first_output: datetime | None = None  # when the step's process first wrote: its work had begun
 
     @property
     def step(self) -> str:
@@ -117,6 +118,7 @@ class Progress:
         for raw in event.get("logs") or []:
             vertex = self.vertices.get(str(raw.get("vertex")))
             if vertex is not None:
+                vertex.first_output = vertex.first_output or _time(raw.get("timestamp"))
                 vertex.log.extend(_decode(raw.get("data")).splitlines())
                 del vertex.log[:-200]  # the end of a log is what explains a failure
         for raw in event.get("warnings") or []:

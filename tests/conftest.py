@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,128 @@ def buildx() -> None:
     problem = _buildx_available()
     if problem:
         pytest.fail(f"{problem} (tests marked `bake` and `buildkit` need real buildx)")
+
+
+# --- real BuildKit: an embedded builder, a registry on 127.0.0.1, and stand-in base images ------------
+
+FIXTURE_TEMPLATES = Path(__file__).parent / "fixtures" / "buildkit" / "templates"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def session_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Isolated builder name and state, so tests never touch a user's own `llama-bake` builder."""
+    import os
+
+    mp = pytest.MonkeyPatch()
+    state = tmp_path_factory.mktemp("state")
+    # A short path: unix socket paths are limited to about 100 bytes.
+    short = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
+    mp.setenv("LLAMA_BAKE_STATE_DIR", str(short))
+    mp.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-test-{os.getpid()}")
+    tools = Path(os.environ.get("LLAMA_BAKE_TOOLS", str(Path.home() / ".cache" / "llama-bake" / "tools")))
+    mp.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    yield state
+    mp.undo()
+    shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedded_builder(buildx: None, session_env: Any) -> Any:
+    """`llama-bake builder up` for the session; `builder down` at the end."""
+    from llama_bake import builder
+    from llama_bake.bake import WhalesRunner
+    from llama_bake.build import builder_name
+
+    runner = WhalesRunner()
+    builder.up(runner)
+    yield builder_name()
+    builder.down(runner)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Debian's docker-registry (distribution 2.8) on 127.0.0.1, stopped at the end of the session."""
+    import time
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed: run .ci/install-tools.sh")
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = write_yaml(
+        root / "config.yml",
+        {
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+            "http": {"addr": f"127.0.0.1:{port}"},
+        },
+    )
+    log = (root / "registry.log").open("wb")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    import urllib.request
+
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"docker-registry did not start: {(root / 'registry.log').read_text()}")
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def stand_in_image(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2 MB busybox image as an OCI layout: stands in for nvidia/cuda and ubuntu, which cannot be pulled.
+    (A plain directory as a FROM stand-in would defeat BuildKit's cache; an OCI layout is content-addressed.)"""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.fail("busybox is not installed: run .ci/install-tools.sh (Debian's busybox-static)")
+    root = tmp_path_factory.mktemp("stand-in")
+    rootfs = root / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(busybox, rootfs / "bin" / "busybox")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (rootfs / "bin" / applet).symlink_to("busybox")
+    layout = root / "layout"
+    bake = root / "stand-in.hcl"
+    bake.write_text(
+        'target "stand-in" {\n  context = "rootfs"\n  dockerfile-inline = "FROM scratch\\nCOPY . /\\n"\n'
+        f'  output = ["type=oci,dest={layout},tar=false,name=stand-in:latest"]\n}}\n',
+        encoding="utf-8",
+    )
+    subprocess.run(
+        [
+            "docker",
+            "buildx",
+            "bake",
+            "--builder",
+            embedded_builder,
+            "--file",
+            str(bake),
+            "--allow",
+            f"fs.write={root}",
+            "--progress",
+            "quiet",
+            "stand-in",
+        ],
+        cwd=root,
+        check=True,
+    )
+    return f"oci-layout://{layout}:latest"

@@ -474,7 +474,7 @@ target "on-ada" {
     "org.opencontainers.image.title" = "on-ada"
   }
   tags       = ["${REGISTRY}/on-ada:${TAG}"]
-  cache-from = cache_from("on-ada")
+  cache-from = concat(cache_from("on-ada"), cache_from("ada"))
   cache-to   = cache_to("on-ada")
 }
 
@@ -504,7 +504,7 @@ target "on-ampere" {
     "org.opencontainers.image.title" = "on-ampere"
   }
   tags       = ["${REGISTRY}/on-ampere:${TAG}"]
-  cache-from = cache_from("on-ampere")
+  cache-from = concat(cache_from("on-ampere"), cache_from("ampere"))
   cache-to   = cache_to("on-ampere")
 }
 
@@ -534,7 +534,7 @@ target "on-ampere-datacenter" {
     "org.opencontainers.image.title" = "on-ampere-datacenter"
   }
   tags       = ["${REGISTRY}/on-ampere-datacenter:${TAG}"]
-  cache-from = cache_from("on-ampere-datacenter")
+  cache-from = concat(cache_from("on-ampere-datacenter"), cache_from("ampere-datacenter"))
   cache-to   = cache_to("on-ampere-datacenter")
 }
 
@@ -564,7 +564,7 @@ target "on-blackwell-consumer" {
     "org.opencontainers.image.title" = "on-blackwell-consumer"
   }
   tags       = ["${REGISTRY}/on-blackwell-consumer:${TAG}"]
-  cache-from = cache_from("on-blackwell-consumer")
+  cache-from = concat(cache_from("on-blackwell-consumer"), cache_from("blackwell-consumer"))
   cache-to   = cache_to("on-blackwell-consumer")
 }
 
@@ -594,7 +594,7 @@ target "on-blackwell-datacenter" {
     "org.opencontainers.image.title" = "on-blackwell-datacenter"
   }
   tags       = ["${REGISTRY}/on-blackwell-datacenter:${TAG}"]
-  cache-from = cache_from("on-blackwell-datacenter")
+  cache-from = concat(cache_from("on-blackwell-datacenter"), cache_from("blackwell-datacenter"))
   cache-to   = cache_to("on-blackwell-datacenter")
 }
 
@@ -624,7 +624,7 @@ target "on-gb10" {
     "org.opencontainers.image.title" = "on-gb10"
   }
   tags       = ["${REGISTRY}/on-gb10:${TAG}"]
-  cache-from = cache_from("on-gb10")
+  cache-from = concat(cache_from("on-gb10"), cache_from("gb10"))
   cache-to   = cache_to("on-gb10")
 }
 
@@ -654,7 +654,7 @@ target "on-hopper" {
     "org.opencontainers.image.title" = "on-hopper"
   }
   tags       = ["${REGISTRY}/on-hopper:${TAG}"]
-  cache-from = cache_from("on-hopper")
+  cache-from = concat(cache_from("on-hopper"), cache_from("hopper"))
   cache-to   = cache_to("on-hopper")
 }
 
@@ -684,7 +684,7 @@ target "on-turing" {
     "org.opencontainers.image.title" = "on-turing"
   }
   tags       = ["${REGISTRY}/on-turing:${TAG}"]
-  cache-from = cache_from("on-turing")
+  cache-from = concat(cache_from("on-turing"), cache_from("turing"))
   cache-to   = cache_to("on-turing")
 }
 
@@ -714,7 +714,7 @@ target "on-volta" {
     "org.opencontainers.image.title" = "on-volta"
   }
   tags       = ["${REGISTRY}/on-volta:${TAG}"]
-  cache-from = cache_from("on-volta")
+  cache-from = concat(cache_from("on-volta"), cache_from("volta"))
   cache-to   = cache_to("on-volta")
 }
 

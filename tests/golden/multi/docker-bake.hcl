@@ -492,7 +492,7 @@ target "gated" {
   }
   tags       = ["${REGISTRY}/gated:${TAG}", "${REGISTRY}/gated:${TAG}-cuda", "${REGISTRY}/gated:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"]
   secret     = ["id=hf_token,env=HF_TOKEN"]
-  cache-from = cache_from("gated")
+  cache-from = concat(cache_from("gated"), cache_from("cuda-129"))
   cache-to   = cache_to("gated")
 }
 
@@ -523,7 +523,7 @@ target "tiny-cpu" {
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
   }
   tags       = ["${REGISTRY}/tiny-cpu:${TAG}", "${REGISTRY}/tiny-cpu:${TAG}-cpu", "${REGISTRY}/tiny-cpu:llama-b6500"]
-  cache-from = cache_from("tiny-cpu")
+  cache-from = concat(cache_from("tiny-cpu"), cache_from("cpu"))
   cache-to   = cache_to("tiny-cpu")
 }
 
@@ -566,6 +566,6 @@ target "vision" {
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
   }
   tags       = ["${REGISTRY}/vision:${TAG}", "${REGISTRY}/vision:${TAG}-cuda", "${REGISTRY}/vision:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", "${REGISTRY}/vision:stable"]
-  cache-from = cache_from("vision")
+  cache-from = concat(cache_from("vision"), cache_from("cuda-129"))
   cache-to   = cache_to("vision")
 }
