@@ -1,0 +1,144 @@
+"""Build logic without BuildKit: the command line, cache presets, target expansion, progress parsing.
+The real builds are proven in test_build_buildkit.py."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import stat
+from pathlib import Path
+
+import pytest
+
+from llama_bake import pipeline
+from llama_bake.bake import WhalesRunner
+from llama_bake.build import BuildOptions, CachePreset, expand_targets, make_invocation, run_build
+from llama_bake.errors import UsageError
+from llama_bake.progress import Progress
+from tests.conftest import WriteCatalog
+
+
+def test_dry_run_prints_exactly_the_command_python_on_whales_runs(
+    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "argv.json"
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/usr/bin/env python3\nimport json, os, sys\n"
+        f"json.dump({{'argv': sys.argv[1:], 'cache_type': os.environ.get('CACHE_TYPE')}}, open({str(record)!r}, 'w'))\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    options = BuildOptions(
+        targets=("model-a",),
+        builder="b",
+        push=True,
+        cache=CachePreset("local", str(tmp_path / "outside" / "cache")),
+        variables=("TAG=v1",),
+        sets=("*.platform=linux/amd64",),
+        image_overrides=("ubuntu:24.04=oci-layout:///mirror/ubuntu",),
+    )
+    printed = run_build(paths, options.__class__(**{**options.__dict__, "dry_run": True}), WhalesRunner())
+    assert isinstance(printed, str)
+    run_build(paths, options, WhalesRunner())
+    recorded = json.loads(record.read_text())
+    env_part, _, command = printed.partition(" docker ")
+    printed_argv = shlex.split("docker " + command)[1:]
+
+    def without_metadata_path(argv: list[str]) -> list[str]:
+        # Each run writes its metadata to a new temporary file; everything else must be identical.
+        i = argv.index("--metadata-file")
+        return [*argv[: i + 1], "<tmp>", *argv[i + 2 :]]
+
+    assert without_metadata_path(recorded["argv"]) == without_metadata_path(printed_argv)
+    assert recorded["cache_type"] == "local"
+    assert "CACHE_TYPE=local" in env_part
+
+
+def test_cache_presets_parse_and_reject_what_they_cannot_use() -> None:
+    assert CachePreset.parse("gha") == CachePreset("gha")
+    assert CachePreset.parse("registry=ghcr.io/acme/cache") == CachePreset("registry", "ghcr.io/acme/cache")
+    assert CachePreset.parse("local=/tmp/c") == CachePreset("local", "/tmp/c")
+    for bad in ("s3=bucket", "registry", "local=", "gha=x"):
+        with pytest.raises(UsageError):
+            CachePreset.parse(bad)
+
+
+def test_local_cache_outside_the_project_gets_exactly_read_and_write_entitlements(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    plan = pipeline.compile_catalog(paths).plan
+    outside = Path("/var/tmp/llama-bake-cache")
+    inv = make_invocation(
+        BuildOptions(cache=CachePreset("local", str(outside))), plan, paths.output, tmp_path / "m", tmp_path
+    )
+    assert inv.env == {"CACHE_TYPE": "local", "CACHE_REF": str(outside)}
+    assert list(inv.flags) == ["--allow", f"fs.read={outside}", "--allow", f"fs.write={outside}"]
+    inside = make_invocation(
+        BuildOptions(cache=CachePreset("local", str(tmp_path / "c"))), plan, paths.output, tmp_path / "m", tmp_path
+    )
+    assert inside.flags == ()
+
+
+def test_per_target_outputs_expand_the_target_placeholder(write_catalog: WriteCatalog, tmp_path: Path) -> None:
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    plan = pipeline.compile_catalog(paths).plan
+    inv = make_invocation(
+        BuildOptions(outputs=("type=oci,dest=out/{target}.tar",)), plan, paths.output, tmp_path / "m", tmp_path
+    )
+    assert "model-a.output=type=oci,dest=out/model-a.tar" in inv.flags
+
+
+def test_targets_and_groups_expand_and_unknown_names_suggest(write_catalog: WriteCatalog) -> None:
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    assert expand_targets(plan, ["default"]) == ["model-a"]
+    assert expand_targets(plan, ["llama-cpp-cuda-all"]) == ["llama-cpp-cuda", "model-a"]
+    with pytest.raises(UsageError, match="did you mean `model-a`"):
+        expand_targets(plan, ["model-b"])
+
+
+def test_progress_counts_executed_and_cached_steps_per_target() -> None:
+    progress = Progress()
+    lines = [
+        {"vertexes": [{"digest": "a", "name": "[m1 1/2] RUN x", "started": "2026-01-01T00:00:00.123456789Z"}]},
+        {"vertexes": [{"digest": "a", "name": "[m1 1/2] RUN x", "completed": "2026-01-01T00:00:02Z"}]},
+        {"vertexes": [{"digest": "b", "name": "[m1 internal] load", "started": "2026-01-01T00:00:00Z"}]},
+        {
+            "vertexes": [
+                {
+                    "digest": "c",
+                    "name": "[m2 build 2/3] COPY y",
+                    "cached": True,
+                    "started": "2026-01-01T00:00:01Z",
+                    "completed": "2026-01-01T00:00:01Z",
+                }
+            ]
+        },
+        {
+            "vertexes": [
+                {
+                    "digest": "d",
+                    "name": "[m2 2/2] RUN z",
+                    "started": "2026-01-01T00:00:01Z",
+                    "completed": "2026-01-01T00:00:03Z",
+                    "error": "exit code: 3",
+                }
+            ]
+        },
+        {"logs": [{"vertex": "d", "data": "Ym9vbQo=", "timestamp": "2026-01-01T00:00:02Z"}]},
+    ]
+    for line in lines:
+        progress.feed(json.dumps(line))
+    progress.feed("WARNING: plain text from buildx")
+    assert progress.target("m1").executed == 1
+    assert progress.target("m1").cached == 0
+    assert progress.target("m2").cached == 1
+    assert progress.target("m1").wall_seconds == pytest.approx(2.0, abs=0.01)
+    target, vertex = progress.failure() or ("", None)
+    assert target == "m2"
+    assert vertex is not None
+    assert vertex.log == ["boom"]
+    assert progress.messages == ["WARNING: plain text from buildx"]
