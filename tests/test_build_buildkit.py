@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,7 @@ def test_image_override_from_the_command_line(project: Project) -> None:
 
 
 @pytest.fixture
-def no_builder_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buildx: None) -> Path:
+def no_builder_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buildx: None) -> Iterator[Path]:
     """A docker config with buildx but no builder other than buildx's default (which needs a Docker engine)."""
     plugin = Path(shutil.which("docker-buildx") or Path.home() / ".docker" / "cli-plugins" / "docker-buildx")
     config = tmp_path / "docker-config"
@@ -249,7 +250,8 @@ def no_builder_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buildx: None
     )
     monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(state))
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", "llama-bake-fresh")
-    return state
+    yield state
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def test_doctor_and_build_without_a_builder_say_how_to_get_one(project: Project, no_builder_env: Path) -> None:
