@@ -23,7 +23,7 @@ from llama_bake.catalog import did_you_mean
 from llama_bake.errors import BuildError, DockerError, UsageError
 from llama_bake.output import write_atomic
 from llama_bake.pipeline import Compiled, Paths, compile_catalog
-from llama_bake.plan import BakePlan, Interp
+from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress, Vertex
 
 CacheKind = Literal["registry", "gha", "local"]
@@ -231,12 +231,14 @@ def _no_builder(text: str) -> bool:
 
 
 def _image_of(plan: BakePlan, name: str, env: Mapping[str, str], variables: tuple[str, ...]) -> str:
-    values = {v.name: v.default for v in plan.variables}
-    values.update({k: v for k, v in env.items() if k in values})
-    values.update(dict(v.split("=", 1) for v in variables if "=" in v))
-    tags = plan.target(name).tags
-    image: Interp = tags[0] if tags else plan.target(name).image
-    return "".join(p if isinstance(p, str) else values.get(p.name, "") for p in image.parts)
+    declared = {v.name for v in plan.variables}
+    overrides = {k: v for k, v in env.items() if k in declared}
+    for item in variables:
+        key, _, value = item.partition("=")
+        if key in declared:
+            overrides[key] = value
+    target = plan.target(name)
+    return plan.resolve(target.tags[0] if target.tags else target.image, overrides)
 
 
 def summarize(

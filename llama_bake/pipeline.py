@@ -16,7 +16,7 @@ from llama_bake.catalog import Base, Catalog, Model, Project
 from llama_bake.errors import StaleError
 from llama_bake.loader import load_catalog
 from llama_bake.output import read_existing, unified_diff, write_atomic
-from llama_bake.plan import BakePlan, Interp, make_plan
+from llama_bake.plan import BakePlan, make_plan
 from llama_bake.render import Header, render_bake
 
 DEFAULT_CATALOG = Path("catalog")
@@ -142,12 +142,6 @@ class Row:
     image: str
 
 
-def interp_text(value: Interp, plan: BakePlan) -> str:
-    """An interpolated string with each variable at its default (what bake gives with no overrides)."""
-    defaults = {v.name: v.default for v in plan.variables}
-    return "".join(p if isinstance(p, str) else defaults[p.name] for p in value.parts)
-
-
 def list_targets(paths: Paths) -> list[Row]:
     _, plan = plan_catalog(paths)
-    return [Row(t.name, t.kind, t.base or "-", interp_text(t.image, plan)) for t in plan.targets]
+    return [Row(t.name, t.kind, t.base or "-", plan.resolve(t.image)) for t in plan.targets]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -96,6 +97,11 @@ class BakePlan:
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
+
+    def resolve(self, value: Interp, overrides: Mapping[str, str] | None = None) -> str:
+        """``value`` as bake resolves it: variables at their defaults unless ``overrides`` sets them."""
+        values = {v.name: v.default for v in self.variables} | dict(overrides or {})
+        return "".join(p if isinstance(p, str) else values[p.name] for p in value.parts)
 
 
 CACHE_TYPES = ("", "registry", "gha", "local")
