@@ -22,7 +22,7 @@ from llama_bake.bake import BakeFailed, BakeRunner, Invocation
 from llama_bake.catalog import did_you_mean
 from llama_bake.errors import BuildError, DockerError, UsageError
 from llama_bake.output import write_atomic
-from llama_bake.pipeline import Compiled, Paths, compile_catalog
+from llama_bake.pipeline import Paths, compile_catalog
 from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress, Vertex
 
@@ -308,10 +308,9 @@ def run_build(
     options: BuildOptions,
     runner: BakeRunner,
     on_line: Callable[[str, Progress, list[Vertex]], None] = lambda line, progress, changed: None,
-    compiled: Compiled | None = None,
 ) -> Summary | str:
     """Generate, then build. Returns the summary, or the command line for ``dry_run``."""
-    compiled = compiled or compile_catalog(paths)
+    compiled = compile_catalog(paths)
     write_atomic(paths.output, compiled.text)
     builder = choose_builder(options.builder, runner) if not options.dry_run else options.builder
     with tempfile.TemporaryDirectory(prefix="llama-bake-") as tmp:
@@ -327,12 +326,13 @@ def run_build(
             return dry_run_text(invocation)
         if options.cache is not None and options.cache.kind == "local":
             Path(invocation.env["CACHE_REF"]).mkdir(parents=True, exist_ok=True)
+        requested = expand_targets(compiled.plan, list(options.targets) or ["default"])
         for spec in options.outputs:
-            for target in expand_targets(compiled.plan, list(options.targets) or ["default"]):
+            for target in requested:
                 dest = _output_dest(spec.replace("{target}", target))
                 if dest is not None:
                     dest.absolute().parent.mkdir(parents=True, exist_ok=True)
-        targets = with_bases(compiled.plan, expand_targets(compiled.plan, list(options.targets) or ["default"]))
+        targets = with_bases(compiled.plan, requested)
         progress = Progress()
         started = time.monotonic()
         stderr = ""

@@ -3,6 +3,7 @@ The real builds are proven in test_build_buildkit.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import stat
@@ -40,7 +41,7 @@ def test_dry_run_prints_exactly_the_command_python_on_whales_runs(
         sets=("*.platform=linux/amd64",),
         image_overrides=("ubuntu:24.04=oci-layout:///mirror/ubuntu",),
     )
-    printed = run_build(paths, options.__class__(**{**options.__dict__, "dry_run": True}), WhalesRunner())
+    printed = run_build(paths, dataclasses.replace(options, dry_run=True), WhalesRunner())
     assert isinstance(printed, str)
     run_build(paths, options, WhalesRunner())
     recorded = json.loads(record.read_text())
