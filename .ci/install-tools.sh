@@ -10,10 +10,12 @@ TOOLS=${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}
 mkdir -p "$TOOLS"
 
 need_apt=()
-for pair in runc:runc docker-registry:docker-registry skopeo:skopeo umoci:umoci busybox:busybox-static; do
+for pair in runc:runc docker-registry:docker-registry skopeo:skopeo umoci:umoci; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# The busybox stand-in image is FROM scratch: only a static busybox runs there, so ask for the package.
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "install-tools: apt-get install ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
