@@ -63,9 +63,10 @@ group "models" {
   targets     = ["gemma-3-27b-abliterated-vision", "gpt-oss-20b-abliterated"]
 }
 
-function "dockerfile_base_cuda_b501d49b" {
+function "dockerfile_base_cuda_fed2ff20" {
   params = []
   result = join("\n", [
+    "# check=skip=InvalidDefaultArgInFrom",
     "# llama.cpp base image (cuda). Rendered by llama-bake from templates/base.Dockerfile.j2;",
     "# every value arrives as a build arg, so bases of the same shape share this text.",
     "ARG BUILD_IMAGE",
@@ -110,14 +111,19 @@ function "dockerfile_base_cuda_b501d49b" {
     "COPY --link --from=build /out/ /app/",
     "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-fetch",
     "#!/bin/sh",
-    "# llama-bake-fetch URL SHA256 DEST: download URL to DEST and verify its SHA-256.",
-    "# A token for gated Hugging Face repos is read from HF_TOKEN or the BuildKit secret file, never an argument.",
+    "# llama-bake-fetch URL SHA256 DEST [hf]: download URL to DEST and verify its SHA-256.",
+    "# With `hf`, the token for gated Hugging Face repos is sent, read from HF_TOKEN or the BuildKit secret file",
+    "# (never an argument); other downloads never see it.",
     "set -eu",
-    "url=$1; sum=$2; dest=$3",
+    "url=$1; sum=$2; dest=$3; auth=$${4:-}",
     "if [ -f \"$dest\" ] && echo \"$sum  $dest\" | sha256sum -c --status; then exit 0; fi",
     "mkdir -p \"$(dirname \"$dest\")\"",
-    "token=$${HF_TOKEN:-}",
-    "if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
+    "token=",
+    "if [ \"$auth\" = hf ]; then",
+    "    token=$${HF_TOKEN:-}",
+    "    if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
+    "    if [ -z \"$token\" ]; then echo \"llama-bake: $url is gated: set HF_TOKEN\" >&2; exit 1; fi",
+    "fi",
     "if [ -n \"$token\" ]; then",
     "    printf 'Authorization: Bearer %s\\n' \"$token\" | curl -fL --retry 3 -H @- -o \"$dest.part\" \"$url\"",
     "else",
@@ -139,11 +145,11 @@ function "dockerfile_base_cuda_b501d49b" {
     "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
     "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
     "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
+    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_AUTH:-}\"",
     "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
     "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
     "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
+    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_AUTH:-}\"",
     "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
     "    fi",
     "fi",
@@ -164,7 +170,7 @@ function "dockerfile_base_cuda_b501d49b" {
   ])
 }
 
-function "dockerfile_model_baked_28b557d6" {
+function "dockerfile_model_baked_bca63239" {
   params = []
   result = join("\n", [
     "# Model image (baked weights). Rendered by llama-bake from",
@@ -183,7 +189,8 @@ function "dockerfile_model_baked_28b557d6" {
     "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "# BuildKit verifies the checksum, and the layer does not depend on the base: a new llama.cpp re-downloads nothing.",
+    "# BuildKit verifies each download's checksum, and with --link the layer does not depend on the base:",
+    "# a new llama.cpp re-downloads nothing.",
     "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} $${ENV_LLAMA_BAKE_WEIGHTS_URL} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
     "ENV LLAMA_ARG_CTX_SIZE=$${ENV_LLAMA_ARG_CTX_SIZE} \\",
     "    LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
@@ -204,7 +211,7 @@ function "dockerfile_model_baked_28b557d6" {
   ])
 }
 
-function "dockerfile_model_baked_mmproj_883d7279" {
+function "dockerfile_model_baked_mmproj_7f62a110" {
   params = []
   result = join("\n", [
     "# Model image (baked weights, vision projector). Rendered by llama-bake from",
@@ -227,7 +234,8 @@ function "dockerfile_model_baked_mmproj_883d7279" {
     "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "# BuildKit verifies the checksum, and the layer does not depend on the base: a new llama.cpp re-downloads nothing.",
+    "# BuildKit verifies each download's checksum, and with --link the layer does not depend on the base:",
+    "# a new llama.cpp re-downloads nothing.",
     "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} $${ENV_LLAMA_BAKE_WEIGHTS_URL} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
     "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_MMPROJ_SHA256} $${ENV_LLAMA_BAKE_MMPROJ_URL} /models/mmproj/$${ENV_LLAMA_BAKE_MMPROJ_FILE}",
     "ENV LLAMA_ARG_CTX_SIZE=$${ENV_LLAMA_ARG_CTX_SIZE} \\",
@@ -255,7 +263,7 @@ function "dockerfile_model_baked_mmproj_883d7279" {
 
 target "gemma-3-27b-abliterated-vision" {
   description       = "gemma-3-27b-it abliterated (mlabonne) with vision"
-  dockerfile-inline = dockerfile_model_baked_mmproj_883d7279()
+  dockerfile-inline = dockerfile_model_baked_mmproj_7f62a110()
   contexts = {
     "base" = "target:llama-cpp-cuda"
   }
@@ -295,7 +303,7 @@ target "gemma-3-27b-abliterated-vision" {
 
 target "gpt-oss-20b-abliterated" {
   description       = "OpenAI gpt-oss-20b abliterated (DavidAU, NEO imatrix IQ4_NL)"
-  dockerfile-inline = dockerfile_model_baked_28b557d6()
+  dockerfile-inline = dockerfile_model_baked_bca63239()
   contexts = {
     "base" = "target:llama-cpp-cuda"
   }
@@ -330,7 +338,7 @@ target "gpt-oss-20b-abliterated" {
 
 target "llama-cpp-cuda" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 89-real;120a-real)"
-  dockerfile-inline = dockerfile_base_cuda_b501d49b()
+  dockerfile-inline = dockerfile_base_cuda_fed2ff20()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }

@@ -10,9 +10,10 @@ TOOLS=${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}
 mkdir -p "$TOOLS"
 
 need_apt=()
-for pair in runc:runc docker-registry:docker-registry skopeo:skopeo umoci:umoci; do
+# debootstrap makes the Debian stand-in for ubuntu:24.04 (the real-image tier).
+for pair in runc:runc docker-registry:docker-registry skopeo:skopeo umoci:umoci debootstrap:debootstrap; do
     cmd=${pair%%:*}; pkg=${pair#*:}
-    command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
 # The busybox stand-in image is FROM scratch: only a static busybox runs there, so ask for the package.
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)

@@ -189,6 +189,39 @@ class Strict(BaseModel):
 TAG_PLACEHOLDERS = ("tag", "ref", "cuda", "backend")
 
 
+_CUDA_IN_IMAGE = re.compile(r"cuda[-_]?(\d+)\.(\d+)", re.IGNORECASE)
+
+
+class StackService(Strict):
+    """Another service of the team's stack whose CUDA version the llama.cpp bases must match."""
+
+    image: str | None = Field(
+        None, description="Its image; the CUDA version is read from the tag (e.g. `...:2.7.0-cuda12.8-cudnn9-devel`)."
+    )
+    cuda: Annotated[str, _pattern(r"\d+\.\d+(\.\d+)?", "a CUDA version", "e.g. 12.8")] | None = Field(
+        None, description="Its CUDA version, when the image name does not say it."
+    )
+
+    @model_validator(mode="after")
+    def _knows_its_cuda(self) -> StackService:
+        if self.cuda is None:
+            if self.image is None:
+                msg = "give the service's `image` or its `cuda` version"
+                raise ValueError(msg)
+            if not _CUDA_IN_IMAGE.search(self.image):
+                msg = f"cannot read a CUDA version from {self.image!r}; add `cuda: X.Y`"
+                raise ValueError(msg)
+        return self
+
+    @property
+    def cuda_version(self) -> tuple[int, int]:
+        if self.cuda is not None:
+            return parse_cuda(self.cuda + ".0")
+        found = _CUDA_IN_IMAGE.search(self.image or "")
+        assert found is not None  # checked by the validator
+        return int(found.group(1)), int(found.group(2))
+
+
 class Project(Strict):
     """Settings shared by every image: where images go and how they are named."""
 
@@ -207,6 +240,21 @@ class Project(Strict):
         description="Tags each image gets; placeholders: {tag}, {ref} (llama.cpp ref), {cuda}, {backend}.",
     )
     labels: dict[str, str] = Field(default_factory=dict, description="OCI labels on every image.")
+    hf_endpoint: Annotated[
+        str,
+        _pattern(
+            r"https?://[^\s\"'\\/]+(/[^\s\"'\\/]+)*",
+            "a Hugging Face endpoint URL",
+            "e.g. `https://huggingface.co` or your mirror's `https://hf.example.internal` (no trailing /)",
+        ),
+    ] = Field(
+        "https://huggingface.co",
+        description="Where `hf` weights are downloaded from: the Hub or a mirror of it (like HF_ENDPOINT).",
+    )
+    stack: dict[TargetName, StackService] = Field(
+        default_factory=dict,
+        description="Other services of the stack (e.g. a fine-tuning service); every cuda base must match their CUDA.",
+    )
     image_overrides: dict[str, str] = Field(
         default_factory=dict,
         description=(
@@ -266,14 +314,51 @@ class GitSource(Strict):
         return value
 
 
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
+RelPath = Annotated[
+    str,
+    _pattern(
+        r"[^\s\"'\\]+",
+        "a file path",
+        "give a path relative to the project directory, without spaces or quotes",
+    ),
+]
+
+
 class LocalSource(Strict):
-    path: str = Field(
-        min_length=1,
-        description="A llama.cpp source directory, relative to the project directory (air-gapped builds).",
+    path: RelPath = Field(
+        description=(
+            "A llama.cpp source directory or archive (" + ", ".join(ARCHIVE_SUFFIXES) + "), relative to the "
+            "project directory (air-gapped builds)."
+        ),
+    )
+    subdir: (
+        Annotated[str, _pattern(r"[\w.-]+(/[\w.-]+)*", "a relative directory", "e.g. `llama.cpp-b6500` (no leading /)")]
+        | None
+    ) = Field(
+        None,
+        description=(
+            "Directory inside the archive that holds llama.cpp's CMakeLists.txt. Default: the archive's root, "
+            "or its only top-level directory."
+        ),
     )
     ref: Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}", "a version label", "e.g. b6500")] = Field(
         "local", description="What the image label records as the llama.cpp version."
     )
+
+    @property
+    def is_archive(self) -> bool:
+        return self.path.lower().endswith(ARCHIVE_SUFFIXES)
+
+    @model_validator(mode="after")
+    def _subdir_needs_archive(self) -> LocalSource:
+        if self.subdir is not None and not self.is_archive:
+            msg = (
+                "`subdir` only applies to an archive (" + ", ".join(ARCHIVE_SUFFIXES) + "); "
+                "for a directory, point `path` at the llama.cpp tree itself"
+            )
+            raise ValueError(msg)
+        return self
 
 
 def _source_kind(value: Any) -> str | None:
@@ -400,9 +485,9 @@ class HfWeights(Strict):
     def filename(self) -> str:
         return self.file.rsplit("/", 1)[-1]
 
-    @property
-    def url(self) -> str:
-        return f"https://huggingface.co/{self.hf}/resolve/{self.revision}/{self.file}"
+    def url(self, endpoint: str = "https://huggingface.co") -> str:
+        """Download URL at the pinned revision, from ``endpoint`` (the Hub or a mirror of it)."""
+        return f"{endpoint}/{self.hf}/resolve/{self.revision}/{self.file}"
 
 
 class UrlWeights(Strict):
@@ -422,25 +507,52 @@ class UrlWeights(Strict):
         return name if re.fullmatch(r"[\w.-]+\.gguf", name) else "model.gguf"
 
 
+class FileWeights(Strict):
+    path: RelPath = Field(description="A GGUF file on this machine, relative to the project directory.")
+    sha256: Sha256 = Field(description="SHA-256 of the file; the build fails on a mismatch.")
+    filename_: Annotated[str, _pattern(r"[\w.-]+\.gguf", "a GGUF file name", "end it in .gguf")] | None = Field(
+        None, alias="filename", description="File name in the image (default: the file's own name)."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def source_name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def filename(self) -> str:
+        if self.filename_:
+            return self.filename_
+        name = self.source_name
+        return name if re.fullmatch(r"[\w.-]+\.gguf", name) else "model.gguf"
+
+
 def _weights_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         if "hf" in value:
             return "hf"
         if "url" in value:
             return "url"
+        if "path" in value:
+            return "local"
     if isinstance(value, HfWeights):
         return "hf"
     if isinstance(value, UrlWeights):
         return "url"
+    if isinstance(value, FileWeights):
+        return "local"
     return None
 
 
 Weights = Annotated[
-    Annotated[HfWeights, Tag("hf")] | Annotated[UrlWeights, Tag("url")],
+    Annotated[HfWeights, Tag("hf")] | Annotated[UrlWeights, Tag("url")] | Annotated[FileWeights, Tag("local")],
     Discriminator(
         _weights_kind,
         custom_error_type="weights_kind",
-        custom_error_message="give either `hf` + `file` + `revision` + `sha256`, or `url` + `sha256`",
+        custom_error_message=(
+            "give either `hf` + `file` + `revision` + `sha256`, `url` + `sha256`, or a local `path` + `sha256`"
+        ),
     ),
 ]
 
@@ -506,6 +618,18 @@ class Model(Strict):
     tags: tuple[TagName, ...] = Field(default=(), description="Extra tags for this image.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra OCI labels.")
 
+    @model_validator(mode="after")
+    def _fetch_needs_a_download(self) -> Model:
+        if self.delivery == "fetch":
+            for name, weights in (("weights", self.weights), ("mmproj", self.mmproj)):
+                if isinstance(weights, FileWeights):
+                    msg = (
+                        f"`{name}` is a local file, which a container cannot fetch at start; "
+                        "use `delivery: baked`, or give an `hf` or `url` source"
+                    )
+                    raise ValueError(msg)
+        return self
+
 
 # --- cross-entry checks -------------------------------------------------------------------------
 
@@ -528,9 +652,12 @@ class Catalog(Strict):
         return next(b for b in self.bases if b.name == name)
 
 
-def cross_check(bases: list[Base | None], models: list[Model | None]) -> list[Problem]:
+def cross_check(bases: list[Base | None], models: list[Model | None], project: Project | None = None) -> list[Problem]:
     """Problems between entries; ``None`` stands for an entry that failed its own validation."""
     problems: list[Problem] = []
+    for i, base in enumerate(bases):
+        if base is not None and base.backend == "cuda" and project is not None:
+            problems += [Problem(("bases", i, "cuda"), m) for m in stack_mismatches(base, project)]
     valid_bases = [b for b in bases if b is not None]
     if not bases:
         problems.append(Problem(("bases",), "the catalog has no base; add catalog/bases/<name>.yaml (see the README)"))
@@ -581,3 +708,19 @@ def cross_check(bases: list[Base | None], models: list[Model | None]) -> list[Pr
                 )
             )
     return problems
+
+
+def stack_mismatches(base: Base, project: Project) -> list[str]:
+    """Why ``base`` does not fit the stack: one message per service on another CUDA major.minor."""
+    mine = parse_cuda(base.cuda)
+    out = []
+    for name, service in sorted(project.stack.items()):
+        theirs = service.cuda_version
+        if theirs != mine:
+            where = f" ({service.image})" if service.image else ""
+            out.append(
+                f"CUDA {base.cuda} does not match the stack: service `{name}`{where} is on CUDA {fmt_cuda(theirs)}; "
+                f"set `cuda: {fmt_cuda(theirs)}.x` here (e.g. {fmt_cuda(theirs)}.1), or update `stack.{name}` "
+                "in project.yaml if that service moved"
+            )
+    return out

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ValidationError
 from llama_bake.catalog import (
     Base,
     Catalog,
+    FileWeights,
+    GitSource,
     HfWeights,
     LocalSource,
     Model,
@@ -36,7 +38,7 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SUFFIXES = (".yaml", ".yml")
 # Fields whose loc in a pydantic error is followed by the union member's tag (``weights.hf.sha256``).
 _TAGGED_UNIONS = {"weights", "mmproj", "llama_cpp"}
-_TAGS = {"hf": HfWeights, "url": UrlWeights, "path": LocalSource}
+_TAGS = {"hf": HfWeights, "url": UrlWeights, "local": FileWeights, "git": GitSource, "path": LocalSource}
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def load_catalog(catalog_dir: Path) -> Catalog:
         raise CatalogError([msg])
 
     entries = {"bases": base_entries, "models": model_entries}
-    for problem in cross_check(bases, models):
+    for problem in cross_check(bases, models, project):
         problems.append(_format_cross(problem, entries, catalog_dir))
 
     if problems or project is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from llama_bake.catalog import Base, Catalog, GitSource, HfWeights, Model, UrlWeights
+from llama_bake.catalog import Base, Catalog, FileWeights, GitSource, HfWeights, Model, UrlWeights
 
 LABEL_PREFIX = "io.llama-bake"
 MODELS_DIR = "/models"
@@ -41,20 +41,44 @@ class Shape:
 
     kind: Literal["base", "model"]
     backend: str = ""
+    source: str = ""  # base: git, tree or archive
     env_keys: tuple[str, ...] = ()
     delivery: str = ""
-    mmproj: bool = False
-    gated: bool = False
+    # model: where the weights (and the vision projector, when there is one) come from: remote, gated or local
+    sources: tuple[str, ...] = ()
     health: tuple[str, str, str, int] = ("", "", "", 0)
+
+    @property
+    def mmproj(self) -> bool:
+        return len(self.sources) > 1
+
+    @property
+    def gated(self) -> bool:
+        return "gated" in self.sources
+
+    @property
+    def local(self) -> bool:
+        return "local" in self.sources
+
+    @property
+    def items(self) -> tuple[tuple[str, str, str], ...]:
+        """(env prefix, directory in the image, source) of each weights file, for the templates."""
+        dirs = (f"{MODELS_DIR}/", f"{MODELS_DIR}/mmproj/")
+        return tuple(zip(("WEIGHTS", "MMPROJ"), dirs, self.sources, strict=False))
 
     @property
     def function(self) -> str:
         """HCL function name; readable prefix plus a digest so distinct shapes never collide."""
         digest = hashlib.sha256(repr(self).encode()).hexdigest()[:8]
         if self.kind == "base":
-            label = f"base_{self.backend}"
+            label = f"base_{self.backend}" + ("_archive" if self.source == "archive" else "")
         else:
-            label = f"model_{self.delivery}" + ("_mmproj" if self.mmproj else "") + ("_gated" if self.gated else "")
+            label = (
+                f"model_{self.delivery}"
+                + ("_mmproj" if self.mmproj else "")
+                + ("_gated" if self.gated else "")
+                + ("_local" if self.local else "")
+            )
         return f"dockerfile_{label}_{digest}"
 
 
@@ -117,7 +141,7 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path) -> BakePlan:
         Variable("CACHE_REF", "", "registry: a repository prefix for cache refs; local: a directory."),
     )
     targets = [_base_target(catalog, b, project_dir, bake_dir) for b in catalog.bases]
-    targets += [_model_target(catalog, m) for m in catalog.models]
+    targets += [_model_target(catalog, m, project_dir, bake_dir) for m in catalog.models]
     targets.sort(key=lambda t: t.name)
 
     base_names = sorted(b.name for b in catalog.bases)
@@ -208,14 +232,22 @@ def _overrides(catalog: Catalog, images: tuple[str, ...]) -> list[tuple[str, str
 def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path) -> Target:
     build_image, runtime_image = _os_images(base)
     source = base.llama_cpp
+    source_args: dict[str, str] = {}
     if isinstance(source, GitSource):
         src_context = f"{source.git}#{source.ref}"
         src_label = source.git
-    else:
-        src_path = Path(source.path)
-        absolute = src_path if src_path.is_absolute() else project_dir / src_path
-        src_context = Path(os.path.relpath(absolute, bake_dir)).as_posix()
+        source_kind = "git"
+    elif source.is_archive:
+        # The archive's directory is the context; only the archive itself is read from it.
+        archive = _relative(project_dir, bake_dir, source.path)
+        src_context = archive.rsplit("/", 1)[0] if "/" in archive else "."
+        source_args = {"LLAMA_SRC_ARCHIVE": archive.rsplit("/", 1)[-1], "LLAMA_SRC_SUBDIR": source.subdir or ""}
         src_label = "local"
+        source_kind = "archive"
+    else:
+        src_context = _relative(project_dir, bake_dir, source.path)
+        src_label = "local"
+        source_kind = "tree"
     env = {"LLAMA_CACHE": DEFAULT_LLAMA_CACHE, **base.runtime_env}
     env = dict(sorted(env.items()))
     args = {
@@ -225,6 +257,7 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         "BUILD_JOBS": str(base.build_jobs),
         "BUILD_PACKAGES": " ".join(base.build_packages),
         "LLAMA_CPP_REF": source.ref,
+        **source_args,
         **{f"ENV_{k}": v for k, v in env.items()},
     }
     labels = {
@@ -241,7 +274,7 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         labels[f"{LABEL_PREFIX}.gpu-families"] = ",".join(base.gpu_families)
     labels.update(base.labels)
     contexts = [("llama-src", src_context), *_overrides(catalog, (build_image, runtime_image))]
-    shape = Shape(kind="base", backend=base.backend, env_keys=tuple(env))
+    shape = Shape(kind="base", backend=base.backend, source=source_kind, env_keys=tuple(env))
     return Target(
         name=base.name,
         kind="base",
@@ -257,21 +290,37 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
     )
 
 
-def _weights_env(prefix: str, weights: HfWeights | UrlWeights) -> dict[str, str]:
-    return {
-        f"LLAMA_BAKE_{prefix}_URL": weights.url,
-        f"LLAMA_BAKE_{prefix}_SHA256": weights.sha256,
-        f"LLAMA_BAKE_{prefix}_FILE": weights.filename,
-    }
+def _relative(project_dir: Path, bake_dir: Path, path: str) -> str:
+    """A catalog path (relative to the project directory) as bake sees it: relative to the bake file."""
+    given = Path(path)
+    absolute = given if given.is_absolute() else project_dir / given
+    return Path(os.path.relpath(absolute, bake_dir)).as_posix()
 
 
-def _weights_label(weights: HfWeights | UrlWeights) -> str:
+Weights = HfWeights | UrlWeights | FileWeights
+
+
+def _weights_env(prefix: str, weights: Weights, hf_endpoint: str) -> dict[str, str]:
+    env = {f"LLAMA_BAKE_{prefix}_SHA256": weights.sha256, f"LLAMA_BAKE_{prefix}_FILE": weights.filename}
+    if isinstance(weights, HfWeights):
+        env[f"LLAMA_BAKE_{prefix}_URL"] = weights.url(hf_endpoint)
+        if weights.gated:
+            # Only these downloads are sent the Hugging Face token.
+            env[f"LLAMA_BAKE_{prefix}_AUTH"] = "hf"
+    elif isinstance(weights, UrlWeights):
+        env[f"LLAMA_BAKE_{prefix}_URL"] = weights.url
+    return env
+
+
+def _weights_label(weights: Weights) -> str:
     if isinstance(weights, HfWeights):
         return f"hf://{weights.hf}/{weights.file}@{weights.revision}"
+    if isinstance(weights, FileWeights):
+        return f"file:{weights.source_name}"
     return weights.url
 
 
-def server_env(model: Model) -> dict[str, str]:
+def server_env(model: Model, hf_endpoint: str = "https://huggingface.co") -> dict[str, str]:
     """Every environment variable of a model image, sorted: server defaults as LLAMA_ARG_*."""
     server = model.server
     env: dict[str, str] = {
@@ -281,7 +330,7 @@ def server_env(model: Model) -> dict[str, str]:
         "LLAMA_ARG_JINJA": "true" if server.jinja else "false",
         "LLAMA_BAKE_DELIVERY": model.delivery,
         "LLAMA_BAKE_MODEL": model.name,
-        **_weights_env("WEIGHTS", model.weights),
+        **_weights_env("WEIGHTS", model.weights, hf_endpoint),
     }
     if server.ctx_size is not None:
         env["LLAMA_ARG_CTX_SIZE"] = str(server.ctx_size)
@@ -290,7 +339,7 @@ def server_env(model: Model) -> dict[str, str]:
     if model.delivery == "baked":
         env["LLAMA_ARG_MODEL"] = f"{MODELS_DIR}/{model.weights.filename}"
     if model.mmproj is not None:
-        env.update(_weights_env("MMPROJ", model.mmproj))
+        env.update(_weights_env("MMPROJ", model.mmproj, hf_endpoint))
         if model.delivery == "baked":
             env["LLAMA_ARG_MMPROJ"] = f"{MODELS_DIR}/mmproj/{model.mmproj.filename}"
     if server.extra_args:
@@ -299,21 +348,31 @@ def server_env(model: Model) -> dict[str, str]:
     return dict(sorted(env.items()))
 
 
-def _model_target(catalog: Catalog, model: Model) -> Target:
+def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: Path) -> Target:
     base = catalog.base_of(model)
-    env = server_env(model)
-    weights = [model.weights] + ([model.mmproj] if model.mmproj is not None else [])
-    gated = any(isinstance(w, HfWeights) and w.gated for w in weights)
+    env = server_env(model, catalog.project.hf_endpoint)
+    # A local file travels as a named context (its directory) plus its name.
+    contexts = [("base", f"target:{base.name}")]
+    file_args: dict[str, str] = {}
+    sources: list[str] = []
+    for prefix, item in (("WEIGHTS", model.weights), ("MMPROJ", model.mmproj)):
+        if isinstance(item, FileWeights):
+            where = _relative(project_dir, bake_dir, item.path)
+            contexts.append((f"{prefix.lower()}-file", where.rsplit("/", 1)[0] if "/" in where else "."))
+            file_args[f"{prefix}_SOURCE"] = item.source_name
+            sources.append("local")
+        elif item is not None:
+            sources.append("gated" if isinstance(item, HfWeights) and item.gated else "remote")
+    gated = "gated" in sources
     health = model.health
     shape = Shape(
         kind="model",
         env_keys=tuple(env),
         delivery=model.delivery,
-        mmproj=model.mmproj is not None,
-        gated=gated,
+        sources=tuple(sources),
         health=(health.start_period, health.interval, health.timeout, health.retries),
     )
-    args = {f"ENV_{k}": v for k, v in env.items()}
+    args = {**file_args, **{f"ENV_{k}": v for k, v in env.items()}}
     labels = {
         **catalog.project.labels,
         "org.opencontainers.image.title": model.name,
@@ -333,7 +392,7 @@ def _model_target(catalog: Catalog, model: Model) -> Target:
         description=model.description or f"{model.name} on {base.name}",
         shape=shape,
         base=base.name,
-        contexts=(("base", f"target:{base.name}"),),
+        contexts=tuple(sorted(contexts)),
         args=tuple(sorted(args.items())),
         labels=tuple(sorted(labels.items())),
         tags=_tags(catalog, model.name, base, model.tags),

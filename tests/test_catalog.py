@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from llama_bake.catalog import GPU_FAMILIES, Base, Model, Project, cross_check
+from llama_bake.catalog import GPU_FAMILIES, Base, LocalSource, Model, Project, cross_check
 from tests.conftest import BASE, MODEL, SHA_A
 
 
@@ -173,3 +173,24 @@ def test_models_are_frozen() -> None:
     m = Model.model_validate({"name": "m", **MODEL})
     with pytest.raises(ValidationError):
         m.name = "other"  # type: ignore[misc]
+
+
+def test_a_local_file_cannot_be_fetched_at_start() -> None:
+    with pytest.raises(ValidationError, match="local file, which a container cannot fetch"):
+        Model.model_validate({"name": "m", "weights": {"path": "w/m.gguf", "sha256": "a" * 64}, "delivery": "fetch"})
+
+
+def test_subdir_only_applies_to_an_archive() -> None:
+    with pytest.raises(ValidationError, match="`subdir` only applies to an archive"):
+        Base.model_validate({"name": "b", "backend": "cpu", "llama_cpp": {"path": "src/llama.cpp", "subdir": "x"}})
+    base = Base.model_validate(
+        {"name": "b", "backend": "cpu", "llama_cpp": {"path": "src/llama.tar.xz", "subdir": "llama.cpp-b1"}}
+    )
+    assert isinstance(base.llama_cpp, LocalSource)
+    assert base.llama_cpp.subdir == "llama.cpp-b1"
+
+
+def test_hf_endpoint_must_be_a_url_without_a_trailing_slash() -> None:
+    assert Project.model_validate({"hf_endpoint": "https://hf-mirror.example/hub"}).hf_endpoint.endswith("/hub")
+    with pytest.raises(ValidationError, match="no trailing /"):
+        Project.model_validate({"hf_endpoint": "https://hf-mirror.example/"})

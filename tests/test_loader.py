@@ -139,3 +139,34 @@ def test_a_checksum_yaml_reads_as_a_number_says_to_quote_it(write_catalog: Write
     [problem] = problems_of(catalog)
     assert problem.startswith(f"{path}:3: weights.sha256: YAML read this value as a number")
     assert "put it in quotes" in problem
+
+
+def test_problems_in_local_weights_and_git_sources_name_the_field_not_the_union_tag(
+    write_catalog: WriteCatalog,
+) -> None:
+    base = {**BASE, "llama_cpp": {"git": "https://github.com/ggml-org/llama.cpp.git", "ref": "main"}}
+    local = {"path": "w/x.gguf", "sha256": "nope", "filenam": "y.gguf"}
+    catalog = write_catalog(bases={"b": base}, models={"m": {"weights": local}})
+    problems = problems_of(catalog)
+    assert any(": llama_cpp.ref: `main` moves" in p for p in problems), problems
+    assert any(": weights.sha256: 'nope' is not a sha256" in p for p in problems), problems
+    assert any(": weights.filenam: unknown key `filenam`; did you mean `filename`?" in p for p in problems), problems
+
+
+def test_a_base_on_another_cuda_than_the_stack_is_an_error_at_its_cuda_line(write_catalog: WriteCatalog) -> None:
+    project = {"stack": {"fine-tuning": {"image": "pytorch/pytorch:2.7.0-cuda12.8-cudnn9-devel"}}}
+    catalog = write_catalog(bases={"b": {**BASE, "cuda": "12.9.1"}}, project=project)
+    [problem] = problems_of(catalog)
+    path = catalog / "bases" / "b.yaml"
+    line = path.read_text().splitlines().index("cuda: 12.9.1") + 1
+    assert problem.startswith(f"{path}:{line}: cuda: CUDA 12.9.1 does not match the stack: service `fine-tuning`")
+    assert "is on CUDA 12.8; set `cuda: 12.8.x`" in problem
+    assert load_catalog(write_catalog(bases={"b": {**BASE, "cuda": "12.8.0"}}, project=project))
+
+
+def test_a_stack_service_must_say_its_cuda_version(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(project={"stack": {"web": {"image": "nginx:1.27"}}})
+    [problem] = problems_of(catalog)
+    assert "stack.web: cannot read a CUDA version from 'nginx:1.27'; add `cuda: X.Y`" in problem
+    project = {"stack": {"web": {"image": "nginx:1.27", "cuda": "12.8"}}}
+    assert load_catalog(write_catalog(project=project))

@@ -144,3 +144,43 @@ def test_local_llama_cpp_source_is_relative_to_the_bake_file() -> None:
     base = {"name": "base", **BASE, "llama_cpp": {"path": "vendor/llama.cpp", "ref": "b6500"}}
     plan = make_plan(catalog(bases=[base]), ROOT, ROOT / "build")
     assert dict(plan.target("base").contexts)["llama-src"] == "../vendor/llama.cpp"
+
+
+def test_an_archive_source_is_its_directory_plus_its_name_and_subdir() -> None:
+    source = {"path": "vendor/llama_cpp_python-0.3.36.tar.gz", "subdir": "llama_cpp_python-0.3.36/vendor/llama.cpp"}
+    plan = make_plan(catalog(bases=[{"name": "base", **BASE, "llama_cpp": source}]), ROOT, ROOT / "build")
+    target = plan.target("base")
+    assert ("llama-src", "../vendor") in target.contexts
+    args = dict(target.args)
+    assert args["LLAMA_SRC_ARCHIVE"] == "llama_cpp_python-0.3.36.tar.gz"
+    assert args["LLAMA_SRC_SUBDIR"] == "llama_cpp_python-0.3.36/vendor/llama.cpp"
+    assert target.shape.source == "archive"
+    tree = make_plan(catalog(bases=[{"name": "base", **BASE, "llama_cpp": {"path": "vendor/llama.cpp"}}]), ROOT, ROOT)
+    assert tree.target("base").shape.source == "tree"
+    assert "LLAMA_SRC_ARCHIVE" not in dict(tree.target("base").args)
+
+
+def test_local_weights_are_a_named_context_and_carry_no_url() -> None:
+    local = {"path": "weights/tiny.gguf", "sha256": SHA_B}
+    plan = make_plan(catalog(models=[{"name": "m", "weights": local, "mmproj": MODEL["weights"]}]), ROOT, ROOT)
+    target = plan.target("m")
+    assert dict(target.contexts) == {"base": "target:base", "weights-file": "weights"}
+    args = dict(target.args)
+    assert args["WEIGHTS_SOURCE"] == "tiny.gguf"
+    assert args["ENV_LLAMA_BAKE_WEIGHTS_SHA256"] == SHA_B
+    assert "ENV_LLAMA_BAKE_WEIGHTS_URL" not in args
+    assert target.shape.sources == ("local", "remote")
+    assert dict(target.labels)["io.llama-bake.model.weights"] == "file:tiny.gguf"
+
+
+def test_hf_endpoint_moves_downloads_to_a_mirror_and_only_gated_files_get_the_token() -> None:
+    gated = {**MODEL["weights"], "gated": True}
+    mmproj = {"url": "https://cdn.example/p.gguf", "sha256": SHA_B}
+    models = [{"name": "m", "weights": gated, "mmproj": mmproj}]
+    plan = make_plan(catalog(models=models, hf_endpoint="https://hf-mirror.example"), ROOT, ROOT)
+    target = plan.target("m")
+    args = dict(target.args)
+    assert args["ENV_LLAMA_BAKE_WEIGHTS_URL"].startswith("https://hf-mirror.example/owner/repo-GGUF/resolve/")
+    assert args["ENV_LLAMA_BAKE_WEIGHTS_AUTH"] == "hf"
+    assert "ENV_LLAMA_BAKE_MMPROJ_AUTH" not in args
+    assert target.shape.sources == ("gated", "remote")

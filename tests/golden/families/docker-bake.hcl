@@ -103,9 +103,10 @@ group "volta-all" {
   targets     = ["volta", "on-volta"]
 }
 
-function "dockerfile_base_cuda_76fd8984" {
+function "dockerfile_base_cuda_b308c4f1" {
   params = []
   result = join("\n", [
+    "# check=skip=InvalidDefaultArgInFrom",
     "# llama.cpp base image (cuda). Rendered by llama-bake from templates/base.Dockerfile.j2;",
     "# every value arrives as a build arg, so bases of the same shape share this text.",
     "ARG BUILD_IMAGE",
@@ -150,14 +151,19 @@ function "dockerfile_base_cuda_76fd8984" {
     "COPY --link --from=build /out/ /app/",
     "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-fetch",
     "#!/bin/sh",
-    "# llama-bake-fetch URL SHA256 DEST: download URL to DEST and verify its SHA-256.",
-    "# A token for gated Hugging Face repos is read from HF_TOKEN or the BuildKit secret file, never an argument.",
+    "# llama-bake-fetch URL SHA256 DEST [hf]: download URL to DEST and verify its SHA-256.",
+    "# With `hf`, the token for gated Hugging Face repos is sent, read from HF_TOKEN or the BuildKit secret file",
+    "# (never an argument); other downloads never see it.",
     "set -eu",
-    "url=$1; sum=$2; dest=$3",
+    "url=$1; sum=$2; dest=$3; auth=$${4:-}",
     "if [ -f \"$dest\" ] && echo \"$sum  $dest\" | sha256sum -c --status; then exit 0; fi",
     "mkdir -p \"$(dirname \"$dest\")\"",
-    "token=$${HF_TOKEN:-}",
-    "if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
+    "token=",
+    "if [ \"$auth\" = hf ]; then",
+    "    token=$${HF_TOKEN:-}",
+    "    if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
+    "    if [ -z \"$token\" ]; then echo \"llama-bake: $url is gated: set HF_TOKEN\" >&2; exit 1; fi",
+    "fi",
     "if [ -n \"$token\" ]; then",
     "    printf 'Authorization: Bearer %s\\n' \"$token\" | curl -fL --retry 3 -H @- -o \"$dest.part\" \"$url\"",
     "else",
@@ -179,11 +185,11 @@ function "dockerfile_base_cuda_76fd8984" {
     "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
     "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
     "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
+    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_AUTH:-}\"",
     "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
     "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
     "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
+    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_AUTH:-}\"",
     "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
     "    fi",
     "fi",
@@ -202,7 +208,7 @@ function "dockerfile_base_cuda_76fd8984" {
   ])
 }
 
-function "dockerfile_model_baked_8bd1206a" {
+function "dockerfile_model_baked_0b97d7ce" {
   params = []
   result = join("\n", [
     "# Model image (baked weights). Rendered by llama-bake from",
@@ -219,7 +225,8 @@ function "dockerfile_model_baked_8bd1206a" {
     "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "# BuildKit verifies the checksum, and the layer does not depend on the base: a new llama.cpp re-downloads nothing.",
+    "# BuildKit verifies each download's checksum, and with --link the layer does not depend on the base:",
+    "# a new llama.cpp re-downloads nothing.",
     "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} $${ENV_LLAMA_BAKE_WEIGHTS_URL} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
     "ENV LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
     "    LLAMA_ARG_HOST=$${ENV_LLAMA_ARG_HOST} \\",
@@ -240,7 +247,7 @@ function "dockerfile_model_baked_8bd1206a" {
 
 target "ada" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 89-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -270,7 +277,7 @@ target "ada" {
 
 target "ampere" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 86-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -300,7 +307,7 @@ target "ampere" {
 
 target "ampere-datacenter" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 80-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -330,7 +337,7 @@ target "ampere-datacenter" {
 
 target "blackwell-consumer" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 120a-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -360,7 +367,7 @@ target "blackwell-consumer" {
 
 target "blackwell-datacenter" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 100-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -390,7 +397,7 @@ target "blackwell-datacenter" {
 
 target "gb10" {
   description       = "llama.cpp b6500 (cuda 12.9.1, 121a-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -420,7 +427,7 @@ target "gb10" {
 
 target "hopper" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 90-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -450,7 +457,7 @@ target "hopper" {
 
 target "on-ada" {
   description       = "on-ada on ada"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:ada"
   }
@@ -480,7 +487,7 @@ target "on-ada" {
 
 target "on-ampere" {
   description       = "on-ampere on ampere"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:ampere"
   }
@@ -510,7 +517,7 @@ target "on-ampere" {
 
 target "on-ampere-datacenter" {
   description       = "on-ampere-datacenter on ampere-datacenter"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:ampere-datacenter"
   }
@@ -540,7 +547,7 @@ target "on-ampere-datacenter" {
 
 target "on-blackwell-consumer" {
   description       = "on-blackwell-consumer on blackwell-consumer"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:blackwell-consumer"
   }
@@ -570,7 +577,7 @@ target "on-blackwell-consumer" {
 
 target "on-blackwell-datacenter" {
   description       = "on-blackwell-datacenter on blackwell-datacenter"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:blackwell-datacenter"
   }
@@ -600,7 +607,7 @@ target "on-blackwell-datacenter" {
 
 target "on-gb10" {
   description       = "on-gb10 on gb10"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:gb10"
   }
@@ -630,7 +637,7 @@ target "on-gb10" {
 
 target "on-hopper" {
   description       = "on-hopper on hopper"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:hopper"
   }
@@ -660,7 +667,7 @@ target "on-hopper" {
 
 target "on-turing" {
   description       = "on-turing on turing"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:turing"
   }
@@ -690,7 +697,7 @@ target "on-turing" {
 
 target "on-volta" {
   description       = "on-volta on volta"
-  dockerfile-inline = dockerfile_model_baked_8bd1206a()
+  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
   contexts = {
     "base" = "target:volta"
   }
@@ -720,7 +727,7 @@ target "on-volta" {
 
 target "turing" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 75-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -750,7 +757,7 @@ target "turing" {
 
 target "volta" {
   description       = "llama.cpp b6500 (cuda 12.8.1, 70-real)"
-  dockerfile-inline = dockerfile_base_cuda_76fd8984()
+  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }

@@ -68,9 +68,10 @@ group "models" {
   targets     = ["gated", "tiny-cpu", "vision"]
 }
 
-function "dockerfile_base_cpu_8c40c014" {
+function "dockerfile_base_cpu_e40262b7" {
   params = []
   result = join("\n", [
+    "# check=skip=InvalidDefaultArgInFrom",
     "# llama.cpp base image (cpu). Rendered by llama-bake from templates/base.Dockerfile.j2;",
     "# every value arrives as a build arg, so bases of the same shape share this text.",
     "ARG BUILD_IMAGE",
@@ -114,14 +115,19 @@ function "dockerfile_base_cpu_8c40c014" {
     "COPY --link --from=build /out/ /app/",
     "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-fetch",
     "#!/bin/sh",
-    "# llama-bake-fetch URL SHA256 DEST: download URL to DEST and verify its SHA-256.",
-    "# A token for gated Hugging Face repos is read from HF_TOKEN or the BuildKit secret file, never an argument.",
+    "# llama-bake-fetch URL SHA256 DEST [hf]: download URL to DEST and verify its SHA-256.",
+    "# With `hf`, the token for gated Hugging Face repos is sent, read from HF_TOKEN or the BuildKit secret file",
+    "# (never an argument); other downloads never see it.",
     "set -eu",
-    "url=$1; sum=$2; dest=$3",
+    "url=$1; sum=$2; dest=$3; auth=$${4:-}",
     "if [ -f \"$dest\" ] && echo \"$sum  $dest\" | sha256sum -c --status; then exit 0; fi",
     "mkdir -p \"$(dirname \"$dest\")\"",
-    "token=$${HF_TOKEN:-}",
-    "if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
+    "token=",
+    "if [ \"$auth\" = hf ]; then",
+    "    token=$${HF_TOKEN:-}",
+    "    if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
+    "    if [ -z \"$token\" ]; then echo \"llama-bake: $url is gated: set HF_TOKEN\" >&2; exit 1; fi",
+    "fi",
     "if [ -n \"$token\" ]; then",
     "    printf 'Authorization: Bearer %s\\n' \"$token\" | curl -fL --retry 3 -H @- -o \"$dest.part\" \"$url\"",
     "else",
@@ -143,11 +149,11 @@ function "dockerfile_base_cpu_8c40c014" {
     "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
     "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
     "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
+    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_AUTH:-}\"",
     "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
     "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
     "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
+    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_AUTH:-}\"",
     "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
     "    fi",
     "fi",
@@ -166,9 +172,10 @@ function "dockerfile_base_cpu_8c40c014" {
   ])
 }
 
-function "dockerfile_base_cuda_067271c1" {
+function "dockerfile_base_cuda_dbfb3629" {
   params = []
   result = join("\n", [
+    "# check=skip=InvalidDefaultArgInFrom",
     "# llama.cpp base image (cuda). Rendered by llama-bake from templates/base.Dockerfile.j2;",
     "# every value arrives as a build arg, so bases of the same shape share this text.",
     "ARG BUILD_IMAGE",
@@ -213,14 +220,19 @@ function "dockerfile_base_cuda_067271c1" {
     "COPY --link --from=build /out/ /app/",
     "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-fetch",
     "#!/bin/sh",
-    "# llama-bake-fetch URL SHA256 DEST: download URL to DEST and verify its SHA-256.",
-    "# A token for gated Hugging Face repos is read from HF_TOKEN or the BuildKit secret file, never an argument.",
+    "# llama-bake-fetch URL SHA256 DEST [hf]: download URL to DEST and verify its SHA-256.",
+    "# With `hf`, the token for gated Hugging Face repos is sent, read from HF_TOKEN or the BuildKit secret file",
+    "# (never an argument); other downloads never see it.",
     "set -eu",
-    "url=$1; sum=$2; dest=$3",
+    "url=$1; sum=$2; dest=$3; auth=$${4:-}",
     "if [ -f \"$dest\" ] && echo \"$sum  $dest\" | sha256sum -c --status; then exit 0; fi",
     "mkdir -p \"$(dirname \"$dest\")\"",
-    "token=$${HF_TOKEN:-}",
-    "if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
+    "token=",
+    "if [ \"$auth\" = hf ]; then",
+    "    token=$${HF_TOKEN:-}",
+    "    if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
+    "    if [ -z \"$token\" ]; then echo \"llama-bake: $url is gated: set HF_TOKEN\" >&2; exit 1; fi",
+    "fi",
     "if [ -n \"$token\" ]; then",
     "    printf 'Authorization: Bearer %s\\n' \"$token\" | curl -fL --retry 3 -H @- -o \"$dest.part\" \"$url\"",
     "else",
@@ -242,11 +254,11 @@ function "dockerfile_base_cuda_067271c1" {
     "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
     "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
     "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
+    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_AUTH:-}\"",
     "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
     "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
     "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
+    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_AUTH:-}\"",
     "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
     "    fi",
     "fi",
@@ -269,19 +281,20 @@ function "dockerfile_base_cuda_067271c1" {
   ])
 }
 
-function "dockerfile_model_baked_gated_86b9b6d8" {
+function "dockerfile_model_baked_gated_c3a696e7" {
   params = []
   result = join("\n", [
     "# Model image (baked weights). Rendered by llama-bake from",
     "# templates/model.Dockerfile.j2; every value arrives as a build arg.",
     "",
     "# Gated weights need the Hugging Face token: a BuildKit secret, mounted for this step only.",
-    "FROM base AS weights",
+    "FROM base AS gated",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
     "RUN --mount=type=secret,id=hf_token,required=true \\",
-    "    llama-bake-fetch \"$ENV_LLAMA_BAKE_WEIGHTS_URL\" \"$ENV_LLAMA_BAKE_WEIGHTS_SHA256\" \"/models/$ENV_LLAMA_BAKE_WEIGHTS_FILE\"",
+    "    llama-bake-fetch \"$ENV_LLAMA_BAKE_WEIGHTS_URL\" \"$ENV_LLAMA_BAKE_WEIGHTS_SHA256\" \\",
+    "        \"/out/models/$ENV_LLAMA_BAKE_WEIGHTS_FILE\" hf",
     "",
     "FROM base",
     "ARG ENV_LLAMA_ARG_FLASH_ATTN",
@@ -291,10 +304,11 @@ function "dockerfile_model_baked_gated_86b9b6d8" {
     "ARG ENV_LLAMA_ARG_PORT",
     "ARG ENV_LLAMA_BAKE_DELIVERY",
     "ARG ENV_LLAMA_BAKE_MODEL",
+    "ARG ENV_LLAMA_BAKE_WEIGHTS_AUTH",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "COPY --link --from=weights /models/ /models/",
+    "COPY --link --from=gated /out/models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
     "ENV LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
     "    LLAMA_ARG_HOST=$${ENV_LLAMA_ARG_HOST} \\",
     "    LLAMA_ARG_JINJA=$${ENV_LLAMA_ARG_JINJA} \\",
@@ -302,6 +316,7 @@ function "dockerfile_model_baked_gated_86b9b6d8" {
     "    LLAMA_ARG_PORT=$${ENV_LLAMA_ARG_PORT} \\",
     "    LLAMA_BAKE_DELIVERY=$${ENV_LLAMA_BAKE_DELIVERY} \\",
     "    LLAMA_BAKE_MODEL=$${ENV_LLAMA_BAKE_MODEL} \\",
+    "    LLAMA_BAKE_WEIGHTS_AUTH=$${ENV_LLAMA_BAKE_WEIGHTS_AUTH} \\",
     "    LLAMA_BAKE_WEIGHTS_FILE=$${ENV_LLAMA_BAKE_WEIGHTS_FILE} \\",
     "    LLAMA_BAKE_WEIGHTS_SHA256=$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} \\",
     "    LLAMA_BAKE_WEIGHTS_URL=$${ENV_LLAMA_BAKE_WEIGHTS_URL}",
@@ -312,7 +327,7 @@ function "dockerfile_model_baked_gated_86b9b6d8" {
   ])
 }
 
-function "dockerfile_model_baked_mmproj_d37e5ea8" {
+function "dockerfile_model_baked_mmproj_192d6d92" {
   params = []
   result = join("\n", [
     "# Model image (baked weights, vision projector). Rendered by llama-bake from",
@@ -337,7 +352,8 @@ function "dockerfile_model_baked_mmproj_d37e5ea8" {
     "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "# BuildKit verifies the checksum, and the layer does not depend on the base: a new llama.cpp re-downloads nothing.",
+    "# BuildKit verifies each download's checksum, and with --link the layer does not depend on the base:",
+    "# a new llama.cpp re-downloads nothing.",
     "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} $${ENV_LLAMA_BAKE_WEIGHTS_URL} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
     "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_MMPROJ_SHA256} $${ENV_LLAMA_BAKE_MMPROJ_URL} /models/mmproj/$${ENV_LLAMA_BAKE_MMPROJ_FILE}",
     "ENV LLAMA_ARG_CTX_SIZE=$${ENV_LLAMA_ARG_CTX_SIZE} \\",
@@ -365,7 +381,7 @@ function "dockerfile_model_baked_mmproj_d37e5ea8" {
   ])
 }
 
-function "dockerfile_model_fetch_e203f100" {
+function "dockerfile_model_fetch_02b43b90" {
   params = []
   result = join("\n", [
     "# Model image (fetch weights). Rendered by llama-bake from",
@@ -399,7 +415,7 @@ function "dockerfile_model_fetch_e203f100" {
 
 target "cpu" {
   description       = "llama.cpp b6500 (cpu)"
-  dockerfile-inline = dockerfile_base_cpu_8c40c014()
+  dockerfile-inline = dockerfile_base_cpu_e40262b7()
   contexts = {
     "llama-src" = "vendor/llama.cpp"
     "ubuntu:24.04" = "oci-layout://./images/ubuntu"
@@ -429,7 +445,7 @@ target "cpu" {
 
 target "cuda-129" {
   description       = "llama.cpp 4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5 (cuda 12.9.1, 90-real;100-real;121a-real)"
-  dockerfile-inline = dockerfile_base_cuda_067271c1()
+  dockerfile-inline = dockerfile_base_cuda_dbfb3629()
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"
     "nvidia/cuda:12.9.1-devel-ubuntu24.04" = "docker-image://mirror.example.com/nvidia/cuda:12.9.1-devel-ubuntu24.04"
@@ -465,7 +481,7 @@ target "cuda-129" {
 
 target "gated" {
   description       = "gated on cuda-129"
-  dockerfile-inline = dockerfile_model_baked_gated_86b9b6d8()
+  dockerfile-inline = dockerfile_model_baked_gated_c3a696e7()
   contexts = {
     "base" = "target:cuda-129"
   }
@@ -477,6 +493,7 @@ target "gated" {
     "ENV_LLAMA_ARG_PORT" = "8080"
     "ENV_LLAMA_BAKE_DELIVERY" = "baked"
     "ENV_LLAMA_BAKE_MODEL" = "gated"
+    "ENV_LLAMA_BAKE_WEIGHTS_AUTH" = "hf"
     "ENV_LLAMA_BAKE_WEIGHTS_FILE" = "Llama-3.1-8B-Instruct-Q8_0.gguf"
     "ENV_LLAMA_BAKE_WEIGHTS_SHA256" = "4444444444444444444444444444444444444444444444444444444444444444"
     "ENV_LLAMA_BAKE_WEIGHTS_URL" = "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct-GGUF/resolve/0123456789abcdef0123456789abcdef01234567/Llama-3.1-8B-Instruct-Q8_0.gguf"
@@ -498,7 +515,7 @@ target "gated" {
 
 target "tiny-cpu" {
   description       = "tiny-cpu on cpu"
-  dockerfile-inline = dockerfile_model_fetch_e203f100()
+  dockerfile-inline = dockerfile_model_fetch_02b43b90()
   contexts = {
     "base" = "target:cpu"
   }
@@ -529,7 +546,7 @@ target "tiny-cpu" {
 
 target "vision" {
   description       = "A vision model with \"quotes\", a backslash \\ and $${braces}"
-  dockerfile-inline = dockerfile_model_baked_mmproj_d37e5ea8()
+  dockerfile-inline = dockerfile_model_baked_mmproj_192d6d92()
   contexts = {
     "base" = "target:cuda-129"
   }

@@ -1,0 +1,113 @@
+"""Local stand-ins for what this machine cannot download at build time: a Debian root filesystem as an
+OCI image (for ubuntu:24.04) and the llama.cpp source tree (from the PyPI sdist of llama-cpp-python).
+
+Both are cached under ``$LLAMA_BAKE_TEST_CACHE`` (default ``~/.cache/llama-bake/test``), so a second run of the
+slow tier starts from them in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# The sdist that vendors llama.cpp; pinned so the compiled source, and so the BuildKit cache, stay put.
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LLAMA_BAKE_TEST_CACHE") or Path.home() / ".cache" / "llama-bake" / "test"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Move a finished ``tmp`` into place; a concurrent or interrupted run never leaves half a result."""
+    if final.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(final)
+    return final
+
+
+def debian_layout() -> Path:
+    """An OCI image layout (tag ``latest``) holding a minimal Debian made by debootstrap."""
+    final = cache_dir() / f"debian-{DEBIAN_SUITE}-oci"
+    if (final / "index.json").exists():
+        return final
+    debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
+    umoci = shutil.which("umoci")
+    if not Path(debootstrap).exists() or umoci is None:
+        msg = "debootstrap and umoci are needed for the Debian stand-in: run .ci/install-tools.sh"
+        raise RuntimeError(msg)
+    work = cache_dir() / f".debian-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    rootfs = work / "rootfs"
+    subprocess.run(
+        [debootstrap, "--variant=minbase", DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    layout = work / "oci"
+    bundle = work / "bundle"
+    subprocess.run([umoci, "init", "--layout", str(layout)], check=True)
+    subprocess.run([umoci, "new", "--image", f"{layout}:latest"], check=True)
+    subprocess.run([umoci, "unpack", "--image", f"{layout}:latest", str(bundle)], check=True)
+    shutil.rmtree(bundle / "rootfs")
+    rootfs.rename(bundle / "rootfs")
+    subprocess.run([umoci, "repack", "--image", f"{layout}:latest", str(bundle)], check=True)
+    subprocess.run(
+        [
+            umoci,
+            "config",
+            "--image",
+            f"{layout}:latest",
+            "--config.env",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ],
+        check=True,
+    )
+    subprocess.run([umoci, "gc", "--layout", str(layout)], check=True)
+    _publish(layout, final)
+    shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def llama_cpp_tree() -> Path:
+    """The llama.cpp source tree vendored in the llama-cpp-python sdist from PyPI."""
+    final = cache_dir() / "llama.cpp"
+    if (final / "CMakeLists.txt").exists():
+        return final
+    work = cache_dir() / f".sdist-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--dest",
+            str(work),
+            LLAMA_CPP_PYTHON,
+        ],
+        check=True,
+    )
+    (sdist,) = work.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(work / "x", filter="tar")
+    (vendored,) = (work / "x").glob("*/vendor/llama.cpp")
+    _publish(vendored, final)
+    shutil.rmtree(work, ignore_errors=True)
+    return final

@@ -1,0 +1,438 @@
+"""The real templates, end to end: a `cpu` base compiled from llama.cpp's source, model images on it, and a
+container run from the result.
+
+- The OS image (ubuntu:24.04) is replaced by a Debian root filesystem made with debootstrap (an image override);
+  llama.cpp comes from a local directory, the tree vendored in llama-cpp-python's sdist from PyPI.
+- Three models cover the three weights sources: a local file, a URL on 127.0.0.1, and a gated Hugging Face repo
+  served by a stand-in Hub on 127.0.0.1 (``hf_endpoint``) that demands the token.
+- Images are exported as OCI archives, unpacked with umoci and run with runc.
+
+The base's build cache is exported to (and imported from) a local directory in the test cache, so a second run
+compiles nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port, write_yaml
+from tests.standins import cache_dir, debian_layout, llama_cpp_tree
+from tests.tinymodel import write_tiny_gguf
+
+pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
+
+TOKEN = "hf_llamaBakeDummyToken0123456789secret"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+LLAMA_REF = "pypi-0.3.36"
+START_PERIOD_S = 60
+
+
+class _Hub(http.server.BaseHTTPRequestHandler):
+    """Serves files from ``root``; paths under /gated/ need ``Authorization: Bearer TOKEN``."""
+
+    root: Path
+    seen: list[tuple[str, str | None]]
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("Authorization")
+        self.seen.append((self.path, auth))
+        if self.path.startswith("/gated/") and auth != f"Bearer {TOKEN}":
+            self.send_error(401)
+            return
+        path = self.root / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Built:
+    project: Path
+    out: Path
+    hub_requests: list[tuple[str, str | None]]
+    shas: dict[str, str]
+    summary: dict[str, Any]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    project = tmp_path_factory.mktemp("real")
+    served = project / "served"
+    (served / "gated" / "acme" / "tiny-gated" / "resolve" / REVISION).mkdir(parents=True)
+    (project / "weights").mkdir()
+    shas = {
+        "tiny-file": write_tiny_gguf(project / "weights" / "tiny.gguf", seed=1),
+        "tiny-url": write_tiny_gguf(served / "tiny-url.gguf", seed=2),
+        "tiny-gated": write_tiny_gguf(served / "gated/acme/tiny-gated/resolve" / REVISION / "tiny.gguf", seed=3),
+    }
+    seen: list[tuple[str, str | None]] = []
+
+    class Hub(_Hub):
+        pass
+
+    Hub.root = served
+    Hub.seen = seen
+    handler = Hub
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{hub.server_address[1]}"
+
+    write_yaml(
+        project / "catalog" / "project.yaml",
+        {
+            "registry": "localhost:5000/real",
+            "hf_endpoint": f"{endpoint}/gated",
+            "image_overrides": {"ubuntu:24.04": f"oci-layout://{debian_layout()}:latest"},
+        },
+    )
+    write_yaml(
+        project / "catalog" / "bases" / "llama-cpu.yaml",
+        {
+            "backend": "cpu",
+            "llama_cpp": {"path": str(llama_cpp_tree()), "ref": LLAMA_REF},
+            "build_jobs": 2,
+            # One CPU variant instead of every x86 one: minutes instead of most of an hour on two cores.
+            "cmake_options": {"GGML_CPU_ALL_VARIANTS": "OFF", "GGML_BACKEND_DL": "OFF"},
+        },
+    )
+    health = {"start_period": f"{START_PERIOD_S}s", "interval": "5s", "timeout": "3s", "retries": 3}
+    models: dict[str, dict[str, Any]] = {
+        "tiny-file": {"weights": {"path": "weights/tiny.gguf", "sha256": shas["tiny-file"]}},
+        "tiny-url": {"weights": {"url": f"{endpoint}/tiny-url.gguf", "sha256": shas["tiny-url"]}},
+        "tiny-gated": {
+            "weights": {
+                "hf": "acme/tiny-gated",
+                "file": "tiny.gguf",
+                "revision": REVISION,
+                "sha256": shas["tiny-gated"],
+                "gated": True,
+            }
+        },
+    }
+    for name, data in models.items():
+        write_yaml(
+            project / "catalog" / "models" / f"{name}.yaml",
+            {**data, "server": {"ctx_size": 128, "jinja": False}, "health": health},
+        )
+
+    out = project / "out"
+    cache = cache_dir() / "bake-cache"
+    _run(
+        [
+            "llama-bake",
+            "build",
+            "--progress",
+            "plain",
+            "--cache",
+            f"local={cache}",
+            "--output",
+            f"type=oci,dest={out}/{{target}}.tar",
+            "--summary-json",
+            str(project / "summary.json"),
+        ],
+        cwd=project,
+        env={"HF_TOKEN": TOKEN},
+    )
+    summary = json.loads((project / "summary.json").read_text(encoding="utf-8"))
+    yield Built(project, out, seen, shas, summary)
+    hub.shutdown()
+
+
+# --- reading an OCI archive ---------------------------------------------------------------------
+
+
+class OciArchive:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with tarfile.open(path) as tar:
+            self.files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+    def blob(self, digest: str) -> bytes:
+        return self.files["blobs/" + digest.replace(":", "/")]
+
+    def manifest(self) -> dict[str, Any]:
+        index = json.loads(self.files["index.json"])
+        manifest: dict[str, Any] = json.loads(self.blob(index["manifests"][0]["digest"]))
+        if "manifests" in manifest:  # an index of one platform
+            manifest = json.loads(self.blob(manifest["manifests"][0]["digest"]))
+        return manifest
+
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = json.loads(self.blob(self.manifest()["config"]["digest"]))
+        return config
+
+    def layer_files(self) -> Iterator[tuple[str, bytes]]:
+        """Every regular file of every layer, with its path."""
+        for layer in self.manifest()["layers"]:
+            data = self.blob(layer["digest"])
+            if layer["mediaType"].endswith("gzip"):
+                data = gzip.decompress(data)
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                for member in tar.getmembers():
+                    if member.isfile():
+                        yield member.name, tar.extractfile(member).read()  # type: ignore[union-attr]
+
+
+# --- running an image with runc -----------------------------------------------------------------
+
+
+@dataclass
+class Container:
+    name: str
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def exec(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["runc", "--root", str(self.root), "exec", self.name, *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+
+
+@pytest.fixture
+def run_image(tmp_path: Path) -> Iterator[Any]:
+    started: list[Container] = []
+
+    def run(archive: Path) -> Container:
+        layout = tmp_path / "layout"
+        bundle = tmp_path / "bundle"
+        _run(["skopeo", "copy", "--quiet", f"oci-archive:{archive}", f"oci:{layout}:image"], cwd=tmp_path)
+        _run(["umoci", "unpack", "--image", f"{layout}:image", str(bundle)], cwd=tmp_path)
+        spec = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
+        port = free_port()
+        # Share the host's network, so the test reaches the server on 127.0.0.1; a port of our choosing.
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
+        spec["process"]["env"] = [e for e in spec["process"]["env"] if not e.startswith("LLAMA_ARG_PORT=")]
+        spec["process"]["env"].append(f"LLAMA_ARG_PORT={port}")
+        spec["process"]["terminal"] = False
+        (bundle / "config.json").write_text(json.dumps(spec), encoding="utf-8")
+        root = tmp_path / "runc"
+        name = f"llama-bake-test-{os.getpid()}-{len(started)}"
+        log = tmp_path / f"{name}.log"
+        process = subprocess.Popen(
+            ["runc", "--root", str(root), "run", "--bundle", str(bundle), name],
+            stdin=subprocess.DEVNULL,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        container = Container(name, root, port, process, log)
+        started.append(container)
+        return container
+
+    yield run
+    for container in started:
+        subprocess.run(["runc", "--root", str(container.root), "kill", container.name, "KILL"], check=False)
+        try:
+            container.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            container.process.kill()
+        subprocess.run(["runc", "--root", str(container.root), "delete", "--force", container.name], check=False)
+
+
+def _wait_healthy(container: Container, limit_s: float) -> float:
+    started = time.monotonic()
+    while True:
+        try:
+            with urllib.request.urlopen(container.url("/health"), timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        if container.process.poll() is not None:
+            pytest.fail(f"the container exited {container.process.returncode}:\n{container.log.read_text()[-3000:]}")
+        if time.monotonic() - started > limit_s:
+            pytest.fail(f"/health not 200 after {limit_s}s:\n{container.log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def test_image_serves_health_and_completions_within_the_start_period(built: Built, run_image: Any) -> None:
+    container = run_image(built.out / "tiny-file.tar")
+    took = _wait_healthy(container, START_PERIOD_S)
+    assert took < START_PERIOD_S
+    # The image's own health check, run inside the container, agrees.
+    check = container.exec(
+        "sh", "-c", OciArchive(built.out / "tiny-file.tar").config()["config"]["Healthcheck"]["Test"][1]
+    )
+    assert check.returncode == 0, check.stderr
+    request = urllib.request.Request(
+        container.url("/completion"),
+        data=json.dumps({"prompt": "hello llama", "n_predict": 8, "temperature": 0}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    assert answer["tokens_predicted"] > 0
+    assert answer["content"]
+    # The catalog's server settings reached llama-server through LLAMA_ARG_* (ctx_size 128, jinja false).
+    with urllib.request.urlopen(container.url("/props"), timeout=10) as response:
+        props = json.loads(response.read())
+    assert props["default_generation_settings"]["n_ctx"] == 128
+
+
+def test_image_config_has_entrypoint_health_check_labels_and_env(built: Built) -> None:
+    config = OciArchive(built.out / "tiny-file.tar").config()["config"]
+    assert config["Entrypoint"] == ["llama-bake-serve"]
+    health = config["Healthcheck"]
+    assert health["Test"][0] == "CMD-SHELL"
+    assert "/health" in health["Test"][1]
+    assert health["StartPeriod"] == START_PERIOD_S * 10**9
+    assert health["Interval"] == 5 * 10**9
+    assert health["Retries"] == 3
+    labels = config["Labels"]
+    # The model inherits the base's labels: which llama.cpp it runs is on the image users pull.
+    assert labels["io.llama-bake.llama-cpp.ref"] == LLAMA_REF
+    assert labels["io.llama-bake.backend"] == "cpu"
+    assert labels["io.llama-bake.base"] == "llama-cpu"
+    assert labels["io.llama-bake.model.sha256"] == built.shas["tiny-file"]
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["LLAMA_ARG_MODEL"] == "/models/tiny.gguf"
+    assert env["LLAMA_ARG_CTX_SIZE"] == "128"
+    assert env["LLAMA_ARG_JINJA"] == "false"
+    assert env["LLAMA_BAKE_LLAMA_CPP_REF"] == LLAMA_REF
+
+
+@pytest.mark.parametrize("model", ["tiny-file", "tiny-url", "tiny-gated"])
+def test_weights_in_the_image_match_the_catalog_checksum(built: Built, model: str) -> None:
+    files = dict(OciArchive(built.out / f"{model}.tar").layer_files())
+    name = "models/tiny-url.gguf" if model == "tiny-url" else "models/tiny.gguf"
+    assert hashlib.sha256(files[name]).hexdigest() == built.shas[model]
+    if model == "tiny-file":
+        assert files["models/SHA256SUMS"].decode() == f"{built.shas[model]}  /models/tiny.gguf\n"
+
+
+def test_the_token_reaches_only_the_gated_download(built: Built) -> None:
+    gated = [auth for path, auth in built.hub_requests if path.startswith("/gated/")]
+    others = [auth for path, auth in built.hub_requests if not path.startswith("/gated/")]
+    assert gated
+    assert set(gated) == {f"Bearer {TOKEN}"}
+    assert others
+    assert set(others) == {None}
+
+
+def test_the_token_is_in_no_layer_config_or_generated_file(built: Built) -> None:
+    token = TOKEN.encode()
+    for model in ("tiny-file", "tiny-url", "tiny-gated"):
+        archive = OciArchive(built.out / f"{model}.tar")
+        for name, data in archive.files.items():
+            assert token not in data, f"{model}: {name}"
+        for name, data in archive.layer_files():
+            assert token not in data, f"{model}: layer file {name}"
+    for path in built.project.rglob("*"):
+        if path.is_file() and "out" not in path.relative_to(built.project).parts:
+            assert token not in path.read_bytes(), path
+
+
+def test_a_local_file_with_the_wrong_checksum_fails_the_build_clearly(built: Built, tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    shutil.copytree(built.project / "catalog", project / "catalog")
+    shutil.copytree(built.project / "weights", project / "weights")
+    for model in ("tiny-url", "tiny-gated"):
+        (project / "catalog" / "models" / f"{model}.yaml").unlink()
+    model_file = project / "catalog" / "models" / "tiny-file.yaml"
+    model_file.write_text(model_file.read_text().replace(built.shas["tiny-file"], "0" * 64))
+    result = subprocess.run(
+        ["llama-bake", "build", "--progress", "plain", "--cache-from", f"type=local,src={cache_dir() / 'bake-cache'}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 6, result.stderr
+    assert "tiny-file" in result.stderr
+    assert f"checksum mismatch for tiny.gguf: expected {'0' * 64}, got {built.shas['tiny-file']}" in result.stderr
+
+
+def test_a_second_build_compiles_nothing(built: Built) -> None:
+    result = _run(
+        ["llama-bake", "build", "--progress", "plain", "--summary-json", "again.json"],
+        cwd=built.project,
+        env={"HF_TOKEN": TOKEN},
+    )
+    summary = json.loads((built.project / "again.json").read_text(encoding="utf-8"))
+    assert summary["steps_executed"] == 0, result.stderr
+
+
+@pytest.mark.parametrize("subdir", [None, "pkg-1.0/vendor/llama.cpp"])
+def test_llama_cpp_from_a_source_archive(embedded_builder: str, tmp_path: Path, subdir: str | None) -> None:
+    """An archive source, unpacked by the real base template: its only top-level directory, or `subdir`.
+    The tree is a stand-in whose `llama-server` is a shell script, so this takes seconds."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.14)\nproject(fake NONE)\n"
+        "add_custom_target(llama-server ALL COMMAND ${CMAKE_COMMAND} -E make_directory bin COMMAND "
+        "${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/server.sh bin/llama-server)\n",
+        encoding="utf-8",
+    )
+    (tree / "server.sh").write_text("#!/bin/sh\necho fake llama-server\n", encoding="utf-8")
+    project = tmp_path / "project"
+    (project / "vendor").mkdir(parents=True)
+    with tarfile.open(project / "vendor" / "llama-src.tar.gz", "w:gz") as archive:
+        archive.add(tree, arcname=subdir or "llama.cpp-fake")
+        if subdir:
+            archive.addfile(tarfile.TarInfo("pkg-1.0/README"), io.BytesIO(b""))
+    write_yaml(
+        project / "catalog" / "project.yaml",
+        {"image_overrides": {"ubuntu:24.04": f"oci-layout://{debian_layout()}:latest"}},
+    )
+    source: dict[str, Any] = {"path": "vendor/llama-src.tar.gz", "ref": "fake-1"}
+    if subdir:
+        source["subdir"] = subdir
+    write_yaml(project / "catalog" / "bases" / "fake.yaml", {"backend": "cpu", "llama_cpp": source})
+    write_yaml(
+        project / "catalog" / "models" / "m.yaml",
+        {"weights": {"url": "https://models.invalid/m.gguf", "sha256": "0" * 64}},
+    )
+    out = tmp_path / "fake.tar"
+    _run(
+        ["llama-bake", "build", "--progress", "plain", "--output", f"type=oci,dest={out}", "fake"],
+        cwd=project,
+    )
+    files = dict(OciArchive(out).layer_files())
+    assert files["app/llama-server"] == b"#!/bin/sh\necho fake llama-server\n"

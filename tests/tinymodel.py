@@ -1,0 +1,81 @@
+"""A tiny llama-architecture GGUF model with random weights, written with PyPI's ``gguf`` package.
+
+It is a real model as far as llama.cpp is concerned (SentencePiece-style vocabulary with byte fallback, two
+transformer blocks), so llama-server loads it, serves /health and answers completions, in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+N_EMBD = 64
+N_HEAD = 4
+N_LAYER = 2
+N_FF = 128
+N_CTX = 256
+
+
+def _vocab() -> tuple[list[str], list[float], list[int]]:
+    tokens = ["<unk>", "<s>", "</s>"]
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    tokens += [f"<0x{b:02X}>" for b in range(256)]
+    types += [gguf.TokenType.BYTE] * 256
+    common = ("the", "a", "of", "to", "and", "in", "is", "it", "hello", "world", "llama", "bake")
+    words = ["\u2581", *(f"\u2581{w}" for w in common)]
+    words += list("abcdefghijklmnopqrstuvwxyz")
+    tokens += words
+    types += [gguf.TokenType.NORMAL] * len(words)
+    scores = [0.0] * 259 + [-float(i) for i in range(len(words))]
+    return tokens, scores, [int(t) for t in types]
+
+
+def write_tiny_gguf(path: Path, seed: int = 0) -> str:
+    """Write the model to ``path``; return its sha256. The same ``seed`` gives the same bytes."""
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = _vocab()
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(f"llama-bake tiny test model {seed}")
+    writer.add_context_length(N_CTX)
+    writer.add_embedding_length(N_EMBD)
+    writer.add_block_count(N_LAYER)
+    writer.add_feed_forward_length(N_FF)
+    writer.add_head_count(N_HEAD)
+    writer.add_head_count_kv(N_HEAD)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(N_EMBD // N_HEAD)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+
+    def tensor(name: str, *shape: int) -> None:
+        writer.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
+
+    def norm(name: str) -> None:
+        writer.add_tensor(name, np.ones(N_EMBD, dtype=np.float32))
+
+    n_vocab = len(tokens)
+    tensor("token_embd.weight", n_vocab, N_EMBD)
+    norm("output_norm.weight")
+    tensor("output.weight", n_vocab, N_EMBD)
+    for i in range(N_LAYER):
+        norm(f"blk.{i}.attn_norm.weight")
+        for part in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            tensor(f"blk.{i}.{part}.weight", N_EMBD, N_EMBD)
+        norm(f"blk.{i}.ffn_norm.weight")
+        tensor(f"blk.{i}.ffn_gate.weight", N_FF, N_EMBD)
+        tensor(f"blk.{i}.ffn_up.weight", N_FF, N_EMBD)
+        tensor(f"blk.{i}.ffn_down.weight", N_EMBD, N_FF)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
