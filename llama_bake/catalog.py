@@ -599,6 +599,15 @@ class Health(Strict):
     retries: int = Field(3, ge=1, le=100)
 
 
+class ComposeSettings(Strict):
+    """How `llama-bake compose` runs the model."""
+
+    host_port: int | None = Field(None, ge=1, le=65535, description="Port on the host (default: the server port).")
+    gpus: Literal["all"] | Annotated[int, Field(ge=1)] | tuple[str, ...] = Field(
+        "all", description="GPUs to reserve on a cuda base: all, a count, or a list of device ids."
+    )
+
+
 class Model(Strict):
     """One served model: one image built on a base."""
 
@@ -615,6 +624,7 @@ class Model(Strict):
     )
     server: Server = Field(default_factory=Server)
     health: Health = Field(default_factory=Health)
+    compose: ComposeSettings = Field(default_factory=ComposeSettings)
     tags: tuple[TagName, ...] = Field(default=(), description="Extra tags for this image.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra OCI labels.")
 

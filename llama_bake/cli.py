@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -240,6 +241,120 @@ def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None) ->
     if failed:
         msg = f"{len(failed)} problem(s): " + "; ".join(f"{c.name}: {c.fix}" for c in failed)
         raise DockerError(msg)
+
+
+def _regenerate(words: list[str], paths: pipeline.Paths, out: Path, default: Path) -> str:
+    """The command line that writes ``out`` again, with only the options that differ from the defaults."""
+    if paths.catalog != paths.bake_dir / pipeline.DEFAULT_CATALOG:
+        words += ["--catalog", Path(os.path.relpath(paths.catalog, paths.bake_dir)).as_posix()]
+    if out.absolute() != default.absolute():
+        words += ["--file", Path(os.path.relpath(out.absolute(), paths.bake_dir)).as_posix()]
+    return " ".join(words)
+
+
+def _write_or_check(path: Path, text: str, check: bool, command: str) -> None:
+    changed = pipeline.write_generated(path, text, check=check, command=command)
+    if check:
+        click.echo(f"fresh: {path}", err=True)
+    else:
+        click.echo(f"{'wrote' if changed else 'unchanged'}: {path}", err=True)
+
+
+OUT_FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+@main.command()
+@functools.partial(paths_options, bake_file_flags=("--bake-file",))
+@click.option(
+    "--file", "-f", "out", type=OUT_FILE, help="Where to write it. Default: compose.yaml beside the bake file."
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when the file is stale.")
+@reports_errors
+def compose(catalog: Path | None, bake_file: Path | None, out: Path | None, check: bool) -> None:
+    """Write a Compose file: one service per model, GPUs reserved, built locally from the bake targets."""
+    paths = pipeline.Paths.from_options(catalog, bake_file)
+    default = paths.bake_dir / "compose.yaml"
+    target = out or default
+    command = _regenerate(["llama-bake", "compose"], paths, target, default)
+    _write_or_check(target, pipeline.compose_text(paths, target, command), check, command)
+
+
+@main.group(name="ci")
+def ci_group() -> None:
+    """CI pipelines that build the catalog with a per-target cache."""
+
+
+def _ci_command(provider: str) -> Callable[..., None]:
+    from llama_bake.ci import DEFAULT_PATHS
+
+    @functools.partial(paths_options, bake_file_flags=("--bake-file",))
+    @click.option("--file", "-f", "out", type=OUT_FILE, help=f"Default: {DEFAULT_PATHS[provider]}.")
+    @click.option(
+        "--cache",
+        default="gha" if provider == "github" else "registry",
+        show_default=True,
+        help="Per-target cache: gha (GitHub only) or registry=REF_PREFIX.",
+    )
+    @click.option("--branch", default="main", show_default=True, help="Push images from this branch only.")
+    @click.option("--install", help="pip requirement that installs llama-bake in CI (default: this version).")
+    @click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when the file is stale.")
+    @reports_errors
+    def command(
+        catalog: Path | None,
+        bake_file: Path | None,
+        out: Path | None,
+        cache: str,
+        branch: str,
+        install: str | None,
+        check: bool,
+    ) -> None:
+        from llama_bake.ci import CiOptions, default_install
+
+        paths = pipeline.Paths.from_options(catalog, bake_file)
+        default = paths.bake_dir / DEFAULT_PATHS[provider]
+        target = out or default
+        options = CiOptions(
+            provider=provider,
+            cache=cache,
+            bake_file=Path(os.path.relpath(paths.output, paths.bake_dir)).as_posix(),
+            catalog=Path(os.path.relpath(paths.catalog, paths.bake_dir)).as_posix(),
+            install=install or default_install(),
+            branch=branch,
+        )
+        words = ["llama-bake", "ci", provider]
+        if cache != ("gha" if provider == "github" else "registry"):
+            words += ["--cache", cache]
+        if branch != "main":
+            words += ["--branch", branch]
+        command_line = _regenerate(words, paths, target, default)
+        _write_or_check(target, pipeline.ci_text(paths, options, command_line), check, command_line)
+
+    command.__doc__ = f"Write a {'GitHub Actions workflow' if provider == 'github' else 'GitLab CI pipeline'}."
+    return command
+
+
+ci_group.command(name="github")(_ci_command("github"))
+ci_group.command(name="gitlab")(_ci_command("gitlab"))
+
+
+@ci_group.command(name="summary")
+@click.argument("metadata", type=click.File("r", encoding="utf-8"))
+@reports_errors
+def ci_summary(metadata: Any) -> None:
+    """Print bake's metadata file (or - for stdin) as a Markdown table of images and digests."""
+    from llama_bake.ci import summary_markdown
+
+    click.echo(summary_markdown(metadata.read()), nl=False)
+
+
+@main.command()
+@paths_options
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
+@reports_errors
+def graph(catalog: Path | None, bake_file: Path | None, fmt: str) -> None:
+    """Show what depends on what: images and source -> bases -> models."""
+    paths = pipeline.Paths.from_options(catalog, bake_file)
+    click.echo(pipeline.graph_text(paths, fmt), nl=False)
 
 
 @main.group(name="builder")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import yaml
 
 from llama_bake.errors import TemplateError
 from llama_bake.plan import CACHE_TYPES, BakePlan, Interp, Shape, Var
@@ -133,3 +134,27 @@ def render_bake(plan: BakePlan, header: Header, project_dir: Path) -> str:
         cache_types=CACHE_TYPES,
     )
     return text if text.endswith("\n") else text + "\n"
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """Block style for multi-line strings (readable Dockerfiles), escaped everything else, no anchors."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and value == value.strip(" ") and "\t" not in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_YamlDumper.add_representer(str, _represent_str)
+
+
+def render_yaml(data: object, header: Header) -> str:
+    """``data`` as a YAML document that loads back equal, after a header saying how to regenerate it."""
+    body = yaml.dump(data, Dumper=_YamlDumper, sort_keys=False, allow_unicode=False, width=120)
+    if yaml.safe_load(body) != data:
+        msg = "internal error: the YAML writer did not round-trip; please report this with the catalog"
+        raise TemplateError(msg)
+    return f"# {header.title}\n# Regenerate with: {header.command}\n{body}"

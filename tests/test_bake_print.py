@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -185,3 +187,31 @@ def test_arbitrary_strings_come_back_unchanged_from_buildx(
     for i, v in enumerate(values):
         clean = v.replace("\n", "").replace("\r", "").replace("\x00", "")
         assert unprint(got["args"][f"ENV_X_{i}"]) == unicodedata.normalize("NFC", clean)
+
+
+@pytest.mark.parametrize("case", ["shipped", "multi"])
+def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case: str, tmp_path: Path) -> None:
+    """`docker buildx bake -f compose.yaml --print`: every service is its bake target (Dockerfile, args, labels,
+    contexts with `service:` read back as `target:`), and the image is the target's first tag."""
+    paths = catalog_paths(case, tmp_path)
+    compose = paths.bake_dir / "compose.yaml"
+    compose.write_text(pipeline.compose_text(paths, compose, "llama-bake compose"), encoding="utf-8")
+    plan = pipeline.plan_catalog(paths)[1]
+    printed = subprocess.run(
+        ["docker", "buildx", "bake", "-f", "compose.yaml", "--print", *[t.name for t in plan.targets]],
+        cwd=paths.bake_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k not in ("REGISTRY", "TAG")},
+    )
+    assert printed.returncode == 0, printed.stderr
+    targets = json.loads(printed.stdout)["target"]
+    assert set(targets) == {t.name for t in plan.targets}
+    for target in plan.targets:
+        got = targets[target.name]
+        assert unprint(got["dockerfile-inline"]) == render_dockerfile(target.shape, paths.project), target.name
+        assert {k: unprint(v) for k, v in got.get("args", {}).items()} == dict(target.args), target.name
+        assert {k: unprint(v) for k, v in got.get("labels", {}).items()} == dict(target.labels), target.name
+        assert got.get("contexts", {}) == dict(target.contexts), target.name
+        assert got["tags"] == [plan.resolve(target.tags[0])], target.name

@@ -8,8 +8,10 @@ the generator, the HCL, python-on-whales, buildx and BuildKit are all real.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from llama_bake import builder as builders
 from llama_bake import pipeline
 from llama_bake.bake import WhalesRunner
-from llama_bake.build import BuildOptions, CachePreset, Summary, run_build
+from llama_bake.build import BuildOptions, CachePreset, Summary, builder_name, run_build
 from llama_bake.cli import main
 from llama_bake.errors import BuildError
 from llama_bake.progress import Progress, Vertex
@@ -318,3 +321,55 @@ def test_the_real_cuda_templates_pass_buildx_check(embedded_builder: str, stand_
         assert result.returncode == 0, result.stdout + result.stderr
         targets = [t.name for t in plan.targets if (t.kind == "base") == (group == "bases")]
         assert result.stdout.count("Check complete, no warnings found.") == len(targets), result.stdout
+
+
+def _bake_raw(builder: str, cwd: Path, env: dict[str, str], target: str) -> Progress:
+    """`docker buildx bake` exactly as the generated CI pipelines run it (no llama-bake in between)."""
+    result = subprocess.run(
+        [
+            "docker",
+            "buildx",
+            "bake",
+            "--builder",
+            builder,
+            "--file",
+            "docker-bake.hcl",
+            "--progress",
+            "rawjson",
+            target,
+        ],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    progress = Progress()
+    for line in result.stderr.splitlines():
+        progress.feed(line)
+    return progress
+
+
+def test_the_ci_cache_flow_fills_a_fresh_builder_from_the_registry(
+    project: Project, embedded_builder: str, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `llama-bake ci` pipelines do: CACHE_TYPE/CACHE_REF set, bases baked first, then the models. Exported
+    from one builder, imported into a new buildkitd with an empty cache: nothing is executed."""
+    pipeline.generate(project.paths, check=False)
+    env = {"CACHE_TYPE": "registry", "CACHE_REF": f"{registry}/ci-cache"}
+    prune(embedded_builder)
+    for group in ("bases", "default"):
+        assert executed(_bake_raw(embedded_builder, project.root, env, group))  # cold: steps run
+    fresh_state = Path(tempfile.mkdtemp(prefix="lb-ci-", dir="/tmp"))
+    monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(fresh_state))
+    monkeypatch.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-ci-{os.getpid()}")
+    runner = WhalesRunner()
+    builders.up(runner)
+    try:
+        fresh = builder_name()
+        for group in ("bases", "default"):
+            assert executed(_bake_raw(fresh, project.root, env, group)) == [], group
+    finally:
+        builders.down(runner)
+        shutil.rmtree(fresh_state, ignore_errors=True)

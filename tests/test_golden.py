@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from llama_bake import pipeline
+from llama_bake.cli import main
 from tests.conftest import REPO
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -51,3 +54,78 @@ def test_families_case_has_the_cmake_architectures_of_each_family(tmp_path: Path
         "121a-real",
     ):
         assert f"-DCMAKE_CUDA_ARCHITECTURES={arch} " in text
+
+
+GENERATED = ("compose.yaml", "github.yml", "gitlab.yml", "graph.txt", "graph.mmd", "graph.dot")
+# The families case is a CMake-line case: its models all publish port 8080, which Compose refuses.
+GENERATED_CASES = ["multi"]
+
+
+def generated_files(case: str, root: Path) -> dict[str, str]:
+    """Every file llama-bake writes besides the bake file, for one golden case, as the CLI writes them."""
+    shutil.copytree(GOLDEN / case / "catalog", root / "catalog", dirs_exist_ok=True)
+    runner = CliRunner()
+    out: dict[str, str] = {}
+    commands = {
+        "compose.yaml": ["compose", "-c", str(root / "catalog"), "-f", str(root / "compose.yaml")],
+        "github.yml": ["ci", "github", "-c", str(root / "catalog"), "-f", str(root / "github.yml")],
+        "gitlab.yml": [
+            "ci",
+            "gitlab",
+            "-c",
+            str(root / "catalog"),
+            "-f",
+            str(root / "gitlab.yml"),
+            "--install",
+            "llama-bake==1.0",
+        ],
+    }
+    for name, argv in commands.items():
+        if name == "github.yml":
+            argv = [*argv, "--install", "llama-bake==1.0"]
+        result = runner.invoke(main, argv)
+        assert result.exit_code == 0, result.output
+        out[name] = (root / name).read_text(encoding="utf-8")
+    for name, fmt in (("graph.txt", "text"), ("graph.mmd", "mermaid"), ("graph.dot", "dot")):
+        result = runner.invoke(main, ["graph", "-c", str(root / "catalog"), "--format", fmt])
+        assert result.exit_code == 0, result.output
+        out[name] = result.stdout
+    return out
+
+
+@pytest.mark.parametrize("case", GENERATED_CASES)
+def test_generated_compose_ci_and_graph_equal_the_reviewed_files(case: str, tmp_path: Path) -> None:
+    files = generated_files(case, tmp_path)
+    for name in GENERATED:
+        expected = GOLDEN / case / name
+        if os.environ.get("LLAMA_BAKE_UPDATE_GOLDEN") == "1":
+            expected.write_text(files[name], encoding="utf-8")
+        assert files[name] == expected.read_text(encoding="utf-8"), name
+
+
+@pytest.mark.parametrize("case", GENERATED_CASES)
+def test_generated_files_are_byte_identical_run_to_run_and_say_how_to_regenerate(case: str, tmp_path: Path) -> None:
+    first = generated_files(case, tmp_path / "a")
+    second = generated_files(case, tmp_path / "b")
+    assert first == second
+    assert first["compose.yaml"].splitlines()[1] == "# Regenerate with: llama-bake compose"
+    assert first["github.yml"].splitlines()[1].startswith("# Regenerate with: llama-bake ci github")
+
+
+SCHEMAS = {
+    "compose.yaml": "vendor.compose-spec",
+    "github.yml": "vendor.github-workflows",
+    "gitlab.yml": "vendor.gitlab-ci",
+}
+
+
+@pytest.mark.parametrize("case", GENERATED_CASES)
+def test_generated_files_pass_their_published_json_schemas(case: str) -> None:
+    for name, schema in SCHEMAS.items():
+        result = subprocess.run(
+            ["check-jsonschema", "--builtin-schema", schema, str(GOLDEN / case / name)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"

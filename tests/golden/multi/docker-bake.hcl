@@ -50,7 +50,7 @@ group "bases" {
 
 group "cpu-all" {
   description = "cpu and the models built on it."
-  targets     = ["cpu", "tiny-cpu"]
+  targets     = ["cpu", "local", "tiny-cpu"]
 }
 
 group "cuda-129-all" {
@@ -60,12 +60,12 @@ group "cuda-129-all" {
 
 group "default" {
   description = "Every model image (each builds its base first)."
-  targets     = ["gated", "tiny-cpu", "vision"]
+  targets     = ["gated", "local", "tiny-cpu", "vision"]
 }
 
 group "models" {
   description = "Every model image."
-  targets     = ["gated", "tiny-cpu", "vision"]
+  targets     = ["gated", "local", "tiny-cpu", "vision"]
 }
 
 function "dockerfile_base_cpu_e40262b7" {
@@ -327,6 +327,57 @@ function "dockerfile_model_baked_gated_c3a696e7" {
   ])
 }
 
+function "dockerfile_model_baked_local_9bc734b1" {
+  params = []
+  result = join("\n", [
+    "# Model image (baked weights). Rendered by llama-bake from",
+    "# templates/model.Dockerfile.j2; every value arrives as a build arg.",
+    "",
+    "# Local files arrive as named contexts; each is checked against the catalog's sha256 before it is used.",
+    "FROM base AS verify",
+    "RUN mkdir -p /llama-bake",
+    "ARG WEIGHTS_SOURCE",
+    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
+    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
+    "RUN --mount=type=bind,from=weights-file,target=/in \\",
+    "    set -eu; \\",
+    "    got=$(sha256sum \"/in/$WEIGHTS_SOURCE\" | cut -d' ' -f1); \\",
+    "    if [ \"$got\" != \"$ENV_LLAMA_BAKE_WEIGHTS_SHA256\" ]; then \\",
+    "        echo \"llama-bake: checksum mismatch for $WEIGHTS_SOURCE: expected $ENV_LLAMA_BAKE_WEIGHTS_SHA256, got $got\" >&2; \\",
+    "        exit 1; \\",
+    "    fi; \\",
+    "    echo \"$got  /models/$ENV_LLAMA_BAKE_WEIGHTS_FILE\" >> /llama-bake/SHA256SUMS",
+    "",
+    "FROM base",
+    "ARG WEIGHTS_SOURCE",
+    "ARG ENV_LLAMA_ARG_FLASH_ATTN",
+    "ARG ENV_LLAMA_ARG_HOST",
+    "ARG ENV_LLAMA_ARG_JINJA",
+    "ARG ENV_LLAMA_ARG_MODEL",
+    "ARG ENV_LLAMA_ARG_PORT",
+    "ARG ENV_LLAMA_BAKE_DELIVERY",
+    "ARG ENV_LLAMA_BAKE_MODEL",
+    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
+    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
+    "COPY --link --chmod=644 --from=weights-file /$${WEIGHTS_SOURCE} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
+    "# The checksums of the local files, as verified above (and a link to the verify stage, so it runs).",
+    "COPY --link --from=verify /llama-bake/SHA256SUMS /models/SHA256SUMS",
+    "ENV LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
+    "    LLAMA_ARG_HOST=$${ENV_LLAMA_ARG_HOST} \\",
+    "    LLAMA_ARG_JINJA=$${ENV_LLAMA_ARG_JINJA} \\",
+    "    LLAMA_ARG_MODEL=$${ENV_LLAMA_ARG_MODEL} \\",
+    "    LLAMA_ARG_PORT=$${ENV_LLAMA_ARG_PORT} \\",
+    "    LLAMA_BAKE_DELIVERY=$${ENV_LLAMA_BAKE_DELIVERY} \\",
+    "    LLAMA_BAKE_MODEL=$${ENV_LLAMA_BAKE_MODEL} \\",
+    "    LLAMA_BAKE_WEIGHTS_FILE=$${ENV_LLAMA_BAKE_WEIGHTS_FILE} \\",
+    "    LLAMA_BAKE_WEIGHTS_SHA256=$${ENV_LLAMA_BAKE_WEIGHTS_SHA256}",
+    "EXPOSE $${ENV_LLAMA_ARG_PORT}",
+    "HEALTHCHECK --start-period=10m --interval=30s --timeout=5s --retries=3 \\",
+    "    CMD curl -fsS \"http://127.0.0.1:$${LLAMA_ARG_PORT:-8080}/health\" >/dev/null || exit 1",
+    "ENTRYPOINT [\"llama-bake-serve\"]",
+  ])
+}
+
 function "dockerfile_model_baked_mmproj_192d6d92" {
   params = []
   result = join("\n", [
@@ -511,6 +562,39 @@ target "gated" {
   secret     = ["id=hf_token,env=HF_TOKEN"]
   cache-from = concat(cache_from("gated"), cache_from("cuda-129"))
   cache-to   = cache_to("gated")
+}
+
+target "local" {
+  description       = "local on cpu"
+  dockerfile-inline = dockerfile_model_baked_local_9bc734b1()
+  contexts = {
+    "base" = "target:cpu"
+    "weights-file" = "weights"
+  }
+  args = {
+    "ENV_LLAMA_ARG_FLASH_ATTN" = "auto"
+    "ENV_LLAMA_ARG_HOST" = "0.0.0.0"
+    "ENV_LLAMA_ARG_JINJA" = "true"
+    "ENV_LLAMA_ARG_MODEL" = "/models/local-Q4_K_M.gguf"
+    "ENV_LLAMA_ARG_PORT" = "8090"
+    "ENV_LLAMA_BAKE_DELIVERY" = "baked"
+    "ENV_LLAMA_BAKE_MODEL" = "local"
+    "ENV_LLAMA_BAKE_WEIGHTS_FILE" = "local-Q4_K_M.gguf"
+    "ENV_LLAMA_BAKE_WEIGHTS_SHA256" = "ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd0"
+    "WEIGHTS_SOURCE" = "local-Q4_K_M.gguf"
+  }
+  labels = {
+    "io.llama-bake.base" = "cpu"
+    "io.llama-bake.model.delivery" = "baked"
+    "io.llama-bake.model.sha256" = "ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd0"
+    "io.llama-bake.model.weights" = "file:local-Q4_K_M.gguf"
+    "org.opencontainers.image.source" = "https://example.com/team/models"
+    "org.opencontainers.image.title" = "local"
+    "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
+  }
+  tags       = ["${REGISTRY}/local:${TAG}", "${REGISTRY}/local:${TAG}-cpu", "${REGISTRY}/local:llama-b6500"]
+  cache-from = concat(cache_from("local"), cache_from("cpu"))
+  cache-to   = cache_to("local")
 }
 
 target "tiny-cpu" {

@@ -1,0 +1,120 @@
+"""``Catalog`` + ``BakePlan`` -> a Compose file that runs every model on the images of the local build. Pure.
+
+Each model is a service on its catalog image, with a build section equal to its bake target (same
+Dockerfile, args, labels and contexts; ``target:`` contexts become ``service:`` ones), so
+``docker compose up --build`` builds locally instead of pulling. Bases are services too, in the ``bases``
+profile, so they are built for their models but never started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from llama_bake.catalog import Catalog, Model
+from llama_bake.errors import CatalogError
+from llama_bake.plan import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
+
+CACHE_VOLUME = "llama-cache"
+SECRET = "hf_token"
+
+
+def _literal(text: str) -> str:
+    """Compose interpolates ``$``; a literal one is written ``$$``."""
+    return text.replace("$", "$$")
+
+
+def _image(plan: BakePlan, value: Interp) -> str:
+    defaults = {v.name: v.default for v in plan.variables}
+    return "".join(
+        _literal(p) if isinstance(p, str) else f"${{{p.name}:-{_literal(defaults[p.name])}}}" for p in value.parts
+    )
+
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:")
+
+
+def _context(value: str, bake_dir: Path, compose_dir: Path) -> str:
+    if value.startswith("target:"):
+        return "service:" + value.removeprefix("target:")
+    if _SCHEME.match(value) or value.startswith("git@"):
+        return value  # docker-image://, oci-layout://, https://...git#ref
+    # A local path, relative to the bake file: make it relative to the compose file.
+    return Path(os.path.relpath(bake_dir / value, compose_dir)).as_posix()
+
+
+def _build(target: Target, dockerfile: str, bake_dir: Path, compose_dir: Path) -> dict[str, Any]:
+    build: dict[str, Any] = {
+        "context": Path(os.path.relpath(bake_dir, compose_dir)).as_posix(),
+        "dockerfile_inline": _literal(dockerfile),
+        "args": {k: _literal(v) for k, v in target.args},
+        "labels": {k: _literal(v) for k, v in target.labels},
+    }
+    if target.contexts:
+        build["additional_contexts"] = {k: _context(v, bake_dir, compose_dir) for k, v in target.contexts}
+    if target.secrets:
+        build["secrets"] = [SECRET]
+    return build
+
+
+def _gpus(model: Model) -> dict[str, Any]:
+    device: dict[str, Any] = {"driver": "nvidia"}
+    gpus = model.compose.gpus
+    if isinstance(gpus, tuple):
+        device["device_ids"] = list(gpus)
+    else:
+        device["count"] = gpus
+    device["capabilities"] = ["gpu"]
+    return {"resources": {"reservations": {"devices": [device]}}}
+
+
+def _health(shape: Shape, port: int) -> dict[str, Any]:
+    start, interval, timeout, retries = shape.health
+    return {
+        "test": ["CMD-SHELL", f"curl -fsS http://127.0.0.1:{port}/health >/dev/null || exit 1"],
+        "interval": interval,
+        "timeout": timeout,
+        "retries": retries,
+        "start_period": start,
+    }
+
+
+def compose_document(
+    catalog: Catalog, plan: BakePlan, dockerfiles: dict[Shape, str], bake_dir: Path, compose_dir: Path
+) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    ports: dict[int, str] = {}
+    problems: list[str] = []
+    for target in plan.targets:
+        service: dict[str, Any] = {"image": _image(plan, target.tags[0] if target.tags else target.image)}
+        service["build"] = _build(target, dockerfiles[target.shape], bake_dir, compose_dir)
+        if target.kind == "base":
+            service["profiles"] = ["bases"]
+            services[target.name] = service
+            continue
+        model = next(m for m in catalog.models if m.name == target.name)
+        base = catalog.base_of(model)
+        host_port = model.compose.host_port or model.server.port
+        if host_port in ports:
+            problems.append(
+                f"models {ports[host_port]} and {model.name} both publish host port {host_port}; "
+                f"set `compose.host_port` in models/{model.name}.yaml"
+            )
+        ports[host_port] = model.name
+        cache = dict(base.runtime_env).get("LLAMA_CACHE", DEFAULT_LLAMA_CACHE)
+        service["ports"] = [f"{host_port}:{model.server.port}"]
+        service["volumes"] = [f"{CACHE_VOLUME}:{cache}"]
+        service["healthcheck"] = _health(target.shape, model.server.port)
+        service["restart"] = "unless-stopped"
+        if base.backend == "cuda":
+            service["deploy"] = _gpus(model)
+        services[target.name] = service
+    if problems:
+        raise CatalogError(problems)
+    document: dict[str, Any] = {"services": services, "volumes": {CACHE_VOLUME: {}}}
+    if any(t.secrets for t in plan.targets):
+        # Read from the environment at build time, like `llama-bake build`: never written to a file.
+        document["secrets"] = {SECRET: {"environment": "HF_TOKEN"}}
+    return document
