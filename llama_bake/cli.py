@@ -8,12 +8,25 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from llama_bake import pipeline
 from llama_bake.errors import LlamaBakeError
+
+if TYPE_CHECKING:
+    from llama_bake import pipeline
+else:
+
+    class _Lazy:
+        """The pipeline (pydantic, Jinja, YAML) is imported on first use: `--help` stays fast."""
+
+        def __getattr__(self, name: str) -> Any:
+            import importlib
+
+            return getattr(importlib.import_module("llama_bake.pipeline"), name)
+
+    pipeline = _Lazy()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,7 +132,7 @@ def validate(catalog: Path | None, bake_file: Path | None) -> None:
 
 
 @main.command()
-@click.argument("kind", required=False, type=click.Choice(sorted(pipeline.SCHEMA_KINDS)))
+@click.argument("kind", required=False, type=click.Choice(["base", "model", "project"]))
 @reports_errors
 def schema(kind: str | None) -> None:
     """Print the JSON Schema of catalog files (all kinds, or one: project, base, model)."""

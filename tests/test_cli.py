@@ -158,3 +158,10 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--debug", "generate", "--catalog", str(tmp_path / "none")])
     assert result.exception is not None
     assert type(result.exception).__name__ == "CatalogError"
+
+
+def test_schema_choices_match_the_pipelines_kinds() -> None:
+    """The CLI lists the kinds itself (so `--help` does not import pydantic); they must stay in step."""
+    from llama_bake import pipeline
+
+    assert sorted(pipeline.SCHEMA_KINDS) == ["base", "model", "project"]

@@ -1,0 +1,137 @@
+"""llama-bake's benchmarks: one command, figures as ratios against baselines measured in the same run.
+
+    python bench/run.py            # full sizes; writes bench/RESULTS.md
+    python bench/run.py --smoke    # tiny sizes, nothing written: keeps this code from rotting (run in CI)
+
+Measured here: generation scaling on synthetic catalogs and start-up cost, each against a bare
+``python -c pass``. Absolute times are printed for context only; the ratios are the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+LLAMA_BAKE = [sys.executable, "-m", "llama_bake"]
+
+
+def timed(cmd: list[str], cwd: Path, repeat: int) -> float:
+    """Median wall time of ``cmd`` over ``repeat`` runs (after one warm-up run)."""
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def synthetic_catalog(root: Path, models: int) -> Path:
+    """One cuda base and ``models`` models on it, of three shapes (plain, vision, gated)."""
+    catalog = root / "catalog"
+    (catalog / "bases").mkdir(parents=True)
+    (catalog / "models").mkdir()
+    base = {
+        "llama_cpp": {"git": "https://github.com/ggml-org/llama.cpp.git", "ref": "b6500"},
+        "cuda": "12.8.1",
+        "gpu_families": ["ada", "blackwell-consumer"],
+    }
+    (catalog / "bases" / "llama-cpp-cuda.yaml").write_text(yaml.safe_dump(base))
+    for i in range(models):
+        weights = {
+            "hf": f"org/model-{i}-GGUF",
+            "file": f"model-{i}-Q4_K_M.gguf",
+            "revision": f"{i:040x}",
+            "sha256": f"{i:064x}",
+            "gated": i % 3 == 2,
+        }
+        model: dict[str, object] = {"weights": weights, "server": {"ctx_size": 4096 + i, "n_gpu_layers": 999}}
+        if i % 3 == 1:
+            model["mmproj"] = {**weights, "file": f"mmproj-{i}.gguf", "gated": False}
+        (catalog / "models" / f"model-{i:05d}.yaml").write_text(yaml.safe_dump(model))
+    return catalog
+
+
+def generation(sizes: list[int], repeat: int, baseline: float) -> list[str]:
+    rows = ["| models | wall (s) | per model (ms) | vs `python -c pass` |", "| ---: | ---: | ---: | ---: |"]
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            synthetic_catalog(Path(tmp), size)
+            wall = timed([*LLAMA_BAKE, "generate"], Path(tmp), repeat)
+        per_model = (wall - baseline) / size * 1000
+        rows.append(f"| {size:,} | {wall:.3f} | {per_model:.3f} | {wall / baseline:.1f}x |")
+        print(f"generate {size} models: {wall:.3f}s", file=sys.stderr)
+    return rows
+
+
+def startup(repeat: int, baseline: float) -> list[str]:
+    rows = ["| command | wall (s) | vs `python -c pass` | import cost (ms) |", "| --- | ---: | ---: | ---: |"]
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(REPO / "catalog", Path(tmp) / "catalog")
+        for label, args in (("llama-bake --help", ["--help"]), ("llama-bake generate (shipped catalog)", ["generate"])):
+            wall = timed([*LLAMA_BAKE, *args], Path(tmp), repeat)
+            rows.append(f"| `{label}` | {wall:.3f} | {wall / baseline:.2f}x | {(wall - baseline) * 1000:.0f} |")
+            print(f"{label}: {wall:.3f}s", file=sys.stderr)
+    return rows
+
+
+def versions() -> str:
+    def first_line(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return "not found"
+        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
+
+    return first_line(["docker", "buildx", "version"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat, write nothing")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
+    args = parser.parse_args()
+    sizes = [10, 50] if args.smoke else [10, 100, 1000, 5000]
+    repeat = 1 if args.smoke else 5
+    baseline = timed([sys.executable, "-c", "pass"], REPO, repeat)
+    print(f"baseline python -c pass: {baseline:.3f}s", file=sys.stderr)
+    lines = [
+        "# llama-bake benchmarks",
+        "",
+        f"Run {dt.date.today().isoformat()} with `python bench/run.py` on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; {versions()}.",
+        f"Every figure is the median of {repeat} runs after a warm-up; the baseline is `python -c pass` "
+        f"({baseline * 1000:.0f} ms here), measured in the same run.",
+        "",
+        "## Generation scaling (synthetic catalogs, including interpreter start)",
+        "",
+        *generation(sizes, repeat, baseline),
+        "",
+        "## Start-up",
+        "",
+        *startup(repeat, baseline),
+        "",
+    ]
+    text = "\n".join(lines)
+    if args.smoke:
+        print(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
