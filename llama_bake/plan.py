@@ -306,7 +306,7 @@ def _weights_env(prefix: str, weights: Weights, hf_endpoint: str) -> dict[str, s
         env[f"LLAMA_BAKE_{prefix}_URL"] = weights.url(hf_endpoint)
         if weights.gated:
             # Only these downloads are sent the Hugging Face token.
-            env[f"LLAMA_BAKE_{prefix}_AUTH"] = "hf"
+            env[f"LLAMA_BAKE_{prefix}_GATED"] = "hf"
     elif isinstance(weights, UrlWeights):
         env[f"LLAMA_BAKE_{prefix}_URL"] = weights.url
     return env

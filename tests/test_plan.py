@@ -181,6 +181,6 @@ def test_hf_endpoint_moves_downloads_to_a_mirror_and_only_gated_files_get_the_to
     target = plan.target("m")
     args = dict(target.args)
     assert args["ENV_LLAMA_BAKE_WEIGHTS_URL"].startswith("https://hf-mirror.example/owner/repo-GGUF/resolve/")
-    assert args["ENV_LLAMA_BAKE_WEIGHTS_AUTH"] == "hf"
-    assert "ENV_LLAMA_BAKE_MMPROJ_AUTH" not in args
+    assert args["ENV_LLAMA_BAKE_WEIGHTS_GATED"] == "hf"
+    assert "ENV_LLAMA_BAKE_MMPROJ_GATED" not in args
     assert target.shape.sources == ("gated", "remote")

@@ -16,7 +16,7 @@ N_EMBD = 64
 N_HEAD = 4
 N_LAYER = 2
 N_FF = 128
-N_CTX = 256
+N_CTX = 1024
 
 
 def _vocab() -> tuple[list[str], list[float], list[int]]:

@@ -149,11 +149,11 @@ function "dockerfile_base_cpu_e40262b7" {
     "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
     "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
     "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_AUTH:-}\"",
+    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_GATED:-}\"",
     "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
     "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
     "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_AUTH:-}\"",
+    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_GATED:-}\"",
     "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
     "    fi",
     "fi",
@@ -254,11 +254,11 @@ function "dockerfile_base_cuda_dbfb3629" {
     "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
     "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
     "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_AUTH:-}\"",
+    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_GATED:-}\"",
     "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
     "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
     "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_AUTH:-}\"",
+    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_GATED:-}\"",
     "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
     "    fi",
     "fi",
@@ -281,7 +281,7 @@ function "dockerfile_base_cuda_dbfb3629" {
   ])
 }
 
-function "dockerfile_model_baked_gated_c3a696e7" {
+function "dockerfile_model_baked_gated_0956e2e4" {
   params = []
   result = join("\n", [
     "# Model image (baked weights). Rendered by llama-bake from",
@@ -304,8 +304,8 @@ function "dockerfile_model_baked_gated_c3a696e7" {
     "ARG ENV_LLAMA_ARG_PORT",
     "ARG ENV_LLAMA_BAKE_DELIVERY",
     "ARG ENV_LLAMA_BAKE_MODEL",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_AUTH",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
+    "ARG ENV_LLAMA_BAKE_WEIGHTS_GATED",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
     "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
     "COPY --link --from=gated /out/models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
@@ -316,8 +316,8 @@ function "dockerfile_model_baked_gated_c3a696e7" {
     "    LLAMA_ARG_PORT=$${ENV_LLAMA_ARG_PORT} \\",
     "    LLAMA_BAKE_DELIVERY=$${ENV_LLAMA_BAKE_DELIVERY} \\",
     "    LLAMA_BAKE_MODEL=$${ENV_LLAMA_BAKE_MODEL} \\",
-    "    LLAMA_BAKE_WEIGHTS_AUTH=$${ENV_LLAMA_BAKE_WEIGHTS_AUTH} \\",
     "    LLAMA_BAKE_WEIGHTS_FILE=$${ENV_LLAMA_BAKE_WEIGHTS_FILE} \\",
+    "    LLAMA_BAKE_WEIGHTS_GATED=$${ENV_LLAMA_BAKE_WEIGHTS_GATED} \\",
     "    LLAMA_BAKE_WEIGHTS_SHA256=$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} \\",
     "    LLAMA_BAKE_WEIGHTS_URL=$${ENV_LLAMA_BAKE_WEIGHTS_URL}",
     "EXPOSE $${ENV_LLAMA_ARG_PORT}",
@@ -532,7 +532,7 @@ target "cuda-129" {
 
 target "gated" {
   description       = "gated on cuda-129"
-  dockerfile-inline = dockerfile_model_baked_gated_c3a696e7()
+  dockerfile-inline = dockerfile_model_baked_gated_0956e2e4()
   contexts = {
     "base" = "target:cuda-129"
   }
@@ -544,8 +544,8 @@ target "gated" {
     "ENV_LLAMA_ARG_PORT" = "8080"
     "ENV_LLAMA_BAKE_DELIVERY" = "baked"
     "ENV_LLAMA_BAKE_MODEL" = "gated"
-    "ENV_LLAMA_BAKE_WEIGHTS_AUTH" = "hf"
     "ENV_LLAMA_BAKE_WEIGHTS_FILE" = "Llama-3.1-8B-Instruct-Q8_0.gguf"
+    "ENV_LLAMA_BAKE_WEIGHTS_GATED" = "hf"
     "ENV_LLAMA_BAKE_WEIGHTS_SHA256" = "4444444444444444444444444444444444444444444444444444444444444444"
     "ENV_LLAMA_BAKE_WEIGHTS_URL" = "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct-GGUF/resolve/0123456789abcdef0123456789abcdef01234567/Llama-3.1-8B-Instruct-Q8_0.gguf"
   }
