@@ -490,10 +490,21 @@ class HfWeights(Strict):
         return f"{endpoint}/{self.hf}/resolve/{self.revision}/{self.file}"
 
 
+_GGUF_NAME = r"[\w.-]+\.gguf"
+GgufName = Annotated[str, _pattern(_GGUF_NAME, "a GGUF file name", "end it in .gguf")]
+
+
+def _image_file_name(given: str | None, source_name: str) -> str:
+    """The weights' file name in the image: as given, else the source's own name if it is a GGUF name."""
+    if given:
+        return given
+    return source_name if re.fullmatch(_GGUF_NAME, source_name) else "model.gguf"
+
+
 class UrlWeights(Strict):
     url: HttpsUrl = Field(description="Where to download the GGUF file.")
     sha256: Sha256 = Field(description="SHA-256 of the file; the build fails on a mismatch.")
-    filename_: Annotated[str, _pattern(r"[\w.-]+\.gguf", "a GGUF file name", "end it in .gguf")] | None = Field(
+    filename_: GgufName | None = Field(
         None, alias="filename", description="File name in the image (default: from the URL)."
     )
 
@@ -501,16 +512,13 @@ class UrlWeights(Strict):
 
     @property
     def filename(self) -> str:
-        if self.filename_:
-            return self.filename_
-        name = self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        return name if re.fullmatch(r"[\w.-]+\.gguf", name) else "model.gguf"
+        return _image_file_name(self.filename_, self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
 
 
 class FileWeights(Strict):
     path: RelPath = Field(description="A GGUF file on this machine, relative to the project directory.")
     sha256: Sha256 = Field(description="SHA-256 of the file; the build fails on a mismatch.")
-    filename_: Annotated[str, _pattern(r"[\w.-]+\.gguf", "a GGUF file name", "end it in .gguf")] | None = Field(
+    filename_: GgufName | None = Field(
         None, alias="filename", description="File name in the image (default: the file's own name)."
     )
 
@@ -522,10 +530,7 @@ class FileWeights(Strict):
 
     @property
     def filename(self) -> str:
-        if self.filename_:
-            return self.filename_
-        name = self.source_name
-        return name if re.fullmatch(r"[\w.-]+\.gguf", name) else "model.gguf"
+        return _image_file_name(self.filename_, self.source_name)
 
 
 def _weights_kind(value: Any) -> str | None:
