@@ -239,9 +239,8 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         source_kind = "git"
     elif source.is_archive:
         # The archive's directory is the context; only the archive itself is read from it.
-        archive = _relative(project_dir, bake_dir, source.path)
-        src_context = archive.rsplit("/", 1)[0] if "/" in archive else "."
-        source_args = {"LLAMA_SRC_ARCHIVE": archive.rsplit("/", 1)[-1], "LLAMA_SRC_SUBDIR": source.subdir or ""}
+        src_context, archive = _file_context(project_dir, bake_dir, source.path)
+        source_args = {"LLAMA_SRC_ARCHIVE": archive, "LLAMA_SRC_SUBDIR": source.subdir or ""}
         src_label = "local"
         source_kind = "archive"
     else:
@@ -295,6 +294,13 @@ def _relative(project_dir: Path, bake_dir: Path, path: str) -> str:
     given = Path(path)
     absolute = given if given.is_absolute() else project_dir / given
     return Path(os.path.relpath(absolute, bake_dir)).as_posix()
+
+
+def _file_context(project_dir: Path, bake_dir: Path, path: str) -> tuple[str, str]:
+    """A catalog file as a bake context: (its directory relative to the bake file, its name)."""
+    where = _relative(project_dir, bake_dir, path)
+    directory, _, name = where.rpartition("/")
+    return directory or ".", name
 
 
 Weights = HfWeights | UrlWeights | FileWeights
@@ -357,9 +363,9 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
     sources: list[str] = []
     for prefix, item in (("WEIGHTS", model.weights), ("MMPROJ", model.mmproj)):
         if isinstance(item, FileWeights):
-            where = _relative(project_dir, bake_dir, item.path)
-            contexts.append((f"{prefix.lower()}-file", where.rsplit("/", 1)[0] if "/" in where else "."))
-            file_args[f"{prefix}_SOURCE"] = item.source_name
+            directory, name = _file_context(project_dir, bake_dir, item.path)
+            contexts.append((f"{prefix.lower()}-file", directory))
+            file_args[f"{prefix}_SOURCE"] = name
             sources.append("local")
         elif item is not None:
             sources.append("gated" if isinstance(item, HfWeights) and item.gated else "remote")
