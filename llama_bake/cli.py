@@ -258,8 +258,7 @@ def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None) ->
 
 def _regenerate(words: list[str], paths: pipeline.Paths, out: Path, default: Path) -> str:
     """The command line that writes ``out`` again, with only the options that differ from the defaults."""
-    if paths.catalog != paths.bake_dir / pipeline.DEFAULT_CATALOG:
-        words += ["--catalog", Path(os.path.relpath(paths.catalog, paths.bake_dir)).as_posix()]
+    words = paths.command(words, "--bake-file")
     if out.absolute() != default.absolute():
         words += ["--file", Path(os.path.relpath(out.absolute(), paths.bake_dir)).as_posix()]
     return " ".join(words)

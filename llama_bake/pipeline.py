@@ -48,13 +48,16 @@ class Paths:
     def bake_dir(self) -> Path:
         return self.output.parent
 
-    def regenerate_command(self) -> str:
-        words = ["llama-bake", "generate"]
+    def command(self, words: list[str], bake_file_flag: str) -> list[str]:
+        """``words`` plus the --catalog and bake-file options that differ from the defaults."""
         if self.catalog != self.bake_dir / DEFAULT_CATALOG:
-            words += ["--catalog", Path(os.path.relpath(self.catalog, self.bake_dir)).as_posix()]
+            words = [*words, "--catalog", Path(os.path.relpath(self.catalog, self.bake_dir)).as_posix()]
         if self.output.name != DEFAULT_OUTPUT_NAME:
-            words += ["--output", self.output.name]
-        return " ".join(words)
+            words = [*words, bake_file_flag, self.output.name]
+        return words
+
+    def regenerate_command(self) -> str:
+        return " ".join(self.command(["llama-bake", "generate"], "--output"))
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,7 @@ def generate(paths: Paths, *, check: bool) -> bool:
     """Write the bake file (True when it changed). With ``check``, write nothing and raise
     ``StaleError`` with a diff when the file on disk differs."""
     compiled = compile_catalog(paths)
-    if check:
-        diff = unified_diff(paths.output, read_existing(paths.output), compiled.text)
-        if diff:
-            msg = f"{paths.output} is stale; run `{paths.regenerate_command()}` and commit it.\n{diff}"
-            raise StaleError(msg)
-        return False
-    return write_atomic(paths.output, compiled.text)
+    return write_generated(paths.output, compiled.text, check=check, command=paths.regenerate_command())
 
 
 def preview_diff(paths: Paths) -> str:
