@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from llama_bake.progress import Progress
+
 REPO = Path(__file__).resolve().parent.parent
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -75,6 +77,11 @@ def buildx() -> None:
     problem = _buildx_available()
     if problem:
         pytest.fail(f"{problem} (tests marked `bake` and `buildkit` need real buildx)")
+
+
+def executed(progress: Progress) -> list[str]:
+    """The steps a build ran (started, not cached)."""
+    return sorted(v.step for v in progress.vertices.values() if v.is_step and v.started and not v.cached)
 
 
 # --- real BuildKit: an embedded builder, a registry on 127.0.0.1, and stand-in base images ------------

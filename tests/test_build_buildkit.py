@@ -28,7 +28,7 @@ from llama_bake.build import BuildOptions, CachePreset, Summary, builder_name, r
 from llama_bake.cli import main
 from llama_bake.errors import BuildError
 from llama_bake.progress import Progress, Vertex
-from tests.conftest import FIXTURE_TEMPLATES, REPO, write_yaml
+from tests.conftest import FIXTURE_TEMPLATES, REPO, executed, write_yaml
 
 pytestmark = pytest.mark.buildkit
 
@@ -85,10 +85,6 @@ def project(tmp_path: Path, embedded_builder: str, stand_in_image: str) -> Proje
     proj.model("m1")
     proj.model("m2")
     return proj
-
-
-def executed(progress: Progress) -> list[str]:
-    return sorted(v.step for v in progress.vertices.values() if v.is_step and v.started and not v.cached)
 
 
 def step(progress: Progress, text: str) -> Vertex:

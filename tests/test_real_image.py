@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from llama_bake.progress import Progress
-from tests.conftest import free_port, write_yaml
+from tests.conftest import executed, free_port, write_yaml
 from tests.standins import cache_dir, debian_layout, llama_cpp_tree
 from tests.tinymodel import write_tiny_gguf
 
@@ -399,7 +399,7 @@ def test_a_second_build_compiles_nothing(built: Built) -> None:
     result = _run(["llama-bake", "build", "--progress", "rawjson"], cwd=built.project, env={"HF_TOKEN": TOKEN})
     for line in result.stderr.splitlines():
         progress.feed(line)
-    ran = [v.step for v in progress.vertices.values() if v.is_step and v.started and not v.cached]
+    ran = executed(progress)
     assert all(step.startswith("ADD --link") and "http://127.0.0.1" in step for step in ran), ran
     cached = [v.step for v in progress.vertices.values() if v.is_step and v.cached]
     assert any("cmake" in step for step in cached)
