@@ -12,7 +12,8 @@ fi
 "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
 
 bash .ci/install-tools.sh
-export PATH="${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}:$PATH"
+# The venv's commands (llama-bake, check-jsonschema) and the built tools, for the tests that run them.
+export PATH="$(cd "$VENV/bin" && pwd):${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}:$PATH"
 
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
@@ -26,4 +27,4 @@ if [ "$status" -eq 5 ]; then
 fi
 [ "$status" -eq 0 ] || exit "$status"
 # The benchmarks are never timed assertions; a smoke run at tiny sizes keeps their code working.
-PATH="$VENV/bin:$PATH" "$VENV/bin/python" bench/run.py --smoke >/dev/null
+"$VENV/bin/python" bench/run.py --smoke >/dev/null
