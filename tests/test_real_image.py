@@ -96,10 +96,15 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     served = project / "served"
     (served / "gated" / "acme" / "tiny-gated" / "resolve" / REVISION).mkdir(parents=True)
     (project / "weights").mkdir()
+    # The served models are new every run, so their downloads (and the token check on them) always happen:
+    # with the same bytes, BuildKit would answer both from the build cache without asking the server.
+    fresh = int.from_bytes(os.urandom(4), "big")
     shas = {
         "tiny-file": write_tiny_gguf(project / "weights" / "tiny.gguf", seed=1),
-        "tiny-url": write_tiny_gguf(served / "tiny-url.gguf", seed=2),
-        "tiny-gated": write_tiny_gguf(served / "gated/acme/tiny-gated/resolve" / REVISION / "tiny.gguf", seed=3),
+        "tiny-url": write_tiny_gguf(served / "tiny-url.gguf", seed=fresh),
+        "tiny-gated": write_tiny_gguf(
+            served / "gated/acme/tiny-gated/resolve" / REVISION / "tiny.gguf", seed=fresh + 1
+        ),
     }
     seen: list[tuple[str, str | None]] = []
 
