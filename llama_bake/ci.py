@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llama_bake.catalog import Catalog
 from llama_bake.errors import UsageError
+
+if TYPE_CHECKING:
+    from llama_bake.plan import BakePlan
 
 PROVIDERS = ("github", "gitlab")
 DEFAULT_PATHS = {"github": ".github/workflows/llama-bake.yml", "gitlab": ".gitlab-ci.yml"}
@@ -50,6 +51,8 @@ class CiOptions:
 
 
 def default_install() -> str:
+    from importlib import metadata
+
     try:
         return f"llama-bake=={metadata.version('llama-bake')}"
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
@@ -61,16 +64,12 @@ def registry_host(registry: str) -> str:
     return first if ("." in first or ":" in first or first == "localhost") else "docker.io"
 
 
-def _gated(catalog: Catalog) -> bool:
-    return any(getattr(w, "gated", False) for m in catalog.models for w in (m.weights, m.mmproj))
-
-
 def _generate_args(options: CiOptions) -> str:
     return f"--catalog {options.catalog} --output {options.bake_file}"
 
 
-def github_workflow(catalog: Catalog, options: CiOptions) -> dict[str, Any]:
-    host = registry_host(catalog.project.registry)
+def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
+    host = registry_host(plan.default("REGISTRY"))
     on_default_branch = f"github.event_name != 'pull_request' && github.ref == 'refs/heads/{options.branch}'"
     if host == "ghcr.io":
         login = {"registry": host, "username": "${{ github.actor }}", "password": "${{ secrets.GITHUB_TOKEN }}"}
@@ -81,7 +80,7 @@ def github_workflow(catalog: Catalog, options: CiOptions) -> dict[str, Any]:
             "password": "${{ secrets.REGISTRY_PASSWORD }}",
         }
     env = dict(options.cache_env)
-    if _gated(catalog):
+    if plan.needs_hf_token:
         env["HF_TOKEN"] = "${{ secrets.HF_TOKEN }}"
 
     def bake(step_id: str, name: str, targets: str) -> dict[str, Any]:
@@ -129,7 +128,7 @@ def github_workflow(catalog: Catalog, options: CiOptions) -> dict[str, Any]:
     }
 
 
-def gitlab_pipeline(catalog: Catalog, options: CiOptions) -> dict[str, Any]:
+def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     env = dict(options.cache_env)
     variables: dict[str, Any] = {"DOCKER_TLS_CERTDIR": "/certs", **env}
     script = [
@@ -139,7 +138,7 @@ def gitlab_pipeline(catalog: Catalog, options: CiOptions) -> dict[str, Any]:
         f"docker buildx bake --file {options.bake_file} --metadata-file metadata.json $PUSH default",
         "llama-bake ci summary metadata.json",
     ]
-    if _gated(catalog):
+    if plan.needs_hf_token:
         script.insert(0, 'test -n "$HF_TOKEN" || { echo "set the masked CI/CD variable HF_TOKEN"; exit 1; }')
     return {
         "stages": ["build"],
@@ -160,10 +159,10 @@ def gitlab_pipeline(catalog: Catalog, options: CiOptions) -> dict[str, Any]:
     }
 
 
-def pipeline(catalog: Catalog, options: CiOptions) -> dict[str, Any]:
+def pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     if options.provider == "github":
-        return github_workflow(catalog, options)
-    return gitlab_pipeline(catalog, options)
+        return github_workflow(plan, options)
+    return gitlab_pipeline(plan, options)
 
 
 def summary_markdown(metadata_text: str) -> str:

@@ -122,6 +122,14 @@ class BakePlan:
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
 
+    def default(self, variable: str) -> str:
+        return next(v.default for v in self.variables if v.name == variable)
+
+    @property
+    def needs_hf_token(self) -> bool:
+        """Some target downloads gated weights, so the build needs the HF_TOKEN secret."""
+        return any(t.secrets for t in self.targets)
+
     def resolve(self, value: Interp, overrides: Mapping[str, str] | None = None) -> str:
         """``value`` as bake resolves it: variables at their defaults unless ``overrides`` sets them."""
         values = {v.name: v.default for v in self.variables} | dict(overrides or {})

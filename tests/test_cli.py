@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,32 @@ def test_schema_choices_match_the_pipelines_kinds() -> None:
     from llama_bake import pipeline
 
     assert sorted(pipeline.SCHEMA_KINDS) == ["base", "model", "project"]
+
+
+def test_help_imports_none_of_the_pipelines_heavy_dependencies() -> None:
+    """`--help` and every command's parser stay fast: pydantic, Jinja, YAML and python-on-whales load on use."""
+    probe = (
+        "import sys; from llama_bake.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(','.join(m for m in ('pydantic', 'jinja2', 'yaml', 'python_on_whales') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == ""
+
+
+def test_generate_works_and_is_identical_without_a_writable_template_cache(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    """Compiled templates are cached under XDG_CACHE_HOME; a cache that cannot be written changes nothing."""
+    catalog = write_catalog()
+    outputs = []
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache directory would go\n")
+    for cache_home in (tmp_path / "cache", tmp_path / "cache", blocked):
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+        out = tmp_path / "docker-bake.hcl"
+        out.unlink(missing_ok=True)
+        subprocess.run([sys.executable, "-m", "llama_bake", "generate", "--catalog", str(catalog)], env=env, check=True)
+        outputs.append(out.read_bytes())
+    assert list((tmp_path / "cache" / "llama-bake" / "jinja").iterdir()), "the first run fills the cache"
+    assert outputs[0] == outputs[1] == outputs[2]
