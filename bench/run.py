@@ -1,10 +1,12 @@
 """llama-bake's benchmarks: one command, figures as ratios against baselines measured in the same run.
 
-    python bench/run.py            # full sizes; writes bench/RESULTS.md
+    python bench/run.py            # full sizes; writes bench/RESULTS.md (about 5 minutes on 2 cores)
     python bench/run.py --smoke    # tiny sizes, nothing written: keeps this code from rotting (run in CI)
 
 Measured here: generation scaling on synthetic catalogs and start-up cost, each against a bare
-``python -c pass``. Absolute times are printed for context only; the ratios are the figures.
+``python -c pass``; then, on a real BuildKit (bench/builds.py), the graph against sequential builds, the
+overhead over raw bake and a cache import against a cold build. Absolute times are printed for context
+only; the ratios are the figures.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import builds
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,13 +68,20 @@ def synthetic_catalog(root: Path, models: int) -> Path:
 
 
 def generation(sizes: list[int], repeat: int, baseline: float) -> list[str]:
-    rows = ["| models | wall (s) | per model (ms) | vs `python -c pass` |", "| ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| models | wall (s) | vs `python -c pass` | average per model (ms) | marginal per model (ms) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    previous: tuple[int, float] | None = None
     for size in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             synthetic_catalog(Path(tmp), size)
             wall = timed([*LLAMA_BAKE, "generate"], Path(tmp), repeat)
-        per_model = (wall - baseline) / size * 1000
-        rows.append(f"| {size:,} | {wall:.3f} | {per_model:.3f} | {wall / baseline:.1f}x |")
+        average = (wall - baseline) / size * 1000
+        # What one more model costs, from the previous size: flat when generation is linear.
+        marginal = f"{(wall - previous[1]) / (size - previous[0]) * 1000:.3f}" if previous else "-"
+        rows.append(f"| {size:,} | {wall:.3f} | {wall / baseline:.1f}x | {average:.3f} | {marginal} |")
+        previous = (size, wall)
         print(f"generate {size} models: {wall:.3f}s", file=sys.stderr)
     return rows
 
@@ -87,21 +97,27 @@ def startup(repeat: int, baseline: float) -> list[str]:
     return rows
 
 
-def versions() -> str:
-    def first_line(cmd: list[str]) -> str:
+def machine() -> str:
+    def field(path: str, key: str) -> str:
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            return "not found"
-        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return "?"
+        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "?")
 
-    return first_line(["docker", "buildx", "version"])
+    memory = field("/proc/meminfo", "MemTotal")
+    memory = f"{int(memory.split()[0]) / 1024**2:.0f} GB RAM" if memory != "?" else "? RAM"
+    return (
+        f"{field('/proc/cpuinfo', 'model name')} ({os.cpu_count()} CPUs, {platform.machine()}), {memory}, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat, write nothing")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
+    parser.add_argument("--no-builds", action="store_true", help="skip the BuildKit benchmarks")
     args = parser.parse_args()
     sizes = [10, 50] if args.smoke else [10, 100, 1000, 5000]
     repeat = 1 if args.smoke else 5
@@ -110,9 +126,8 @@ def main() -> int:
     lines = [
         "# llama-bake benchmarks",
         "",
-        f"Run {dt.date.today().isoformat()} with `python bench/run.py` on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; {versions()}.",
-        f"Every figure is the median of {repeat} runs after a warm-up; the baseline is `python -c pass` "
+        f"Run {dt.date.today().isoformat()} with `python bench/run.py` on {machine()}.",
+        f"Generation and start-up figures are medians of {repeat} runs after a warm-up against `python -c pass` "
         f"({baseline * 1000:.0f} ms here), measured in the same run.",
         "",
         "## Generation scaling (synthetic catalogs, including interpreter start)",
@@ -124,6 +139,8 @@ def main() -> int:
         *startup(repeat, baseline),
         "",
     ]
+    if not args.no_builds:
+        lines += builds.run(builds.SMOKE if args.smoke else builds.FULL, overhead_repeat=1 if args.smoke else 7)
     text = "\n".join(lines)
     if args.smoke:
         print(text)

@@ -312,7 +312,15 @@ def run_build(
     """Generate, then build. Returns the summary, or the command line for ``dry_run``."""
     compiled = compile_catalog(paths)
     write_atomic(paths.output, compiled.text)
-    builder = choose_builder(options.builder, runner) if not options.dry_run else options.builder
+    if options.dry_run:
+        try:
+            builder = choose_builder(options.builder, runner)
+        except DockerError:
+            builder = options.builder  # a dry run prints the command even where buildx is missing
+    else:
+        # The one `builder up` made, without asking buildx first (`buildx ls` costs a docker call on every
+        # build); when it does not exist, `_bake` falls back to buildx's current builder.
+        builder = options.builder or builder_name()
     with tempfile.TemporaryDirectory(prefix="llama-bake-") as tmp:
         metadata_file = Path(tmp) / "metadata.json"
         invocation = make_invocation(
@@ -338,9 +346,7 @@ def run_build(
         stderr = ""
         failed = False
         try:
-            for line in runner.bake(invocation, paths.bake_dir):
-                changed = progress.feed(line)
-                on_line(line, progress, changed)
+            invocation = _bake(runner, invocation, paths.bake_dir, progress, on_line, options.builder is None)
         except BakeFailed as exc:
             failed = True
             stderr = exc.stderr
@@ -358,12 +364,18 @@ def run_build(
             progress,
             metadata,
             time.monotonic() - started,
-            builder or "",
+            invocation.builder or "",
             invocation,
             options.variables,
         )
     if failed:
         failure = progress.failure()
+        if failure is None and f'no builder "{invocation.builder}" found' in stderr:
+            msg = (
+                f"there is no builder `{invocation.builder}` (`docker buildx ls` lists them); "
+                "`llama-bake builder up` starts a local one"
+            )
+            raise DockerError(msg)
         if failure is None and _no_builder(stderr):
             msg = (
                 "no BuildKit builder is reachable: start one with `llama-bake builder up` (a local buildkitd),"
@@ -372,6 +384,27 @@ def run_build(
             raise DockerError(msg)
         raise BuildError(failure_message(failure, summary, stderr))
     return summary
+
+
+def _bake(
+    runner: BakeRunner,
+    invocation: Invocation,
+    cwd: Path,
+    progress: Progress,
+    on_line: Callable[[str, Progress, list[Vertex]], None],
+    fallback: bool,
+) -> Invocation:
+    """Run bake, feeding ``progress``; returns the invocation that ran. With ``fallback``, a default builder
+    that does not exist (`builder up` never ran) means buildx's current builder."""
+    try:
+        for line in runner.bake(invocation, cwd):
+            on_line(line, progress, progress.feed(line))
+    except BakeFailed as exc:
+        if fallback and invocation.builder and f'no builder "{invocation.builder}" found' in exc.stderr:
+            current = dataclasses.replace(invocation, builder=None)
+            return _bake(runner, current, cwd, progress, on_line, fallback=False)
+        raise
+    return invocation
 
 
 def _read_metadata(path: Path) -> dict[str, object]:

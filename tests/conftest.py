@@ -168,42 +168,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="session")
 def stand_in_image(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A 2 MB busybox image as an OCI layout: stands in for nvidia/cuda and ubuntu, which cannot be pulled.
-    (A plain directory as a FROM stand-in would defeat BuildKit's cache; an OCI layout is content-addressed.)"""
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.fail("busybox is not installed: run .ci/install-tools.sh (Debian's busybox-static)")
-    root = tmp_path_factory.mktemp("stand-in")
-    rootfs = root / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy(busybox, rootfs / "bin" / "busybox")
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            (rootfs / "bin" / applet).symlink_to("busybox")
-    layout = root / "layout"
-    bake = root / "stand-in.hcl"
-    bake.write_text(
-        'target "stand-in" {\n  context = "rootfs"\n  dockerfile-inline = "FROM scratch\\nCOPY . /\\n"\n'
-        f'  output = ["type=oci,dest={layout},tar=false,name=stand-in:latest"]\n}}\n',
-        encoding="utf-8",
-    )
-    subprocess.run(
-        [
-            "docker",
-            "buildx",
-            "bake",
-            "--builder",
-            embedded_builder,
-            "--file",
-            str(bake),
-            "--allow",
-            f"fs.write={root}",
-            "--progress",
-            "quiet",
-            "stand-in",
-        ],
-        cwd=root,
-        check=True,
-    )
-    return f"oci-layout://{layout}:latest"
+    """A 2 MB busybox image as an OCI layout: stands in for nvidia/cuda and ubuntu, which cannot be pulled."""
+    from tests.standins import busybox_layout
+
+    try:
+        return busybox_layout(embedded_builder, tmp_path_factory.mktemp("stand-in"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))

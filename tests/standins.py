@@ -1,7 +1,8 @@
-"""Local stand-ins for what this machine cannot download at build time: a Debian root filesystem as an
-OCI image (for ubuntu:24.04) and the llama.cpp source tree (from the PyPI sdist of llama-cpp-python).
+"""Local stand-ins for what this machine cannot download at build time: a busybox image (for nvidia/cuda in
+the quick tiers and the benchmarks), a Debian root filesystem as an OCI image (for ubuntu:24.04) and the
+llama.cpp source tree (from the PyPI sdist of llama-cpp-python).
 
-Both are cached under ``$LLAMA_BAKE_TEST_CACHE`` (default ``~/.cache/llama-bake/test``), so a second run of the
+The last two are cached under ``$LLAMA_BAKE_TEST_CACHE`` (default ``~/.cache/llama-bake/test``), so a second run of the
 slow tier starts from them in seconds.
 """
 
@@ -34,6 +35,32 @@ def _publish(tmp: Path, final: Path) -> Path:
     else:
         tmp.rename(final)
     return final
+
+
+def busybox_layout(builder: str, root: Path) -> str:
+    """A 2 MB busybox image as an OCI layout under ``root``, built by ``builder``; returns its named-context source.
+    (A plain directory as a FROM stand-in would defeat BuildKit's cache; an OCI layout is content-addressed.)"""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        msg = "busybox is not installed: run .ci/install-tools.sh (Debian's busybox-static)"
+        raise RuntimeError(msg)
+    rootfs = root / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(busybox, rootfs / "bin" / "busybox")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (rootfs / "bin" / applet).symlink_to("busybox")
+    layout = root / "layout"
+    bake = root / "stand-in.hcl"
+    bake.write_text(
+        'target "stand-in" {\n  context = "rootfs"\n  dockerfile-inline = "FROM scratch\\nCOPY . /\\n"\n'
+        f'  output = ["type=oci,dest={layout},tar=false,name=stand-in:latest"]\n}}\n',
+        encoding="utf-8",
+    )
+    command = ["docker", "buildx", "bake", "--builder", builder, "--file", str(bake)]
+    subprocess.run([*command, "--allow", f"fs.write={root}", "--progress", "quiet", "stand-in"], cwd=root, check=True)
+    return f"oci-layout://{layout}:latest"
 
 
 def debian_layout() -> Path:

@@ -236,6 +236,12 @@ def test_image_override_from_the_command_line(project: Project) -> None:
     assert [t.status for t in summary.targets] == ["built", "built"]
 
 
+def test_dry_run_prints_the_builder_the_build_would_use(project: Project, embedded_builder: str) -> None:
+    result = CliRunner().invoke(main, ["build", "--catalog", str(project.catalog), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert f"docker buildx bake --builder {embedded_builder} " in result.output
+
+
 @pytest.fixture
 def no_builder_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buildx: None) -> Iterator[Path]:
     """A docker config with buildx but no builder other than buildx's default (which needs a Docker engine)."""

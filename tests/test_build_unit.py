@@ -7,14 +7,15 @@ import dataclasses
 import json
 import shlex
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llama_bake import pipeline
-from llama_bake.bake import WhalesRunner
-from llama_bake.build import BuildOptions, CachePreset, expand_targets, make_invocation, run_build
-from llama_bake.errors import UsageError
+from llama_bake.bake import BakeFailed, Invocation, WhalesRunner
+from llama_bake.build import BuildOptions, CachePreset, Summary, expand_targets, make_invocation, run_build
+from llama_bake.errors import BuildError, DockerError, UsageError
 from llama_bake.progress import Progress
 from tests.conftest import WriteCatalog
 
@@ -143,3 +144,54 @@ def test_progress_counts_executed_and_cached_steps_per_target() -> None:
     assert vertex is not None
     assert vertex.log == ["boom"]
     assert progress.messages == ["WARNING: plain text from buildx"]
+
+
+class _Runner:
+    """Records the builder of each bake; bake fails as buildx does for a builder it does not know."""
+
+    def __init__(self, known: set[str | None], stderr: str = "") -> None:
+        self.known = known
+        self.stderr = stderr
+        self.calls: list[str | None] = []
+
+    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
+        self.calls.append(invocation.builder)
+        if invocation.builder not in self.known:
+            raise BakeFailed(1, self.stderr or f'ERROR: no builder "{invocation.builder}" found\n')
+        yield from ()
+
+    def builders(self) -> list[str]:
+        msg = "a build must not list the builders first (a docker call on every build)"
+        raise AssertionError(msg)
+
+
+def test_build_uses_the_builder_up_builder_and_falls_back_to_buildxs_current_one(
+    write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLAMA_BAKE_BUILDER", "ours")
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    present = _Runner({"ours"})
+    summary = run_build(paths, BuildOptions(), present)  # type: ignore[arg-type]
+    assert present.calls == ["ours"]
+    assert isinstance(summary, Summary)
+    assert summary.builder == "ours"
+    absent = _Runner({None})
+    summary = run_build(paths, BuildOptions(), absent)  # type: ignore[arg-type]
+    assert absent.calls == ["ours", None]
+    assert isinstance(summary, Summary)
+    assert summary.builder == "(buildx default)"
+
+
+def test_a_builder_named_on_the_command_line_is_never_swapped_for_another(
+    write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    runner = _Runner({None})
+    with pytest.raises(DockerError, match="there is no builder `mine`"):
+        run_build(paths, BuildOptions(builder="mine"), runner)  # type: ignore[arg-type]
+    assert runner.calls == ["mine"]
+    other_failure = _Runner({None}, stderr="ERROR: failed to solve: something else\n")
+    monkeypatch.setenv("LLAMA_BAKE_BUILDER", "ours")
+    with pytest.raises(BuildError, match="something else"):
+        run_build(paths, BuildOptions(), other_failure)  # type: ignore[arg-type]
+    assert other_failure.calls == ["ours"]
