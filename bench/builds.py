@@ -195,9 +195,9 @@ def _median(samples: list[float]) -> float:
 
 
 def _steps(samples: list[dict[str, int]]) -> str:
-    counts = sorted({s["executed"] for s in samples})
+    """Steps executed in each run (they can differ run to run), of the steps the build has."""
     total = samples[0]["executed"] + samples[0]["cached"]
-    return f"{'/'.join(map(str, counts))} of {total}"
+    return f"{', '.join(str(s['executed']) for s in samples)} of {total}"
 
 
 def graph_gain(proj: Project) -> tuple[list[str], float]:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,22 @@ class BakeRunner(Protocol):
     def prune(self, builder: str) -> None: ...
 
 
+CANCEL_TIMEOUT = 30.0
+
+
+def _wait_for_children(timeout: float) -> None:
+    """After Ctrl-C: buildx got the same SIGINT and is cancelling the build; wait for it to exit (up to
+    ``timeout``; a second Ctrl-C stops waiting), so nothing of the build outlives the command."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.05)
+
+
 def _client() -> Any:
     if shutil.which("docker") is None:
         msg = "the docker client is not installed; install it (the engine is not needed) and the buildx plugin"
@@ -157,6 +174,9 @@ class WhalesRunner:
                     stream_logs=True,
                 )
                 yield from stream
+            except KeyboardInterrupt:
+                _wait_for_children(CANCEL_TIMEOUT)
+                raise
             except DockerException as exc:
                 stderr = exc.stderr if isinstance(exc.stderr, str) else ""
                 raise BakeFailed(exc.return_code, stderr) from exc

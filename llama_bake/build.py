@@ -64,12 +64,16 @@ class BuildOptions:
     dry_run: bool = False
 
 
+# built: every step done (or cached); unfinished: started, then the build stopped (failure elsewhere, Ctrl-C).
+Status = Literal["built", "failed", "canceled", "unfinished", "not started"]
+
+
 @dataclass(frozen=True)
 class TargetSummary:
     name: str
     image: str
     digest: str
-    status: Literal["built", "failed", "canceled", "not started"]
+    status: Status
     wall_seconds: float
     steps_executed: int
     steps_cached: int
@@ -97,6 +101,7 @@ class Summary:
             "steps_executed": self.steps_executed,
             "steps_cached": self.steps_cached,
             "targets": [asdict(t) | {"wall_seconds": round(t.wall_seconds, 3)} for t in self.targets],
+            "messages": list(dict.fromkeys(self.messages)),
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
@@ -141,6 +146,17 @@ def _output_dest(spec: str) -> Path | None:
     return None
 
 
+def _outputs(options: BuildOptions, targets: list[str]) -> list[tuple[str, str, Path | None]]:
+    """Each ``--output`` as (target, or ``*`` for all, exporter, the directory its ``dest`` is written in)."""
+    outputs = []
+    for spec in options.outputs:
+        for target in targets if "{target}" in spec else ["*"]:
+            resolved = spec.replace("{target}", target)
+            dest = _output_dest(resolved)
+            outputs.append((target, resolved, dest.absolute().parent if dest is not None else None))
+    return outputs
+
+
 def make_invocation(
     options: BuildOptions, plan: BakePlan, bake_file: Path, metadata_file: Path, cwd: Path
 ) -> Invocation:
@@ -174,14 +190,10 @@ def make_invocation(
         flags += ["--set", f"*.cache-from={spec}"]
     for spec in options.cache_to:
         flags += ["--set", f"*.cache-to={spec}"]
-    for spec in options.outputs:
-        per_target = "{target}" in spec
-        for target in targets if per_target else ["*"]:
-            resolved = spec.replace("{target}", target)
-            flags += ["--set", f"{target}.output={resolved}"]
-            dest = _output_dest(resolved)
-            if dest is not None:
-                flags += _allow_path(dest.absolute().parent, cwd, "write")
+    for target, spec, out_dir in _outputs(options, targets):
+        flags += ["--set", f"{target}.output={spec}"]
+        if out_dir is not None:
+            flags += _allow_path(out_dir, cwd, "write")
     for item in options.sets:
         flags += ["--set", item]
     return Invocation(
@@ -251,32 +263,42 @@ def summarize(
     invocation: Invocation,
     variables: tuple[str, ...],
 ) -> Summary:
+    statuses = {name: _status(progress, name, metadata.get(name)) for name in targets}
+    for name in targets:
+        # BuildKit names a shared step after the first target that reached it: when only models were asked
+        # for, the base's steps show under a model, and a built model means its base was built.
+        base = plan.target(name).base
+        if base in statuses and statuses[base] in ("not started", "unfinished") and statuses[name] == "built":
+            statuses[base] = "built"
     rows = []
     for name in targets:
         state = progress.target(name)
         meta = metadata.get(name)
         meta = meta if isinstance(meta, dict) else {}
-        if state.failed is not None:
-            status: Literal["built", "failed", "canceled", "not started"] = "failed"
-        elif state.canceled:
-            status = "canceled"
-        elif state.vertices or meta:
-            status = "built"
-        else:
-            status = "not started"
         image = str(meta.get("image.name") or _image_of(plan, name, invocation.env, variables)).split(",")[0]
         rows.append(
             TargetSummary(
                 name=name,
                 image=image,
                 digest=str(meta.get("containerimage.digest") or ""),
-                status=status,
+                status=statuses[name],
                 wall_seconds=state.wall_seconds,
                 steps_executed=state.executed,
                 steps_cached=state.cached,
             )
         )
     return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages))
+
+
+def _status(progress: Progress, name: str, meta: object) -> Status:
+    state = progress.target(name)
+    if state.failed is not None:
+        return "failed"
+    if state.canceled:
+        return "canceled"
+    if progress.finished(name) or meta:
+        return "built"
+    return "unfinished" if state.vertices else "not started"
 
 
 def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr: str) -> str:
@@ -292,7 +314,10 @@ def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr
             lines += [f"    {line}" for line in vertex.log[-LOG_TAIL:]]
     else:
         tail = [line for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("{")]
-        lines.append("docker buildx bake failed before any step ran:")
+        if any(t.status == "canceled" for t in summary.targets):
+            lines.append("the build was canceled (buildx was interrupted or stopped):")
+        else:
+            lines.append("docker buildx bake failed before any step ran:")
         lines += [f"  {line}" for line in tail[-LOG_TAIL:]] or ["  (no output)"]
     lines.append("finished: " + (", ".join(finished) or "none"))
     lines.append("not finished: " + (", ".join(unfinished) or "none"))
@@ -335,28 +360,22 @@ def run_build(
         if options.cache is not None and options.cache.kind == "local":
             Path(invocation.env["CACHE_REF"]).mkdir(parents=True, exist_ok=True)
         requested = expand_targets(compiled.plan, list(options.targets) or ["default"])
-        for spec in options.outputs:
-            for target in requested:
-                dest = _output_dest(spec.replace("{target}", target))
-                if dest is not None:
-                    dest.absolute().parent.mkdir(parents=True, exist_ok=True)
+        for _, _, out_dir in _outputs(options, requested):
+            if out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
         targets = with_bases(compiled.plan, requested)
         progress = Progress()
         started = time.monotonic()
         stderr = ""
-        failed = False
+        failed = interrupted = False
         try:
             invocation = _bake(runner, invocation, paths.bake_dir, progress, on_line, options.builder is None)
         except BakeFailed as exc:
             failed = True
             stderr = exc.stderr
         except KeyboardInterrupt:
-            # buildx got the same SIGINT and cancels the solve; say what was done before that.
-            done = [t for t in targets if progress.target(t).vertices and not progress.target(t).canceled]
-            msg = "interrupted; the builder cancels the running steps. Targets that had finished: " + (
-                ", ".join(done) or "none"
-            )
-            raise BuildInterrupted(msg) from None
+            # buildx got the same SIGINT (a terminal sends it to the whole job) and cancels the solve.
+            interrupted = True
         metadata = _read_metadata(metadata_file)
         summary = summarize(
             compiled.plan,
@@ -368,6 +387,12 @@ def run_build(
             invocation,
             options.variables,
         )
+    if interrupted:
+        done = [t.name for t in summary.targets if t.status == "built"]
+        msg = "interrupted; the builder cancels the running steps. Targets that had finished: " + (
+            ", ".join(done) or "none"
+        )
+        raise BuildInterrupted(msg)
     if failed:
         failure = progress.failure()
         if failure is None and f'no builder "{invocation.builder}" found' in stderr:

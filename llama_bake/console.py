@@ -84,7 +84,7 @@ def _table(progress: Progress) -> Any:
         elif state.current:
             status = "[yellow]running[/yellow]"
         else:
-            status = "[green]done[/green]" if state.steps and all(v.completed for v in state.steps) else "waiting"
+            status = "[green]done[/green]" if progress.finished(name) else "waiting"
         table.add_row(name, status, str(state.executed), str(state.cached), state.current[:60])
     return table
 
@@ -102,6 +102,8 @@ def summary_text(summary: Summary) -> str:
         f"{len(summary.targets)} targets on builder {summary.builder} in {summary.wall_seconds:.1f}s: "
         f"{summary.steps_executed} steps run, {summary.steps_cached} cached"
     )
-    if not any(t.digest for t in summary.targets):
+    messages = list(dict.fromkeys(summary.messages))  # buildx's own words: warnings, notes
+    lines += [f"buildx: {message}" for message in messages]
+    if not any(t.digest for t in summary.targets) and not any("No output specified" in m for m in messages):
         lines.append("images stayed in the builder's cache: add --push, --load or --output to export them")
     return "\n".join(lines) + "\n"

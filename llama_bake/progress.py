@@ -29,6 +29,7 @@ class Vertex:
     completed: datetime | None = None
     cached: bool = False
     error: str = ""
+    inputs: tuple[str, ...] = ()
     log: list[str] = field(default_factory=list)
     first_output: datetime | None = None  # when the step's process first wrote: its work had begun
 
@@ -144,7 +145,26 @@ class Progress:
         vertex.completed = _time(raw.get("completed")) or vertex.completed
         vertex.cached = bool(raw.get("cached")) or vertex.cached
         vertex.error = str(raw.get("error") or vertex.error)
+        inputs = raw.get("inputs")
+        if isinstance(inputs, list) and inputs:
+            vertex.inputs = tuple(str(i) for i in inputs)
         return vertex
+
+    def finished(self, name: str) -> bool:
+        """Every vertex of target ``name`` is done: completed, or needed by nothing BuildKit still had to run
+        because a vertex built on it completed (on a cache hit BuildKit never starts the steps below it)."""
+        vertices = self.target(name).vertices
+        if not vertices or any(v.error or (v.started and not v.completed) for v in vertices):
+            return False
+        covered: set[str] = set()
+        pending = [v.digest for v in self.vertices.values() if v.completed]
+        while pending:
+            digest = pending.pop()
+            if digest not in covered:
+                covered.add(digest)
+                vertex = self.vertices.get(digest)
+                pending.extend(vertex.inputs if vertex else ())
+        return all(v.digest in covered for v in vertices)
 
     def target(self, name: str) -> TargetState:
         return self.targets.get(name, TargetState(name))

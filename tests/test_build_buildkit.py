@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,9 +147,9 @@ def prune(builder: str) -> None:
     WhalesRunner().prune(builder)
 
 
-# A full cache hit for every target after a prune is what llama-bake asks of BuildKit, but buildx has an open
-# bug (docker/buildx#414, #3878): targets that share stages, baked together, intermittently miss a final
-# step. What holds every time, and what matters most, is asserted: the base's compile comes from the cache.
+# A full cache hit for every target after a prune is what llama-bake asks of BuildKit, but BuildKit re-runs
+# some models' last step after an import (the known limit in the README: moby/buildkit#6954, builds sharing
+# a base). What holds every time, and what matters most, is asserted: the base's compile comes from the cache.
 def test_local_cache_export_brings_the_base_compile_back_into_a_pruned_builder(
     project: Project, embedded_builder: str, tmp_path: Path
 ) -> None:
@@ -215,6 +219,67 @@ def test_the_cli_exits_6_on_a_failed_build(project: Project) -> None:
     assert "target `m3` failed" in result.output
 
 
+@pytest.fixture
+def fresh_builder(embedded_builder: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A second buildkitd with an empty cache, for this test only; `llama-bake` uses it by default."""
+    state = Path(tempfile.mkdtemp(prefix="lb-fresh-", dir="/tmp"))  # short: unix socket paths are limited
+    monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(state))
+    monkeypatch.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-fresh-{os.getpid()}")
+    runner = WhalesRunner()
+    builders.up(runner)
+    try:
+        yield builder_name()
+    finally:
+        builders.down(runner)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _running(pattern: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False).stdout
+    return found.split()
+
+
+def test_ctrl_c_stops_the_build_names_what_finished_and_leaves_the_builder_usable(
+    project: Project, fresh_builder: str
+) -> None:
+    # Its own builder: after a cancelled build, BuildKit keeps some of its records in use, out of reach of the
+    # prunes that later tests start with.
+    seconds = str(random.randrange(300, 900))  # a step that sleeps this long: its process is ours alone
+    long_step = f"sleep {seconds}"
+    project.model("m3", server={"env": {"FIXTURE_SLOW": seconds}})
+    project.build(targets=("m1",))
+    command = [sys.executable, "-m", "llama_bake", "build", "--catalog", str(project.catalog), "--progress", "rawjson"]
+    # Its own process group, as a shell gives a foreground job: Ctrl-C reaches llama-bake and buildx alike.
+    process = subprocess.Popen(
+        [*command, "m1", "m3"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:  # rawjson: the long step's vertex shows once BuildKit starts it
+        seen.append(line)
+        if "a long step" in line and '"started"' in line:
+            break
+    else:
+        pytest.fail("the build ended before its long step started:\n" + "".join(seen[-20:]))
+    deadline = time.monotonic() + 20
+    while not _running(long_step) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _running(long_step), "the long step runs in the builder"
+    os.killpg(process.pid, signal.SIGINT)
+    _, rest = process.communicate(timeout=60)  # the step would sleep for minutes: the build was stopped
+    assert process.returncode == 130
+    assert "interrupted; the builder cancels the running steps" in rest
+    assert "Targets that had finished: base, m1\n" in rest + "\n"
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # llama-bake waited for buildx: nothing of the build is left on this side
+    deadline = time.monotonic() + 30
+    while _running(long_step) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _running(long_step), "the builder cancelled the long step"
+    _, progress = project.build(targets=("m1",))
+    assert executed(progress) == []
+
+
 def test_summary_json_and_plain_progress_from_the_cli(project: Project, tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
     result = CliRunner().invoke(
@@ -225,6 +290,8 @@ def test_summary_json_and_plain_progress_from_the_cli(project: Project, tmp_path
     assert [t["name"] for t in data["targets"]] == ["base", "m1"]
     assert {t["status"] for t in data["targets"]} == {"built"}
     assert "TARGET" in result.output
+    # buildx's own warning (no exporter on a remote builder) reaches the user, as it would from raw bake.
+    assert "buildx: WARNING: No output specified for m1 target(s)" in result.output
 
 
 def test_image_override_from_the_command_line(project: Project) -> None:
@@ -354,7 +421,7 @@ def _bake_raw(builder: str, cwd: Path, env: dict[str, str], target: str) -> Prog
 
 
 def test_the_ci_cache_flow_restores_the_bases_into_a_fresh_builder_from_the_registry(
-    project: Project, embedded_builder: str, registry: str, monkeypatch: pytest.MonkeyPatch
+    project: Project, embedded_builder: str, registry: str, fresh_builder: str
 ) -> None:
     """What `llama-bake ci` pipelines do: CACHE_TYPE/CACHE_REF set, bases baked first, then the models. Exported
     from one builder, imported into a new buildkitd with an empty cache: the bases execute nothing, and the
@@ -364,18 +431,8 @@ def test_the_ci_cache_flow_restores_the_bases_into_a_fresh_builder_from_the_regi
     prune(embedded_builder)
     for group in ("bases", "default"):
         assert executed(_bake_raw(embedded_builder, project.root, env, group))  # cold: steps run
-    fresh_state = Path(tempfile.mkdtemp(prefix="lb-ci-", dir="/tmp"))
-    monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(fresh_state))
-    monkeypatch.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-ci-{os.getpid()}")
-    runner = WhalesRunner()
-    builders.up(runner)
-    try:
-        fresh = builder_name()
-        assert executed(_bake_raw(fresh, project.root, env, "bases")) == []
-        # The models' own last step is sometimes re-run after an import (docker/buildx#414, seen here in about
-        # one run in three, whether targets are baked together or one by one); nothing of the base ever is.
-        rerun = executed(_bake_raw(fresh, project.root, env, "default"))
-        assert all("fixture-model" in s for s in rerun), rerun
-    finally:
-        builders.down(runner)
-        shutil.rmtree(fresh_state, ignore_errors=True)
+    assert executed(_bake_raw(fresh_builder, project.root, env, "bases")) == []
+    # BuildKit sometimes re-runs a model's own last step after an import (the known limit in the README:
+    # moby/buildkit#6954, builds sharing a base); nothing of the base ever is.
+    rerun = executed(_bake_raw(fresh_builder, project.root, env, "default"))
+    assert all("fixture-model" in s for s in rerun), rerun

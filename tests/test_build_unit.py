@@ -146,6 +146,27 @@ def test_progress_counts_executed_and_cached_steps_per_target() -> None:
     assert progress.messages == ["WARNING: plain text from buildx"]
 
 
+def test_a_target_is_finished_when_its_steps_completed_or_sit_below_a_cache_hit() -> None:
+    t0, t1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"
+    progress = Progress()
+    announced = [
+        # BuildKit announces the whole graph; on a cache hit at `top`, it never starts `low` or `mid`.
+        {"digest": "low", "name": "[m1 build 1/3] COPY src"},
+        {"digest": "mid", "name": "[m1 build 2/3] RUN compile", "inputs": ["low"]},
+        {"digest": "top", "name": "[m1 1/1] RUN model", "inputs": ["mid"]},
+        {"digest": "other", "name": "[m2 1/1] RUN model", "inputs": ["mid"]},
+    ]
+    progress.feed(json.dumps({"vertexes": announced}))
+    assert not progress.finished("m1")
+    progress.feed(json.dumps({"vertexes": [{"digest": "top", "cached": True, "started": t0, "completed": t0}]}))
+    assert progress.finished("m1")
+    progress.feed(json.dumps({"vertexes": [{"digest": "other", "started": t0}]}))
+    assert not progress.finished("m2"), "a step still running"
+    progress.feed(json.dumps({"vertexes": [{"digest": "other", "completed": t1, "error": "context canceled"}]}))
+    assert not progress.finished("m2")
+    assert not progress.finished("m3"), "a target BuildKit never mentioned has not finished"
+
+
 class _Runner:
     """Records the builder of each bake; bake fails as buildx does for a builder it does not know."""
 
@@ -195,3 +216,19 @@ def test_a_builder_named_on_the_command_line_is_never_swapped_for_another(
     with pytest.raises(BuildError, match="something else"):
         run_build(paths, BuildOptions(), other_failure)  # type: ignore[arg-type]
     assert other_failure.calls == ["ours"]
+
+
+def test_the_summary_shows_buildxs_own_messages_once_and_does_not_repeat_them() -> None:
+    from llama_bake.build import TargetSummary
+    from llama_bake.console import summary_text
+
+    target = TargetSummary("m1", "localhost:5000/m1:latest", "", "built", 1.0, 1, 0)
+    no_output = "WARNING: No output specified for m1 target(s) with remote driver."
+    said = summary_text(Summary((target,), 1.0, "b", (no_output, "warning: FromAsCasing", no_output)))
+    assert said.count(f"buildx: {no_output}") == 1
+    assert "buildx: warning: FromAsCasing" in said
+    assert "images stayed in the builder's cache" not in said  # buildx said it already
+    quiet = summary_text(Summary((target,), 1.0, "b"))
+    assert "buildx:" not in quiet
+    assert "images stayed in the builder's cache" in quiet
+    assert json.loads(Summary((target,), 1.0, "b", (no_output, no_output)).to_json())["messages"] == [no_output]
