@@ -7,15 +7,19 @@ this module only decides the command line and reads BuildKit's progress stream.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shlex
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Literal
 
 from llama_bake.bake import BakeFailed, BakeRunner, Invocation
@@ -369,9 +373,12 @@ def run_build(
         stderr = ""
         failed = interrupted = False
         try:
-            invocation = _bake(runner, invocation, paths.bake_dir, progress, on_line, options.builder is None)
+            with _noting_sigint() as sigint:
+                invocation = _bake(runner, invocation, paths.bake_dir, progress, on_line, options.builder is None)
         except BakeFailed as exc:
-            failed = True
+            # buildx may exit from the same Ctrl-C before Python raises KeyboardInterrupt: the same outcome.
+            interrupted = bool(sigint)
+            failed = not interrupted
             stderr = exc.stderr
         except KeyboardInterrupt:
             # buildx got the same SIGINT (a terminal sends it to the whole job) and cancels the solve.
@@ -409,6 +416,27 @@ def run_build(
             raise DockerError(msg)
         raise BuildError(failure_message(failure, summary, stderr))
     return summary
+
+
+@contextlib.contextmanager
+def _noting_sigint() -> Iterator[list[int]]:
+    """Notes a SIGINT (then lets Python raise KeyboardInterrupt as usual). Only where Python handles SIGINT:
+    in the main thread, and not when it was started with SIGINT ignored (a background job)."""
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+        yield seen
+        return
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        seen.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _bake(

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
+import signal
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +17,15 @@ import pytest
 
 from llama_bake import pipeline
 from llama_bake.bake import BakeFailed, Invocation, WhalesRunner
-from llama_bake.build import BuildOptions, CachePreset, Summary, expand_targets, make_invocation, run_build
+from llama_bake.build import (
+    BuildInterrupted,
+    BuildOptions,
+    CachePreset,
+    Summary,
+    expand_targets,
+    make_invocation,
+    run_build,
+)
 from llama_bake.errors import BuildError, DockerError, UsageError
 from llama_bake.progress import Progress
 from tests.conftest import WriteCatalog
@@ -232,3 +243,23 @@ def test_the_summary_shows_buildxs_own_messages_once_and_does_not_repeat_them() 
     assert "buildx:" not in quiet
     assert "images stayed in the builder's cache" in quiet
     assert json.loads(Summary((target,), 1.0, "b", (no_output, no_output)).to_json())["messages"] == [no_output]
+
+
+class _CtrlCRunner:
+    """buildx exits from the user's Ctrl-C before Python raises KeyboardInterrupt (the other order of the race)."""
+
+    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        raise BakeFailed(1, "ERROR: failed to solve: Canceled: context canceled\n")
+        yield ""
+
+
+def test_ctrl_c_is_an_interruption_whichever_process_sees_it_first(write_catalog: WriteCatalog) -> None:
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    with pytest.raises(BuildInterrupted, match="interrupted; the builder cancels the running steps") as caught:
+        run_build(paths, BuildOptions(builder="b"), _CtrlCRunner())  # type: ignore[arg-type]
+    assert caught.value.exit_code == 130
