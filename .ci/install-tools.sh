@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the real-BuildKit tests need: runc, a registry, image tools (Debian), buildx and
-# buildkitd (built from the Go module proxy). Idempotent: binaries are kept in a cache directory
+# Installs what the real-BuildKit tests need: runc, a registry, image tools (Debian), buildx,
+# buildkitd and the Compose plugin (built from the Go module proxy). Idempotent: binaries are kept in a cache directory
 # outside the checkout so a reused machine does not rebuild them.
 set -euo pipefail
 
 BUILDX_VERSION=${BUILDX_VERSION:-v0.36.1}
 BUILDKIT_VERSION=${BUILDKIT_VERSION:-v0.32.2}
+COMPOSE_VERSION=${COMPOSE_VERSION:-v2.40.3}
 TOOLS=${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}
 mkdir -p "$TOOLS"
 
@@ -25,6 +26,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp() { "$1" --version 2>/dev/null | head -n1; }
+# The module's directory in Go's module cache: buildkit's and compose's go.mod have exclude directives that
+# `go install pkg@version` refuses, so they are built inside the downloaded module (the main module).
+built_inside() {
+    go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
+}
 
 if ! "$TOOLS/buildx" version 2>/dev/null | grep -q "$BUILDX_VERSION"; then
     echo "install-tools: building buildx $BUILDX_VERSION" >&2
@@ -34,16 +40,21 @@ if ! "$TOOLS/buildx" version 2>/dev/null | grep -q "$BUILDX_VERSION"; then
 fi
 if ! stamp "$TOOLS/buildkitd" | grep -q "$BUILDKIT_VERSION"; then
     echo "install-tools: building buildkitd $BUILDKIT_VERSION" >&2
-    # buildkit's go.mod has exclude directives that `go install pkg@version` refuses;
-    # building inside the downloaded module makes it the main module.
-    dir=$(go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    dir=$(built_inside "github.com/moby/buildkit@$BUILDKIT_VERSION")
     (cd "$dir" && go build -ldflags "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" \
         -o "$TOOLS/" ./cmd/buildkitd ./cmd/buildctl)
 fi
 
-mkdir -p "$HOME/.docker/cli-plugins"
-if ! cmp -s "$TOOLS/buildx" "$HOME/.docker/cli-plugins/docker-buildx"; then
-    cp "$TOOLS/buildx" "$HOME/.docker/cli-plugins/docker-buildx"
+if ! "$TOOLS/docker-compose" version 2>/dev/null | grep -q "$COMPOSE_VERSION"; then
+    echo "install-tools: building docker compose $COMPOSE_VERSION" >&2
+    dir=$(built_inside "github.com/docker/compose/v2@$COMPOSE_VERSION")
+    (cd "$dir" && go build -ldflags "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
+        -o "$TOOLS/docker-compose" ./cmd)
 fi
+
+mkdir -p "$HOME/.docker/cli-plugins"
+for pair in buildx:docker-buildx docker-compose:docker-compose; do
+    built=$TOOLS/${pair%%:*}; plugin=$HOME/.docker/cli-plugins/${pair#*:}
+    cmp -s "$built" "$plugin" || cp "$built" "$plugin"
+done
 echo "install-tools: ok ($TOOLS)" >&2

@@ -2,8 +2,8 @@
 
 Each model is a service on its catalog image, with a build section equal to its bake target (same
 Dockerfile, args, labels and contexts; ``target:`` contexts become ``service:`` ones), so
-``docker compose up --build`` builds locally instead of pulling. Bases are services too, in the ``bases``
-profile, so they are built for their models but never started.
+``docker compose up --build`` builds locally instead of pulling. Bases are services too, with ``scale: 0``,
+so they are built for their models but never started.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def compose_document(
         service: dict[str, Any] = {"image": _image(plan, target.tags[0] if target.tags else target.image)}
         service["build"] = _build(target, dockerfiles[target.shape], bake_dir, compose_dir)
         if target.kind == "base":
-            service["profiles"] = ["bases"]
+            # Built for its models (a `service:` context), never started. Not a profile: Compose refuses a
+            # `service:` context on a service whose profile is not active.
+            service["scale"] = 0
             services[target.name] = service
             continue
         model = next(m for m in catalog.models if m.name == target.name)

@@ -215,3 +215,27 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
         assert {k: unprint(v) for k, v in got.get("labels", {}).items()} == dict(target.labels), target.name
         assert got.get("contexts", {}) == dict(target.contexts), target.name
         assert got["tags"] == [plan.resolve(target.tags[0])], target.name
+
+
+@pytest.mark.parametrize("case", ["shipped", "multi"])
+def test_docker_compose_itself_loads_the_compose_file(case: str, tmp_path: Path) -> None:
+    """Compose's own loader (stricter than the JSON schema: it resolves `service:` contexts against the
+    services it would run) reads the file, and sees the bases as services that are never started."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode != 0:
+        pytest.fail("the docker compose plugin is missing: run .ci/install-tools.sh")
+    paths = catalog_paths(case, tmp_path)
+    compose = paths.bake_dir / "compose.yaml"
+    compose.write_text(pipeline.compose_text(paths, compose, "llama-bake compose"), encoding="utf-8")
+    loaded = subprocess.run(
+        ["docker", "compose", "-f", "compose.yaml", "config", "--format", "json"],
+        cwd=paths.bake_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    services = json.loads(loaded.stdout)["services"]
+    plan = pipeline.plan_catalog(paths)[1]
+    assert set(services) == {t.name for t in plan.targets}
+    for target in plan.targets:
+        assert (services[target.name].get("scale") == 0) == (target.kind == "base"), target.name

@@ -200,6 +200,32 @@ def test_push_to_the_local_registry_with_tags_and_labels(project: Project, regis
     assert "LLAMA_BAKE_MODEL=m1" in config["Env"]
 
 
+def test_docker_compose_builds_each_model_and_its_base_service_on_the_builder(
+    project: Project, registry: str, embedded_builder: str
+) -> None:
+    """The build half of `docker compose up --build` on the generated Compose file: Compose's own bake builds
+    the models and the base they name as a `service:` context (a `scale: 0` service). With no Docker engine
+    here to load into or start containers, the images are pushed and inspected instead."""
+    project.model("m2", compose={"host_port": 8082})
+    compose = project.root / "compose.yaml"
+    compose.write_text(pipeline.compose_text(project.paths, compose, "llama-bake compose"), encoding="utf-8")
+    built = subprocess.run(
+        ["docker", "compose", "-f", "compose.yaml", "build", "--push"],
+        cwd=project.root,
+        env={**os.environ, "BUILDX_BUILDER": embedded_builder, "REGISTRY": f"{registry}/compose"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    for model in ("m1", "m2"):
+        labels = skopeo("inspect", f"docker://{registry}/compose/{model}:latest")["Labels"]
+        assert labels["org.opencontainers.image.title"] == model
+        assert labels["io.llama-bake.llama-cpp.ref"] == "b1"  # the base's label: FROM the base Compose built
+    base = skopeo("inspect", f"docker://{registry}/compose/base:latest")["Labels"]
+    assert base["org.opencontainers.image.title"] == "base"
+
+
 def test_a_failing_model_names_the_target_shows_its_log_and_reports_the_others(project: Project) -> None:
     project.model("m3", server={"env": {"FIXTURE_FAIL": "1"}})
     with pytest.raises(BuildError) as exc:
