@@ -4,7 +4,7 @@ Both check that the committed bake file is fresh (``llama-bake generate --check`
 itself (not a Git context), give every target its own cache through the bake file's CACHE_TYPE/CACHE_REF
 variables, and push only from the default branch. The bases are baked first and the models second, so the
 models' bakes find their base in the builder instead of solving it again (after a cache import BuildKit can
-still re-run some models' last step: moby/buildkit#6954, the known limit in the README).
+still re-run some models' last step: moby/buildkit#4674, the known limit in the README).
 """
 
 from __future__ import annotations

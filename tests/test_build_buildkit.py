@@ -148,7 +148,7 @@ def prune(builder: str) -> None:
 
 
 # A full cache hit for every target after a prune is what llama-bake asks of BuildKit, but BuildKit re-runs
-# some models' last step after an import (the known limit in the README: moby/buildkit#6954, builds sharing
+# some models' last step after an import (the known limit in the README: moby/buildkit#4674, builds sharing
 # a base). What holds every time, and what matters most, is asserted: the base's compile comes from the cache.
 def test_local_cache_export_brings_the_base_compile_back_into_a_pruned_builder(
     project: Project, embedded_builder: str, tmp_path: Path
@@ -459,6 +459,6 @@ def test_the_ci_cache_flow_restores_the_bases_into_a_fresh_builder_from_the_regi
         assert executed(_bake_raw(embedded_builder, project.root, env, group))  # cold: steps run
     assert executed(_bake_raw(fresh_builder, project.root, env, "bases")) == []
     # BuildKit sometimes re-runs a model's own last step after an import (the known limit in the README:
-    # moby/buildkit#6954, builds sharing a base); nothing of the base ever is.
+    # moby/buildkit#4674, builds sharing a base); nothing of the base ever is.
     rerun = executed(_bake_raw(fresh_builder, project.root, env, "default"))
     assert all("fixture-model" in s for s in rerun), rerun
