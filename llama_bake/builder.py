@@ -7,6 +7,7 @@ For machines with no Docker engine (CI, build hosts): ``builder up`` starts buil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow f
 GHA_BUILDX = (0, 21, 0)
 GHA_BUILDKIT = (0, 20, 0)
 START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
 
 
 def state_dir() -> Path:
@@ -156,15 +158,41 @@ def down(runner: BakeRunner) -> str:
     pid = daemon.pid()
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + STOP_TIMEOUT
         while daemon.pid() is not None and time.monotonic() < deadline:
             time.sleep(0.1)
         if daemon.pid() is not None:
-            os.kill(pid, signal.SIGKILL)
-        notes.append(f"stopped buildkitd (pid {pid})")
+            # buildkitd waits for running builds, whose steps (PID 1 in their containers) ignore SIGTERM:
+            # stop the steps with it, or they would outlive the daemon.
+            for child in [*_descendants(pid), pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+            notes.append(f"killed buildkitd (pid {pid}) and the build steps it was running")
+        else:
+            notes.append(f"stopped buildkitd (pid {pid})")
     daemon.pidfile.unlink(missing_ok=True)
     daemon.socket.unlink(missing_ok=True)
     return "; ".join(notes) or "nothing was running"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc), deepest first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ")".
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found: list[int] = []
+    pending = list(children.get(pid, []))
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending.extend(children.get(child, []))
+    return found[::-1]
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:

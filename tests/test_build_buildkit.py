@@ -200,6 +200,27 @@ def test_push_to_the_local_registry_with_tags_and_labels(project: Project, regis
     assert "LLAMA_BAKE_MODEL=m1" in config["Env"]
 
 
+def test_builder_down_during_a_build_stops_the_running_steps_too(project: Project, fresh_builder: str) -> None:
+    """buildkitd waits for running builds on SIGTERM; `builder down` then kills it with the steps it runs
+    (PID 1 in their containers, deaf to SIGTERM), so no step outlives the daemon."""
+    seconds = str(random.randrange(300, 900))
+    long_step = f"sleep {seconds}"
+    project.model("m3", server={"env": {"FIXTURE_SLOW": seconds}})
+    command = [sys.executable, "-m", "llama_bake", "build", "--catalog", str(project.catalog), "--progress", "quiet"]
+    process = subprocess.Popen([*command, "m3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _running(long_step) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _running(long_step), "the long step runs in the builder"
+    down = CliRunner().invoke(main, ["builder", "down"])
+    assert down.exit_code == 0, down.output
+    assert "killed buildkitd" in down.output
+    assert not _running(long_step)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "m3" in err
+
+
 def test_docker_compose_builds_each_model_and_its_base_service_on_the_builder(
     project: Project, registry: str, embedded_builder: str
 ) -> None:
