@@ -167,12 +167,28 @@ def down(runner: BakeRunner) -> str:
             for child in [*_descendants(pid), pid]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
+            while daemon.pid() is not None and time.monotonic() < deadline + STOP_TIMEOUT:
+                time.sleep(0.1)
+            _unmount_below(daemon.root)  # the killed steps' root filesystems and cache mounts
             notes.append(f"killed buildkitd (pid {pid}) and the build steps it was running")
         else:
             notes.append(f"stopped buildkitd (pid {pid})")
     daemon.pidfile.unlink(missing_ok=True)
     daemon.socket.unlink(missing_ok=True)
     return "; ".join(notes) or "nothing was running"
+
+
+def _unmount_below(root: Path) -> None:
+    """Unmount what a killed buildkitd left mounted under ``root``, deepest first."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return
+    prefix = f"{root.resolve()}/"
+    # /proc/self/mounts escapes spaces and the like as octal (\040).
+    points = [line.split()[1].encode().decode("unicode_escape") for line in lines if len(line.split()) > 1]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
 
 
 def _descendants(pid: int) -> list[int]:

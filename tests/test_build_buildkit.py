@@ -216,6 +216,9 @@ def test_builder_down_during_a_build_stops_the_running_steps_too(project: Projec
     assert down.exit_code == 0, down.output
     assert "killed buildkitd" in down.output
     assert not _running(long_step)
+    state = os.environ["LLAMA_BAKE_STATE_DIR"]
+    mounts = Path("/proc/self/mounts").read_text().splitlines()
+    assert [m for m in mounts if state in m] == [], "the killed steps' mounts are unmounted"
     _, err = process.communicate(timeout=60)
     assert process.returncode != 0
     assert "m3" in err
