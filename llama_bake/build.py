@@ -28,7 +28,7 @@ from llama_bake.errors import BuildError, DockerError, UsageError
 from llama_bake.output import write_atomic
 from llama_bake.pipeline import Paths, compile_catalog
 from llama_bake.plan import BakePlan
-from llama_bake.progress import Progress, Vertex
+from llama_bake.progress import Progress, TargetState, Vertex
 
 CacheKind = Literal["registry", "gha", "local"]
 DEFAULT_BUILDER = "llama-bake"
@@ -88,7 +88,14 @@ class Summary:
     targets: tuple[TargetSummary, ...]
     wall_seconds: float
     builder: str
-    messages: tuple[str, ...] = field(default=())
+    messages: tuple[str, ...] = field(default=())  # buildx's own lines, each once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", tuple(dict.fromkeys(self.messages)))
+
+    @property
+    def finished(self) -> list[str]:
+        return [t.name for t in self.targets if t.status == "built"]
 
     @property
     def steps_executed(self) -> int:
@@ -105,7 +112,7 @@ class Summary:
             "steps_executed": self.steps_executed,
             "steps_cached": self.steps_cached,
             "targets": [asdict(t) | {"wall_seconds": round(t.wall_seconds, 3)} for t in self.targets],
-            "messages": list(dict.fromkeys(self.messages)),
+            "messages": list(self.messages),
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
@@ -241,6 +248,11 @@ NO_BUILDER_HINTS = (
 )
 
 
+def _missing_builder(name: str | None, stderr: str) -> bool:
+    """buildx refused ``--builder name``: there is no builder of that name."""
+    return bool(name) and f'no builder "{name}" found' in stderr
+
+
 def _no_builder(text: str) -> bool:
     lowered = text.lower()
     return any(hint in lowered for hint in NO_BUILDER_HINTS)
@@ -263,11 +275,11 @@ def summarize(
     progress: Progress,
     metadata: Mapping[str, object],
     wall_seconds: float,
-    builder: str,
     invocation: Invocation,
     variables: tuple[str, ...],
 ) -> Summary:
-    statuses = {name: _status(progress, name, metadata.get(name)) for name in targets}
+    finished = progress.finished_targets()
+    statuses = {name: _status(progress.target(name), name in finished, metadata.get(name)) for name in targets}
     for name in targets:
         # BuildKit names a shared step after the first target that reached it: when only models were asked
         # for, the base's steps show under a model, and a built model means its base was built.
@@ -291,22 +303,20 @@ def summarize(
                 steps_cached=state.cached,
             )
         )
-    return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages))
+    return Summary(tuple(rows), wall_seconds, invocation.builder or "(buildx default)", tuple(progress.messages))
 
 
-def _status(progress: Progress, name: str, meta: object) -> Status:
-    state = progress.target(name)
+def _status(state: TargetState, finished: bool, meta: object) -> Status:
     if state.failed is not None:
         return "failed"
     if state.canceled:
         return "canceled"
-    if progress.finished(name) or meta:
+    if finished or meta:
         return "built"
     return "unfinished" if state.vertices else "not started"
 
 
 def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr: str) -> str:
-    finished = [t.name for t in summary.targets if t.status == "built"]
     unfinished = [t.name for t in summary.targets if t.status != "built"]
     lines = []
     if failure is not None:
@@ -323,7 +333,7 @@ def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr
         else:
             lines.append("docker buildx bake failed before any step ran:")
         lines += [f"  {line}" for line in tail[-LOG_TAIL:]] or ["  (no output)"]
-    lines.append("finished: " + (", ".join(finished) or "none"))
+    lines.append("finished: " + (", ".join(summary.finished) or "none"))
     lines.append("not finished: " + (", ".join(unfinished) or "none"))
     return "\n".join(lines)
 
@@ -390,19 +400,17 @@ def run_build(
             progress,
             metadata,
             time.monotonic() - started,
-            invocation.builder or "",
             invocation,
             options.variables,
         )
     if interrupted:
-        done = [t.name for t in summary.targets if t.status == "built"]
         msg = "interrupted; the builder cancels the running steps. Targets that had finished: " + (
-            ", ".join(done) or "none"
+            ", ".join(summary.finished) or "none"
         )
         raise BuildInterrupted(msg)
     if failed:
         failure = progress.failure()
-        if failure is None and f'no builder "{invocation.builder}" found' in stderr:
+        if failure is None and _missing_builder(invocation.builder, stderr):
             msg = (
                 f"there is no builder `{invocation.builder}` (`docker buildx ls` lists them); "
                 "`llama-bake builder up` starts a local one"
@@ -453,7 +461,7 @@ def _bake(
         for line in runner.bake(invocation, cwd):
             on_line(line, progress, progress.feed(line))
     except BakeFailed as exc:
-        if fallback and invocation.builder and f'no builder "{invocation.builder}" found' in exc.stderr:
+        if fallback and _missing_builder(invocation.builder, exc.stderr):
             current = dataclasses.replace(invocation, builder=None)
             return _bake(runner, current, cwd, progress, on_line, fallback=False)
         raise

@@ -78,13 +78,14 @@ def _table(progress: Progress) -> Any:
     table = Table(box=None, pad_edge=False)
     for column in ("target", "state", "executed", "cached", "step"):
         table.add_column(column)
+    finished = progress.finished_targets()
     for name, state in sorted(progress.targets.items()):
         if state.failed is not None:
             status = "[red]failed[/red]"
         elif state.current:
             status = "[yellow]running[/yellow]"
         else:
-            status = "[green]done[/green]" if progress.finished(name) else "waiting"
+            status = "[green]done[/green]" if name in finished else "waiting"
         table.add_row(name, status, str(state.executed), str(state.cached), state.current[:60])
     return table
 
@@ -102,8 +103,7 @@ def summary_text(summary: Summary) -> str:
         f"{len(summary.targets)} targets on builder {summary.builder} in {summary.wall_seconds:.1f}s: "
         f"{summary.steps_executed} steps run, {summary.steps_cached} cached"
     )
-    messages = list(dict.fromkeys(summary.messages))  # buildx's own words: warnings, notes
-    lines += [f"buildx: {message}" for message in messages]
-    if not any(t.digest for t in summary.targets) and not any("No output specified" in m for m in messages):
+    lines += [f"buildx: {message}" for message in summary.messages]  # buildx's own words: warnings, notes
+    if not any(t.digest for t in summary.targets) and not any("No output specified" in m for m in summary.messages):
         lines.append("images stayed in the builder's cache: add --push, --load or --output to export them")
     return "\n".join(lines) + "\n"

@@ -150,12 +150,9 @@ class Progress:
             vertex.inputs = tuple(str(i) for i in inputs)
         return vertex
 
-    def finished(self, name: str) -> bool:
-        """Every vertex of target ``name`` is done: completed, or needed by nothing BuildKit still had to run
+    def finished_targets(self) -> set[str]:
+        """The targets whose every vertex is done: completed, or needed by nothing BuildKit still had to run
         because a vertex built on it completed (on a cache hit BuildKit never starts the steps below it)."""
-        vertices = self.target(name).vertices
-        if not vertices or any(v.error or (v.started and not v.completed) for v in vertices):
-            return False
         covered: set[str] = set()
         pending = [v.digest for v in self.vertices.values() if v.completed]
         while pending:
@@ -164,14 +161,16 @@ class Progress:
                 covered.add(digest)
                 vertex = self.vertices.get(digest)
                 pending.extend(vertex.inputs if vertex else ())
-        return all(v.digest in covered for v in vertices)
+        return {
+            name
+            for name, state in self.targets.items()
+            if state.vertices
+            and not any(v.error or (v.started and not v.completed) for v in state.vertices)
+            and all(v.digest in covered for v in state.vertices)
+        }
 
     def target(self, name: str) -> TargetState:
         return self.targets.get(name, TargetState(name))
-
-    @property
-    def executed(self) -> int:
-        return sum(t.executed for t in self.targets.values())
 
     def failure(self) -> tuple[str, Vertex] | None:
         for state in self.targets.values():

@@ -168,14 +168,14 @@ def test_a_target_is_finished_when_its_steps_completed_or_sit_below_a_cache_hit(
         {"digest": "other", "name": "[m2 1/1] RUN model", "inputs": ["mid"]},
     ]
     progress.feed(json.dumps({"vertexes": announced}))
-    assert not progress.finished("m1")
+    assert "m1" not in progress.finished_targets()
     progress.feed(json.dumps({"vertexes": [{"digest": "top", "cached": True, "started": t0, "completed": t0}]}))
-    assert progress.finished("m1")
+    assert "m1" in progress.finished_targets()
     progress.feed(json.dumps({"vertexes": [{"digest": "other", "started": t0}]}))
-    assert not progress.finished("m2"), "a step still running"
+    assert "m2" not in progress.finished_targets(), "a step still running"
     progress.feed(json.dumps({"vertexes": [{"digest": "other", "completed": t1, "error": "context canceled"}]}))
-    assert not progress.finished("m2")
-    assert not progress.finished("m3"), "a target BuildKit never mentioned has not finished"
+    assert "m2" not in progress.finished_targets()
+    assert "m3" not in progress.finished_targets(), "a target BuildKit never mentioned has not finished"
 
 
 class _Runner:
