@@ -132,6 +132,18 @@ def _working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
+@contextlib.contextmanager
+def _fails_as(what: str) -> Iterator[None]:
+    """A failed docker command becomes a ``DockerError``: ``what`` failed, and what docker said."""
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        yield
+    except DockerException as exc:
+        msg = f"{what}: {_detail(exc)}"
+        raise DockerError(msg) from exc
+
+
 class WhalesRunner:
     """``BakeRunner`` on python-on-whales (imported lazily: it is slow to import)."""
 
@@ -139,16 +151,10 @@ class WhalesRunner:
         self, bake_file: Path, targets: Sequence[str], variables: Mapping[str, str], cwd: Path
     ) -> dict[str, Any]:
         client = _client()
-        from python_on_whales.exceptions import DockerException
-
-        try:
-            with _working_directory(cwd):
-                result = client.buildx.bake(
-                    targets=list(targets), files=[str(bake_file)], print=True, variables=dict(variables)
-                )
-        except DockerException as exc:
-            msg = f"docker buildx bake --print failed: {_detail(exc)}"
-            raise DockerError(msg) from exc
+        with _fails_as("docker buildx bake --print failed"), _working_directory(cwd):
+            result = client.buildx.bake(
+                targets=list(targets), files=[str(bake_file)], print=True, variables=dict(variables)
+            )
         if not isinstance(result, dict):
             msg = f"docker buildx bake --print returned {type(result).__name__}, expected a JSON object"
             raise DockerError(msg)
@@ -158,10 +164,9 @@ class WhalesRunner:
         client = _client()
         from python_on_whales.exceptions import DockerException
 
-        stream = None
         with _working_directory(cwd):
             try:
-                stream = client.buildx.bake(
+                yield from client.buildx.bake(
                     targets=[*invocation.flags, *invocation.targets],
                     builder=invocation.builder,
                     files=list(invocation.files),
@@ -173,7 +178,6 @@ class WhalesRunner:
                     metadata_file=invocation.metadata_file,
                     stream_logs=True,
                 )
-                yield from stream
             except KeyboardInterrupt:
                 _wait_for_children(CANCEL_TIMEOUT)
                 raise
@@ -182,31 +186,16 @@ class WhalesRunner:
                 raise BakeFailed(exc.return_code, stderr) from exc
 
     def version(self) -> str:
-        from python_on_whales.exceptions import DockerException
-
-        try:
+        with _fails_as("the buildx plugin does not answer"):
             return str(_client().buildx.version()).strip()
-        except DockerException as exc:
-            msg = f"the buildx plugin does not answer: {_detail(exc)}"
-            raise DockerError(msg) from exc
 
     def builders(self) -> list[str]:
-        from python_on_whales.exceptions import DockerException
-
-        try:
+        with _fails_as("docker buildx ls failed"):
             return sorted(str(b.name) for b in _client().buildx.list())
-        except DockerException as exc:
-            msg = f"docker buildx ls failed: {_detail(exc)}"
-            raise DockerError(msg) from exc
 
     def inspect(self, name: str | None, bootstrap: bool) -> BuilderInfo:
-        from python_on_whales.exceptions import DockerException
-
-        try:
+        with _fails_as(f"builder {name or '(current)'} is not reachable"):
             builder = _client().buildx.inspect(name, bootstrap=bootstrap)
-        except DockerException as exc:
-            msg = f"builder {name or '(current)'} is not reachable: {_detail(exc)}"
-            raise DockerError(msg) from exc
         node = builder.nodes[0] if builder.nodes else None
         return BuilderInfo(
             name=str(builder.name),
@@ -217,34 +206,20 @@ class WhalesRunner:
         )
 
     def create_remote(self, name: str, endpoint: str) -> None:
-        from python_on_whales.exceptions import DockerException
-
-        try:
+        with _fails_as(f"docker buildx create --driver remote {endpoint} failed"):
             _client().buildx.create(endpoint, driver="remote", name=name)
-        except DockerException as exc:
-            msg = f"docker buildx create --driver remote {endpoint} failed: {_detail(exc)}"
-            raise DockerError(msg) from exc
 
     def remove(self, name: str) -> None:
-        from python_on_whales.exceptions import DockerException
-
-        try:
+        with _fails_as(f"docker buildx rm {name} failed"):
             _client().buildx.remove(name)
-        except DockerException as exc:
-            msg = f"docker buildx rm {name} failed: {_detail(exc)}"
-            raise DockerError(msg) from exc
 
     def prune(self, builder: str) -> None:
-        from python_on_whales.exceptions import DockerException
         from python_on_whales.utils import run
 
         _client()
         # python-on-whales' prune has no --builder parameter.
-        try:
+        with _fails_as("docker buildx prune failed"):
             run(["docker", "buildx", "prune", "--force", "--all", "--builder", builder])
-        except DockerException as exc:
-            msg = f"docker buildx prune failed: {_detail(exc)}"
-            raise DockerError(msg) from exc
 
 
 def resolve(
