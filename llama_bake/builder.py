@@ -158,24 +158,30 @@ def down(runner: BakeRunner) -> str:
     pid = daemon.pid()
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while daemon.pid() is not None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if daemon.pid() is not None:
+        if _exits(daemon, STOP_TIMEOUT):
+            notes.append(f"stopped buildkitd (pid {pid})")
+        else:
             # buildkitd waits for running builds, whose steps (PID 1 in their containers) ignore SIGTERM:
             # stop the steps with it, or they would outlive the daemon.
             for child in [*_descendants(pid), pid]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
-            while daemon.pid() is not None and time.monotonic() < deadline + STOP_TIMEOUT:
-                time.sleep(0.1)
+            _exits(daemon, STOP_TIMEOUT)
             _unmount_below(daemon.root)  # the killed steps' root filesystems and cache mounts
             notes.append(f"killed buildkitd (pid {pid}) and the build steps it was running")
-        else:
-            notes.append(f"stopped buildkitd (pid {pid})")
     daemon.pidfile.unlink(missing_ok=True)
     daemon.socket.unlink(missing_ok=True)
     return "; ".join(notes) or "nothing was running"
+
+
+def _exits(daemon: Daemon, timeout: float) -> bool:
+    """Whether the daemon's process is gone within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while daemon.pid() is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _unmount_below(root: Path) -> None:
@@ -185,8 +191,8 @@ def _unmount_below(root: Path) -> None:
     except OSError:
         return
     prefix = f"{root.resolve()}/"
-    # /proc/self/mounts escapes spaces and the like as octal (\040).
-    points = [line.split()[1].encode().decode("unicode_escape") for line in lines if len(line.split()) > 1]
+    # The mount point is the second field; spaces and the like in it are escaped as octal (\040).
+    points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[1]) for line in lines]
     for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
 
