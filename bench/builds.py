@@ -48,7 +48,7 @@ FULL = Sizes(models=4, base_mb=600, model_mb=300, repeat=3)
 SMOKE = Sizes(models=2, base_mb=1, model_mb=1, repeat=1)
 
 
-def burn(mb: str) -> str:
+def burn(mb: int) -> str:
     return f"dd if=/dev/zero bs=1M count={mb} 2>/dev/null | sha256sum >/dev/null"
 
 
@@ -161,12 +161,16 @@ def project(sizes: Sizes) -> Iterator[Project]:
     try:
         root.mkdir()
         proj.run([*LLAMA_BAKE, "builder", "up"])
-        stand_in = busybox_layout(builder, _mkdir(state / "stand-in"))
+        (state / "stand-in").mkdir()
+        stand_in = busybox_layout(builder, state / "stand-in")
         templates = root / "templates"
         templates.mkdir()
-        for name, mb in (("base", f"{sizes.base_mb}"), ("model", f"{sizes.model_mb}")):
+        steps = {
+            "base": f"for i in $(seq $(nproc)); do {burn(sizes.base_mb)} & done; wait",  # a parallel compile
+            "model": burn(sizes.model_mb),
+        }
+        for name, work in steps.items():
             text = (FIXTURE_TEMPLATES / f"{name}.Dockerfile.j2").read_text(encoding="utf-8")
-            work = burn(mb) if name == "model" else f"for i in $(seq $(nproc)); do {burn(mb)} & done; wait"
             assert text.count("sleep 2") == 1, f"the fixture {name} template changed: update the benchmark"
             (templates / f"{name}.Dockerfile.j2").write_text(text.replace("sleep 2", work), encoding="utf-8")
         (root / "src" / "llama.cpp").mkdir(parents=True)
@@ -183,11 +187,6 @@ def project(sizes: Sizes) -> Iterator[Project]:
     finally:
         subprocess.run([*LLAMA_BAKE, "builder", "down"], env=env, capture_output=True, check=False)
         shutil.rmtree(state, ignore_errors=True)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True)
-    return path
 
 
 def _median(samples: list[float]) -> float:

@@ -200,18 +200,34 @@ def test_push_to_the_local_registry_with_tags_and_labels(project: Project, regis
     assert "LLAMA_BAKE_MODEL=m1" in config["Env"]
 
 
+def _running(pattern: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False).stdout
+    return found.split()
+
+
+def _slow_model(project: Project, name: str) -> str:
+    """A model with a step that sleeps for minutes; returns a pgrep pattern for that step's process, which is
+    this test's alone (the length is random)."""
+    seconds = str(random.randrange(300, 900))
+    project.model(name, server={"env": {"FIXTURE_SLOW": seconds}})
+    return f"sleep {seconds}"
+
+
+def _waits_until(pattern: str, running: bool, timeout: float) -> bool:
+    """Whether a process matching ``pattern`` is running (or gone, for ``running=False``) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while bool(_running(pattern)) != running and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return bool(_running(pattern)) == running
+
+
 def test_builder_down_during_a_build_stops_the_running_steps_too(project: Project, fresh_builder: str) -> None:
     """buildkitd waits for running builds on SIGTERM; `builder down` then kills it with the steps it runs
     (PID 1 in their containers, deaf to SIGTERM), so no step outlives the daemon."""
-    seconds = str(random.randrange(300, 900))
-    long_step = f"sleep {seconds}"
-    project.model("m3", server={"env": {"FIXTURE_SLOW": seconds}})
+    long_step = _slow_model(project, "m3")
     command = [sys.executable, "-m", "llama_bake", "build", "--catalog", str(project.catalog), "--progress", "quiet"]
     process = subprocess.Popen([*command, "m3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not _running(long_step) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _running(long_step), "the long step runs in the builder"
+    assert _waits_until(long_step, running=True, timeout=60), "the long step runs in the builder"
     down = CliRunner().invoke(main, ["builder", "down"])
     assert down.exit_code == 0, down.output
     assert "killed buildkitd" in down.output
@@ -284,19 +300,12 @@ def fresh_builder(embedded_builder: str, monkeypatch: pytest.MonkeyPatch) -> Ite
         shutil.rmtree(state, ignore_errors=True)
 
 
-def _running(pattern: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False).stdout
-    return found.split()
-
-
 def test_ctrl_c_stops_the_build_names_what_finished_and_leaves_the_builder_usable(
     project: Project, fresh_builder: str
 ) -> None:
     # Its own builder: after a cancelled build, BuildKit keeps some of its records in use, out of reach of the
     # prunes that later tests start with.
-    seconds = str(random.randrange(300, 900))  # a step that sleeps this long: its process is ours alone
-    long_step = f"sleep {seconds}"
-    project.model("m3", server={"env": {"FIXTURE_SLOW": seconds}})
+    long_step = _slow_model(project, "m3")
     project.build(targets=("m1",))
     command = [sys.executable, "-m", "llama_bake", "build", "--catalog", str(project.catalog), "--progress", "rawjson"]
     # Its own process group, as a shell gives a foreground job: Ctrl-C reaches llama-bake and buildx alike.
@@ -311,10 +320,7 @@ def test_ctrl_c_stops_the_build_names_what_finished_and_leaves_the_builder_usabl
             break
     else:
         pytest.fail("the build ended before its long step started:\n" + "".join(seen[-20:]))
-    deadline = time.monotonic() + 20
-    while not _running(long_step) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _running(long_step), "the long step runs in the builder"
+    assert _waits_until(long_step, running=True, timeout=20), "the long step runs in the builder"
     os.killpg(process.pid, signal.SIGINT)
     _, rest = process.communicate(timeout=60)  # the step would sleep for minutes: the build was stopped
     assert process.returncode == 130
@@ -322,10 +328,7 @@ def test_ctrl_c_stops_the_build_names_what_finished_and_leaves_the_builder_usabl
     assert "Targets that had finished: base, m1\n" in rest + "\n"
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # llama-bake waited for buildx: nothing of the build is left on this side
-    deadline = time.monotonic() + 30
-    while _running(long_step) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not _running(long_step), "the builder cancelled the long step"
+    assert _waits_until(long_step, running=False, timeout=30), "the builder cancelled the long step"
     _, progress = project.build(targets=("m1",))
     assert executed(progress) == []
 
