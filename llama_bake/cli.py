@@ -144,13 +144,12 @@ def schema(kind: str | None) -> None:
 @reports_errors
 def list_(catalog: Path | None, bake_file: Path | None) -> None:
     """List targets, their base and image (with REGISTRY and TAG at their defaults)."""
+    from llama_bake.console import columns
+
     rows = pipeline.list_targets(pipeline.Paths.from_options(catalog, bake_file))
-    widths = [max(len(h), *(len(getattr(r, h)) for r in rows)) for h in ("target", "kind", "base")]
-    header = ("TARGET", "KIND", "BASE", "IMAGE")
-    click.echo("  ".join(h.ljust(w) for h, w in zip(header, [*widths, 0], strict=True)).rstrip())
-    for row in rows:
-        cells = (row.target, row.kind, row.base, row.image)
-        click.echo("  ".join(c.ljust(w) for c, w in zip(cells, [*widths, 0], strict=True)).rstrip())
+    table = [("TARGET", "KIND", "BASE", "IMAGE"), *((r.target, r.kind, r.base, r.image) for r in rows)]
+    for line in columns(table):
+        click.echo(line)
 
 
 def build_paths_options(func: F) -> F:

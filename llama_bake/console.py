@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -90,6 +91,12 @@ def _table(progress: Progress) -> Any:
     return table
 
 
+def columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as plain-text lines in left-aligned columns two spaces apart."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
 def summary_text(summary: Summary) -> str:
     rows = [("TARGET", "STATUS", "IMAGE", "DIGEST", "TIME", "STEPS RUN/CACHED")]
     for t in summary.targets:
@@ -97,8 +104,7 @@ def summary_text(summary: Summary) -> str:
         rows.append(
             (t.name, t.status, t.image, digest, f"{t.wall_seconds:.1f}s", f"{t.steps_executed}/{t.steps_cached}")
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines = columns(rows)
     lines.append(
         f"{len(summary.targets)} targets on builder {summary.builder} in {summary.wall_seconds:.1f}s: "
         f"{summary.steps_executed} steps run, {summary.steps_cached} cached"
