@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the real-BuildKit tests need: runc, a registry, image tools (Debian), buildx,
+# Installs what the real-BuildKit tests need: the docker client, runc, a registry, image tools (Debian), buildx,
 # buildkitd and the Compose plugin (built from the Go module proxy). Idempotent: binaries are kept in a cache directory
 # outside the checkout so a reused machine does not rebuild them.
 set -euo pipefail
@@ -16,6 +16,9 @@ for pair in runc:runc docker-registry:docker-registry skopeo:skopeo umoci:umoci 
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
+# The docker client, for buildx and Compose to plug into: Debian's docker.io when none is on PATH
+# (its engine is never started; BuildKit runs as buildkitd).
+command -v docker >/dev/null 2>&1 || need_apt+=(docker.io)
 # The busybox stand-in image is FROM scratch: only a static busybox runs there, so ask for the package.
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
