@@ -297,6 +297,7 @@ target "gemma-3-27b-abliterated-vision" {
     "org.opencontainers.image.title" = "gemma-3-27b-abliterated-vision"
   }
   tags       = ["${REGISTRY}/gemma-3-27b-abliterated-vision:${TAG}", "${REGISTRY}/gemma-3-27b-abliterated-vision:b6500-cuda12.8.1"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gemma-3-27b-abliterated-vision"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gemma-3-27b-abliterated-vision")
 }
@@ -332,6 +333,7 @@ target "gpt-oss-20b-abliterated" {
     "org.opencontainers.image.title" = "gpt-oss-20b-abliterated"
   }
   tags       = ["${REGISTRY}/gpt-oss-20b-abliterated:${TAG}", "${REGISTRY}/gpt-oss-20b-abliterated:b6500-cuda12.8.1"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gpt-oss-20b-abliterated"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gpt-oss-20b-abliterated")
 }
@@ -365,6 +367,7 @@ target "llama-cpp-cuda" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/llama-cpp-cuda:${TAG}", "${REGISTRY}/llama-cpp-cuda:b6500-cuda12.8.1"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("llama-cpp-cuda")
   cache-to   = cache_to("llama-cpp-cuda")
 }

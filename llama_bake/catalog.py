@@ -255,6 +255,15 @@ class Project(Strict):
         default_factory=dict,
         description="Other services of the stack (e.g. a fine-tuning service); every cuda base must match their CUDA.",
     )
+    provenance: Literal["min", "max", "off"] = Field(
+        "min",
+        description=(
+            "SLSA provenance attestation on every image: min (buildx's default), max (adds the build args "
+            "and sources), or off. It carries the build's start and end time, so the image index digest changes "
+            "on every build; the image manifest's digest does not. off gives the same index digest for the same "
+            "catalog."
+        ),
+    )
     image_overrides: dict[str, str] = Field(
         default_factory=dict,
         description=(

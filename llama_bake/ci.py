@@ -1,53 +1,65 @@
 """CI pipelines that build the catalog with a warm per-target cache: GitHub Actions and GitLab CI. Pure.
 
-Both check that the committed bake file is fresh (``llama-bake generate --check``), build the generated file
-itself (not a Git context), give every target its own cache through the bake file's CACHE_TYPE/CACHE_REF
-variables, and push only from the default branch. The bases are baked first and the models second, so the
-models' bakes find their base in the builder instead of solving it again (after a cache import BuildKit can
-still re-run some models' last step: moby/buildkit#4674, the known limit in the README).
+Both run the command a developer runs (``llama-bake build``), so CI builds in the same two phases, with the same
+summary and the same errors: they check that the committed bake file is fresh, build with a cache per target,
+push and export the cache from the default branch only (a pull request imports the cache and pushes nothing, so
+a missing login fails nothing), and turn ``--summary-json`` into the job's summary.
+
+Caches: a model's weights are 12-17 GB, more than GitHub's cache holds for a whole repository (10 GB), so on
+GitHub the models' cache is a registry cache by default and only the bases use GitHub's cache.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_bake.errors import UsageError
 
 if TYPE_CHECKING:
     from llama_bake.plan import BakePlan
 
-PROVIDERS = ("github", "gitlab")
+Provider = Literal["github", "gitlab"]
 DEFAULT_PATHS = {"github": ".github/workflows/llama-bake.yml", "gitlab": ".gitlab-ci.yml"}
+SUMMARY_FILE = "llama-bake-summary.json"
+# Room for a CUDA toolkit image, a compile and a model on GitHub's 14 GB runners: what the runner image ships
+# and llama-bake does not need.
+FREE_DISK = "sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/hostedtoolcache/CodeQL && df -h /"
 
 
 @dataclass(frozen=True)
 class CiOptions:
-    provider: str
-    cache: str  # "gha", or "registry=REF_PREFIX"; "registry" alone = <registry>/cache
+    provider: Provider
     bake_file: str  # relative to the repository root
     catalog: str  # relative to the repository root
     install: str  # pip requirement that installs llama-bake
-    branch: str = "main"  # images are pushed from this branch only
+    branch: str = "main"  # images are pushed (and caches written) from this branch only
+    cache: str | None = None  # every target's cache; None: the provider's defaults
+    base_cache: str | None = None
+    model_cache: str | None = None
+    runs_on: str = "ubuntu-latest"  # GitHub
+    runner_tags: tuple[str, ...] = ()  # GitLab
+    free_disk: bool = True  # GitHub: remove what the runner image ships and a CUDA build does not need
 
-    @property
-    def cache_env(self) -> dict[str, str]:
-        kind, _, ref = self.cache.partition("=")
-        if kind == "gha":
-            if self.provider != "github":
-                msg = "the gha cache only exists on GitHub Actions; use --cache registry=REF_PREFIX"
+    def caches(self, plan: BakePlan) -> tuple[str, str]:
+        """(the bases' cache, the models' cache), as ``llama-bake build`` takes them."""
+        if self.provider == "github":
+            defaults = ("gha", f"registry={plan.default('REGISTRY')}/cache")
+        else:
+            defaults = ("registry=$CI_REGISTRY_IMAGE/cache", "registry=$CI_REGISTRY_IMAGE/cache")
+        base = self.base_cache or self.cache or defaults[0]
+        model = self.model_cache or self.cache or defaults[1]
+        for spec in (base, model):
+            kind, _, ref = spec.partition("=")
+            if kind == "gha" and not ref and self.provider != "github":
+                msg = "the gha cache only exists on GitHub Actions; use registry=REF_PREFIX"
                 raise UsageError(msg)
-            return {"CACHE_TYPE": "gha"}
-        if kind == "registry":
-            if not ref:
-                ref = "$CI_REGISTRY_IMAGE/cache" if self.provider == "gitlab" else ""
-            if not ref:
-                msg = "--cache registry needs a repository prefix for the cache: registry=ghcr.io/acme/cache"
+            if not (kind == "gha" and not ref) and not (kind == "registry" and ref):
+                msg = f"CI cache {spec!r}: use gha (GitHub only) or registry=REF_PREFIX"
                 raise UsageError(msg)
-            return {"CACHE_TYPE": "registry", "CACHE_REF": ref}
-        msg = f"unknown --cache {self.cache!r}: use gha or registry=REF_PREFIX"
-        raise UsageError(msg)
+        return base, model
 
 
 def default_install() -> str:
@@ -64,59 +76,64 @@ def registry_host(registry: str) -> str:
     return first if ("." in first or ":" in first or first == "localhost") else "docker.io"
 
 
-def _generate_args(options: CiOptions) -> str:
-    return f"--catalog {options.catalog} --output {options.bake_file}"
+def _files(options: CiOptions) -> str:
+    return f"--catalog {shlex.quote(options.catalog)} --file {shlex.quote(options.bake_file)}"
+
+
+def build_script(plan: BakePlan, options: CiOptions, publish: str) -> str:
+    """The build as one shell script: push and export the caches when ``publish`` holds, else import only."""
+    base, model = options.caches(plan)
+    # $CI_REGISTRY_IMAGE and the like expand in the shell, so these words are not quoted.
+    command = (
+        f"llama-bake build {_files(options)} --base-cache {base} --model-cache {model}"
+        f" --progress plain --summary-json {SUMMARY_FILE} $PUBLISH_FLAGS"
+    )
+    return f"if {publish}; then PUBLISH_FLAGS=--push; else PUBLISH_FLAGS=--no-cache-export; fi\n{command}\n"
 
 
 def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     host = registry_host(plan.default("REGISTRY"))
-    on_default_branch = f"github.event_name != 'pull_request' && github.ref == 'refs/heads/{options.branch}'"
-    if host == "ghcr.io":
-        login = {"registry": host, "username": "${{ github.actor }}", "password": "${{ secrets.GITHUB_TOKEN }}"}
-    else:
-        login = {
-            "registry": host,
-            "username": "${{ secrets.REGISTRY_USERNAME }}",
-            "password": "${{ secrets.REGISTRY_PASSWORD }}",
-        }
-    env = dict(options.cache_env)
+    publish_expr = f"github.event_name != 'pull_request' && github.ref == 'refs/heads/{options.branch}'"
+    env: dict[str, str] = {"PUBLISH": f"${{{{ {publish_expr} }}}}"}
     if plan.needs_hf_token:
         env["HF_TOKEN"] = "${{ secrets.HF_TOKEN }}"
-
-    def bake(step_id: str, name: str, targets: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "id": step_id,
-            "uses": "docker/bake-action@v6",
-            "env": env,
+    if host == "ghcr.io":
+        # GITHUB_TOKEN is there on every event (read-only on pull requests): pull requests read a private cache.
+        login: dict[str, Any] = {
+            "name": "Log in to the registry",
+            "uses": "docker/login-action@v3",
+            "with": {"registry": host, "username": "${{ github.actor }}", "password": "${{ secrets.GITHUB_TOKEN }}"},
+        }
+    else:
+        login = {
+            "name": "Log in to the registry",
+            "if": "env.PUBLISH == 'true'",
+            "uses": "docker/login-action@v3",
             "with": {
-                # The generated file in the checkout, not bake's default Git context.
-                "source": ".",
-                "files": options.bake_file,
-                "targets": targets,
-                "push": f"${{{{ {on_default_branch} }}}}",
+                "registry": host,
+                "username": "${{ secrets.REGISTRY_USERNAME }}",
+                "password": "${{ secrets.REGISTRY_PASSWORD }}",
             },
         }
-
-    steps: list[dict[str, Any]] = [
-        {"uses": "actions/checkout@v4"},
+    steps: list[dict[str, Any]] = [{"uses": "actions/checkout@v4"}]
+    if options.free_disk:
+        steps.append({"name": "Free disk space for the CUDA build", "run": FREE_DISK})
+    steps += [
         {"uses": "actions/setup-python@v5", "with": {"python-version": "3.12"}},
-        {"name": "Install llama-bake", "run": f"pip install '{options.install}'"},
+        {"name": "Install llama-bake", "run": f"pip install {shlex.quote(options.install)}"},
         {"name": "The bake file matches the catalog", "run": f"llama-bake generate --check {_generate_args(options)}"},
         {"uses": "docker/setup-buildx-action@v3"},
-        {
-            "name": "Log in to the registry",
-            "if": f"${{{{ {on_default_branch} }}}}",
-            "uses": "docker/login-action@v3",
-            "with": login,
-        },
-        bake("bases", "Build the llama.cpp bases", "bases"),
-        bake("models", "Build the models", "default"),
+    ]
+    if "gha" in options.caches(plan):
+        # buildx run from a shell step reaches GitHub's cache only with the runtime's token in its environment.
+        steps.append({"name": "Give buildx GitHub's cache service", "uses": "crazy-max/ghaction-github-runtime@v3"})
+    steps += [
+        login,
+        {"name": "Build the images", "run": build_script(plan, options, '[ "$PUBLISH" = true ]')},
         {
             "name": "Image summary",
             "if": "${{ always() }}",
-            "env": {"METADATA": "${{ steps.models.outputs.metadata }}"},
-            "run": 'printf \'%s\' "$METADATA" | llama-bake ci summary - >> "$GITHUB_STEP_SUMMARY"',
+            "run": f'test ! -f {SUMMARY_FILE} || llama-bake ci summary {SUMMARY_FILE} >> "$GITHUB_STEP_SUMMARY"',
         },
     ]
     return {
@@ -124,39 +141,42 @@ def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         "on": {"push": {"branches": [options.branch]}, "pull_request": {}, "workflow_dispatch": {}},
         "permissions": {"contents": "read", "packages": "write"},
         "concurrency": {"group": "llama-bake-${{ github.ref }}", "cancel-in-progress": True},
-        "jobs": {"build": {"runs-on": "ubuntu-latest", "timeout-minutes": 180, "steps": steps}},
+        "jobs": {"build": {"runs-on": options.runs_on, "timeout-minutes": 180, "env": env, "steps": steps}},
     }
+
+
+def _generate_args(options: CiOptions) -> str:
+    return f"--catalog {shlex.quote(options.catalog)} --output {shlex.quote(options.bake_file)}"
 
 
 def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
-    env = dict(options.cache_env)
-    variables: dict[str, Any] = {"DOCKER_TLS_CERTDIR": "/certs", **env}
     script = [
         f"llama-bake generate --check {_generate_args(options)}",
-        f'if [ "$CI_COMMIT_BRANCH" = "{options.branch}" ]; then PUSH=--push; else PUSH=; fi',
-        f"docker buildx bake --file {options.bake_file} $PUSH bases",
-        f"docker buildx bake --file {options.bake_file} --metadata-file metadata.json $PUSH default",
-        "llama-bake ci summary metadata.json",
+        build_script(plan, options, f'[ "$CI_COMMIT_BRANCH" = {shlex.quote(options.branch)} ]').rstrip("\n"),
     ]
     if plan.needs_hf_token:
         script.insert(0, 'test -n "$HF_TOKEN" || { echo "set the masked CI/CD variable HF_TOKEN"; exit 1; }')
-    return {
-        "stages": ["build"],
-        "llama-bake": {
-            "stage": "build",
-            "image": "docker:27",
-            "services": ["docker:27-dind"],
-            "variables": variables,
-            "before_script": [
-                "apk add --no-cache python3 py3-pip",
-                f"pip install --break-system-packages '{options.install}'",
-                'echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"',
-                "docker buildx create --use --driver docker-container",
-            ],
-            "script": script,
-            "artifacts": {"when": "always", "paths": ["metadata.json"]},
-        },
+    job: dict[str, Any] = {
+        "stage": "build",
+        "image": "docker:27",
+        "services": ["docker:27-dind"],
     }
+    if options.runner_tags:
+        job["tags"] = list(options.runner_tags)
+    job |= {
+        "variables": {"DOCKER_TLS_CERTDIR": "/certs"},
+        "before_script": [
+            "apk add --no-cache python3 py3-pip",
+            f"pip install --break-system-packages {shlex.quote(options.install)}",
+            # The job token can read the project's registry in every pipeline, merge requests included.
+            'echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"',
+            "docker buildx create --use --driver docker-container",
+        ],
+        "script": script,
+        "after_script": [f"test ! -f {SUMMARY_FILE} || llama-bake ci summary {SUMMARY_FILE}"],
+        "artifacts": {"when": "always", "paths": [SUMMARY_FILE]},
+    }
+    return {"stages": ["build"], "llama-bake": job}
 
 
 def pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
@@ -165,13 +185,21 @@ def pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     return gitlab_pipeline(plan, options)
 
 
-def summary_markdown(metadata_text: str) -> str:
-    """bake's metadata (per target: image name, digest) as a Markdown table for a CI job summary."""
+def summary_markdown(text: str) -> str:
+    """``llama-bake build --summary-json`` (or bake's metadata file) as a Markdown table for a CI job summary."""
     try:
-        data = json.loads(metadata_text or "{}")
+        data = json.loads(text or "{}")
     except json.JSONDecodeError as exc:
-        msg = f"the bake metadata is not JSON: {exc}"
+        msg = f"the build summary is not JSON: {exc}"
         raise UsageError(msg) from exc
+    if isinstance(data, dict) and isinstance(data.get("targets"), list):
+        rows = ["| target | status | image | digest | on base |", "| --- | --- | --- | --- | --- |"]
+        for item in data["targets"]:
+            if isinstance(item, dict):
+                cells = [item.get(k) or "" for k in ("name", "status", "image", "digest", "base_digest")]
+                rows.append("| {} | {} | `{}` | `{}` | `{}` |".format(*cells))
+        head = f"{data.get('steps_executed', 0)} steps run, {data.get('steps_cached', 0)} from the cache.\n\n"
+        return "### llama-bake images\n\n" + head + "\n".join(rows) + "\n"
     rows = ["| target | image | digest |", "| --- | --- | --- |"]
     for name in sorted(data) if isinstance(data, dict) else []:
         item = data[name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -173,12 +174,27 @@ def build_paths_options(func: F) -> F:
     default="auto",
     show_default=True,
 )
-@click.option("--cache", "cache", help="Per-target cache: registry=REF_PREFIX, gha, or local=DIR.")
+@click.option("--cache", "cache", help="Per-target cache for every target: registry=REF_PREFIX, gha, or local=DIR.")
+@click.option("--base-cache", help="The bases' cache, in place of --cache (same forms).")
+@click.option("--model-cache", help="The models' cache, in place of --cache (same forms).")
+@click.option(
+    "--cache-export/--no-cache-export",
+    default=True,
+    show_default=True,
+    help="Export the per-target caches (off: import only, e.g. a pull request that cannot write them).",
+)
 @click.option("--cache-from", multiple=True, help="Extra cache source for every target (buildx syntax).")
 @click.option("--cache-to", multiple=True, help="Extra cache export for every target (buildx syntax).")
 @click.option("--image-override", "image_overrides", multiple=True, help="Replace an image: IMAGE=SOURCE.")
+@click.option(
+    "--phases",
+    type=click.Choice(["auto", "one", "two"]),
+    default="auto",
+    show_default=True,
+    help="two: bases first, then the models on the bases' exact digests (auto: whenever a cache is imported).",
+)
 @click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the summary as JSON.")
-@click.option("--dry-run", is_flag=True, help="Generate, then print the buildx command instead of running it.")
+@click.option("--dry-run", is_flag=True, help="Generate, then print the buildx commands instead of running them.")
 @reports_errors
 def build(
     catalog: Path | None,
@@ -193,16 +209,24 @@ def build(
     no_cache: bool,
     progress: str,
     cache: str | None,
+    base_cache: str | None,
+    model_cache: str | None,
+    cache_export: bool,
     cache_from: tuple[str, ...],
     cache_to: tuple[str, ...],
     image_overrides: tuple[str, ...],
+    phases: str,
     summary_json: Path | None,
     dry_run: bool,
 ) -> None:
     """Generate docker-bake.hcl, then build TARGETS (targets or groups; default: every model)."""
+    from llama_bake import build as builds
     from llama_bake import console
     from llama_bake.bake import WhalesRunner
-    from llama_bake.build import BuildOptions, CachePreset, run_build
+    from llama_bake.invocation import BuildOptions, CachePreset
+
+    def preset(spec: str | None, option: str) -> CachePreset | None:
+        return CachePreset.parse(spec, option) if spec else None
 
     options = BuildOptions(
         targets=targets,
@@ -213,18 +237,21 @@ def build(
         sets=sets,
         variables=variables,
         no_cache=no_cache,
-        cache=CachePreset.parse(cache) if cache else None,
+        cache=preset(cache, "--cache"),
+        base_cache=preset(base_cache, "--base-cache"),
+        model_cache=preset(model_cache, "--model-cache"),
+        cache_export=cache_export,
         cache_from=cache_from,
         cache_to=cache_to,
         image_overrides=image_overrides,
-        dry_run=dry_run,
+        phases=phases,  # type: ignore[arg-type]
     )
     paths = pipeline.Paths.from_options(catalog, bake_file)
-    with console.BuildDisplay(progress) as display:
-        result = run_build(paths, options, WhalesRunner(), on_line=display)
-    if isinstance(result, str):
-        click.echo(result)
+    if dry_run:
+        click.echo(builds.dry_run(paths, options, WhalesRunner()))
         return
+    with console.BuildDisplay(progress) as display:
+        result = builds.run_build(paths, options, WhalesRunner(), on_line=display)
     if summary_json is not None:
         from llama_bake.output import write_atomic
 
@@ -298,26 +325,37 @@ def ci_group() -> None:
 def _ci_command(provider: str) -> Callable[..., None]:
     from llama_bake.ci import DEFAULT_PATHS
 
+    github = provider == "github"
+
     @functools.partial(paths_options, bake_file_flags=("--bake-file",))
     @click.option("--file", "-f", "out", type=OUT_FILE, help=f"Default: {DEFAULT_PATHS[provider]}.")
+    @click.option("--cache", help="Every target's cache: gha (GitHub only) or registry=REF_PREFIX.")
     @click.option(
-        "--cache",
-        default="gha" if provider == "github" else "registry",
-        show_default=True,
-        help="Per-target cache: gha (GitHub only) or registry=REF_PREFIX.",
+        "--base-cache",
+        help="The bases' cache. Default: " + ("gha." if github else "registry=$CI_REGISTRY_IMAGE/cache."),
+    )
+    @click.option(
+        "--model-cache",
+        help="The models' cache. Default: "
+        + ("registry=<REGISTRY>/cache (weights outgrow GitHub's 10 GB cache)." if github else "as the bases."),
     )
     @click.option("--branch", default="main", show_default=True, help="Push images from this branch only.")
     @click.option("--install", help="pip requirement that installs llama-bake in CI (default: this version).")
+    @click.option(
+        "--runs-on", default="ubuntu-latest", show_default=True, help="GitHub runner label.", hidden=not github
+    )
+    @click.option(
+        "--free-disk/--no-free-disk", default=True, help="GitHub: free runner disk for CUDA.", hidden=not github
+    )
+    @click.option("--runner-tag", "runner_tags", multiple=True, help="GitLab runner tag.", hidden=github)
     @click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when the file is stale.")
     @reports_errors
     def command(
         catalog: Path | None,
         bake_file: Path | None,
         out: Path | None,
-        cache: str,
-        branch: str,
-        install: str | None,
         check: bool,
+        **settings: Any,
     ) -> None:
         from llama_bake.ci import CiOptions, default_install
 
@@ -325,23 +363,53 @@ def _ci_command(provider: str) -> Callable[..., None]:
         default = paths.bake_dir / DEFAULT_PATHS[provider]
         target = out or default
         options = CiOptions(
-            provider=provider,
-            cache=cache,
+            provider=provider,  # type: ignore[arg-type]
             bake_file=Path(os.path.relpath(paths.output, paths.bake_dir)).as_posix(),
             catalog=Path(os.path.relpath(paths.catalog, paths.bake_dir)).as_posix(),
-            install=install or default_install(),
-            branch=branch,
+            install=settings["install"] or default_install(),
+            branch=settings["branch"],
+            cache=settings["cache"],
+            base_cache=settings["base_cache"],
+            model_cache=settings["model_cache"],
+            runs_on=settings.get("runs_on", "ubuntu-latest"),
+            runner_tags=settings.get("runner_tags", ()),
+            free_disk=settings.get("free_disk", True),
         )
-        words = ["llama-bake", "ci", provider]
-        if cache != ("gha" if provider == "github" else "registry"):
-            words += ["--cache", cache]
-        if branch != "main":
-            words += ["--branch", branch]
+        words = ["llama-bake", "ci", provider, *_changed_options(settings)]
         command_line = _regenerate(words, paths, target, default)
         _write_or_check(target, pipeline.ci_text(paths, options, command_line), check, command_line)
 
-    command.__doc__ = f"Write a {'GitHub Actions workflow' if provider == 'github' else 'GitLab CI pipeline'}."
+    command.__doc__ = f"Write a {'GitHub Actions workflow' if github else 'GitLab CI pipeline'}."
     return command
+
+
+def _provider_options(github: bool) -> Callable[[F], F]:
+    """The runner settings of one provider: a label and a disk clean-up on GitHub, tags on GitLab."""
+
+    def add(func: F) -> F:
+        if github:
+            func = click.option(
+                "--free-disk/--no-free-disk", default=True, help="Free the runner's disk for a CUDA build."
+            )(func)
+            return click.option("--runs-on", default="ubuntu-latest", show_default=True, help="The runner label.")(func)
+        return click.option("--runner-tag", "runner_tags", multiple=True, help="A runner tag (repeat for more).")(func)
+
+    return add
+
+
+def _changed_options(settings: dict[str, Any]) -> list[str]:
+    """The settings that differ from their defaults, as options: the header's command writes the same file."""
+    defaults = {"branch": "main", "runs_on": "ubuntu-latest", "free_disk": True}
+    words: list[str] = []
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if key == "free_disk":
+            words += [] if value else ["--no-free-disk"]
+        elif key == "runner_tags":
+            words += [w for tag in value for w in ("--runner-tag", shlex.quote(tag))]
+        elif value is not None and value != defaults.get(key):
+            words += [flag, shlex.quote(str(value))]
+    return words
 
 
 ci_group.command(name="github")(_ci_command("github"))

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llama_bake.build import Summary
     from llama_bake.progress import Progress, Vertex
+    from llama_bake.summary import Summary
 
 
 def show(text: str, language: str, color: bool | None) -> None:
@@ -98,15 +98,18 @@ def columns(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def summary_text(summary: Summary) -> str:
-    rows = [("TARGET", "STATUS", "IMAGE", "DIGEST", "TIME", "STEPS RUN/CACHED")]
+    pinned = any(t.base_digest for t in summary.targets)
+    rows = [("TARGET", "STATUS", "IMAGE", "DIGEST", "TIME", "STEPS RUN/CACHED", *(("ON BASE",) if pinned else ()))]
     for t in summary.targets:
         digest = t.digest[:19] if t.digest else "-"
+        base = (t.base_digest[:19] if t.base_digest else "-",) if pinned else ()
         rows.append(
-            (t.name, t.status, t.image, digest, f"{t.wall_seconds:.1f}s", f"{t.steps_executed}/{t.steps_cached}")
+            (t.name, t.status, t.image, digest, f"{t.wall_seconds:.1f}s", f"{t.steps_executed}/{t.steps_cached}", *base)
         )
     lines = columns(rows)
+    how = " in two phases (bases, then the models on their digests)" if summary.phases > 1 else ""
     lines.append(
-        f"{len(summary.targets)} targets on builder {summary.builder} in {summary.wall_seconds:.1f}s: "
+        f"{len(summary.targets)} targets on builder {summary.builder}{how} in {summary.wall_seconds:.1f}s: "
         f"{summary.steps_executed} steps run, {summary.steps_cached} cached"
     )
     lines += [f"buildx: {message}" for message in summary.messages]  # buildx's own words: warnings, notes

@@ -7,6 +7,7 @@ lines read ``file:line: field.path: message``.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -33,7 +34,20 @@ from llama_bake.catalog import (
 from llama_bake.errors import CatalogError
 
 # libyaml is several times faster on large catalogs; the pure-Python loader is the fallback.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """YAML 1.2's booleans: only true and false. YAML 1.1 also reads on/off/yes/no as booleans, so
+    `flash_attn: on` or `provenance: off` would arrive as True and False instead of the word the user wrote."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != _BOOL]
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 SUFFIXES = (".yaml", ".yml")
 # Fields whose loc in a pydantic error is followed by the union member's tag (``weights.hf.sha256``).

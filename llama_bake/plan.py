@@ -94,6 +94,7 @@ class Target:
     labels: tuple[tuple[str, str], ...]
     tags: tuple[Interp, ...]
     secrets: tuple[str, ...] = ()
+    attest: tuple[str, ...] = ()
     # Summaries for `list` and the file header; not rendered as attributes.
     image: Interp = field(default_factory=lambda: Interp(()))
 
@@ -293,8 +294,14 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         args=tuple(sorted(args.items())),
         labels=tuple(sorted(labels.items())),
         tags=_tags(catalog, base.name, base, ()),
+        attest=_attest(catalog),
         image=_image(base.name, (Var("TAG"),)),
     )
+
+
+def _attest(catalog: Catalog) -> tuple[str, ...]:
+    mode = catalog.project.provenance
+    return ("type=provenance,disabled=true",) if mode == "off" else (f"type=provenance,mode={mode}",)
 
 
 def _relative(project_dir: Path, bake_dir: Path, path: str) -> str:
@@ -411,5 +418,6 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         labels=tuple(sorted(labels.items())),
         tags=_tags(catalog, model.name, base, model.tags),
         secrets=("id=hf_token,env=HF_TOKEN",) if gated else (),
+        attest=_attest(catalog),
         image=_image(model.name, (Var("TAG"),)),
     )

@@ -48,13 +48,23 @@ class TargetState:
     def steps(self) -> list[Vertex]:
         return [v for v in self.vertices if v.is_step]
 
+    def step_states(self) -> dict[str, bool]:
+        """Each started step by name: True when it came from the cache. A ``COPY/ADD --link`` step is two
+        vertices of one name, the copy and a merge onto the base; after a cache import the copy is a hit and
+        only the cheap merge runs, so a step is cached when any of its vertices is."""
+        states: dict[str, bool] = {}
+        for v in self.steps:
+            if v.cached or v.started:
+                states[v.name] = states.get(v.name, False) or v.cached
+        return states
+
     @property
     def executed(self) -> int:
-        return sum(1 for v in self.steps if v.started and not v.cached)
+        return sum(1 for cached in self.step_states().values() if not cached)
 
     @property
     def cached(self) -> int:
-        return sum(1 for v in self.steps if v.cached)
+        return sum(1 for cached in self.step_states().values() if cached)
 
     @property
     def failed(self) -> Vertex | None:
@@ -168,6 +178,15 @@ class Progress:
             and not any(v.error or (v.started and not v.completed) for v in state.vertices)
             and all(v.digest in covered for v in state.vertices)
         }
+
+    def executed_steps(self) -> list[str]:
+        """The instructions of the steps that ran rather than came from the cache, sorted."""
+        return sorted(
+            _NAME.sub(r"\g<step>", name)
+            for state in self.targets.values()
+            for name, cached in state.step_states().items()
+            if not cached
+        )
 
     def target(self, name: str) -> TargetState:
         return self.targets.get(name, TargetState(name))

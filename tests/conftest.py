@@ -80,8 +80,9 @@ def buildx() -> None:
 
 
 def executed(progress: Progress) -> list[str]:
-    """The steps a build ran (started, not cached)."""
-    return sorted(v.step for v in progress.vertices.values() if v.is_step and v.started and not v.cached)
+    """The steps a build ran rather than took from the cache (a ``--link`` copy whose copy was a hit, and whose
+    cheap merge onto the base ran, counts as cached)."""
+    return progress.executed_steps()
 
 
 # --- real BuildKit: an embedded builder, a registry on 127.0.0.1, and stand-in base images ------------
@@ -175,3 +176,55 @@ def stand_in_image(embedded_builder: str, tmp_path_factory: pytest.TempPathFacto
         return busybox_layout(embedded_builder, tmp_path_factory.mktemp("stand-in"))
     except RuntimeError as exc:
         pytest.fail(str(exc))
+
+
+class WeightsServer:
+    """GGUF-sized stand-ins served on 127.0.0.1, every GET counted: the proof that a build downloaded nothing."""
+
+    def __init__(self) -> None:
+        import collections
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.gets: collections.Counter[str] = collections.Counter()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                name = self.path.lstrip("/")
+                body = server.files.get(name)
+                if body is None:
+                    self.send_error(404)
+                    return
+                server.gets[name] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._http.server_address[1]
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def add(self, name: str, size: int = 1 << 20) -> tuple[str, str]:
+        """A new random file; returns its URL and SHA-256."""
+        import hashlib
+        import os
+
+        self.files[name] = os.urandom(size)
+        return f"http://127.0.0.1:{self.port}/{name}", hashlib.sha256(self.files[name]).hexdigest()
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+@pytest.fixture
+def weights_server() -> Any:
+    server = WeightsServer()
+    yield server
+    server.close()

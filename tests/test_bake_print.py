@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from llama_bake import pipeline
 from llama_bake.bake import WhalesRunner, resolve
-from llama_bake.build import with_bases
 from llama_bake.errors import DockerError
+from llama_bake.invocation import with_bases
 from llama_bake.render import render_dockerfile
 from tests.conftest import BASE, MODEL, REPO, WriteCatalog
 

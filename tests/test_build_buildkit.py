@@ -28,11 +28,13 @@ from click.testing import CliRunner
 from llama_bake import builder as builders
 from llama_bake import pipeline
 from llama_bake.bake import WhalesRunner
-from llama_bake.build import BuildOptions, CachePreset, Summary, builder_name, run_build
+from llama_bake.build import builder_name, run_build
 from llama_bake.cli import main
 from llama_bake.errors import BuildError
+from llama_bake.invocation import BuildOptions, CachePreset
 from llama_bake.progress import Progress, Vertex
-from tests.conftest import FIXTURE_TEMPLATES, REPO, executed, write_yaml
+from llama_bake.summary import Summary
+from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, executed, write_yaml
 
 pytestmark = pytest.mark.buildkit
 
@@ -71,7 +73,6 @@ class Project:
             progress.feed(line)
 
         result = run_build(self.paths, BuildOptions(**options), WhalesRunner(), on_line=record)
-        assert isinstance(result, Summary)
         return result, progress
 
 
@@ -147,33 +148,53 @@ def prune(builder: str) -> None:
     WhalesRunner().prune(builder)
 
 
-# A full cache hit for every target after a prune is what llama-bake asks of BuildKit, but BuildKit re-runs
-# some models' last step after an import (the known limit in the README: moby/buildkit#4674, builds sharing
-# a base). What holds every time, and what matters most, is asserted: the base's compile comes from the cache.
-def test_local_cache_export_brings_the_base_compile_back_into_a_pruned_builder(
-    project: Project, embedded_builder: str, tmp_path: Path
-) -> None:
-    cache = CachePreset("local", str(tmp_path / "cache"))
-    prune(embedded_builder)
-    project.build(cache=cache)
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["base", "m1", "m2"]  # one cache per target
-    prune(embedded_builder)
-    _, progress = project.build(cache=cache)
-    assert step(progress, "fixture-compile").cached
-    assert step(progress, "COPY --from=llama-src").cached
+IMPORT_RUNS = 3
 
 
-def test_registry_cache_export_brings_the_base_compile_back_into_a_pruned_builder(
-    project: Project, embedded_builder: str, registry: str
+def served_models(project: Project, server: WeightsServer, count: int = 3) -> list[str]:
+    """``count`` models whose weights the image build downloads from ``server`` (as the real template does)."""
+    names = [f"w{i}" for i in range(1, count + 1)]
+    for name in names:
+        url, sha = server.add(f"{name}.gguf")
+        write_yaml(
+            project.catalog / "models" / f"{name}.yaml",
+            {"weights": {"url": url, "sha256": sha}, "server": {"env": {"FIXTURE_DOWNLOAD": "1"}}},
+        )
+    for old in ("m1", "m2"):
+        (project.catalog / "models" / f"{old}.yaml").unlink()
+    return names
+
+
+@pytest.mark.parametrize("kind", ["local", "registry"])
+def test_a_cache_import_into_an_empty_builder_downloads_nothing_and_runs_no_step(
+    project: Project, embedded_builder: str, registry: str, weights_server: WeightsServer, tmp_path: Path, kind: str
 ) -> None:
-    cache = CachePreset("registry", f"{registry}/cache")
+    """The CI case: export the caches, then build again on a builder with nothing in it, several times. Every
+    weights download is counted by the server; BuildKit must answer all of them from the imported cache."""
+    models = served_models(project, weights_server)
+    ref = str(tmp_path / "cache") if kind == "local" else f"{registry}/cache-{tmp_path.name}"
+    # Pushed (registry) the models are pinned to the base in the registry; else to its OCI layout.
+    options: dict[str, Any] = {"cache": CachePreset(kind, ref)}  # type: ignore[arg-type]
+    if kind == "registry":
+        options |= {"push": True, "variables": (f"REGISTRY={registry}/{tmp_path.name}",)}
+    # Without a provenance attestation (it carries the build's times) an unchanged catalog gives the same
+    # digests build after build.
+    settings = yaml.safe_load((project.catalog / "project.yaml").read_text())
+    write_yaml(project.catalog / "project.yaml", {**settings, "provenance": "off"})
     prune(embedded_builder)
-    project.build(cache=cache)
-    prune(embedded_builder)
-    _, progress = project.build(cache=cache)
-    assert step(progress, "fixture-compile").cached
-    for target in ("base", "m1", "m2"):
-        assert skopeo("list-tags", f"docker://{registry}/cache/{target}")["Tags"] == ["buildcache"]
+    cold, progress = project.build(**options)
+    assert sorted(weights_server.gets.values()) == [1, 1, 1], "the cold build downloads each file once"
+    assert cold.phases == 2
+    base_digest = next(t.digest for t in cold.targets if t.name == "base")
+    for run in range(IMPORT_RUNS):
+        weights_server.gets.clear()
+        prune(embedded_builder)
+        summary, progress = project.build(**options)
+        assert dict(weights_server.gets) == {}, f"import run {run + 1} downloaded weights again"
+        assert executed(progress) == [], f"import run {run + 1} ran steps"
+        assert {t.name: t.status for t in summary.targets} == dict.fromkeys(["base", *models], "cached")
+        assert {t.base_digest for t in summary.targets if t.name in models} == {base_digest}
+        assert {t.name: t.digest for t in summary.targets} == {t.name: t.digest for t in cold.targets}
 
 
 def skopeo(*args: str) -> Any:
@@ -196,8 +217,25 @@ def test_push_to_the_local_registry_with_tags_and_labels(project: Project, regis
     assert labels["io.llama-bake.model.sha256"] == SHA
     assert labels["io.llama-bake.llama-cpp.ref"] == "b1"  # inherited from the base image
     assert sorted(skopeo("list-tags", f"docker://{registry}/lb/m1")["Tags"]) == ["b1", "latest"]
+    # The default provenance attestation rides in the index beside the image; the image itself is the same
+    # manifest on every build of the same catalog, though the attestation's times change the index.
+    first = _manifests(registry, "lb/m1:latest")
+    assert sorted(first) == ["amd64", "unknown"]
+    project.build(push=True, variables=(f"REGISTRY={registry}/lb",))
+    assert _manifests(registry, "lb/m1:latest")["amd64"] == first["amd64"]
     config = skopeo("inspect", "--config", f"docker://{registry}/lb/m1:latest")["config"]
     assert "LLAMA_BAKE_MODEL=m1" in config["Env"]
+
+
+def _manifests(registry: str, image: str) -> dict[str, str]:
+    """An image index's manifests by architecture (``unknown``: an attestation)."""
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry}/{image}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {m["platform"]["architecture"]: m["digest"] for m in json.loads(raw)["manifests"]}
 
 
 def _running(pattern: str) -> list[str]:
@@ -445,47 +483,79 @@ def test_the_real_cuda_templates_pass_buildx_check(embedded_builder: str, stand_
         assert result.stdout.count("Check complete, no warnings found.") == len(targets), result.stdout
 
 
-def _bake_raw(builder: str, cwd: Path, env: dict[str, str], target: str) -> Progress:
-    """`docker buildx bake` exactly as the generated CI pipelines run it (no llama-bake in between)."""
-    result = subprocess.run(
-        [
-            "docker",
-            "buildx",
-            "bake",
-            "--builder",
-            builder,
-            "--file",
-            "docker-bake.hcl",
-            "--progress",
-            "rawjson",
-            target,
-        ],
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    progress = Progress()
-    for line in result.stderr.splitlines():
-        progress.feed(line)
-    return progress
+def _shell_steps(provider: str, workflow: dict[str, Any]) -> list[str]:
+    """The shell a CI runner would run after its set-up: GitHub's `run` steps past the install, GitLab's script."""
+    if provider == "github":
+        steps = workflow["jobs"]["build"]["steps"]
+        return [step["run"] for step in steps if "run" in step and step.get("name") not in SETUP_STEPS]
+    return [*workflow["llama-bake"]["script"], *workflow["llama-bake"]["after_script"]]
 
 
-def test_the_ci_cache_flow_restores_the_bases_into_a_fresh_builder_from_the_registry(
-    project: Project, embedded_builder: str, registry: str, fresh_builder: str
+# What the runner image or the provider sets up; here the venv and the test builder stand in for them.
+SETUP_STEPS = ("Free disk space for the CUDA build", "Install llama-bake")
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab"])
+def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(
+    project: Project,
+    embedded_builder: str,
+    registry: str,
+    fresh_builder: str,
+    weights_server: WeightsServer,
+    tmp_path: Path,
+    provider: str,
 ) -> None:
-    """What `llama-bake ci` pipelines do: CACHE_TYPE/CACHE_REF set, bases baked first, then the models. Exported
-    from one builder, imported into a new buildkitd with an empty cache: the bases execute nothing, and the
-    models at most their own last step."""
-    pipeline.generate(project.paths, check=False)
-    env = {"CACHE_TYPE": "registry", "CACHE_REF": f"{registry}/ci-cache"}
+    """The generated file's own shell steps, with the environment it sets, on the default branch (push and
+    export the caches), then again on a builder with an empty cache: nothing is downloaded, no step runs, and the
+    job summary shows every target from the cache. Then as a pull request: built, and nothing pushed."""
+    models = served_models(project, weights_server, count=2)
+    settings = yaml.safe_load((project.catalog / "project.yaml").read_text())
+    write_yaml(project.catalog / "project.yaml", {**settings, "registry": f"{registry}/{provider}"})
+    out = project.root / "ci.yml"
+    argv = ["ci", provider, "--catalog", str(project.catalog), "--file", str(out)]
+    if provider == "github":
+        argv += ["--cache", f"registry={registry}/{provider}-cache"]  # GitHub's own cache service is not here
+    assert CliRunner().invoke(main, argv).exit_code == 0
+    workflow = yaml.safe_load(out.read_text())
+    pipeline.generate(project.paths, check=False)  # committed with the workflow, as `generate --check` expects
+    step_summary = tmp_path / "step-summary.md"
+    if provider == "github":
+        env = {key: str(value) for key, value in workflow["jobs"]["build"]["env"].items()}
+        env |= {"PUBLISH": "true", "GITHUB_STEP_SUMMARY": str(step_summary)}
+        pull_request = {"PUBLISH": "false"}
+    else:
+        env = {key: str(value) for key, value in workflow["llama-bake"]["variables"].items()}
+        env |= {"CI_COMMIT_BRANCH": "main", "CI_REGISTRY_IMAGE": f"{registry}/{provider}"}
+        pull_request = {"CI_COMMIT_BRANCH": "feature"}
+
+    def run_pipeline(builder: str, extra: dict[str, str]) -> str:
+        script = "set -eu\n" + "\n".join(_shell_steps(provider, workflow))
+        result = subprocess.run(
+            ["bash", "-c", script],
+            cwd=project.root,
+            env={**os.environ, **env, **extra, "LLAMA_BAKE_BUILDER": builder},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
     prune(embedded_builder)
-    for group in ("bases", "default"):
-        assert executed(_bake_raw(embedded_builder, project.root, env, group))  # cold: steps run
-    assert executed(_bake_raw(fresh_builder, project.root, env, "bases")) == []
-    # BuildKit sometimes re-runs a model's own last step after an import (the known limit in the README:
-    # moby/buildkit#4674, builds sharing a base); nothing of the base ever is.
-    rerun = executed(_bake_raw(fresh_builder, project.root, env, "default"))
-    assert all("fixture-model" in s for s in rerun), rerun
+    run_pipeline(embedded_builder, {})
+    assert sorted(weights_server.gets.values()) == [1, 1]
+    weights_server.gets.clear()
+    printed = run_pipeline(fresh_builder, {})
+    assert dict(weights_server.gets) == {}, "the fresh builder downloaded weights again"
+    summary = json.loads((project.root / "llama-bake-summary.json").read_text())
+    assert {t["name"]: t["status"] for t in summary["targets"]} == dict.fromkeys(["base", *models], "cached")
+    assert summary["steps_executed"] == 0
+    shown = step_summary.read_text() if provider == "github" else printed
+    assert "| w1 | cached |" in shown
+    pushed = skopeo("list-tags", f"docker://{registry}/{provider}/w1")["Tags"]
+    assert "latest" in pushed
+    # A pull request: built, not pushed, and the cache left as it was.
+    skopeo_delete = ["skopeo", "delete", "--tls-verify=false"]
+    subprocess.run([*skopeo_delete, f"docker://{registry}/{provider}/w2:latest"], check=True, capture_output=True)
+    run_pipeline(fresh_builder, pull_request)
+    assert "latest" not in skopeo("list-tags", f"docker://{registry}/{provider}/w2").get("Tags", [])

@@ -3,9 +3,9 @@ The real builds are proven in test_build_buildkit.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+import re
 import shlex
 import signal
 import stat
@@ -17,29 +17,30 @@ import pytest
 
 from llama_bake import pipeline
 from llama_bake.bake import BakeFailed, Invocation, WhalesRunner
-from llama_bake.build import (
-    BuildInterrupted,
-    BuildOptions,
-    CachePreset,
-    Summary,
-    expand_targets,
-    make_invocation,
-    run_build,
-)
+from llama_bake.build import BuildInterrupted, dry_run, run_build
 from llama_bake.errors import BuildError, DockerError, UsageError
+from llama_bake.invocation import BuildOptions, CachePreset, Phase, expand_targets, make_invocation, phases
+from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress
+from llama_bake.summary import Summary, TargetSummary
 from tests.conftest import WriteCatalog
 
+FAKE_DIGEST = "sha256:" + "d" * 64
 
-def test_dry_run_prints_exactly_the_command_python_on_whales_runs(
+
+def test_dry_run_prints_exactly_the_commands_python_on_whales_runs(
     write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record = tmp_path / "argv.json"
+    """Both phases: the fake docker records each call and writes bake's metadata file as buildx would."""
+    record = tmp_path / "calls.jsonl"
     fake = tmp_path / "bin" / "docker"
     fake.parent.mkdir()
     fake.write_text(
-        "#!/usr/bin/env python3\nimport json, os, sys\n"
-        f"json.dump({{'argv': sys.argv[1:], 'cache_type': os.environ.get('CACHE_TYPE')}}, open({str(record)!r}, 'w'))\n"
+        "#!/usr/bin/env python3\nimport json, sys\n"
+        f"open({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "argv = sys.argv[1:]\n"
+        "meta = argv[argv.index('--metadata-file') + 1]\n"
+        f"json.dump({{argv[-1]: {{'containerimage.digest': {FAKE_DIGEST!r}}}}}, open(meta, 'w'))\n"
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
@@ -47,27 +48,26 @@ def test_dry_run_prints_exactly_the_command_python_on_whales_runs(
     options = BuildOptions(
         targets=("model-a",),
         builder="b",
-        push=True,
         cache=CachePreset("local", str(tmp_path / "outside" / "cache")),
         variables=("TAG=v1",),
         sets=("*.platform=linux/amd64",),
         image_overrides=("ubuntu:24.04=oci-layout:///mirror/ubuntu",),
     )
-    printed = run_build(paths, dataclasses.replace(options, dry_run=True), WhalesRunner())
-    assert isinstance(printed, str)
+    printed = dry_run(paths, options, WhalesRunner()).splitlines()
     run_build(paths, options, WhalesRunner())
-    recorded = json.loads(record.read_text())
-    env_part, _, command = printed.partition(" docker ")
-    printed_argv = shlex.split("docker " + command)[1:]
+    recorded = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(printed) == len(recorded) == 2, "two phases: the base, then the model on its digest"
 
-    def without_metadata_path(argv: list[str]) -> list[str]:
-        # Each run writes its metadata to a new temporary file; everything else must be identical.
-        i = argv.index("--metadata-file")
-        return [*argv[: i + 1], "<tmp>", *argv[i + 2 :]]
+    def normal(argv: list[str]) -> list[str]:
+        # Each run has its own temporary directory; the fake's digest stands for the first phase's.
+        text = json.dumps(argv)
+        text = re.sub(r"/tmp/llama-bake-[^/\"]+", "<tmp>", text)
+        normalised: list[str] = json.loads(text.replace(FAKE_DIGEST, "<digest>"))
+        return normalised
 
-    assert without_metadata_path(recorded["argv"]) == without_metadata_path(printed_argv)
-    assert recorded["cache_type"] == "local"
-    assert "CACHE_TYPE=local" in env_part
+    for line, argv in zip(printed, recorded, strict=True):
+        assert normal(argv) == normal(shlex.split(line)[1:])
+    assert "model-a.contexts.base=oci-layout://<tmp>/bases/llama-cpp-cuda@<digest>" in printed[1]
 
 
 def test_cache_presets_parse_and_reject_what_they_cannot_use() -> None:
@@ -79,30 +79,81 @@ def test_cache_presets_parse_and_reject_what_they_cannot_use() -> None:
             CachePreset.parse(bad)
 
 
+def _invocation(plan: BakePlan, options: BuildOptions, tmp_path: Path, phase: int = 0) -> Invocation:
+    step = phases(options, plan)[phase]
+    images = {"llama-cpp-cuda": "oci-layout:///w/bases/llama-cpp-cuda@sha256:d"}
+    return make_invocation(options, plan, step, tmp_path / "bake.hcl", tmp_path / "m", tmp_path, tmp_path, images)
+
+
+def _sets(invocation: Invocation) -> list[str]:
+    flags = list(invocation.flags)
+    return [value for flag, value in zip(flags[::2], flags[1::2], strict=True) if flag == "--set"]
+
+
 def test_local_cache_outside_the_project_gets_exactly_read_and_write_entitlements(
     write_catalog: WriteCatalog, tmp_path: Path
 ) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
     plan = pipeline.compile_catalog(paths).plan
     outside = Path("/var/tmp/llama-bake-cache")
-    inv = make_invocation(
-        BuildOptions(cache=CachePreset("local", str(outside))), plan, paths.output, tmp_path / "m", tmp_path
-    )
-    assert inv.env == {"CACHE_TYPE": "local", "CACHE_REF": str(outside)}
-    assert list(inv.flags) == ["--allow", f"fs.read={outside}", "--allow", f"fs.write={outside}"]
-    inside = make_invocation(
-        BuildOptions(cache=CachePreset("local", str(tmp_path / "c"))), plan, paths.output, tmp_path / "m", tmp_path
-    )
-    assert inside.flags == ()
+    options = BuildOptions(cache=CachePreset("local", str(outside)), phases="one")
+    inv = _invocation(plan, options, tmp_path)
+    allows = [v for f, v in zip(inv.flags[::2], inv.flags[1::2], strict=True) if f == "--allow"]
+    assert allows == [f"fs.read={outside}", f"fs.write={outside}"]
+    inside = _invocation(plan, BuildOptions(cache=CachePreset("local", str(tmp_path / "c")), phases="one"), tmp_path)
+    assert "--allow" not in inside.flags
+    read_only = _invocation(plan, BuildOptions(cache=CachePreset("local", str(outside)), cache_export=False), tmp_path)
+    assert f"fs.write={outside}" not in read_only.flags
 
 
-def test_per_target_outputs_expand_the_target_placeholder(write_catalog: WriteCatalog, tmp_path: Path) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
-    plan = pipeline.compile_catalog(paths).plan
-    inv = make_invocation(
-        BuildOptions(outputs=("type=oci,dest=out/{target}.tar",)), plan, paths.output, tmp_path / "m", tmp_path
+def test_two_phases_whenever_a_cache_is_imported_or_when_asked(write_catalog: WriteCatalog) -> None:
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    cache = CachePreset("registry", "r/c")
+    one = Phase("all", ("default",), ("llama-cpp-cuda", "model-a"))
+    assert phases(BuildOptions(), plan) == [one]
+    two = [
+        Phase("bases", ("llama-cpp-cuda",), ("llama-cpp-cuda",)),
+        Phase("models", ("model-a",), ("model-a",)),
+    ]
+    assert phases(BuildOptions(cache=cache), plan) == two
+    assert phases(BuildOptions(cache_from=("type=gha",)), plan) == two
+    assert phases(BuildOptions(phases="two"), plan) == two
+    assert phases(BuildOptions(cache=cache, phases="one"), plan) == [one]
+    assert phases(BuildOptions(targets=("bases",), cache=cache), plan) == [
+        Phase("all", ("bases",), ("llama-cpp-cuda",))
+    ], "no model: nothing to pin"
+
+
+def test_each_target_gets_its_own_cache_and_a_pinned_model_reads_only_its_own(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    options = BuildOptions(cache=CachePreset("registry", "r/c"))
+    assert _sets(_invocation(plan, options, tmp_path, 0)) == [
+        "llama-cpp-cuda.cache-from=type=registry,ref=r/c/llama-cpp-cuda:buildcache",
+        "llama-cpp-cuda.cache-to=type=registry,ref=r/c/llama-cpp-cuda:buildcache,mode=max",
+        f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false",
+    ]
+    assert _sets(_invocation(plan, options, tmp_path, 1)) == [
+        "model-a.contexts.base=oci-layout:///w/bases/llama-cpp-cuda@sha256:d",
+        "model-a.cache-from=type=registry,ref=r/c/model-a:buildcache",
+        "model-a.cache-to=type=registry,ref=r/c/model-a:buildcache,mode=max",
+    ]
+    one = _invocation(plan, BuildOptions(cache=CachePreset("gha"), phases="one"), tmp_path)
+    assert "model-a.cache-from=type=gha,scope=llama-bake-llama-cpp-cuda" in _sets(one), "one bake: the base's too"
+
+
+def test_bases_and_models_can_use_different_caches_and_import_only(write_catalog: WriteCatalog, tmp_path: Path) -> None:
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    options = BuildOptions(
+        base_cache=CachePreset("gha"), model_cache=CachePreset("registry", "r/c"), cache_export=False, push=True
     )
-    assert "model-a.output=type=oci,dest=out/model-a.tar" in inv.flags
+    assert _sets(_invocation(plan, options, tmp_path, 0)) == [
+        "llama-cpp-cuda.cache-from=type=gha,scope=llama-bake-llama-cpp-cuda"
+    ], "pushed: no layout; import only: no cache-to"
+    assert _sets(_invocation(plan, options, tmp_path, 1))[1:] == [
+        "model-a.cache-from=type=registry,ref=r/c/model-a:buildcache"
+    ]
 
 
 def test_targets_and_groups_expand_and_unknown_names_suggest(write_catalog: WriteCatalog) -> None:
@@ -230,7 +281,6 @@ def test_a_builder_named_on_the_command_line_is_never_swapped_for_another(
 
 
 def test_the_summary_shows_buildxs_own_messages_once_and_does_not_repeat_them() -> None:
-    from llama_bake.build import TargetSummary
     from llama_bake.console import summary_text
 
     target = TargetSummary("m1", "localhost:5000/m1:latest", "", "built", 1.0, 1, 0)
@@ -263,3 +313,52 @@ def test_ctrl_c_is_an_interruption_whichever_process_sees_it_first(write_catalog
     with pytest.raises(BuildInterrupted, match="interrupted; the builder cancels the running steps") as caught:
         run_build(paths, BuildOptions(builder="b"), _CtrlCRunner())  # type: ignore[arg-type]
     assert caught.value.exit_code == 130
+
+
+class _PhaseRunner:
+    """Writes bake's metadata as buildx does for the targets of each call; fails the calls naming ``fail``."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.fail = fail
+        self.calls: list[Invocation] = []
+
+    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
+        self.calls.append(invocation)
+        if self.fail in invocation.targets:
+            step = {"digest": "x", "name": f"[{self.fail} 1/1] RUN compile", "started": "2026-01-01T00:00:00Z"}
+            yield json.dumps({"vertexes": [{**step, "error": "exit code: 2"}]})
+            raise BakeFailed(1, "ERROR: failed to solve\n")
+        meta = {
+            t: {
+                "containerimage.digest": f"sha256:{t}",
+                "image.name": f"127.0.0.1:5000/lb/{t}:v1,127.0.0.1:5000/lb/{t}:b1",
+            }
+            for t in invocation.targets
+        }
+        Path(invocation.metadata_file or "").write_text(json.dumps(meta))
+        yield from ()
+
+
+def test_pushed_bases_pin_their_models_by_repository_and_digest(write_catalog: WriteCatalog) -> None:
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    runner = _PhaseRunner()
+    summary = run_build(paths, BuildOptions(builder="b", push=True, cache=CachePreset("gha")), runner)  # type: ignore[arg-type]
+    assert [c.targets for c in runner.calls] == [("llama-cpp-cuda",), ("model-a",)]
+    assert "model-a.contexts.base=docker-image://127.0.0.1:5000/lb/llama-cpp-cuda@sha256:llama-cpp-cuda" in (
+        runner.calls[1].flags
+    )
+    model = next(t for t in summary.targets if t.name == "model-a")
+    assert model.base_digest == "sha256:llama-cpp-cuda"
+    assert model.digest == "sha256:model-a"
+    assert summary.phases == 2
+
+
+def test_a_base_that_fails_skips_its_models_and_says_so(write_catalog: WriteCatalog) -> None:
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    runner = _PhaseRunner(fail="llama-cpp-cuda")
+    with pytest.raises(BuildError) as caught:
+        run_build(paths, BuildOptions(builder="b", cache=CachePreset("gha")), runner)  # type: ignore[arg-type]
+    assert len(runner.calls) == 1, "the models' phase never starts"
+    message = str(caught.value)
+    assert "target `llama-cpp-cuda` failed at step `RUN compile`" in message
+    assert "skipped, their base did not build: model-a" in message

@@ -271,6 +271,7 @@ target "ada" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/ada:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ada")
   cache-to   = cache_to("ada")
 }
@@ -301,6 +302,7 @@ target "ampere" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/ampere:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ampere")
   cache-to   = cache_to("ampere")
 }
@@ -331,6 +333,7 @@ target "ampere-datacenter" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/ampere-datacenter:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ampere-datacenter")
   cache-to   = cache_to("ampere-datacenter")
 }
@@ -361,6 +364,7 @@ target "blackwell-consumer" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/blackwell-consumer:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("blackwell-consumer")
   cache-to   = cache_to("blackwell-consumer")
 }
@@ -391,6 +395,7 @@ target "blackwell-datacenter" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/blackwell-datacenter:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("blackwell-datacenter")
   cache-to   = cache_to("blackwell-datacenter")
 }
@@ -421,6 +426,7 @@ target "gb10" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/gb10:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("gb10")
   cache-to   = cache_to("gb10")
 }
@@ -451,6 +457,7 @@ target "hopper" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/hopper:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("hopper")
   cache-to   = cache_to("hopper")
 }
@@ -481,6 +488,7 @@ target "on-ada" {
     "org.opencontainers.image.title" = "on-ada"
   }
   tags       = ["${REGISTRY}/on-ada:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ada"), cache_from("ada"))
   cache-to   = cache_to("on-ada")
 }
@@ -511,6 +519,7 @@ target "on-ampere" {
     "org.opencontainers.image.title" = "on-ampere"
   }
   tags       = ["${REGISTRY}/on-ampere:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ampere"), cache_from("ampere"))
   cache-to   = cache_to("on-ampere")
 }
@@ -541,6 +550,7 @@ target "on-ampere-datacenter" {
     "org.opencontainers.image.title" = "on-ampere-datacenter"
   }
   tags       = ["${REGISTRY}/on-ampere-datacenter:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ampere-datacenter"), cache_from("ampere-datacenter"))
   cache-to   = cache_to("on-ampere-datacenter")
 }
@@ -571,6 +581,7 @@ target "on-blackwell-consumer" {
     "org.opencontainers.image.title" = "on-blackwell-consumer"
   }
   tags       = ["${REGISTRY}/on-blackwell-consumer:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-blackwell-consumer"), cache_from("blackwell-consumer"))
   cache-to   = cache_to("on-blackwell-consumer")
 }
@@ -601,6 +612,7 @@ target "on-blackwell-datacenter" {
     "org.opencontainers.image.title" = "on-blackwell-datacenter"
   }
   tags       = ["${REGISTRY}/on-blackwell-datacenter:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-blackwell-datacenter"), cache_from("blackwell-datacenter"))
   cache-to   = cache_to("on-blackwell-datacenter")
 }
@@ -631,6 +643,7 @@ target "on-gb10" {
     "org.opencontainers.image.title" = "on-gb10"
   }
   tags       = ["${REGISTRY}/on-gb10:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-gb10"), cache_from("gb10"))
   cache-to   = cache_to("on-gb10")
 }
@@ -661,6 +674,7 @@ target "on-hopper" {
     "org.opencontainers.image.title" = "on-hopper"
   }
   tags       = ["${REGISTRY}/on-hopper:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-hopper"), cache_from("hopper"))
   cache-to   = cache_to("on-hopper")
 }
@@ -691,6 +705,7 @@ target "on-turing" {
     "org.opencontainers.image.title" = "on-turing"
   }
   tags       = ["${REGISTRY}/on-turing:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-turing"), cache_from("turing"))
   cache-to   = cache_to("on-turing")
 }
@@ -721,6 +736,7 @@ target "on-volta" {
     "org.opencontainers.image.title" = "on-volta"
   }
   tags       = ["${REGISTRY}/on-volta:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-volta"), cache_from("volta"))
   cache-to   = cache_to("on-volta")
 }
@@ -751,6 +767,7 @@ target "turing" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/turing:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("turing")
   cache-to   = cache_to("turing")
 }
@@ -781,6 +798,7 @@ target "volta" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/volta:${TAG}"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("volta")
   cache-to   = cache_to("volta")
 }

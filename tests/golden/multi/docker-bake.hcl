@@ -490,6 +490,7 @@ target "cpu" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/cpu:${TAG}", "${REGISTRY}/cpu:${TAG}-cpu", "${REGISTRY}/cpu:llama-b6500"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("cpu")
   cache-to   = cache_to("cpu")
 }
@@ -526,6 +527,7 @@ target "cuda-129" {
     "org.opencontainers.image.version" = "4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"
   }
   tags       = ["${REGISTRY}/cuda-129:${TAG}", "${REGISTRY}/cuda-129:${TAG}-cuda", "${REGISTRY}/cuda-129:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("cuda-129")
   cache-to   = cache_to("cuda-129")
 }
@@ -560,6 +562,7 @@ target "gated" {
   }
   tags       = ["${REGISTRY}/gated:${TAG}", "${REGISTRY}/gated:${TAG}-cuda", "${REGISTRY}/gated:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"]
   secret     = ["id=hf_token,env=HF_TOKEN"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gated"), cache_from("cuda-129"))
   cache-to   = cache_to("gated")
 }
@@ -593,6 +596,7 @@ target "local" {
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
   }
   tags       = ["${REGISTRY}/local:${TAG}", "${REGISTRY}/local:${TAG}-cpu", "${REGISTRY}/local:llama-b6500"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("local"), cache_from("cpu"))
   cache-to   = cache_to("local")
 }
@@ -624,6 +628,7 @@ target "tiny-cpu" {
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
   }
   tags       = ["${REGISTRY}/tiny-cpu:${TAG}", "${REGISTRY}/tiny-cpu:${TAG}-cpu", "${REGISTRY}/tiny-cpu:llama-b6500"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("tiny-cpu"), cache_from("cpu"))
   cache-to   = cache_to("tiny-cpu")
 }
@@ -667,6 +672,7 @@ target "vision" {
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
   }
   tags       = ["${REGISTRY}/vision:${TAG}", "${REGISTRY}/vision:${TAG}-cuda", "${REGISTRY}/vision:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", "${REGISTRY}/vision:stable"]
+  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("vision"), cache_from("cuda-129"))
   cache-to   = cache_to("vision")
 }

@@ -1,0 +1,283 @@
+"""Build options + the plan -> the ``docker buildx bake`` command lines of one build. Pure: nothing runs, nothing
+is created on disk (``build`` creates the directories these commands name).
+
+A build is one bake, or two phases: the bases first, then the models with each model's ``base`` context pinned
+to the exact image the first phase made (``docker-image://REPO@sha256:...`` when pushed, else
+``oci-layout://DIR@sha256:...``). Two phases are what makes an imported cache hold: in one bake, a base shared by
+several models through ``target:`` contexts leaves BuildKit without a cache path to some models' own steps
+(moby/buildkit#4674), so their weights are downloaded again. With the base pinned by digest, each model's steps
+hang off an image, not off another request, and its own cache covers them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llama_bake.bake import Invocation
+from llama_bake.catalog import did_you_mean
+from llama_bake.errors import UsageError
+from llama_bake.plan import BakePlan
+
+CacheKind = Literal["registry", "gha", "local"]
+PhaseMode = Literal["auto", "one", "two"]
+PhaseName = Literal["all", "bases", "models"]
+
+
+@dataclass(frozen=True)
+class CachePreset:
+    """One cache per target: ``REF/<target>:buildcache``, gha scope ``llama-bake-<target>``, or ``DIR/<target>``."""
+
+    kind: CacheKind
+    ref: str = ""
+
+    @classmethod
+    def parse(cls, spec: str, option: str = "--cache") -> CachePreset:
+        kind, _, ref = spec.partition("=")
+        if kind == "gha" and not ref:
+            return cls("gha")
+        if kind in ("registry", "local") and ref:
+            return cls(kind, ref)  # type: ignore[arg-type]
+        msg = f"{option} {spec!r}: use registry=REF_PREFIX, gha or local=DIR"
+        raise UsageError(msg)
+
+    def absolute(self) -> CachePreset:
+        """A local directory as an absolute path: buildx resolves relative ones against its own directory."""
+        return CachePreset(self.kind, str(Path(self.ref).absolute())) if self.kind == "local" else self
+
+    def source(self, target: str) -> str:
+        match self.kind:
+            case "gha":
+                return f"type=gha,scope=llama-bake-{target}"
+            case "registry":
+                return f"type=registry,ref={self.ref}/{target}:buildcache"
+            case "local":
+                return f"type=local,src={self.ref}/{target}"
+
+    def destination(self, target: str) -> str:
+        match self.kind:
+            case "gha":
+                return f"type=gha,scope=llama-bake-{target},mode=max"
+            case "registry":
+                return f"type=registry,ref={self.ref}/{target}:buildcache,mode=max"
+            case "local":
+                return f"type=local,dest={self.ref}/{target},mode=max"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    targets: tuple[str, ...] = ()
+    builder: str | None = None
+    push: bool = False
+    load: bool = False
+    outputs: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()
+    no_cache: bool = False
+    cache: CachePreset | None = None
+    # Per kind of target, in place of ``cache``: a CUDA base fits a CI cache of a few GB, a model's weights do not.
+    base_cache: CachePreset | None = None
+    model_cache: CachePreset | None = None
+    cache_export: bool = True  # False: import only (a pull request cannot write the cache)
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    image_overrides: tuple[str, ...] = ()
+    phases: PhaseMode = "auto"
+    dry_run: bool = False
+
+    def cache_for(self, kind: str) -> CachePreset | None:
+        preset = (self.base_cache if kind == "base" else self.model_cache) or self.cache
+        return preset.absolute() if preset is not None else None
+
+    @property
+    def imports_cache(self) -> bool:
+        return bool(self.cache or self.base_cache or self.model_cache or self.cache_from)
+
+
+def expand_targets(plan: BakePlan, names: Iterable[str]) -> list[str]:
+    """Targets named directly or through groups, in plan order; unknown names are a usage error."""
+    groups = {g.name: g.targets for g in plan.groups}
+    known = {t.name for t in plan.targets}
+    wanted: set[str] = set()
+    for name in names:
+        if name in groups:
+            wanted.update(groups[name])
+        elif name in known:
+            wanted.add(name)
+        else:
+            hint = did_you_mean(name, sorted(known | set(groups)))
+            msg = f"unknown target or group `{name}`" + (f"; {hint}" if hint else "; see `llama-bake list`")
+            raise UsageError(msg)
+    return [t.name for t in plan.targets if t.name in wanted]
+
+
+def with_bases(plan: BakePlan, targets: Iterable[str]) -> list[str]:
+    """``targets`` and the bases they are linked to (BuildKit builds those too), in plan order."""
+    names = set(targets)
+    wanted = names | {b for t in names if (b := plan.target(t).base)}
+    return [t.name for t in plan.targets if t.name in wanted]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One bake of a build: ``names`` as given to bake, ``targets`` every target it builds."""
+
+    name: PhaseName
+    names: tuple[str, ...]
+    targets: tuple[str, ...]
+
+
+def phases(options: BuildOptions, plan: BakePlan) -> list[Phase]:
+    """One bake, or bases then models: two phases whenever a cache is imported (``auto``), or as asked."""
+    names = list(options.targets) or ["default"]
+    requested = expand_targets(plan, names)
+    every = with_bases(plan, requested)
+    models = tuple(t for t in requested if plan.target(t).kind == "model")
+    two = options.phases == "two" or (options.phases == "auto" and options.imports_cache)
+    if not two or not models:
+        return [Phase("all", tuple(names), tuple(every))]
+    bases = tuple(t for t in every if plan.target(t).kind == "base")
+    return [Phase("bases", bases, bases), Phase("models", models, models)]
+
+
+def layout_dir(workdir: Path, base: str) -> Path:
+    """Where the first phase writes a base as an OCI layout when nothing is pushed."""
+    return workdir / "bases" / base
+
+
+def _allow_path(path: Path, cwd: Path, mode: str) -> list[str]:
+    # buildx asks for an entitlement to read or write outside its working directory.
+    try:
+        path.resolve().relative_to(cwd.resolve())
+    except ValueError:
+        return ["--allow", f"fs.{mode}={path}"]
+    return []
+
+
+def _output_dest(spec: str) -> Path | None:
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        if key == "dest" and value not in ("", "-"):
+            return Path(value)
+    return None
+
+
+def outputs(options: BuildOptions, targets: Iterable[str]) -> list[tuple[str, str, Path | None]]:
+    """Each ``--output`` as (target, or ``*`` for all, exporter, the directory its ``dest`` is written in)."""
+    found = []
+    for spec in options.outputs:
+        for target in targets if "{target}" in spec else ["*"]:
+            resolved = spec.replace("{target}", target)
+            dest = _output_dest(resolved)
+            found.append((target, resolved, dest.absolute().parent if dest is not None else None))
+    return found
+
+
+def make_invocation(
+    options: BuildOptions,
+    plan: BakePlan,
+    phase: Phase,
+    bake_file: Path,
+    metadata_file: Path,
+    cwd: Path,
+    workdir: Path,
+    base_images: Mapping[str, str] | None = None,
+) -> Invocation:
+    """The buildx command of ``phase``. ``workdir`` holds the bases' OCI layouts between two phases;
+    ``base_images`` (phase ``models``) maps each base to the pinned image source its models build on."""
+    flags: list[str] = []
+    for variable in options.variables:
+        if "=" not in variable:
+            msg = f"--var {variable!r}: write NAME=VALUE"
+            raise UsageError(msg)
+        flags += ["--var", variable]
+    bases = [t.name for t in plan.targets if t.kind == "base"]
+    for override in options.image_overrides:
+        ref, sep, source = override.partition("=")
+        if not sep or not ref or not source:
+            msg = f"--image-override {override!r}: write IMAGE=SOURCE, e.g. ubuntu:24.04=oci-layout:///mirror/ubuntu"
+            raise UsageError(msg)
+        flags += [arg for base in bases for arg in ("--set", f"{base}.contexts.{ref}={source}")]
+    if phase.name == "models":
+        for model in phase.targets:
+            base = plan.target(model).base
+            assert base is not None
+            assert base_images is not None
+            flags += ["--set", f"{model}.contexts.base={base_images[base]}"]
+        if not options.push:
+            flags += _allow_path(workdir, cwd, "read")
+    flags += _cache_flags(options, plan, phase, cwd)
+    for target, spec, out_dir in outputs(options, phase.targets):
+        flags += ["--set", f"{target}.output={spec}"]
+        if out_dir is not None:
+            flags += _allow_path(out_dir, cwd, "write")
+    if phase.name == "bases" and not options.push:
+        for base in phase.targets:
+            flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(workdir, base)},tar=false"]
+        flags += _allow_path(workdir, cwd, "write")
+    for item in options.sets:
+        flags += ["--set", item]
+    return Invocation(
+        files=(str(bake_file),),
+        targets=phase.names,
+        builder=options.builder,
+        push=options.push,
+        load=options.load,
+        no_cache=options.no_cache,
+        flags=tuple(flags),
+        env={},
+        metadata_file=str(metadata_file),
+    )
+
+
+def _cache_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path) -> list[str]:
+    """Every target's cache, spelled out: a ``--set`` replaces the bake file's own list, and each target
+    gets its own cache so that none overwrites another's. In one bake a model also reads its base's cache;
+    with its base pinned by digest (two phases) it reads only its own, the layout seen to hit every time."""
+    flags: list[str] = []
+    for name in phase.targets:
+        target = plan.target(name)
+        preset = options.cache_for(target.kind)
+        if preset is not None:
+            sources = [preset.source(name)]
+            if phase.name == "all" and target.base is not None:
+                base_preset = options.cache_for("base")
+                if base_preset is not None:
+                    sources.append(base_preset.source(target.base))
+            flags += [arg for spec in sources for arg in ("--set", f"{name}.cache-from={spec}")]
+            if options.cache_export:
+                flags += ["--set", f"{name}.cache-to={preset.destination(name)}"]
+    for spec in options.cache_from:
+        flags += ["--set", f"*.cache-from={spec}"]
+    if options.cache_export:
+        for spec in options.cache_to:
+            flags += ["--set", f"*.cache-to={spec}"]
+    for kind in ("base", "model"):
+        preset = options.cache_for(kind)
+        if preset is not None and preset.kind == "local":
+            directory = Path(preset.ref)
+            flags += _allow_path(directory, cwd, "read")
+            if options.cache_export:
+                flags += _allow_path(directory, cwd, "write")
+    return _dedupe_allows(flags)
+
+
+def _dedupe_allows(flags: list[str]) -> list[str]:
+    """The same ``--allow`` once (a base and its models may share a cache directory)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        if flag == "--allow":
+            if value in seen:
+                continue
+            seen.add(value)
+        out += [flag, value]
+    return out
+
+
+def command_text(invocation: Invocation) -> str:
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(invocation.env.items()))
+    return (env + " " if env else "") + shlex.join(invocation.argv())

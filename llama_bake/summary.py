@@ -1,0 +1,166 @@
+"""What a build did, per target: the progress stream and bake's metadata -> a ``Summary``, and the text that
+explains a failure. Pure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from llama_bake.plan import BakePlan
+from llama_bake.progress import Progress, TargetState, Vertex
+
+LOG_TAIL = 20
+
+# built: steps ran; cached: every step came from the cache; unfinished: started, then the build stopped
+# (a failure elsewhere, Ctrl-C); skipped: never tried, because the base it needs failed.
+Status = Literal["built", "cached", "failed", "canceled", "unfinished", "skipped", "not started"]
+DONE: tuple[Status, ...] = ("built", "cached")
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    name: str
+    image: str
+    digest: str
+    status: Status
+    wall_seconds: float
+    steps_executed: int
+    steps_cached: int
+    base_digest: str = ""  # the exact base image a model was built on (two phases)
+
+
+@dataclass(frozen=True)
+class Summary:
+    targets: tuple[TargetSummary, ...]
+    wall_seconds: float
+    builder: str
+    messages: tuple[str, ...] = field(default=())  # buildx's own lines, each once
+    phases: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "messages", tuple(dict.fromkeys(self.messages)))
+
+    @property
+    def finished(self) -> list[str]:
+        return [t.name for t in self.targets if t.status in DONE]
+
+    @property
+    def steps_executed(self) -> int:
+        return sum(t.steps_executed for t in self.targets)
+
+    @property
+    def steps_cached(self) -> int:
+        return sum(t.steps_cached for t in self.targets)
+
+    def to_json(self) -> str:
+        data = {
+            "builder": self.builder,
+            "phases": self.phases,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "steps_executed": self.steps_executed,
+            "steps_cached": self.steps_cached,
+            "targets": [asdict(t) | {"wall_seconds": round(t.wall_seconds, 3)} for t in self.targets],
+            "messages": list(self.messages),
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def image_of(plan: BakePlan, name: str, variables: tuple[str, ...]) -> str:
+    """The target's first image name, with ``--var`` values in place of the variables' defaults."""
+    declared = {v.name for v in plan.variables}
+    overrides = {}
+    for item in variables:
+        key, _, value = item.partition("=")
+        if key in declared:
+            overrides[key] = value
+    target = plan.target(name)
+    return plan.resolve(target.tags[0] if target.tags else target.image, overrides)
+
+
+def summarize(
+    plan: BakePlan,
+    targets: list[str],
+    progress: Progress,
+    metadata: Mapping[str, object],
+    wall_seconds: float,
+    builder: str | None,
+    variables: tuple[str, ...] = (),
+    skipped: tuple[str, ...] = (),
+    phases: int = 1,
+) -> Summary:
+    finished = progress.finished_targets()
+    statuses = {name: _status(progress.target(name), name in finished, metadata.get(name)) for name in targets}
+    for name in targets:
+        # BuildKit names a shared step after the first target that reached it: when only models were asked
+        # for, the base's steps show under a model, and a built model means its base was built.
+        base = plan.target(name).base
+        if base in statuses and statuses[base] in ("not started", "unfinished") and statuses[name] == "built":
+            statuses[base] = "built"
+    for name in skipped:
+        statuses[name] = "skipped"
+    rows = []
+    for name in targets:
+        state = progress.target(name)
+        status = statuses[name]
+        if status == "built" and state.executed == 0:
+            status = "cached"
+        base = plan.target(name).base
+        rows.append(
+            TargetSummary(
+                name=name,
+                image=str(_meta(metadata, name).get("image.name") or image_of(plan, name, variables)).split(",")[0],
+                digest=digest_of(metadata, name),
+                status=status,
+                wall_seconds=state.wall_seconds,
+                steps_executed=state.executed,
+                steps_cached=state.cached,
+                base_digest=digest_of(metadata, base) if base and phases > 1 else "",
+            )
+        )
+    return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages), phases)
+
+
+def _meta(metadata: Mapping[str, object], name: str) -> Mapping[str, object]:
+    found = metadata.get(name)
+    return found if isinstance(found, dict) else {}
+
+
+def digest_of(metadata: Mapping[str, object], name: str) -> str:
+    return str(_meta(metadata, name).get("containerimage.digest") or "")
+
+
+def _status(state: TargetState, finished: bool, meta: object) -> Status:
+    if state.failed is not None:
+        return "failed"
+    if state.canceled:
+        return "canceled"
+    if finished or meta:
+        return "built"
+    return "unfinished" if state.vertices else "not started"
+
+
+def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr: str) -> str:
+    unfinished = [t.name for t in summary.targets if t.status not in DONE and t.status != "skipped"]
+    skipped = [t.name for t in summary.targets if t.status == "skipped"]
+    lines = []
+    if failure is not None:
+        target, vertex = failure
+        lines.append(f"target `{target}` failed at step `{vertex.step.strip()}`:")
+        lines.append(f"  {vertex.error.strip()}")
+        if vertex.log:
+            lines.append(f"  last {min(LOG_TAIL, len(vertex.log))} lines of its log:")
+            lines += [f"    {line}" for line in vertex.log[-LOG_TAIL:]]
+    else:
+        tail = [line for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("{")]
+        if any(t.status == "canceled" for t in summary.targets):
+            lines.append("the build was canceled (buildx was interrupted or stopped):")
+        else:
+            lines.append("docker buildx bake failed before any step ran:")
+        lines += [f"  {line}" for line in tail[-LOG_TAIL:]] or ["  (no output)"]
+    lines.append("finished: " + (", ".join(summary.finished) or "none"))
+    lines.append("not finished: " + (", ".join(unfinished) or "none"))
+    if skipped:
+        lines.append("skipped, their base did not build: " + ", ".join(skipped))
+    return "\n".join(lines)
