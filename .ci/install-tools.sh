@@ -7,6 +7,7 @@ set -euo pipefail
 BUILDX_VERSION=${BUILDX_VERSION:-v0.36.1}
 BUILDKIT_VERSION=${BUILDKIT_VERSION:-v0.32.2}
 COMPOSE_VERSION=${COMPOSE_VERSION:-v2.40.3}
+ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-v1.7.12}
 TOOLS=${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}
 mkdir -p "$TOOLS"
 
@@ -53,6 +54,12 @@ if ! "$TOOLS/docker-compose" version 2>/dev/null | grep -q "$COMPOSE_VERSION"; t
     dir=$(built_inside "github.com/docker/compose/v2@$COMPOSE_VERSION")
     (cd "$dir" && go build -ldflags "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
         -o "$TOOLS/docker-compose" ./cmd)
+fi
+
+if ! "$TOOLS/actionlint" -version 2>/dev/null | grep -q "${ACTIONLINT_VERSION#v}"; then
+    echo "install-tools: building actionlint $ACTIONLINT_VERSION" >&2
+    GOBIN=$TOOLS go install -ldflags "-X github.com/rhysd/actionlint.version=${ACTIONLINT_VERSION#v}" \
+        "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 fi
 
 mkdir -p "$HOME/.docker/cli-plugins"

@@ -67,7 +67,15 @@ def _no_builder(text: str) -> bool:
     return any(hint in lowered for hint in NO_BUILDER_HINTS)
 
 
-class BuildInterrupted(BuildError):
+class BuildFailed(BuildError):
+    """A build that ran and failed; ``summary`` says what each target got to (for ``--summary-json``)."""
+
+    def __init__(self, message: str, summary: Summary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class BuildInterrupted(BuildFailed):
     exit_code = 130
 
 
@@ -166,7 +174,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: BakeRunner, on_line: 
         msg = "interrupted; the builder cancels the running steps. Targets that had finished: " + (
             ", ".join(summary.finished) or "none"
         )
-        raise BuildInterrupted(msg)
+        raise BuildInterrupted(msg, summary)
     if failed:
         failure = progress.failure()
         if failure is None and _missing_builder(builder, stderr):
@@ -181,7 +189,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: BakeRunner, on_line: 
                 " or pass --builder NAME.\n" + stderr.strip()
             )
             raise DockerError(msg)
-        raise BuildError(failure_message(failure, summary, stderr))
+        raise BuildFailed(failure_message(failure, summary, stderr), summary)
     return summary
 
 

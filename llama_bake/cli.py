@@ -250,11 +250,16 @@ def build(
     if dry_run:
         click.echo(builds.dry_run(paths, options, WhalesRunner()))
         return
-    with console.BuildDisplay(progress) as display:
-        result = builds.run_build(paths, options, WhalesRunner(), on_line=display)
-    if summary_json is not None:
-        from llama_bake.output import write_atomic
+    from llama_bake.output import write_atomic
 
+    try:
+        with console.BuildDisplay(progress) as display:
+            result = builds.run_build(paths, options, WhalesRunner(), on_line=display)
+    except builds.BuildFailed as exc:
+        if summary_json is not None:  # CI shows what failed and what was skipped
+            write_atomic(summary_json, exc.summary.to_json())
+        raise
+    if summary_json is not None:
         write_atomic(summary_json, result.to_json())
     if progress != "quiet":
         click.echo(console.summary_text(result), err=True, nl=False)

@@ -316,11 +316,15 @@ def test_a_failing_model_names_the_target_shows_its_log_and_reports_the_others(p
     assert "m3" in message.split("not finished: ")[1]
 
 
-def test_the_cli_exits_6_on_a_failed_build(project: Project) -> None:
+def test_the_cli_exits_6_on_a_failed_build_and_still_writes_the_summary(project: Project, tmp_path: Path) -> None:
     project.model("m3", server={"env": {"FIXTURE_FAIL": "1"}})
-    result = CliRunner().invoke(main, ["build", "--catalog", str(project.catalog), "--progress", "quiet", "m3"])
+    out = tmp_path / "summary.json"
+    argv = ["build", "--catalog", str(project.catalog), "--progress", "quiet", "--summary-json", str(out), "m3"]
+    result = CliRunner().invoke(main, argv)
     assert result.exit_code == 6
     assert "target `m3` failed" in result.output
+    statuses = {t["name"]: t["status"] for t in json.loads(out.read_text())["targets"]}
+    assert statuses == {"base": "built", "m3": "failed"} or statuses == {"base": "cached", "m3": "failed"}
 
 
 @pytest.fixture

@@ -197,3 +197,42 @@ def test_generate_works_and_is_identical_without_a_writable_template_cache(
         outputs.append(out.read_bytes())
     assert list((tmp_path / "cache" / "llama-bake" / "jinja").iterdir()), "the first run fills the cache"
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+@pytest.mark.parametrize(
+    ("provider", "settings"),
+    [
+        ("github", ["--runs-on", "gpu-runner", "--no-free-disk", "--model-cache", "registry=r.example/c"]),
+        ("gitlab", ["--runner-tag", "gpu", "--runner-tag", "cuda 12", "--branch", "release"]),
+    ],
+)
+def test_ci_settings_land_in_the_file_and_its_header_command_writes_it_again(
+    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str, settings: list[str]
+) -> None:
+    import shlex
+
+    import yaml
+
+    catalog = write_catalog()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / f"{provider}.yml"
+    runner = CliRunner()
+    result = runner.invoke(main, ["ci", provider, "-f", str(out), "--install", "llama-bake==9.9", *settings])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    data = yaml.safe_load(text)
+    if provider == "github":
+        job = data["jobs"]["build"]
+        assert job["runs-on"] == "gpu-runner"
+        assert not any(s.get("name") == "Free disk space for the CUDA build" for s in job["steps"])
+        build = next(s["run"] for s in job["steps"] if s.get("name") == "Build the images")
+        assert "--model-cache registry=r.example/c" in build
+        assert "--base-cache gha" in build
+    else:
+        assert data["llama-bake"]["tags"] == ["gpu", "cuda 12"]
+        assert '[ "$CI_COMMIT_BRANCH" = release ]' in data["llama-bake"]["script"][1]
+    assert "install llama-bake==9.9" in text.replace("--break-system-packages ", "")
+    command = text.splitlines()[1].removeprefix("# Regenerate with: ")
+    again = runner.invoke(main, [*shlex.split(command)[1:], "--check"])
+    assert again.exit_code == 0, f"{command}: {again.output}"
+    assert catalog.exists()

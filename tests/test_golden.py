@@ -119,6 +119,18 @@ SCHEMAS = {
 }
 
 
+@pytest.mark.tools
+@pytest.mark.parametrize("case", GENERATED_CASES)
+def test_the_generated_github_workflow_passes_actionlint(case: str) -> None:
+    if shutil.which("actionlint") is None:
+        pytest.fail("actionlint is not installed: run .ci/install-tools.sh")
+    result = subprocess.run(
+        ["actionlint", "-no-color", str(GOLDEN / case / "github.yml")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.tools
 @pytest.mark.parametrize("case", GENERATED_CASES)
 def test_generated_files_pass_their_published_json_schemas(case: str) -> None:
     for name, schema in SCHEMAS.items():
