@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -53,6 +54,37 @@ GPU_FAMILIES: dict[str, GpuFamily] = {
         GpuFamily("gb10", 121, "121a-real", (12, 9), None, "GB10 (DGX Spark)"),
     )
 }
+
+# What people write for a card (lower case, without spaces, '-' or '_') -> its family.
+_CARD_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"(geforce)?rtx20\d\d(ti|super)?|t4|quadrortx\d+|titanrtx", "turing"),
+    (r"(geforce)?rtx30\d\d(ti)?|a10g?|a40|rtxa\d+|a6000", "ampere"),
+    (r"a100|a30|a800", "ampere-datacenter"),
+    (r"(geforce)?rtx40\d\d(ti|super)?|l4|l40s?|rtx6000ada|rtx\d+ada", "ada"),
+    (r"gh200|h100|h200|h800|h20", "hopper"),
+    (r"gb200|b200|b100|gb300|b300", "blackwell-datacenter"),
+    (r"(geforce)?rtx50\d\d(ti)?|rtxpro\d+(blackwell)?", "blackwell-consumer"),
+    (r"dgxspark|spark", "gb10"),
+    (r"v100|titanv", "volta"),
+)
+
+
+def _family_hint(word: str) -> str:
+    """What a GPU family the user wrote as a card name or a compute capability stands for."""
+    compact = re.sub(r"[\s_-]", "", word.lower())
+    capability = re.fullmatch(r"(?:sm|compute|cc)?(\d{1,2})\.?(\d)a?", compact)
+    if capability:
+        cc = int(capability.group(1) + capability.group(2))
+        match = next((f for f in GPU_FAMILIES.values() if f.compute_capability == cc), None)
+        if match is not None:
+            return f"compute capability {cc} is the family `{match.name}` ({match.cards}): write `{match.name}`"
+        return f"no family llama-bake knows has compute capability {cc}"
+    for pattern, family in _CARD_PATTERNS:
+        if re.fullmatch(pattern, compact):
+            return f"{word} is in the family `{family}` ({GPU_FAMILIES[family].cards}): write `{family}`"
+    hint = did_you_mean(word, tuple(GPU_FAMILIES))
+    return hint or "not a family llama-bake knows"
+
 
 # CMake switches that look plausible but do not exist (any more) in llama.cpp, with what to do instead.
 OBSOLETE_CMAKE_OPTIONS: dict[str, str] = {
@@ -117,7 +149,9 @@ TargetName = Annotated[
 ]
 Sha256 = Annotated[
     str,
-    _pattern(r"[0-9a-f]{64}", "a sha256", "give the 64 lowercase hex digits of the file's SHA-256"),
+    # PowerShell's Get-FileHash prints upper case; the checksum is the same.
+    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    _pattern(r"[0-9a-f]{64}", "a sha256", "give the 64 hex digits of the file's SHA-256"),
 ]
 Revision = Annotated[
     str,
@@ -420,15 +454,24 @@ class Base(Strict):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra OCI labels.")
 
+    @field_validator("gpu_families", mode="before")
+    @classmethod
+    def _numbers_as_words(cls, value: Any) -> Any:
+        # `gpu_families: [86, 8.9]` arrives as numbers: let the family check say what they stand for.
+        if isinstance(value, list | tuple):
+            return tuple(str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in value)
+        return value
+
     @field_validator("gpu_families")
     @classmethod
     def _known_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for family in value:
-            if family not in GPU_FAMILIES:
-                hint = did_you_mean(family, tuple(GPU_FAMILIES))
-                known = "; ".join(f"{f.name} ({f.cards})" for f in GPU_FAMILIES.values())
-                msg = f"unknown GPU family `{family}`" + (f"; {hint}" if hint else "") + f". Known: {known}"
-                raise ValueError(msg)
+        unknown = [family for family in value if family not in GPU_FAMILIES]
+        if unknown:
+            lines = [f"`{family}`: {_family_hint(family)}" for family in unknown]
+            known = "; ".join(f"{f.name} ({f.cards})" for f in GPU_FAMILIES.values())
+            noun = "an unknown GPU family" if len(unknown) == 1 else f"{len(unknown)} unknown GPU families"
+            msg = f"{noun}: " + "; ".join(lines) + f". Known: {known}"
+            raise ValueError(msg)
         if len(set(value)) != len(value):
             msg = "a GPU family is listed twice"
             raise ValueError(msg)

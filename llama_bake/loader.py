@@ -133,19 +133,19 @@ def _validate_named(cls: type[Base] | type[Model], entry: _Entry, problems: list
         return None
     data = dict(entry.data)
     data.setdefault("name", entry.path.stem)
-    return _validate(cls, data, entry.path, problems)
+    return _validate(cls, data, entry.path, problems, name_from_file="name" not in entry.data)
 
 
-def _validate(cls: type[BaseModel], data: Any, path: Path, problems: list[str]) -> Any:
+def _validate(cls: type[BaseModel], data: Any, path: Path, problems: list[str], *, name_from_file: bool = False) -> Any:
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            problems.append(_format_error(cls, error, data, path))
+            problems.append(_format_error(cls, error, path, name_from_file))
         return None
 
 
-def _format_error(cls: type[BaseModel], error: Any, data: Any, path: Path) -> str:
+def _format_error(cls: type[BaseModel], error: Any, path: Path, name_from_file: bool) -> str:
     loc = _clean_loc(tuple(error["loc"]))
     kind = error["type"]
     message = str(error["msg"])
@@ -161,6 +161,14 @@ def _format_error(cls: type[BaseModel], error: Any, data: Any, path: Path) -> st
         message = f"YAML read this value as a number ({error['input']!r}); put it in quotes to keep it a string"
     if kind == "missing" and loc == ("name",):
         message += f" (the file name `{path.stem}` is used when `name` is absent)"
+    if loc == ("name",) and name_from_file:
+        # The name came from the file: the fix is the file's name (or a `name:` key), not a line in it.
+        fixed = re.sub(r"[^a-zA-Z0-9_-]", "-", path.stem)
+        message = (
+            f"the file name `{path.name}` is the target name, and bake allows letters, digits, '-' and '_' only; "
+            f"rename the file (e.g. `{fixed}{path.suffix}`) or set `name: {fixed}` in it"
+        )
+        return f"{path}: {message}"
     return f"{path}:{_line_of(path, loc)}: {_dotted(loc)}: {message}"
 
 

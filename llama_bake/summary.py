@@ -94,18 +94,17 @@ def summarize(
     statuses = {name: _status(progress.target(name), name in finished, metadata.get(name)) for name in targets}
     for name in targets:
         # BuildKit names a shared step after the first target that reached it: when only models were asked
-        # for, the base's steps show under a model, and a built model means its base was built.
+        # for, the base's steps show under a model, and a model done means its base was done (as it was).
         base = plan.target(name).base
-        if base in statuses and statuses[base] in ("not started", "unfinished") and statuses[name] == "built":
-            statuses[base] = "built"
+        if base in statuses and statuses[name] in DONE:
+            if statuses[base] in ("not started", "unfinished") or not progress.target(base).steps:
+                statuses[base] = statuses[name]
     for name in skipped:
         statuses[name] = "skipped"
     rows = []
     for name in targets:
         state = progress.target(name)
         status = statuses[name]
-        if status == "built" and state.executed == 0:
-            status = "cached"
         base = plan.target(name).base
         rows.append(
             TargetSummary(
@@ -137,7 +136,7 @@ def _status(state: TargetState, finished: bool, meta: object) -> Status:
     if state.canceled:
         return "canceled"
     if finished or meta:
-        return "built"
+        return "cached" if state.steps and state.executed == 0 else "built"
     return "unfinished" if state.vertices else "not started"
 
 

@@ -383,7 +383,7 @@ def test_summary_json_and_plain_progress_from_the_cli(project: Project, tmp_path
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert [t["name"] for t in data["targets"]] == ["base", "m1"]
-    assert {t["status"] for t in data["targets"]} == {"built"}
+    assert {t["status"] for t in data["targets"]} <= {"built", "cached"}  # the session's builder may be warm
     assert "TARGET" in result.output
     # buildx's own warning (no exporter on a remote builder) reaches the user, as it would from raw bake.
     assert "buildx: WARNING: No output specified for m1 target(s)" in result.output
@@ -395,7 +395,7 @@ def test_image_override_from_the_command_line(project: Project) -> None:
     summary, _ = project.build(
         targets=("m1",), image_overrides=(f"{DEVEL}={project.stand_in}", f"{RUNTIME}={project.stand_in}")
     )
-    assert [t.status for t in summary.targets] == ["built", "built"]
+    assert [t.status in ("built", "cached") for t in summary.targets] == [True, True]
 
 
 def test_dry_run_prints_the_builder_the_build_would_use(project: Project, embedded_builder: str) -> None:

@@ -75,7 +75,7 @@ def test_every_problem_is_reported_at_once(write_catalog: WriteCatalog) -> None:
     assert "models/bad-base.yaml" in joined
     assert "unknown base `nowhere`" in joined
     assert "models/llama-3.1.yaml" in joined
-    assert "(for example `llama-3-1-8b`, not `llama-3.1`)" in joined
+    assert "rename the file (e.g. `llama-3-1.yaml`) or set `name: llama-3-1`" in joined
 
 
 def test_duplicate_model_names_name_both_entries(write_catalog: WriteCatalog) -> None:
@@ -170,3 +170,49 @@ def test_a_stack_service_must_say_its_cuda_version(write_catalog: WriteCatalog) 
     assert "stack.web: cannot read a CUDA version from 'nginx:1.27'; add `cuda: X.Y`" in problem
     project = {"stack": {"web": {"image": "nginx:1.27", "cuda": "12.8"}}}
     assert load_catalog(write_catalog(project=project))
+
+
+def _problems(write_catalog: WriteCatalog, **kwargs: object) -> str:
+    with pytest.raises(CatalogError) as exc:
+        load_catalog(write_catalog(**kwargs))
+    return str(exc.value)
+
+
+def test_yaml_1_1_words_stay_words(write_catalog: WriteCatalog) -> None:
+    """YAML 1.1 reads on/off/yes/no as booleans; the catalog reads them as the word the user wrote."""
+    catalog = write_catalog(project={"provenance": "off"})
+    (catalog / "models" / "model-a.yaml").write_text(
+        (catalog / "models" / "model-a.yaml").read_text() + "server:\n  flash_attn: on\n  jinja: false\n"
+    )
+    (catalog / "project.yaml").write_text("provenance: off\n")
+    loaded = load_catalog(catalog)
+    assert loaded.models[0].server.flash_attn == "on"
+    assert loaded.models[0].server.jinja is False
+    assert loaded.project.provenance == "off"
+
+
+def test_an_upper_case_checksum_is_accepted_and_normalised(write_catalog: WriteCatalog) -> None:
+    upper = "ABCDEF0123456789" * 4
+    model = {"weights": {**MODEL["weights"], "sha256": upper}}
+    loaded = load_catalog(write_catalog(models={"model-a": model}))
+    assert loaded.models[0].weights.sha256 == upper.lower()
+
+
+def test_every_bad_gpu_family_is_reported_with_the_family_it_stands_for(write_catalog: WriteCatalog) -> None:
+    base = {**BASE, "gpu_families": ["sm_86", 89, "8.9a", "rtx4090", "RTX PRO 6000", "adda", "volta"]}
+    message = _problems(write_catalog, bases={"llama-cpp-cuda": base})
+    assert "6 unknown GPU families" in message
+    assert "`sm_86`: compute capability 86 is the family `ampere`" in message
+    assert "`89`: compute capability 89 is the family `ada`" in message
+    assert "`rtx4090`: rtx4090 is in the family `ada`" in message
+    assert "write `blackwell-consumer`" in message
+    assert "`adda`: did you mean `ada`?" in message
+
+
+def test_a_file_name_that_is_no_target_name_says_to_rename_the_file(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog()
+    write_yaml(catalog / "models" / "qwen3.5-9b.yaml", MODEL)
+    message = _problems(write_catalog)
+    line = next(x for x in message.splitlines() if "qwen3.5-9b.yaml" in x)
+    assert line.startswith(f"{catalog / 'models' / 'qwen3.5-9b.yaml'}: the file name")
+    assert "rename the file (e.g. `qwen3-5-9b.yaml`) or set `name: qwen3-5-9b`" in line
