@@ -398,10 +398,12 @@ def test_a_local_file_with_the_wrong_checksum_fails_the_build_clearly(built: Bui
 
 
 def test_a_second_build_compiles_nothing(built: Built) -> None:
-    """Every step comes from the cache, except that BuildKit checks an http(s) ADD source again on every
-    build (a request to the server; with --checksum the layer stays the same)."""
+    """The same command again: every step comes from the cache (the base's compile and the models' downloads),
+    except that BuildKit checks an http(s) ADD source again on every build (a request to the server; with
+    --checksum the layer stays the same)."""
     progress = Progress()
-    result = _run(["llama-bake", "build", "--progress", "rawjson"], cwd=built.project, env={"HF_TOKEN": TOKEN})
+    command = ["llama-bake", "build", "--progress", "rawjson", "--cache", f"local={cache_dir() / 'bake-cache'}"]
+    result = _run(command, cwd=built.project, env={"HF_TOKEN": TOKEN})
     for line in result.stderr.splitlines():
         progress.feed(line)
     ran = executed(progress)
