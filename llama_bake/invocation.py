@@ -49,22 +49,19 @@ class CachePreset:
         return CachePreset(self.kind, str(Path(self.ref).absolute())) if self.kind == "local" else self
 
     def source(self, target: str) -> str:
+        return self._spec(target, "src")
+
+    def destination(self, target: str) -> str:
+        return self._spec(target, "dest") + ",mode=max"
+
+    def _spec(self, target: str, local_key: str) -> str:
         match self.kind:
             case "gha":
                 return f"type=gha,scope=llama-bake-{target}"
             case "registry":
                 return f"type=registry,ref={self.ref}/{target}:buildcache"
             case "local":
-                return f"type=local,src={self.ref}/{target}"
-
-    def destination(self, target: str) -> str:
-        match self.kind:
-            case "gha":
-                return f"type=gha,scope=llama-bake-{target},mode=max"
-            case "registry":
-                return f"type=registry,ref={self.ref}/{target}:buildcache,mode=max"
-            case "local":
-                return f"type=local,dest={self.ref}/{target},mode=max"
+                return f"type=local,{local_key}={self.ref}/{target}"
 
 
 @dataclass(frozen=True)

@@ -172,12 +172,6 @@ def test_a_stack_service_must_say_its_cuda_version(write_catalog: WriteCatalog) 
     assert load_catalog(write_catalog(project=project))
 
 
-def _problems(write_catalog: WriteCatalog, **kwargs: object) -> str:
-    with pytest.raises(CatalogError) as exc:
-        load_catalog(write_catalog(**kwargs))
-    return str(exc.value)
-
-
 def test_yaml_1_1_words_stay_words(write_catalog: WriteCatalog) -> None:
     """YAML 1.1 reads on/off/yes/no as booleans; the catalog reads them as the word the user wrote."""
     catalog = write_catalog(project={"provenance": "off"})
@@ -200,7 +194,7 @@ def test_an_upper_case_checksum_is_accepted_and_normalised(write_catalog: WriteC
 
 def test_every_bad_gpu_family_is_reported_with_the_family_it_stands_for(write_catalog: WriteCatalog) -> None:
     base = {**BASE, "gpu_families": ["sm_86", 89, "8.9a", "rtx4090", "RTX PRO 6000", "adda", "volta"]}
-    message = _problems(write_catalog, bases={"llama-cpp-cuda": base})
+    message = "\n".join(problems_of(write_catalog(bases={"llama-cpp-cuda": base})))
     assert "6 unknown GPU families" in message
     assert "`sm_86`: compute capability 86 is the family `ampere`" in message
     assert "`89`: compute capability 89 is the family `ada`" in message
@@ -212,7 +206,7 @@ def test_every_bad_gpu_family_is_reported_with_the_family_it_stands_for(write_ca
 def test_a_file_name_that_is_no_target_name_says_to_rename_the_file(write_catalog: WriteCatalog) -> None:
     catalog = write_catalog()
     write_yaml(catalog / "models" / "qwen3.5-9b.yaml", MODEL)
-    message = _problems(write_catalog)
+    message = "\n".join(problems_of(write_catalog()))
     line = next(x for x in message.splitlines() if "qwen3.5-9b.yaml" in x)
     assert line.startswith(f"{catalog / 'models' / 'qwen3.5-9b.yaml'}: the file name")
     assert "rename the file (e.g. `qwen3-5-9b.yaml`) or set `name: qwen3-5-9b`" in line
