@@ -96,10 +96,9 @@ def summarize(
         # BuildKit names a shared step after the first target that reached it: when only models were asked
         # for, the base's steps show under a model, and a model done means its base was done (as it was).
         base = plan.target(name).base
-        undecided = base in statuses and (
-            statuses[base] in ("not started", "unfinished") or not progress.target(base).steps
-        )
-        if undecided and statuses[name] in DONE:
+        if base is None or base not in statuses or statuses[name] not in DONE:
+            continue
+        if statuses[base] in ("not started", "unfinished") or not progress.target(base).steps:
             statuses[base] = statuses[name]
     for name in skipped:
         statuses[name] = "skipped"
