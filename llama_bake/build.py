@@ -28,7 +28,7 @@ from llama_bake.output import write_atomic
 from llama_bake.pipeline import Paths, compile_catalog
 from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress, Vertex
-from llama_bake.summary import Summary, digest_of, failure_message, summarize
+from llama_bake.summary import Summary, digest_of, failure_message, image_name, summarize
 
 DEFAULT_BUILDER = "llama-bake"
 OnLine = Callable[[str, Progress, list[Vertex]], None]
@@ -130,11 +130,8 @@ def run_build(paths: Paths, options: BuildOptions, runner: BakeRunner, on_line: 
             with _noting_sigint() as sigint:
                 for phase in steps:
                     ran.append(phase)
-                    base_images = {
-                        base: _base_source(options, plan, base, workdir, metadata)
-                        for base in (plan.target(t).base for t in phase.targets if phase.name == "models")
-                        if base is not None
-                    }
+                    pinned = _bases_of(plan, phase.targets) if phase.name == "models" else []
+                    base_images = {base: _base_source(options, plan, base, workdir, metadata) for base in pinned}
                     invocation = make_invocation(
                         dataclasses.replace(options, builder=builder),
                         plan,
@@ -214,18 +211,12 @@ def _base_source(
         msg = f"the first phase built `{base}` but buildx reported no digest for it; cannot pin its models to it"
         raise BuildError(msg)
     if options.push:
-        name = str(_meta_name(metadata, base) or plan.resolve(plan.target(base).image, _var_overrides(options)))
-        return f"docker-image://{_repository(name)}@{digest}"
+        return f"docker-image://{_repository(image_name(plan, metadata, base, options.variables))}@{digest}"
     return f"oci-layout://{layout_dir(workdir, base)}@{digest}"
 
 
-def _meta_name(metadata: Mapping[str, object], name: str) -> str:
-    found = metadata.get(name)
-    return str(found.get("image.name") or "").split(",")[0] if isinstance(found, dict) else ""
-
-
-def _var_overrides(options: BuildOptions) -> dict[str, str]:
-    return dict(item.partition("=")[::2] for item in options.variables)
+def _bases_of(plan: BakePlan, targets: tuple[str, ...]) -> list[str]:
+    return list(dict.fromkeys(b for t in targets if (b := plan.target(t).base) is not None))
 
 
 def _repository(image: str) -> str:

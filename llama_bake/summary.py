@@ -110,7 +110,7 @@ def summarize(
         rows.append(
             TargetSummary(
                 name=name,
-                image=str(_meta(metadata, name).get("image.name") or image_of(plan, name, variables)).split(",")[0],
+                image=image_name(plan, metadata, name, variables),
                 digest=digest_of(metadata, name),
                 status=status,
                 wall_seconds=state.wall_seconds,
@@ -120,6 +120,11 @@ def summarize(
             )
         )
     return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages), phases)
+
+
+def image_name(plan: BakePlan, metadata: Mapping[str, object], name: str, variables: tuple[str, ...]) -> str:
+    """The target's image as buildx reported it (its first name), else as the plan names it."""
+    return str(_meta(metadata, name).get("image.name") or image_of(plan, name, variables)).split(",")[0]
 
 
 def _meta(metadata: Mapping[str, object], name: str) -> Mapping[str, object]:
