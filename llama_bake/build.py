@@ -62,6 +62,20 @@ def _missing_builder(name: str | None, stderr: str) -> bool:
     return bool(name) and f'no builder "{name}" found' in stderr
 
 
+# What the docker client says when the buildx plugin is not installed: it reads `buildx` as an unknown command,
+# or `--builder` as an unknown flag of its own.
+NO_BUILDX_HINTS = ("unknown flag: --builder", "'buildx' is not a docker command", "unknown command: docker buildx")
+INSTALL_BUILDX = (
+    "the docker client has no buildx plugin: install it (Docker's apt repository: docker-buildx-plugin; "
+    "Ubuntu: docker-buildx; or a buildx release binary at ~/.docker/cli-plugins/docker-buildx), then check with "
+    "`docker buildx version`"
+)
+
+
+def _no_buildx(text: str) -> bool:
+    return any(hint in text for hint in NO_BUILDX_HINTS)
+
+
 def _no_builder(text: str) -> bool:
     lowered = text.lower()
     return any(hint in lowered for hint in NO_BUILDER_HINTS)
@@ -174,6 +188,8 @@ def run_build(paths: Paths, options: BuildOptions, runner: BakeRunner, on_line: 
         raise BuildInterrupted(msg, summary)
     if failed:
         failure = progress.failure()
+        if failure is None and _no_buildx(stderr):
+            raise DockerError(INSTALL_BUILDX)
         if failure is None and _missing_builder(builder, stderr):
             msg = (
                 f"there is no builder `{builder}` (`docker buildx ls` lists them); "

@@ -422,6 +422,17 @@ def no_builder_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buildx: None
     shutil.rmtree(state, ignore_errors=True)
 
 
+def test_build_with_a_docker_client_that_has_no_buildx_says_to_install_it(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real docker client with an empty plugin directory: it reads `--builder` as an unknown flag of its own."""
+    (tmp_path / "no-plugins").mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-plugins"))
+    result = CliRunner().invoke(main, ["build", "--catalog", str(project.catalog), "--progress", "quiet"])
+    assert result.exit_code == 5
+    assert "the docker client has no buildx plugin: install it" in result.output
+
+
 def test_doctor_and_build_without_a_builder_say_how_to_get_one(project: Project, no_builder_env: Path) -> None:
     doctor = CliRunner().invoke(main, ["doctor"])
     assert doctor.exit_code == 5

@@ -362,3 +362,13 @@ def test_a_base_that_fails_skips_its_models_and_says_so(write_catalog: WriteCata
     message = str(caught.value)
     assert "target `llama-cpp-cuda` failed at step `RUN compile`" in message
     assert "skipped, their base did not build: model-a" in message
+
+
+@pytest.mark.parametrize(
+    "said", ["unknown flag: --builder\nSee 'docker --help'.\n", "docker: 'buildx' is not a docker command.\n"]
+)
+def test_a_docker_client_without_buildx_gets_told_how_to_install_it(write_catalog: WriteCatalog, said: str) -> None:
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    with pytest.raises(DockerError, match="the docker client has no buildx plugin: install it") as caught:
+        run_build(paths, BuildOptions(builder="b"), _Runner({None}, stderr=said))  # type: ignore[arg-type]
+    assert caught.value.exit_code == 5
