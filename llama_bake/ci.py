@@ -51,13 +51,18 @@ class CiOptions:
             defaults = ("registry=$CI_REGISTRY_IMAGE/cache", "registry=$CI_REGISTRY_IMAGE/cache")
         base = self.base_cache or self.cache or defaults[0]
         model = self.model_cache or self.cache or defaults[1]
+        from llama_bake.invocation import CachePreset  # not at import: `--help` loads this module, not pydantic
+
         for spec in (base, model):
-            kind, _, ref = spec.partition("=")
-            if kind == "gha" and not ref and self.provider != "github":
-                msg = "the gha cache only exists on GitHub Actions; use registry=REF_PREFIX"
-                raise UsageError(msg)
-            if not (kind == "gha" and not ref) and not (kind == "registry" and ref):
+            try:
+                kind = CachePreset.parse(spec).kind
+            except UsageError:
+                kind = "local"  # what is left of parse's forms: tell the CI ones
+            if kind == "local":
                 msg = f"CI cache {spec!r}: use gha (GitHub only) or registry=REF_PREFIX"
+                raise UsageError(msg)
+            if kind == "gha" and self.provider != "github":
+                msg = "the gha cache only exists on GitHub Actions; use registry=REF_PREFIX"
                 raise UsageError(msg)
         return base, model
 

@@ -83,7 +83,6 @@ class BuildOptions:
     cache_to: tuple[str, ...] = ()
     image_overrides: tuple[str, ...] = ()
     phases: PhaseMode = "auto"
-    dry_run: bool = False
 
     def cache_for(self, kind: str) -> CachePreset | None:
         preset = (self.base_cache if kind == "base" else self.model_cache) or self.cache
