@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -93,6 +94,32 @@ class BuildInterrupted(BuildFailed):
     exit_code = 130
 
 
+GIT_VARIABLES = ("GIT_SHA", "GIT_BRANCH", "GIT_VERSION")
+
+
+def git_environment(plan: BakePlan, directory: Path, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The git values the tag scheme uses, read from the checkout where the environment does not set them
+    (CI sets them), so a local build tags as CI does. Nothing when no tag uses git or outside a checkout."""
+    if not plan.uses_git or all(name in environ for name in GIT_VARIABLES):
+        return {}
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    if not git("rev-parse", "--is-inside-work-tree"):
+        return {}
+    found = {
+        "GIT_SHA": git("rev-parse", "HEAD"),
+        "GIT_BRANCH": git("symbolic-ref", "--short", "-q", "HEAD"),
+        "GIT_VERSION": git("describe", "--tags", "--exact-match", "HEAD"),
+    }
+    return {name: value for name, value in found.items() if name not in environ}
+
+
 def dry_run(paths: Paths, options: BuildOptions, runner: BakeRunner) -> str:
     """Generate, then the command line of each phase, one per line; nothing is built. The second phase's
     base images are named by the placeholders the first phase fills in."""
@@ -110,11 +137,12 @@ def dry_run(paths: Paths, options: BuildOptions, runner: BakeRunner) -> str:
         for t in plan.targets
         if t.kind == "base"
     }
+    env = git_environment(plan, paths.project)
     lines = []
     for phase in phases(options, plan):
         metadata_file = workdir / f"{phase.name}-metadata.json"
         invocation = make_invocation(
-            options, plan, phase, paths.output, metadata_file, paths.bake_dir, workdir, placeholders
+            options, plan, phase, paths.output, metadata_file, paths.bake_dir, workdir, placeholders, env
         )
         lines.append(command_text(invocation))
     return "\n".join(lines)
@@ -137,6 +165,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: BakeRunner, on_line: 
     failed = interrupted = False
     builder = options.builder
     ran: list[Phase] = []
+    env = git_environment(plan, paths.project)
     with tempfile.TemporaryDirectory(prefix="llama-bake-") as tmp:
         workdir = Path(tmp)
         _make_directories(options, plan, steps)
@@ -155,6 +184,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: BakeRunner, on_line: 
                         paths.bake_dir,
                         workdir,
                         base_images,
+                        env,
                     )
                     try:
                         invocation = _bake(runner, invocation, paths.bake_dir, progress, on_line, fallback)

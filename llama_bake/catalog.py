@@ -220,7 +220,10 @@ class Strict(BaseModel):
 # --- project ------------------------------------------------------------------------------------
 
 
-TAG_PLACEHOLDERS = ("tag", "ref", "cuda", "backend")
+TAG_PLACEHOLDERS = ("tag", "ref", "cuda", "backend", "git_sha", "git_branch", "git_version")
+# Filled at build time from GIT_SHA, GIT_BRANCH and GIT_VERSION (CI sets them; `llama-bake build` reads the
+# checkout); a tag whose value is empty (no branch on a tag build, no semver tag) is left out.
+GIT_PLACEHOLDERS = ("git_sha", "git_branch", "git_version")
 
 
 _CUDA_IN_IMAGE = re.compile(r"cuda[-_]?(\d+)\.(\d+)", re.IGNORECASE)
@@ -271,7 +274,11 @@ class Project(Strict):
     tag_scheme: tuple[str, ...] = Field(
         ("{tag}",),
         min_length=1,
-        description="Tags each image gets; placeholders: {tag}, {ref} (llama.cpp ref), {cuda}, {backend}.",
+        description=(
+            "Tags each image gets; placeholders: {tag}, {ref} (llama.cpp ref), {cuda}, {backend}, and, as "
+            "docker/metadata-action names them, {git_sha} (7 hex), {git_branch} (sanitised) and {git_version} "
+            "(a semver tag without its v). A tag whose git value is empty is left out."
+        ),
     )
     labels: dict[str, str] = Field(default_factory=dict, description="OCI labels on every image.")
     hf_endpoint: Annotated[
@@ -298,6 +305,22 @@ class Project(Strict):
             "catalog."
         ),
     )
+    source_date_epoch: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "SOURCE_DATE_EPOCH for every build (seconds since 1970, e.g. the llama.cpp release's commit time): "
+            "the time written into image configs and history. Unset: the build time, which a cached build keeps."
+        ),
+    )
+    rewrite_timestamps: bool = Field(
+        False,
+        description=(
+            "Clamp the file times in every layer to source_date_epoch, so a cold rebuild on an empty builder "
+            "gives the same digests. It costs a pass over every layer at each export (minutes for 16 GB "
+            "weights), so it is off by default; a cached build keeps its digests without it."
+        ),
+    )
     image_overrides: dict[str, str] = Field(
         default_factory=dict,
         description=(
@@ -305,6 +328,18 @@ class Project(Strict):
             "(docker-image://...), a local OCI layout (oci-layout://...), a directory or target:NAME."
         ),
     )
+
+    @model_validator(mode="after")
+    def _rewrite_needs_an_epoch(self) -> Project:
+        if self.rewrite_timestamps and self.source_date_epoch is None:
+            msg = "rewrite_timestamps needs source_date_epoch: add `source_date_epoch: <seconds since 1970>`"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def uses_git(self) -> bool:
+        """Some tag takes a value from the git checkout (GIT_SHA, GIT_BRANCH or GIT_VERSION)."""
+        return any("{" + name + "}" in item for item in self.tag_scheme for name in GIT_PLACEHOLDERS)
 
     @field_validator("tag_scheme")
     @classmethod
@@ -321,6 +356,12 @@ class Project(Strict):
             if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", probe):
                 msg = f"{item!r} does not make a valid image tag; use letters, digits, '.', '-', '_'"
                 raise ValueError(msg)
+        if all(any("{" + g + "}" in item for g in GIT_PLACEHOLDERS) for item in value):
+            msg = (
+                "every tag depends on git, so an image could have no tag; "
+                "add one that does not (e.g. `{tag}`), as the name `list`, compose and the summary use"
+            )
+            raise ValueError(msg)
         return value
 
 

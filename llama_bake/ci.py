@@ -96,10 +96,27 @@ def build_script(plan: BakePlan, options: CiOptions, publish: str) -> str:
     return f"if {publish}; then PUBLISH_FLAGS=--push; else PUBLISH_FLAGS=--no-cache-export; fi\n{command}\n"
 
 
+# The git values of the tag scheme, as docker/metadata-action reads them from each provider.
+GITHUB_GIT = {
+    "GIT_SHA": "${{ github.sha }}",
+    "GIT_BRANCH": "${{ github.ref_type == 'branch' && github.ref_name || '' }}",
+    "GIT_VERSION": "${{ github.ref_type == 'tag' && github.ref_name || '' }}",
+}
+GITLAB_GIT = {"GIT_SHA": "$CI_COMMIT_SHA", "GIT_BRANCH": "$CI_COMMIT_BRANCH", "GIT_VERSION": "$CI_COMMIT_TAG"}
+
+
 def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     host = registry_host(plan.default("REGISTRY"))
     publish_expr = f"github.event_name != 'pull_request' && github.ref == 'refs/heads/{options.branch}'"
+    if plan.uses_git:
+        # Version tags are released: built, pushed and tagged {git_version}.
+        publish_expr = (
+            f"github.event_name != 'pull_request' && (github.ref == 'refs/heads/{options.branch}'"
+            " || startsWith(github.ref, 'refs/tags/v'))"
+        )
     env: dict[str, str] = {"PUBLISH": f"${{{{ {publish_expr} }}}}"}
+    if plan.uses_git:
+        env |= GITHUB_GIT
     if plan.needs_hf_token:
         env["HF_TOKEN"] = "${{ secrets.HF_TOKEN }}"
     if host == "ghcr.io":
@@ -141,9 +158,12 @@ def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
             "run": f'test ! -f {SUMMARY_FILE} || llama-bake ci summary {SUMMARY_FILE} >> "$GITHUB_STEP_SUMMARY"',
         },
     ]
+    push: dict[str, Any] = {"branches": [options.branch]}
+    if plan.uses_git:
+        push["tags"] = ["v*"]
     return {
         "name": "llama-bake",
-        "on": {"push": {"branches": [options.branch]}, "pull_request": {}, "workflow_dispatch": {}},
+        "on": {"push": push, "pull_request": {}, "workflow_dispatch": {}},
         "permissions": {"contents": "read", "packages": "write"},
         "concurrency": {"group": "llama-bake-${{ github.ref }}", "cancel-in-progress": True},
         "jobs": {"build": {"runs-on": options.runs_on, "timeout-minutes": 180, "env": env, "steps": steps}},
@@ -155,9 +175,12 @@ def _generate_args(options: CiOptions) -> str:
 
 
 def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
+    publish = f'[ "$CI_COMMIT_BRANCH" = {shlex.quote(options.branch)} ]'
+    if plan.uses_git:
+        publish += ' || [ -n "${CI_COMMIT_TAG:-}" ]'  # a tag is a release: pushed, and tagged {git_version}
     script = [
         f"llama-bake generate --check {_generate_args(options)}",
-        build_script(plan, options, f'[ "$CI_COMMIT_BRANCH" = {shlex.quote(options.branch)} ]').rstrip("\n"),
+        build_script(plan, options, publish).rstrip("\n"),
     ]
     if plan.needs_hf_token:
         script.insert(0, 'test -n "$HF_TOKEN" || { echo "set the masked CI/CD variable HF_TOKEN"; exit 1; }')
@@ -169,7 +192,7 @@ def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     if options.runner_tags:
         job["tags"] = list(options.runner_tags)
     job |= {
-        "variables": {"DOCKER_TLS_CERTDIR": "/certs"},
+        "variables": {"DOCKER_TLS_CERTDIR": "/certs", **(GITLAB_GIT if plan.uses_git else {})},
         "before_script": [
             "apk add --no-cache python3 py3-pip",
             f"pip install --break-system-packages {shlex.quote(options.install)}",

@@ -15,7 +15,7 @@ from typing import Any
 
 from llama_bake.catalog import Catalog, Model
 from llama_bake.errors import CatalogError
-from llama_bake.plan import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
+from llama_bake.plan import DEFAULT_LLAMA_CACHE, BakePlan, Fn, Interp, Shape, Target
 
 CACHE_VOLUME = "llama-cache"
 SECRET = "hf_token"
@@ -27,10 +27,22 @@ def _literal(text: str) -> str:
 
 
 def _image(plan: BakePlan, value: Interp) -> str:
+    """``value`` with compose's own ``${VAR:-default}`` for each bake variable (it has no git conditions)."""
     defaults = {v.name: v.default for v in plan.variables}
     return "".join(
-        _literal(p) if isinstance(p, str) else f"${{{p.name}:-{_literal(defaults[p.name])}}}" for p in value.parts
+        _literal(p) if isinstance(p, str) else f"${{{p.name}:-{_literal(defaults[p.name])}}}"
+        for p in value.parts
+        if not isinstance(p, Fn)
     )
+
+
+def _values(plan: BakePlan, items: tuple[tuple[str, str | Interp], ...]) -> dict[str, str]:
+    """Build args or labels for compose; the git-conditional ones (set by CI through bake) are left out."""
+    return {
+        k: _literal(v) if isinstance(v, str) else _image(plan, v)
+        for k, v in items
+        if isinstance(v, str) or not v.conditions
+    }
 
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:")
@@ -45,12 +57,12 @@ def _context(value: str, bake_dir: Path, compose_dir: Path) -> str:
     return Path(os.path.relpath(bake_dir / value, compose_dir)).as_posix()
 
 
-def _build(target: Target, dockerfile: str, bake_dir: Path, compose_dir: Path) -> dict[str, Any]:
+def _build(plan: BakePlan, target: Target, dockerfile: str, bake_dir: Path, compose_dir: Path) -> dict[str, Any]:
     build: dict[str, Any] = {
         "context": Path(os.path.relpath(bake_dir, compose_dir)).as_posix(),
         "dockerfile_inline": _literal(dockerfile),
-        "args": {k: _literal(v) for k, v in target.args},
-        "labels": {k: _literal(v) for k, v in target.labels},
+        "args": _values(plan, target.args),
+        "labels": _values(plan, target.labels),
     }
     if target.contexts:
         build["additional_contexts"] = {k: _context(v, bake_dir, compose_dir) for k, v in target.contexts}
@@ -88,8 +100,8 @@ def compose_document(
     ports: dict[int, str] = {}
     problems: list[str] = []
     for target in plan.targets:
-        service: dict[str, Any] = {"image": _image(plan, target.tags[0] if target.tags else target.image)}
-        service["build"] = _build(target, dockerfiles[target.shape], bake_dir, compose_dir)
+        service: dict[str, Any] = {"image": _image(plan, target.image)}
+        service["build"] = _build(plan, target, dockerfiles[target.shape], bake_dir, compose_dir)
         if target.kind == "base":
             # Built for its models (a `service:` context), never started. Not a profile: Compose refuses a
             # `service:` context on a service whose profile is not active.

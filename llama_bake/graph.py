@@ -22,12 +22,12 @@ class Node:
 
 def _inputs(target: Target) -> list[tuple[str, str]]:
     """(label, kind) of what a base is built from, overrides shown as such."""
-    args = dict(target.args)
     contexts = dict(target.contexts)
     out: list[tuple[str, str]] = []
-    for image in dict.fromkeys((args["BUILD_IMAGE"], args["RUNTIME_IMAGE"])):
+    for image in target.from_images:
         out.append((f"{image} (from {contexts[image]})" if image in contexts else image, "image"))
-    out.append((f"llama.cpp {args['LLAMA_CPP_REF']}: {contexts['llama-src']}", "source"))
+    ref, source = target.llama_cpp
+    out.append((f"llama.cpp {ref}: {source}", "source"))
     return out
 
 

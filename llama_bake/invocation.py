@@ -161,6 +161,17 @@ def _output_dest(spec: str) -> Path | None:
     return None
 
 
+REWRITE = ",rewrite-timestamp=true"
+
+
+def _rewritten(spec: str) -> str:
+    """A user's ``--output`` with rewrite-timestamp added when its exporter writes an image."""
+    keys = dict(item.partition("=")[::2] for item in spec.split(","))
+    if keys.get("type") in ("image", "registry", "docker", "oci") and "rewrite-timestamp" not in keys:
+        return spec + REWRITE
+    return spec
+
+
 def outputs(options: BuildOptions, targets: Iterable[str]) -> list[tuple[str, str, Path | None]]:
     """Each ``--output`` as (target, or ``*`` for all, exporter, the directory its ``dest`` is written in)."""
     found = []
@@ -181,6 +192,7 @@ def make_invocation(
     cwd: Path,
     workdir: Path,
     base_images: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Invocation:
     """The buildx command of ``phase``. ``workdir`` holds the bases' OCI layouts between two phases;
     ``base_images`` (phase ``models``) maps each base to the pinned image source its models build on."""
@@ -206,13 +218,17 @@ def make_invocation(
         if not options.push:
             flags += _allow_path(workdir, cwd, "read")
     flags += _cache_flags(options, plan, phase, cwd)
+    rewrite = REWRITE if plan.rewrite_timestamps else ""
+    if rewrite:
+        # The image (or, with --load, docker) exporter spelled out, to carry the option; --push sets push=true on it.
+        flags += ["--set", f"*.output=type={'docker' if options.load else 'image'}{rewrite}"]
     for target, spec, out_dir in outputs(options, phase.targets):
-        flags += ["--set", f"{target}.output={spec}"]
+        flags += ["--set", f"{target}.output={_rewritten(spec) if rewrite else spec}"]
         if out_dir is not None:
             flags += _allow_path(out_dir, cwd, "write")
     if phase.name == "bases" and not options.push:
         for base in phase.targets:
-            flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(workdir, base)},tar=false"]
+            flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(workdir, base)},tar=false{rewrite}"]
         flags += _allow_path(workdir, cwd, "write")
     for item in options.sets:
         flags += ["--set", item]
@@ -224,7 +240,7 @@ def make_invocation(
         load=options.load,
         no_cache=options.no_cache,
         flags=tuple(flags),
-        env={},
+        env=dict(env or {}),
         metadata_file=str(metadata_file),
     )
 

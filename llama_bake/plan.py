@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from llama_bake.catalog import Base, Catalog, FileWeights, GitSource, HfWeights, Model, UrlWeights
+from llama_bake.catalog import GIT_PLACEHOLDERS, Base, Catalog, FileWeights, GitSource, HfWeights, Model, UrlWeights
 
 LABEL_PREFIX = "io.llama-bake"
 MODELS_DIR = "/models"
@@ -29,10 +30,40 @@ class Var:
 
 
 @dataclass(frozen=True)
-class Interp:
-    """A string made of literal parts and variable references: ``"${REGISTRY}/name:${TAG}"``."""
+class Fn:
+    """A value the bake file computes from the git variables: ``git_sha()``, ``git_branch()``, ``git_version()``.
+    It may be empty (no branch on a tag build, a tag that is not semver)."""
 
-    parts: tuple[str | Var, ...]
+    name: str
+
+
+@dataclass(frozen=True)
+class Interp:
+    """A string made of literal parts and references: ``"${REGISTRY}/name:${TAG}"``. With an ``Fn`` part it is
+    conditional: when that value is empty the whole string is left out (a tag) or unset (a label)."""
+
+    parts: tuple[str | Var | Fn, ...]
+
+    @property
+    def conditions(self) -> tuple[Var | Fn, ...]:
+        return tuple(p for p in self.parts if isinstance(p, Fn))
+
+
+def git_value(name: str, values: Mapping[str, str]) -> str:
+    """What the bake file's ``git_*()`` functions compute, for ``list``, the summary and the tests."""
+    if name == "git_commit":
+        return values.get("GIT_SHA", "")
+    if name == "git_sha":
+        return values.get("GIT_SHA", "")[:7]
+    if name == "git_branch":
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", values.get("GIT_BRANCH", "")).strip("-.")
+    version = values.get("GIT_VERSION", "")
+    return version.removeprefix("v") if SEMVER.fullmatch(version) else ""
+
+
+# The bake file's git_version() uses the same pattern (metadata-action's type=semver: v1.2.3, 1.2.3-rc.1).
+SEMVER_PATTERN = "^v?[0-9]+[.][0-9]+[.][0-9]+([-+][0-9A-Za-z.-]+)?$"
+SEMVER = re.compile(SEMVER_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -90,13 +121,20 @@ class Target:
     shape: Shape
     base: str | None
     contexts: tuple[tuple[str, str], ...]
-    args: tuple[tuple[str, str], ...]
-    labels: tuple[tuple[str, str], ...]
+    args: tuple[tuple[str, str | Interp], ...]
+    labels: tuple[tuple[str, str | Interp], ...]
     tags: tuple[Interp, ...]
     secrets: tuple[str, ...] = ()
     attest: tuple[str, ...] = ()
-    # Summaries for `list` and the file header; not rendered as attributes.
-    image: Interp = field(default_factory=lambda: Interp(()))
+    # What a base is built from, for `graph`: its FROM images and its llama.cpp source (ref, context).
+    from_images: tuple[str, ...] = ()
+    llama_cpp: tuple[str, str] = ("", "")
+
+    @property
+    def image(self) -> Interp:
+        """The image: the first tag that is always written (the catalog guarantees one). ``list``, the
+        summary, compose and the pinned base of two-phase builds all mean this one."""
+        return next(t for t in self.tags if not t.conditions)
 
 
 @dataclass(frozen=True)
@@ -119,6 +157,8 @@ class BakePlan:
     shapes: tuple[Shape, ...]
     targets: tuple[Target, ...]
     groups: tuple[Group, ...]
+    # Every image output clamps its layers' file times to SOURCE_DATE_EPOCH (project.rewrite_timestamps).
+    rewrite_timestamps: bool = False
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
@@ -131,10 +171,24 @@ class BakePlan:
         """Some target downloads gated weights, so the build needs the HF_TOKEN secret."""
         return any(t.secrets for t in self.targets)
 
+    @property
+    def uses_git(self) -> bool:
+        return any(v.name == "GIT_SHA" for v in self.variables)
+
     def resolve(self, value: Interp, overrides: Mapping[str, str] | None = None) -> str:
-        """``value`` as bake resolves it: variables at their defaults unless ``overrides`` sets them."""
+        """``value`` as bake resolves it: variables at their defaults unless ``overrides`` sets them
+        ("" when a git value it needs is empty)."""
         values = {v.name: v.default for v in self.variables} | dict(overrides or {})
-        return "".join(p if isinstance(p, str) else values[p.name] for p in value.parts)
+        out = []
+        for part in value.parts:
+            if isinstance(part, Fn):
+                computed = git_value(part.name, values)
+                if not computed:
+                    return ""
+                out.append(computed)
+            else:
+                out.append(part if isinstance(part, str) else values[part.name])
+        return "".join(out)
 
 
 CACHE_TYPES = ("", "registry", "gha", "local")
@@ -143,12 +197,26 @@ CACHE_TYPES = ("", "registry", "gha", "local")
 def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path) -> BakePlan:
     """Resolve ``catalog``. Relative paths in the catalog are relative to ``project_dir``; paths in the
     plan are relative to ``bake_dir`` (where the bake file lives and bake runs)."""
-    variables = (
+    variables: tuple[Variable, ...] = (
         Variable("REGISTRY", catalog.project.registry, "Image repository prefix, e.g. ghcr.io/acme."),
         Variable("TAG", catalog.project.tag, "Value of {tag} in the tag scheme."),
         Variable("CACHE_TYPE", "", "Per-target build cache: '' (none), registry, gha or local."),
         Variable("CACHE_REF", "", "registry: a repository prefix for cache refs; local: a directory."),
     )
+    if catalog.project.uses_git:
+        variables += (
+            Variable("GIT_SHA", "", "The commit built (CI sets it; llama-bake build reads the checkout)."),
+            Variable("GIT_BRANCH", "", "The branch built, '' on a tag build."),
+            Variable("GIT_VERSION", "", "The git tag built, e.g. v1.2.3 ({git_version} is set for semver tags)."),
+        )
+    if catalog.project.source_date_epoch is not None:
+        variables += (
+            Variable(
+                "SOURCE_DATE_EPOCH",
+                str(catalog.project.source_date_epoch),
+                "Time written into image configs (project.source_date_epoch).",
+            ),
+        )
     targets = [_base_target(catalog, b, project_dir, bake_dir) for b in catalog.bases]
     targets += [_model_target(catalog, m, project_dir, bake_dir) for m in catalog.models]
     targets.sort(key=lambda t: t.name)
@@ -165,10 +233,10 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path) -> BakePlan:
         groups.append(Group(f"{base.name}-all", f"{base.name} and the models built on it.", (base.name, *members)))
     groups.sort(key=lambda g: g.name)
     shapes = sorted({t.shape for t in targets}, key=lambda s: s.function)
-    return BakePlan(tuple(variables), tuple(shapes), tuple(targets), tuple(groups))
+    return BakePlan(tuple(variables), tuple(shapes), tuple(targets), tuple(groups), catalog.project.rewrite_timestamps)
 
 
-def _image(name: str, tag: tuple[str | Var, ...]) -> Interp:
+def _image(name: str, tag: tuple[str | Var | Fn, ...]) -> Interp:
     return Interp(_merge([Var("REGISTRY"), f"/{name}:", *tag]))
 
 
@@ -180,14 +248,14 @@ def _tags(catalog: Catalog, name: str, base: Base, extra: tuple[str, ...]) -> tu
     }
     tags: list[Interp] = []
     for scheme in catalog.project.tag_scheme:
-        parts: list[str | Var] = []
+        parts: list[str | Var | Fn] = []
         rest = scheme
         while "{" in rest:
             head, _, tail = rest.partition("{")
             key, _, rest = tail.partition("}")
             if head:
                 parts.append(head)
-            parts.append(Var("TAG") if key == "tag" else values[key])
+            parts.append(Var("TAG") if key == "tag" else Fn(key) if key in GIT_PLACEHOLDERS else values[key])
         if rest:
             parts.append(rest)
         tags.append(_image(name, tuple(parts)))
@@ -195,8 +263,8 @@ def _tags(catalog: Catalog, name: str, base: Base, extra: tuple[str, ...]) -> tu
     return tuple(dict.fromkeys(tags))
 
 
-def _merge(parts: list[str | Var]) -> tuple[str | Var, ...]:
-    merged: list[str | Var] = []
+def _merge(parts: list[str | Var | Fn]) -> tuple[str | Var | Fn, ...]:
+    merged: list[str | Var | Fn] = []
     for part in parts:
         if isinstance(part, str) and merged and isinstance(merged[-1], str):
             merged[-1] += part
@@ -258,7 +326,7 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         source_kind = "tree"
     env = {"LLAMA_CACHE": DEFAULT_LLAMA_CACHE, **base.runtime_env}
     env = dict(sorted(env.items()))
-    args = {
+    args: dict[str, str | Interp] = {
         "BUILD_IMAGE": build_image,
         "RUNTIME_IMAGE": runtime_image,
         "CMAKE_ARGS": cmake_args(base),
@@ -267,8 +335,9 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         "LLAMA_CPP_REF": source.ref,
         **source_args,
         **{f"ENV_{k}": v for k, v in env.items()},
+        **_epoch(catalog),
     }
-    labels = {
+    labels: dict[str, str | Interp] = {
         **catalog.project.labels,
         "org.opencontainers.image.title": base.name,
         "org.opencontainers.image.version": source.ref,
@@ -295,8 +364,16 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         labels=tuple(sorted(labels.items())),
         tags=_tags(catalog, base.name, base, ()),
         attest=_attest(catalog),
-        image=_image(base.name, (Var("TAG"),)),
+        from_images=tuple(dict.fromkeys((build_image, runtime_image))),
+        llama_cpp=(source.ref, src_context),
     )
+
+
+def _epoch(catalog: Catalog) -> dict[str, str | Interp]:
+    """SOURCE_DATE_EPOCH as a build arg (BuildKit reads it for the image's times) when the catalog sets it."""
+    if catalog.project.source_date_epoch is None:
+        return {}
+    return {"SOURCE_DATE_EPOCH": Interp((Var("SOURCE_DATE_EPOCH"),))}
 
 
 def _attest(catalog: Catalog) -> tuple[str, ...]:
@@ -393,8 +470,8 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         sources=tuple(sources),
         health=(health.start_period, health.interval, health.timeout, health.retries),
     )
-    args = {**file_args, **{f"ENV_{k}": v for k, v in env.items()}}
-    labels = {
+    args: dict[str, str | Interp] = {**file_args, **{f"ENV_{k}": v for k, v in env.items()}, **_epoch(catalog)}
+    labels: dict[str, str | Interp] = {
         **catalog.project.labels,
         "org.opencontainers.image.title": model.name,
         f"{LABEL_PREFIX}.base": base.name,
@@ -406,6 +483,11 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         labels["org.opencontainers.image.description"] = model.description
     if model.mmproj is not None:
         labels[f"{LABEL_PREFIX}.model.mmproj"] = _weights_label(model.mmproj)
+    if catalog.project.uses_git:
+        # docker/metadata-action's labels, on model images only: a label that changes with every commit on a
+        # base would change its digest, and every model on it would run its steps again.
+        labels["org.opencontainers.image.revision"] = Interp((Fn("git_commit"),))
+        labels["org.opencontainers.image.version"] = Interp((Fn("git_version"),))
     labels.update(model.labels)
     return Target(
         name=model.name,
@@ -419,5 +501,4 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         tags=_tags(catalog, model.name, base, model.tags),
         secrets=("id=hf_token,env=HF_TOKEN",) if gated else (),
         attest=_attest(catalog),
-        image=_image(model.name, (Var("TAG"),)),
     )

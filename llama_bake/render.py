@@ -18,7 +18,7 @@ import jinja2
 import yaml
 
 from llama_bake.errors import TemplateError
-from llama_bake.plan import CACHE_TYPES, BakePlan, Interp, Shape, Var
+from llama_bake.plan import CACHE_TYPES, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
 
 PACKAGED_TEMPLATES = Path(__file__).parent / "_templates"
 BAKE_TEMPLATE = "docker-bake.hcl.j2"
@@ -64,14 +64,30 @@ def hcl(value: object) -> str:
     if isinstance(value, str):
         return hcl_string(value)
     if isinstance(value, Interp):
-        literal = "".join(hcl_string(p)[1:-1] if isinstance(p, str) else f"${{{p.name}}}" for p in value.parts)
-        return f'"{literal}"'
+        return _interp(value, "null")
     if isinstance(value, Var):
         return value.name
     if isinstance(value, Iterable):
-        return "[" + ", ".join(hcl(item) for item in value) + "]"
+        items = list(value)
+        if any(isinstance(item, Interp) and item.conditions for item in items):
+            # A tag whose git value is empty is left out: "" in the list, then compact().
+            return "compact([" + ", ".join(_interp(i, '""') if isinstance(i, Interp) else hcl(i) for i in items) + "])"
+        return "[" + ", ".join(hcl(item) for item in items) + "]"
     msg = f"cannot write {type(value).__name__} to HCL"
     raise TemplateError(msg)
+
+
+def _interp(value: Interp, fallback: str) -> str:
+    """An interpolated HCL string; when it needs a git value, ``fallback`` (null or "") when that is empty."""
+    literal = "".join(
+        hcl_string(p)[1:-1] if isinstance(p, str) else f"${{{p.name}()}}" if isinstance(p, Fn) else f"${{{p.name}}}"
+        for p in value.parts
+    )
+    if not value.conditions:
+        return f'"{literal}"'
+    calls = list(dict.fromkeys(f"{c.name}()" for c in value.conditions))
+    test = f'{calls[0]} == ""' if len(calls) == 1 else f'contains([{", ".join(calls)}], "")'
+    return f'{test} ? {fallback} : "{literal}"'
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
@@ -144,6 +160,7 @@ def render_bake(plan: BakePlan, header: Header, project_dir: Path) -> str:
         header=header,
         dockerfiles=dockerfiles,
         cache_types=CACHE_TYPES,
+        semver=SEMVER_PATTERN,
     )
     return text if text.endswith("\n") else text + "\n"
 

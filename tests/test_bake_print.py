@@ -239,3 +239,65 @@ def test_docker_compose_itself_loads_the_compose_file(case: str, tmp_path: Path)
     assert set(services) == {t.name for t in plan.targets}
     for target in plan.targets:
         assert (services[target.name].get("scale") == 0) == (target.kind == "base"), target.name
+
+
+GIT_SCHEME = ["{tag}", "sha-{git_sha}", "{git_branch}", "{git_version}", "{git_version}-cuda{cuda}"]
+
+
+@pytest.mark.parametrize(
+    ("git", "tags", "revision", "version"),
+    [
+        ({}, ["latest"], None, None),
+        (
+            {"GIT_SHA": "0123456789abcdef0123456789abcdef01234567", "GIT_BRANCH": "feature/Fast_path"},
+            ["latest", "sha-0123456", "feature-Fast_path"],
+            "0123456789abcdef0123456789abcdef01234567",
+            None,
+        ),
+        (
+            {"GIT_SHA": "89abcdef01234567", "GIT_BRANCH": "", "GIT_VERSION": "v1.2.3-rc.1"},
+            ["latest", "sha-89abcde", "1.2.3-rc.1", "1.2.3-rc.1-cuda12.8.1"],
+            "89abcdef01234567",
+            "1.2.3-rc.1",
+        ),
+        (
+            {"GIT_SHA": "89abcdef01234567", "GIT_VERSION": "nightly"},
+            ["latest", "sha-89abcde"],
+            "89abcdef01234567",
+            None,
+        ),
+    ],
+)
+def test_git_tags_and_labels_follow_metadata_action(
+    git: dict[str, str],
+    tags: list[str],
+    revision: str | None,
+    version: str | None,
+    write_catalog: WriteCatalog,
+) -> None:
+    """{git_sha} is the short sha, {git_branch} is sanitised, {git_version} is a semver tag without its v; a
+    tag whose value is empty is left out, and models get the revision and version labels; the plan's own
+    resolution (list, summary) agrees with buildx."""
+    catalog = write_catalog(project={"registry": "r.example/acme", "tag_scheme": GIT_SCHEME})
+    paths = pipeline.Paths.from_options(catalog, None)
+    plan = pipeline.compile_catalog(paths).plan
+    config = resolved(paths, ["model-a"], git)
+    for name in ("model-a", "llama-cpp-cuda"):
+        got = config["target"][name]
+        assert got["tags"] == [f"r.example/acme/{name}:{tag}" for tag in tags]
+        assert [t for t in (plan.resolve(i, git) for i in plan.target(name).tags) if t] == got["tags"]
+    model, base = config["target"]["model-a"]["labels"], config["target"]["llama-cpp-cuda"]["labels"]
+    assert model.get("org.opencontainers.image.revision") == revision
+    assert model.get("org.opencontainers.image.version") == version
+    assert "org.opencontainers.image.revision" not in base  # a per-commit base digest would rebuild every model
+
+
+def test_source_date_epoch_from_the_catalog_reaches_every_target_and_the_environment_wins(
+    write_catalog: WriteCatalog,
+) -> None:
+    catalog = write_catalog(project={"source_date_epoch": 1700000000})
+    paths = pipeline.Paths.from_options(catalog, None)
+    config = resolved(paths, ["model-a"])
+    assert {t["args"]["SOURCE_DATE_EPOCH"] for t in config["target"].values()} == {"1700000000"}
+    config = resolved(paths, ["model-a"], {"SOURCE_DATE_EPOCH": "1600000000"})
+    assert {t["args"]["SOURCE_DATE_EPOCH"] for t in config["target"].values()} == {"1600000000"}

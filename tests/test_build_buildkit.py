@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from llama_bake import builder as builders
 from llama_bake import pipeline
 from llama_bake.bake import WhalesRunner
 from llama_bake.build import builder_name, run_build
+from llama_bake.ci import GITHUB_GIT
 from llama_bake.cli import main
 from llama_bake.errors import BuildError
 from llama_bake.invocation import BuildOptions, CachePreset
@@ -195,6 +197,36 @@ def test_a_cache_import_into_an_empty_builder_downloads_nothing_and_runs_no_step
         assert {t.name: t.status for t in summary.targets} == dict.fromkeys(["base", *models], "cached")
         assert {t.base_digest for t in summary.targets if t.name in models} == {base_digest}
         assert {t.name: t.digest for t in summary.targets} == {t.name: t.digest for t in cold.targets}
+
+
+@pytest.mark.parametrize("rewrite", [True, False])
+def test_a_cold_rebuild_on_an_empty_builder_gives_the_same_digests_with_rewrite_timestamps(
+    project: Project, embedded_builder: str, registry: str, weights_server: WeightsServer, tmp_path: Path, rewrite: bool
+) -> None:
+    """With source_date_epoch and rewrite_timestamps, every step runs again from nothing (no cache) and every
+    image comes out byte for byte the same: pushed under the same digests. Without rewrite_timestamps the
+    files the steps write carry the build's time, and a cold rebuild gives new digests (why the option exists)."""
+    models = served_models(project, weights_server, count=2)
+    settings = yaml.safe_load((project.catalog / "project.yaml").read_text())
+    epoch = {"source_date_epoch": 1700000000, "rewrite_timestamps": rewrite, "provenance": "off"}
+    write_yaml(project.catalog / "project.yaml", {**settings, **epoch})
+    variables = (f"REGISTRY={registry}/repro-{str(rewrite).lower()}",)
+    options: dict[str, Any] = {"push": True, "variables": variables, "targets": ("base", *models)}
+    digests = []
+    for _ in range(2):
+        prune(embedded_builder)
+        summary, progress = project.build(**options)
+        assert {t.name: t.status for t in summary.targets} == dict.fromkeys(["base", *models], "built")
+        assert any("fixture-compile" in name for name in executed(progress)), "the compile ran again"
+        digests.append({t.name: t.digest for t in summary.targets})
+        assert all(d.startswith("sha256:") for d in digests[-1].values()), digests
+        time.sleep(1.1)  # the second build's file times differ from the first's
+    if rewrite:
+        assert digests[0] == digests[1]
+        config = skopeo("inspect", "--config", f"docker://{registry}/repro-{str(rewrite).lower()}/w1:latest")
+        assert config["created"].startswith("2023-11-14T22:13:20")
+    else:
+        assert digests[0]["base"] != digests[1]["base"]
 
 
 def skopeo(*args: str) -> Any:
@@ -522,10 +554,13 @@ def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(
 ) -> None:
     """The generated file's own shell steps, with the environment it sets, on the default branch (push and
     export the caches), then again on a builder with an empty cache: nothing is downloaded, no step runs, and the
-    job summary shows every target from the cache. Then as a pull request: built, and nothing pushed."""
+    job summary shows every target from the cache. Then as a pull request: built, and nothing pushed. Then as a
+    release tag. Tags follow docker/metadata-action (sha-, branch, semver) from the values the provider sets."""
     models = served_models(project, weights_server, count=2)
     settings = yaml.safe_load((project.catalog / "project.yaml").read_text())
-    write_yaml(project.catalog / "project.yaml", {**settings, "registry": f"{registry}/{provider}"})
+    scheme = ["{tag}", "sha-{git_sha}", "{git_branch}", "{git_version}"]
+    settings |= {"registry": f"{registry}/{provider}", "tag_scheme": scheme}
+    write_yaml(project.catalog / "project.yaml", settings)
     out = project.root / "ci.yml"
     argv = ["ci", provider, "--catalog", str(project.catalog), "--file", str(out)]
     if provider == "github":
@@ -534,14 +569,24 @@ def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(
     workflow = yaml.safe_load(out.read_text())
     pipeline.generate(project.paths, check=False)  # committed with the workflow, as `generate --check` expects
     step_summary = tmp_path / "step-summary.md"
+    sha = "0123456789abcdef0123456789abcdef01234567"
     if provider == "github":
+        # What the runner makes of the workflow's expressions on a push to main, a pull request and a tag.
+        git = {key: workflow["jobs"]["build"]["env"].pop(key) for key in ("GIT_SHA", "GIT_BRANCH", "GIT_VERSION")}
+        assert git == GITHUB_GIT
         env = {key: str(value) for key, value in workflow["jobs"]["build"]["env"].items()}
-        env |= {"PUBLISH": "true", "GITHUB_STEP_SUMMARY": str(step_summary)}
-        pull_request = {"PUBLISH": "false"}
+        env |= {"PUBLISH": "true", "GITHUB_STEP_SUMMARY": str(step_summary), "GIT_SHA": sha, "GIT_BRANCH": "main"}
+        pull_request = {"PUBLISH": "false", "GIT_BRANCH": "12/merge"}
+        release = {"PUBLISH": "true", "GIT_BRANCH": "", "GIT_VERSION": "v1.2.3"}
+        assert "v*" in workflow["on"]["push"]["tags"]
     else:
-        env = {key: str(value) for key, value in workflow["llama-bake"]["variables"].items()}
-        env |= {"CI_COMMIT_BRANCH": "main", "CI_REGISTRY_IMAGE": f"{registry}/{provider}"}
-        pull_request = {"CI_COMMIT_BRANCH": "feature"}
+        # GitLab expands the job's variables from its predefined ones.
+        ci = {"CI_COMMIT_BRANCH": "main", "CI_COMMIT_SHA": sha, "CI_REGISTRY_IMAGE": f"{registry}/{provider}"}
+        variables = workflow["llama-bake"]["variables"]
+        env = {key: re.sub(r"\$(\w+)", lambda m: ci.get(m.group(1), ""), str(v)) for key, v in variables.items()}
+        env |= ci
+        pull_request = {"CI_COMMIT_BRANCH": "feature", "GIT_BRANCH": "feature"}
+        release = {"CI_COMMIT_BRANCH": "", "GIT_BRANCH": "", "CI_COMMIT_TAG": "v1.2.3", "GIT_VERSION": "v1.2.3"}
 
     def run_pipeline(builder: str, extra: dict[str, str]) -> str:
         script = "set -eu\n" + "\n".join(_shell_steps(provider, workflow))
@@ -568,9 +613,18 @@ def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(
     shown = step_summary.read_text() if provider == "github" else printed
     assert "| w1 | cached |" in shown
     pushed = skopeo("list-tags", f"docker://{registry}/{provider}/w1")["Tags"]
-    assert "latest" in pushed
+    assert sorted(pushed) == ["latest", "main", "sha-0123456"]
+    labels = skopeo("inspect", f"docker://{registry}/{provider}/w1:sha-0123456")["Labels"]
+    assert labels["org.opencontainers.image.revision"] == sha
     # A pull request: built, not pushed, and the cache left as it was.
     skopeo_delete = ["skopeo", "delete", "--tls-verify=false"]
     subprocess.run([*skopeo_delete, f"docker://{registry}/{provider}/w2:latest"], check=True, capture_output=True)
     run_pipeline(fresh_builder, pull_request)
     assert "latest" not in skopeo("list-tags", f"docker://{registry}/{provider}/w2").get("Tags", [])
+    assert "feature" not in skopeo("list-tags", f"docker://{registry}/{provider}/w1").get("Tags", [])
+    # A release tag: pushed, and tagged with its version (no branch tag).
+    run_pipeline(fresh_builder, release)
+    released = skopeo("list-tags", f"docker://{registry}/{provider}/w2")["Tags"]
+    assert sorted(released) == ["1.2.3", "latest", "sha-0123456"]
+    labels = skopeo("inspect", f"docker://{registry}/{provider}/w2:1.2.3")["Labels"]
+    assert labels["org.opencontainers.image.version"] == "1.2.3"

@@ -156,6 +156,32 @@ def test_bases_and_models_can_use_different_caches_and_import_only(write_catalog
     ]
 
 
+def test_rewrite_timestamps_is_on_every_image_output_the_build_writes(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    catalog = write_catalog(project={"source_date_epoch": 1700000000, "rewrite_timestamps": True})
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(catalog, None)).plan
+    two = BuildOptions(phases="two")
+    assert _sets(_invocation(plan, two, tmp_path, 0)) == [
+        "*.output=type=image,rewrite-timestamp=true",
+        f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false,rewrite-timestamp=true",
+    ]
+    pushed = _invocation(plan, BuildOptions(push=True), tmp_path)
+    assert _sets(pushed) == ["*.output=type=image,rewrite-timestamp=true"]
+    assert pushed.push, "--push adds push=true to that output"
+    assert _sets(_invocation(plan, BuildOptions(load=True), tmp_path)) == [
+        "*.output=type=docker,rewrite-timestamp=true"
+    ]
+    own = BuildOptions(outputs=("type=oci,dest=out/{target}.tar", "type=cacheonly"))
+    assert _sets(_invocation(plan, own, tmp_path))[1:] == [
+        "llama-cpp-cuda.output=type=oci,dest=out/llama-cpp-cuda.tar,rewrite-timestamp=true",
+        "model-a.output=type=oci,dest=out/model-a.tar,rewrite-timestamp=true",
+        "*.output=type=cacheonly",
+    ]
+    plain = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(project={}), None)).plan
+    assert not any("rewrite-timestamp" in s for s in _sets(_invocation(plain, two, tmp_path, 0))), "off by default"
+
+
 def test_targets_and_groups_expand_and_unknown_names_suggest(write_catalog: WriteCatalog) -> None:
     plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
     assert expand_targets(plan, ["default"]) == ["model-a"]

@@ -210,3 +210,14 @@ def test_a_file_name_that_is_no_target_name_says_to_rename_the_file(write_catalo
     line = next(x for x in message.splitlines() if "qwen3.5-9b.yaml" in x)
     assert line.startswith(f"{catalog / 'models' / 'qwen3.5-9b.yaml'}: the file name")
     assert "rename the file (e.g. `qwen3-5-9b.yaml`) or set `name: qwen3-5-9b`" in line
+
+
+def test_git_tag_placeholders_need_a_tag_that_is_always_written_and_rewrite_needs_an_epoch(
+    write_catalog: WriteCatalog,
+) -> None:
+    ok = write_catalog(project={"tag_scheme": ["{tag}", "sha-{git_sha}", "{git_branch}", "{git_version}"]})
+    assert load_catalog(ok).project.uses_git
+    with pytest.raises(CatalogError, match=r"every tag depends on git.*\{tag\}"):
+        load_catalog(write_catalog(project={"tag_scheme": ["sha-{git_sha}"]}))
+    with pytest.raises(CatalogError, match="rewrite_timestamps needs source_date_epoch"):
+        load_catalog(write_catalog(project={"rewrite_timestamps": True}))

@@ -180,7 +180,7 @@ def test_hf_endpoint_moves_downloads_to_a_mirror_and_only_gated_files_get_the_to
     plan = make_plan(catalog(models=models, hf_endpoint="https://hf-mirror.example"), ROOT, ROOT)
     target = plan.target("m")
     args = dict(target.args)
-    assert args["ENV_LLAMA_BAKE_WEIGHTS_URL"].startswith("https://hf-mirror.example/owner/repo-GGUF/resolve/")
+    assert str(args["ENV_LLAMA_BAKE_WEIGHTS_URL"]).startswith("https://hf-mirror.example/owner/repo-GGUF/resolve/")
     assert args["ENV_LLAMA_BAKE_WEIGHTS_GATED"] == "hf"
     assert "ENV_LLAMA_BAKE_MMPROJ_GATED" not in args
     assert target.shape.sources == ("gated", "remote")
