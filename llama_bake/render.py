@@ -182,7 +182,7 @@ _YamlDumper.add_representer(str, _represent_str)
 
 def render_yaml(data: object, header: Header) -> str:
     """``data`` as a YAML document that loads back equal, after a header saying how to regenerate it."""
-    body = yaml.dump(data, Dumper=_YamlDumper, sort_keys=False, allow_unicode=False, width=120)
+    body = yaml.dump(data, Dumper=_YamlDumper, sort_keys=False, allow_unicode=False, width=1000)
     if yaml.safe_load(body) != data:
         msg = "internal error: the YAML writer did not round-trip; please report this with the catalog"
         raise TemplateError(msg)

@@ -18,6 +18,7 @@ from llama_bake import pipeline
 from llama_bake.bake import WhalesRunner, resolve
 from llama_bake.errors import DockerError
 from llama_bake.invocation import with_bases
+from llama_bake.plan import BakePlan, Interp
 from llama_bake.render import render_dockerfile
 from tests.conftest import BASE, MODEL, REPO, WriteCatalog
 
@@ -33,6 +34,12 @@ def unprint(value: str) -> str:
 def resolved(paths: pipeline.Paths, targets: list[str], variables: dict[str, str] | None = None) -> dict[str, Any]:
     text = pipeline.compile_catalog(paths).text
     return resolve(text, targets, variables or {}, paths.bake_dir, WhalesRunner())
+
+
+def as_resolved(plan: BakePlan, items: tuple[tuple[str, str | Interp], ...]) -> dict[str, str]:
+    """Args or labels as bake resolves them with no git values set: a conditional one is left out."""
+    values = {k: v if isinstance(v, str) else plan.resolve(v) for k, v in items}
+    return {k: v for k, v in values.items() if v or isinstance(dict(items)[k], str)}
 
 
 def catalog_paths(case: str, tmp_path: Path) -> pipeline.Paths:
@@ -53,9 +60,9 @@ def test_buildx_resolves_every_target_as_planned(case: str, tmp_path: Path) -> N
     for target in plan.targets:
         got = config["target"][target.name]
         assert got["contexts"] == dict(target.contexts)
-        assert {k: unprint(v) for k, v in got["args"].items()} == dict(target.args)
-        assert {k: unprint(v) for k, v in got["labels"].items()} == dict(target.labels)
-        assert got["tags"] == [plan.resolve(t) for t in target.tags]
+        assert {k: unprint(v) for k, v in got["args"].items()} == as_resolved(plan, target.args)
+        assert {k: unprint(v) for k, v in got["labels"].items()} == as_resolved(plan, target.labels)
+        assert got["tags"] == [t for t in (plan.resolve(t) for t in target.tags) if t]
         assert unprint(got["dockerfile-inline"]) == render_dockerfile(target.shape, paths.project).rstrip("\n")
         assert "cache-from" not in got
         assert "cache-to" not in got
@@ -211,10 +218,11 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
     for target in plan.targets:
         got = targets[target.name]
         assert unprint(got["dockerfile-inline"]) == render_dockerfile(target.shape, paths.project), target.name
-        assert {k: unprint(v) for k, v in got.get("args", {}).items()} == dict(target.args), target.name
-        assert {k: unprint(v) for k, v in got.get("labels", {}).items()} == dict(target.labels), target.name
+        assert {k: unprint(v) for k, v in got.get("args", {}).items()} == as_resolved(plan, target.args), target.name
+        # Compose has no git values: the labels they make are for the bake file (and CI) only.
+        assert {k: unprint(v) for k, v in got.get("labels", {}).items()} == as_resolved(plan, target.labels)
         assert got.get("contexts", {}) == dict(target.contexts), target.name
-        assert got["tags"] == [plan.resolve(target.tags[0])], target.name
+        assert got["tags"] == [plan.resolve(target.image)], target.name
 
 
 @pytest.mark.parametrize("case", ["shipped", "multi"])

@@ -26,6 +26,26 @@ variable "CACHE_REF" {
   description = "registry: a repository prefix for cache refs; local: a directory."
 }
 
+variable "GIT_SHA" {
+  default     = ""
+  description = "The commit built (CI sets it; llama-bake build reads the checkout)."
+}
+
+variable "GIT_BRANCH" {
+  default     = ""
+  description = "The branch built, '' on a tag build."
+}
+
+variable "GIT_VERSION" {
+  default     = ""
+  description = "The git tag built, e.g. v1.2.3 ({git_version} is set for semver tags)."
+}
+
+variable "SOURCE_DATE_EPOCH" {
+  default     = "1767225600"
+  description = "Time written into image configs (project.source_date_epoch)."
+}
+
 # One cache per target, so targets never overwrite each other's cache.
 function "cache_from" {
   params = [name]
@@ -41,6 +61,27 @@ function "cache_to" {
     : CACHE_TYPE == "registry" ? ["type=registry,ref=${CACHE_REF}/${name}:buildcache,mode=max"]
     : CACHE_TYPE == "local" ? ["type=local,dest=${CACHE_REF}/${name},mode=max"]
   : [])
+}
+
+# Git values for tags and labels, as docker/metadata-action names them; "" when there is none.
+function "git_commit" {
+  params = []
+  result = GIT_SHA
+}
+
+function "git_sha" {
+  params = []
+  result = substr(GIT_SHA, 0, 7)
+}
+
+function "git_branch" {
+  params = []
+  result = trim(regex_replace(GIT_BRANCH, "[^A-Za-z0-9._-]+", "-"), "-.")
+}
+
+function "git_version" {
+  params = []
+  result = can(regex("^v?[0-9]+[.][0-9]+[.][0-9]+([-+][0-9A-Za-z.-]+)?$", GIT_VERSION)) ? trimprefix(GIT_VERSION, "v") : ""
 }
 
 group "bases" {
@@ -479,6 +520,7 @@ target "cpu" {
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "ubuntu:24.04"
+    "SOURCE_DATE_EPOCH" = "${SOURCE_DATE_EPOCH}"
   }
   labels = {
     "io.llama-bake.backend" = "cpu"
@@ -489,7 +531,7 @@ target "cpu" {
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
     "org.opencontainers.image.version" = "b6500"
   }
-  tags       = ["${REGISTRY}/cpu:${TAG}", "${REGISTRY}/cpu:${TAG}-cpu", "${REGISTRY}/cpu:llama-b6500"]
+  tags       = compact(["${REGISTRY}/cpu:${TAG}", "${REGISTRY}/cpu:${TAG}-cpu", "${REGISTRY}/cpu:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/cpu:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/cpu:${git_version()}"])
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("cpu")
   cache-to   = cache_to("cpu")
@@ -512,6 +554,7 @@ target "cuda-129" {
     "ENV_NCCL_DEBUG" = "WARN"
     "LLAMA_CPP_REF" = "4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.9.1-runtime-ubuntu24.04"
+    "SOURCE_DATE_EPOCH" = "${SOURCE_DATE_EPOCH}"
   }
   labels = {
     "com.example.tier" = "gpu"
@@ -526,7 +569,7 @@ target "cuda-129" {
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
     "org.opencontainers.image.version" = "4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"
   }
-  tags       = ["${REGISTRY}/cuda-129:${TAG}", "${REGISTRY}/cuda-129:${TAG}-cuda", "${REGISTRY}/cuda-129:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"]
+  tags       = compact(["${REGISTRY}/cuda-129:${TAG}", "${REGISTRY}/cuda-129:${TAG}-cuda", "${REGISTRY}/cuda-129:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/cuda-129:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/cuda-129:${git_version()}"])
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("cuda-129")
   cache-to   = cache_to("cuda-129")
@@ -550,17 +593,20 @@ target "gated" {
     "ENV_LLAMA_BAKE_WEIGHTS_GATED" = "hf"
     "ENV_LLAMA_BAKE_WEIGHTS_SHA256" = "4444444444444444444444444444444444444444444444444444444444444444"
     "ENV_LLAMA_BAKE_WEIGHTS_URL" = "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct-GGUF/resolve/0123456789abcdef0123456789abcdef01234567/Llama-3.1-8B-Instruct-Q8_0.gguf"
+    "SOURCE_DATE_EPOCH" = "${SOURCE_DATE_EPOCH}"
   }
   labels = {
     "io.llama-bake.base" = "cuda-129"
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "4444444444444444444444444444444444444444444444444444444444444444"
     "io.llama-bake.model.weights" = "hf://meta-llama/Llama-3.1-8B-Instruct-GGUF/Llama-3.1-8B-Instruct-Q8_0.gguf@0123456789abcdef0123456789abcdef01234567"
+    "org.opencontainers.image.revision" = git_commit() == "" ? null : "${git_commit()}"
     "org.opencontainers.image.source" = "https://example.com/team/models"
     "org.opencontainers.image.title" = "gated"
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
+    "org.opencontainers.image.version" = git_version() == "" ? null : "${git_version()}"
   }
-  tags       = ["${REGISTRY}/gated:${TAG}", "${REGISTRY}/gated:${TAG}-cuda", "${REGISTRY}/gated:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"]
+  tags       = compact(["${REGISTRY}/gated:${TAG}", "${REGISTRY}/gated:${TAG}-cuda", "${REGISTRY}/gated:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/gated:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/gated:${git_version()}"])
   secret     = ["id=hf_token,env=HF_TOKEN"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gated"), cache_from("cuda-129"))
@@ -584,6 +630,7 @@ target "local" {
     "ENV_LLAMA_BAKE_MODEL" = "local"
     "ENV_LLAMA_BAKE_WEIGHTS_FILE" = "local-Q4_K_M.gguf"
     "ENV_LLAMA_BAKE_WEIGHTS_SHA256" = "ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd0"
+    "SOURCE_DATE_EPOCH" = "${SOURCE_DATE_EPOCH}"
     "WEIGHTS_SOURCE" = "local-Q4_K_M.gguf"
   }
   labels = {
@@ -591,11 +638,13 @@ target "local" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd0"
     "io.llama-bake.model.weights" = "file:local-Q4_K_M.gguf"
+    "org.opencontainers.image.revision" = git_commit() == "" ? null : "${git_commit()}"
     "org.opencontainers.image.source" = "https://example.com/team/models"
     "org.opencontainers.image.title" = "local"
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
+    "org.opencontainers.image.version" = git_version() == "" ? null : "${git_version()}"
   }
-  tags       = ["${REGISTRY}/local:${TAG}", "${REGISTRY}/local:${TAG}-cpu", "${REGISTRY}/local:llama-b6500"]
+  tags       = compact(["${REGISTRY}/local:${TAG}", "${REGISTRY}/local:${TAG}-cpu", "${REGISTRY}/local:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/local:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/local:${git_version()}"])
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("local"), cache_from("cpu"))
   cache-to   = cache_to("local")
@@ -617,17 +666,20 @@ target "tiny-cpu" {
     "ENV_LLAMA_BAKE_WEIGHTS_FILE" = "tiny.gguf"
     "ENV_LLAMA_BAKE_WEIGHTS_SHA256" = "3333333333333333333333333333333333333333333333333333333333333333"
     "ENV_LLAMA_BAKE_WEIGHTS_URL" = "https://files.example.com/models/tiny.gguf?download=true"
+    "SOURCE_DATE_EPOCH" = "${SOURCE_DATE_EPOCH}"
   }
   labels = {
     "io.llama-bake.base" = "cpu"
     "io.llama-bake.model.delivery" = "fetch"
     "io.llama-bake.model.sha256" = "3333333333333333333333333333333333333333333333333333333333333333"
     "io.llama-bake.model.weights" = "https://files.example.com/models/tiny.gguf?download=true"
+    "org.opencontainers.image.revision" = git_commit() == "" ? null : "${git_commit()}"
     "org.opencontainers.image.source" = "https://example.com/team/models"
     "org.opencontainers.image.title" = "tiny-cpu"
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
+    "org.opencontainers.image.version" = git_version() == "" ? null : "${git_version()}"
   }
-  tags       = ["${REGISTRY}/tiny-cpu:${TAG}", "${REGISTRY}/tiny-cpu:${TAG}-cpu", "${REGISTRY}/tiny-cpu:llama-b6500"]
+  tags       = compact(["${REGISTRY}/tiny-cpu:${TAG}", "${REGISTRY}/tiny-cpu:${TAG}-cpu", "${REGISTRY}/tiny-cpu:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/tiny-cpu:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/tiny-cpu:${git_version()}"])
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("tiny-cpu"), cache_from("cpu"))
   cache-to   = cache_to("tiny-cpu")
@@ -658,6 +710,7 @@ target "vision" {
     "ENV_LLAMA_BAKE_WEIGHTS_FILE" = "vision-Q5_K_M.gguf"
     "ENV_LLAMA_BAKE_WEIGHTS_SHA256" = "1111111111111111111111111111111111111111111111111111111111111111"
     "ENV_LLAMA_BAKE_WEIGHTS_URL" = "https://huggingface.co/org/vision-GGUF/resolve/89abcdef0123456789abcdef0123456789abcdef/quants/vision-Q5_K_M.gguf"
+    "SOURCE_DATE_EPOCH" = "${SOURCE_DATE_EPOCH}"
   }
   labels = {
     "com.example.owner" = "vision team"
@@ -667,11 +720,13 @@ target "vision" {
     "io.llama-bake.model.sha256" = "1111111111111111111111111111111111111111111111111111111111111111"
     "io.llama-bake.model.weights" = "hf://org/vision-GGUF/quants/vision-Q5_K_M.gguf@89abcdef0123456789abcdef0123456789abcdef"
     "org.opencontainers.image.description" = "A vision model with \"quotes\", a backslash \\ and $${braces}"
+    "org.opencontainers.image.revision" = git_commit() == "" ? null : "${git_commit()}"
     "org.opencontainers.image.source" = "https://example.com/team/models"
     "org.opencontainers.image.title" = "vision"
     "org.opencontainers.image.vendor" = "Team \"Quotes\" & $${not-interpolated}"
+    "org.opencontainers.image.version" = git_version() == "" ? null : "${git_version()}"
   }
-  tags       = ["${REGISTRY}/vision:${TAG}", "${REGISTRY}/vision:${TAG}-cuda", "${REGISTRY}/vision:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", "${REGISTRY}/vision:stable"]
+  tags       = compact(["${REGISTRY}/vision:${TAG}", "${REGISTRY}/vision:${TAG}-cuda", "${REGISTRY}/vision:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/vision:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/vision:${git_version()}", "${REGISTRY}/vision:stable"])
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("vision"), cache_from("cuda-129"))
   cache-to   = cache_to("vision")
