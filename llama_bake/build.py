@@ -25,8 +25,7 @@ from types import FrameType
 from llama_bake.bake import BakeFailed, BakeRunner, Invocation
 from llama_bake.errors import BuildError, DockerError
 from llama_bake.invocation import BuildOptions, Phase, command_text, layout_dir, make_invocation, outputs, phases
-from llama_bake.output import write_atomic
-from llama_bake.pipeline import Paths, compile_catalog
+from llama_bake.pipeline import Paths, compile_catalog, write_compiled
 from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress, Vertex
 from llama_bake.summary import Summary, digest_of, failure_message, image_name, summarize
@@ -124,7 +123,7 @@ def dry_run(paths: Paths, options: BuildOptions, runner: BakeRunner) -> str:
     """Generate, then the command line of each phase, one per line; nothing is built. The second phase's
     base images are named by the placeholders the first phase fills in."""
     compiled = compile_catalog(paths)
-    write_atomic(paths.output, compiled.text)
+    write_compiled(paths, compiled)
     try:
         builder = choose_builder(options.builder, runner)
     except DockerError:
@@ -151,7 +150,7 @@ def dry_run(paths: Paths, options: BuildOptions, runner: BakeRunner) -> str:
 def run_build(paths: Paths, options: BuildOptions, runner: BakeRunner, on_line: OnLine | None = None) -> Summary:
     """Generate, then build each phase in order; a phase that fails stops the build."""
     compiled = compile_catalog(paths)
-    write_atomic(paths.output, compiled.text)
+    write_compiled(paths, compiled)
     plan = compiled.plan
     # The one `builder up` made, without asking buildx first (`buildx ls` costs a docker call on every build);
     # when it does not exist, `_bake` falls back to buildx's current builder.

@@ -77,16 +77,22 @@ def main(debug: bool) -> None:
 
 @main.command()
 @paths_options
-@click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when the file is stale.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when a file is stale.")
 @reports_errors
 def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
-    """Write docker-bake.hcl from the catalog (atomically; unchanged files are not touched)."""
+    """Write docker-bake.hcl and dockerfiles/ from the catalog (atomically; unchanged files are not touched,
+    Dockerfiles of removed targets are removed)."""
     paths = pipeline.Paths.from_options(catalog, bake_file)
-    changed = pipeline.generate(paths, check=check)
+    written = pipeline.generate(paths, check=check)
     if check:
-        click.echo(f"{paths.output} is up to date", err=True)
-    else:
-        click.echo(f"{'wrote' if changed else 'unchanged'}: {paths.output}", err=True)
+        click.echo(f"{paths.output} and its {len(written.unchanged) - 1} Dockerfiles are up to date", err=True)
+        return
+    for path in written.wrote:
+        click.echo(f"wrote: {path}", err=True)
+    for path in written.removed:
+        click.echo(f"removed: {path}", err=True)
+    if written.unchanged:
+        click.echo(f"unchanged: {len(written.unchanged)} file(s)", err=True)
 
 
 @main.command()
@@ -117,7 +123,7 @@ def preview(
         diff = pipeline.preview_diff(paths)
         console.show(diff or f"# {paths.output} is up to date\n", "diff", color)
     else:
-        console.show(pipeline.compile_catalog(paths).text, "terraform", color)
+        console.show(pipeline.preview_text(paths), "terraform", color)
 
 
 @main.command()
@@ -319,7 +325,9 @@ def compose(catalog: Path | None, bake_file: Path | None, out: Path | None, chec
     default = paths.bake_dir / "compose.yaml"
     target = out or default
     command = _regenerate(["llama-bake", "compose"], paths, target, default)
-    _write_or_check(target, pipeline.compose_text(paths, target, command), check, command)
+    text = pipeline.compose_text(paths, target, command)
+    pipeline.generate(paths, check=check)  # the services build from the Dockerfiles `generate` writes
+    _write_or_check(target, text, check, command)
 
 
 @main.group(name="ci")

@@ -57,10 +57,10 @@ def _context(value: str, bake_dir: Path, compose_dir: Path) -> str:
     return Path(os.path.relpath(bake_dir / value, compose_dir)).as_posix()
 
 
-def _build(plan: BakePlan, target: Target, dockerfile: str, bake_dir: Path, compose_dir: Path) -> dict[str, Any]:
+def _build(plan: BakePlan, target: Target, bake_dir: Path, compose_dir: Path) -> dict[str, Any]:
     build: dict[str, Any] = {
         "context": Path(os.path.relpath(bake_dir, compose_dir)).as_posix(),
-        "dockerfile_inline": _literal(dockerfile),
+        "dockerfile": target.dockerfile,  # the file `generate` writes, relative to the context
         "args": _values(plan, target.args),
         "labels": _values(plan, target.labels),
     }
@@ -93,15 +93,13 @@ def _health(shape: Shape, port: int) -> dict[str, Any]:
     }
 
 
-def compose_document(
-    catalog: Catalog, plan: BakePlan, dockerfiles: dict[Shape, str], bake_dir: Path, compose_dir: Path
-) -> dict[str, Any]:
+def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_dir: Path) -> dict[str, Any]:
     services: dict[str, Any] = {}
     ports: dict[int, str] = {}
     problems: list[str] = []
     for target in plan.targets:
         service: dict[str, Any] = {"image": _image(plan, target.image)}
-        service["build"] = _build(plan, target, dockerfiles[target.shape], bake_dir, compose_dir)
+        service["build"] = _build(plan, target, bake_dir, compose_dir)
         if target.kind == "base":
             # Built for its models (a `service:` context), never started. Not a profile: Compose refuses a
             # `service:` context on a service whose profile is not active.

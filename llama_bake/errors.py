@@ -12,7 +12,7 @@ class LlamaBakeError(Exception):
 class CatalogError(LlamaBakeError):
     """The catalog cannot be read or is invalid; ``problems`` lists every problem found."""
 
-    exit_code = 2
+    exit_code = 8
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -46,6 +46,6 @@ class BuildError(LlamaBakeError):
 
 
 class UsageError(LlamaBakeError):
-    """Command-line values that click cannot check on its own."""
+    """Command-line values that click cannot check on its own: the same code as click's own usage errors."""
 
-    exit_code = 7
+    exit_code = 2

@@ -1,23 +1,23 @@
 """``Catalog`` -> ``BakePlan``: every target, group and variable, resolved and sorted. Pure.
 
 User values never enter Dockerfile text: they travel as build args, labels, tags and contexts, and the
-Dockerfiles only vary by *shape* (backend, which env keys, mmproj or not, ...). Targets of one shape share
-one rendered Dockerfile.
+Dockerfiles only vary by *shape* (backend, which env keys, mmproj or not, ...). Each target has its own
+Dockerfile (``dockerfiles/NAME.Dockerfile``), so a change to one model is a change to its files only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from llama_bake.catalog import GIT_PLACEHOLDERS, Base, Catalog, FileWeights, GitSource, HfWeights, Model, UrlWeights
 
 LABEL_PREFIX = "io.llama-bake"
+DOCKERFILES_DIR = "dockerfiles"  # beside the bake file
 MODELS_DIR = "/models"
 DEFAULT_LLAMA_CACHE = "/var/cache/llama"
 
@@ -97,21 +97,6 @@ class Shape:
         dirs = (f"{MODELS_DIR}/", f"{MODELS_DIR}/mmproj/")
         return tuple(zip(("WEIGHTS", "MMPROJ"), dirs, self.sources, strict=False))
 
-    @property
-    def function(self) -> str:
-        """HCL function name; readable prefix plus a digest so distinct shapes never collide."""
-        digest = hashlib.sha256(repr(self).encode()).hexdigest()[:8]
-        if self.kind == "base":
-            label = f"base_{self.backend}" + ("_archive" if self.source == "archive" else "")
-        else:
-            label = (
-                f"model_{self.delivery}"
-                + ("_mmproj" if self.mmproj else "")
-                + ("_gated" if self.gated else "")
-                + ("_local" if self.local else "")
-            )
-        return f"dockerfile_{label}_{digest}"
-
 
 @dataclass(frozen=True)
 class Target:
@@ -129,6 +114,8 @@ class Target:
     # What a base is built from, for `graph`: its FROM images and its llama.cpp source (ref, context).
     from_images: tuple[str, ...] = ()
     llama_cpp: tuple[str, str] = ("", "")
+    # Its Dockerfile, relative to the bake file: one per target, named after it.
+    dockerfile: str = ""
 
     @property
     def image(self) -> Interp:
@@ -194,9 +181,16 @@ class BakePlan:
 CACHE_TYPES = ("", "registry", "gha", "local")
 
 
-def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path) -> BakePlan:
+def dockerfiles_dir(bake_file: str) -> str:
+    """Where a bake file's Dockerfiles go: ``dockerfiles/`` beside docker-bake.hcl, ``dockerfiles/STEM/`` beside
+    any other name, so two bake files in one directory never write each other's."""
+    return DOCKERFILES_DIR if bake_file == "docker-bake.hcl" else f"{DOCKERFILES_DIR}/{Path(bake_file).stem}"
+
+
+def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path, dockerfiles: str = DOCKERFILES_DIR) -> BakePlan:
     """Resolve ``catalog``. Relative paths in the catalog are relative to ``project_dir``; paths in the
-    plan are relative to ``bake_dir`` (where the bake file lives and bake runs)."""
+    plan are relative to ``bake_dir`` (where the bake file lives and bake runs); the Dockerfiles go into
+    ``dockerfiles`` there."""
     variables: tuple[Variable, ...] = (
         Variable("REGISTRY", catalog.project.registry, "Image repository prefix, e.g. ghcr.io/acme."),
         Variable("TAG", catalog.project.tag, "Value of {tag} in the tag scheme."),
@@ -219,7 +213,9 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path) -> BakePlan:
         )
     targets = [_base_target(catalog, b, project_dir, bake_dir) for b in catalog.bases]
     targets += [_model_target(catalog, m, project_dir, bake_dir) for m in catalog.models]
-    targets.sort(key=lambda t: t.name)
+    targets = sorted(
+        (replace(t, dockerfile=f"{dockerfiles}/{t.name}.Dockerfile") for t in targets), key=lambda t: t.name
+    )
 
     base_names = sorted(b.name for b in catalog.bases)
     model_names = sorted(m.name for m in catalog.models)
@@ -232,7 +228,7 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path) -> BakePlan:
         members = sorted(m.name for m in catalog.models if catalog.base_of(m).name == base.name)
         groups.append(Group(f"{base.name}-all", f"{base.name} and the models built on it.", (base.name, *members)))
     groups.sort(key=lambda g: g.name)
-    shapes = sorted({t.shape for t in targets}, key=lambda s: s.function)
+    shapes = sorted({t.shape for t in targets}, key=repr)
     return BakePlan(tuple(variables), tuple(shapes), tuple(targets), tuple(groups), catalog.project.rewrite_timestamps)
 
 

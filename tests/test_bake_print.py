@@ -63,7 +63,8 @@ def test_buildx_resolves_every_target_as_planned(case: str, tmp_path: Path) -> N
         assert {k: unprint(v) for k, v in got["args"].items()} == as_resolved(plan, target.args)
         assert {k: unprint(v) for k, v in got["labels"].items()} == as_resolved(plan, target.labels)
         assert got["tags"] == [t for t in (plan.resolve(t) for t in target.tags) if t]
-        assert unprint(got["dockerfile-inline"]) == render_dockerfile(target.shape, paths.project).rstrip("\n")
+        assert got["dockerfile"] == target.dockerfile
+        assert target.dockerfile in compiled.dockerfiles
         assert "cache-from" not in got
         assert "cache-to" not in got
         if target.kind == "model":
@@ -217,7 +218,7 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
     assert set(targets) == {t.name for t in plan.targets}
     for target in plan.targets:
         got = targets[target.name]
-        assert unprint(got["dockerfile-inline"]) == render_dockerfile(target.shape, paths.project), target.name
+        assert got["dockerfile"] == target.dockerfile, target.name
         assert {k: unprint(v) for k, v in got.get("args", {}).items()} == as_resolved(plan, target.args), target.name
         # Compose has no git values: the labels they make are for the bake file (and CI) only.
         assert {k: unprint(v) for k, v in got.get("labels", {}).items()} == as_resolved(plan, target.labels)

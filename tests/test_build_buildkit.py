@@ -317,8 +317,8 @@ def test_docker_compose_builds_each_model_and_its_base_service_on_the_builder(
     the models and the base they name as a `service:` context (a `scale: 0` service). With no Docker engine
     here to load into or start containers, the images are pushed and inspected instead."""
     project.model("m2", compose={"host_port": 8082})
-    compose = project.root / "compose.yaml"
-    compose.write_text(pipeline.compose_text(project.paths, compose, "llama-bake compose"), encoding="utf-8")
+    written = CliRunner().invoke(main, ["compose", "--catalog", str(project.catalog)])
+    assert written.exit_code == 0, written.output  # compose.yaml, and the Dockerfiles its services build from
     built = subprocess.run(
         ["docker", "compose", "-f", "compose.yaml", "build", "--push"],
         cwd=project.root,
@@ -509,14 +509,14 @@ def test_the_real_cuda_templates_pass_buildx_check(embedded_builder: str, stand_
     paths = pipeline.Paths.from_options(catalog, None)
     pipeline.generate(paths, check=False)
     plan = pipeline.plan_catalog(paths)[1]
-    assert {s.function.rsplit("_", 1)[0] for s in plan.shapes} >= {
-        "dockerfile_base_cuda",
-        "dockerfile_model_baked",
-        "dockerfile_model_baked_mmproj",
-        "dockerfile_model_baked_mmproj_gated",
-        "dockerfile_model_fetch",
-        "dockerfile_model_baked_local",
-    }
+    kinds = {(s.kind, s.backend or s.delivery, s.sources) for s in plan.shapes}
+    assert kinds >= {
+        ("base", "cuda", ()),
+        ("model", "baked", ("remote",)),
+        ("model", "baked", ("gated", "remote")),
+        ("model", "fetch", ("remote",)),
+        ("model", "baked", ("local",)),
+    }, kinds
     for group, extra in (("bases", []), ("models", ["--set", f"*.contexts.base={stand_in_image}"])):
         result = subprocess.run(
             ["docker", "buildx", "bake", "--builder", embedded_builder, "--call=check", *extra, group],

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -59,13 +61,13 @@ def test_file_order_on_disk_does_not_change_the_output(write_catalog: WriteCatal
     assert (other / "docker-bake.hcl").read_text() == first
 
 
-def test_broken_catalog_exits_2_names_the_file_and_leaves_the_bake_file_untouched(write_catalog: WriteCatalog) -> None:
+def test_broken_catalog_exits_8_names_the_file_and_leaves_the_bake_file_untouched(write_catalog: WriteCatalog) -> None:
     catalog = write_catalog()
     out = catalog.parent / "docker-bake.hcl"
     out.write_text("# previous content\n")
     write_yaml(catalog / "models" / "broken.yaml", {**MODEL, "server": {"port": 70000}})
     result = generate(catalog)
-    assert result.exit_code == 2
+    assert result.exit_code == 8
     assert "models/broken.yaml" in result.output
     assert "server.port" in result.output
     assert out.read_text() == "# previous content\n"
@@ -81,7 +83,7 @@ def test_check_passes_on_a_fresh_file_and_fails_with_a_diff_on_a_stale_one(write
     before = out.read_text()
     result = generate(catalog, "--check")
     assert result.exit_code == 4
-    assert "is stale" in result.output
+    assert "stale: docker-bake.hcl;" in result.output, "the port is a build arg: the Dockerfile is the same"
     assert '+    "ENV_LLAMA_ARG_PORT" = "9999"' in result.output
     assert out.read_text() == before
 
@@ -130,10 +132,10 @@ def test_validate_reports_placeholder_checksums_as_warnings(write_catalog: Write
     assert "warning: model m: weights.sha256 is the all-zero placeholder" in result.output
 
 
-def test_validate_lists_every_problem_and_exits_2(write_catalog: WriteCatalog) -> None:
+def test_validate_lists_every_problem_and_exits_8(write_catalog: WriteCatalog) -> None:
     catalog = write_catalog(models={"a": {**MODEL, "delivery": "later"}, "b": {**MODEL, "server": {"port": 0}}})
     result = run("validate", "--catalog", str(catalog))
-    assert result.exit_code == 2
+    assert result.exit_code == 8
     assert "2 catalog problems" in result.output
     assert "models/a.yaml" in result.output
     assert "models/b.yaml" in result.output
@@ -236,3 +238,72 @@ def test_ci_settings_land_in_the_file_and_its_header_command_writes_it_again(
     again = runner.invoke(main, [*shlex.split(command)[1:], "--check"])
     assert again.exit_code == 0, f"{command}: {again.output}"
     assert catalog.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "lines"),
+    [
+        ({"server": {"ctx_size": 8192, "port": 9001}}, 1),
+        ({"server": {"ctx_size": 16384}}, 1),
+        ({"health": {"start_period": "20m"}}, 1),
+        ({"weights": {**MODEL["weights"], "sha256": "e" * 64}}, 2),  # the build arg and the label
+    ],
+)
+def test_a_one_field_change_is_a_one_line_diff_in_the_generated_files(
+    write_catalog: WriteCatalog, change: dict[str, Any], lines: int
+) -> None:
+    """Across the bake file and every Dockerfile: one line out, one line in, for each place the value is
+    written (and no file added or removed)."""
+    start = {**MODEL, "server": {"ctx_size": 8192}, "health": {"start_period": "10m"}}
+    catalog = write_catalog(models={"model-a": start, "model-b": MODEL})
+    generate(catalog)
+    root = catalog.parent
+
+    def snapshot() -> dict[str, list[str]]:
+        files = [root / "docker-bake.hcl", *sorted((root / "dockerfiles").iterdir())]
+        return {p.name: p.read_text().splitlines() for p in files}
+
+    before = snapshot()
+    write_yaml(catalog / "models" / "model-a.yaml", {**start, **change})
+    generate(catalog)
+    after = snapshot()
+    assert before.keys() == after.keys()
+    changed = [
+        line
+        for name in before
+        for line in difflib.unified_diff(before[name], after[name], lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert len(changed) == 2 * lines, changed
+    assert sorted(line[0] for line in changed) == ["+"] * lines + ["-"] * lines, changed
+
+
+def test_generate_removes_the_dockerfiles_it_wrote_for_a_removed_target_and_nothing_else(
+    write_catalog: WriteCatalog,
+) -> None:
+    catalog = write_catalog(models={"model-a": MODEL, "model-b": MODEL})
+    root = catalog.parent
+    assert generate(catalog).exit_code == 0
+    assert generate(catalog, "--output", str(root / "other.hcl")).exit_code == 0  # a second set, same directory
+    mine = root / "dockerfiles" / "notes.Dockerfile"
+    mine.write_text("FROM scratch\n")
+    (catalog / "models" / "model-b.yaml").unlink()
+    stale = generate(catalog, "--check")
+    assert stale.exit_code == 4
+    assert "model-b.Dockerfile: no target uses it any more" in stale.output
+    result = generate(catalog)
+    assert result.exit_code == 0
+    assert f"removed: {root / 'dockerfiles' / 'model-b.Dockerfile'}" in result.output
+    assert sorted(p.name for p in (root / "dockerfiles").iterdir()) == [
+        "llama-cpp-cuda.Dockerfile",
+        "model-a.Dockerfile",
+        "notes.Dockerfile",
+        "other",
+    ]
+    assert (root / "dockerfiles" / "other" / "model-b.Dockerfile").exists(), "other.hcl's own set is left alone"
+    assert generate(catalog, "--check").exit_code == 0
+    # A broken catalog leaves every generated file as it was.
+    before = {p: p.read_text() for p in (root / "dockerfiles").rglob("*.Dockerfile")}
+    write_yaml(catalog / "models" / "model-a.yaml", {"weights": {"url": "nope"}})
+    assert generate(catalog).exit_code == 8
+    assert {p: p.read_text() for p in (root / "dockerfiles").rglob("*.Dockerfile")} == before

@@ -26,12 +26,19 @@ def render_case(case: str, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_rendered_hcl_equals_the_reviewed_file(case: str, tmp_path: Path) -> None:
-    text = render_case(case, tmp_path)
-    expected = GOLDEN / case / "docker-bake.hcl"
+def test_rendered_hcl_and_dockerfiles_equal_the_reviewed_files(case: str, tmp_path: Path) -> None:
+    shutil.copytree(GOLDEN / case / "catalog", tmp_path / "catalog")
+    compiled = pipeline.compile_catalog(pipeline.Paths.from_options(tmp_path / "catalog", None))
+    files = {"docker-bake.hcl": compiled.text, **compiled.dockerfiles}
     if os.environ.get("LLAMA_BAKE_UPDATE_GOLDEN") == "1":
-        expected.write_text(text, encoding="utf-8")
-    assert text == expected.read_text(encoding="utf-8")
+        shutil.rmtree(GOLDEN / case / "dockerfiles", ignore_errors=True)
+        for name, text in files.items():
+            (GOLDEN / case / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / case / name).write_text(text, encoding="utf-8")
+    for name, text in files.items():
+        assert text == (GOLDEN / case / name).read_text(encoding="utf-8"), name
+    on_disk = sorted(p.relative_to(GOLDEN / case).as_posix() for p in (GOLDEN / case / "dockerfiles").iterdir())
+    assert on_disk == sorted(compiled.dockerfiles)
 
 
 def test_the_repository_bake_file_is_fresh() -> None:

@@ -103,151 +103,9 @@ group "volta-all" {
   targets     = ["volta", "on-volta"]
 }
 
-function "dockerfile_base_cuda_b308c4f1" {
-  params = []
-  result = join("\n", [
-    "# check=skip=InvalidDefaultArgInFrom",
-    "# llama.cpp base image (cuda). Rendered by llama-bake from templates/base.Dockerfile.j2;",
-    "# every value arrives as a build arg, so bases of the same shape share this text.",
-    "ARG BUILD_IMAGE",
-    "ARG RUNTIME_IMAGE",
-    "",
-    "FROM $${BUILD_IMAGE} AS build",
-    "ARG BUILD_PACKAGES=\"\"",
-    "# build-essential is not optional: without a C++ compiler CMake fails, and not always loudly.",
-    "RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \\",
-    "    --mount=type=cache,id=llama-bake-apt-archives,target=/var/cache/apt/archives,sharing=locked \\",
-    "    set -eu; \\",
-    "    export DEBIAN_FRONTEND=noninteractive; \\",
-    "    apt-get update; \\",
-    "    apt-get install -y --no-install-recommends build-essential cmake git ccache ca-certificates libssl-dev $BUILD_PACKAGES; \\",
-    "    command -v g++ >/dev/null; command -v cmake >/dev/null",
-    "COPY --from=llama-src . /src",
-    "WORKDIR /src",
-    "ARG CMAKE_ARGS",
-    "ARG BUILD_JOBS=8",
-    "ARG LLAMA_CPP_REF",
-    "# The compile is capped at BUILD_JOBS (and the machine's cores): an unbounded -j runs out of memory.",
-    "RUN --mount=type=cache,id=llama-bake-ccache-cuda,target=/root/.cache/ccache \\",
-    "    set -eu; \\",
-    "    jobs=$(nproc); if [ \"$jobs\" -gt \"$BUILD_JOBS\" ]; then jobs=$BUILD_JOBS; fi; \\",
-    "    echo \"llama-bake: llama.cpp $LLAMA_CPP_REF: cmake $CMAKE_ARGS (-j $jobs)\"; \\",
-    "    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \\",
-    "        -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \\",
-    "        -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \\",
-    "        $CMAKE_ARGS; \\",
-    "    cmake --build build --config Release --target llama-server -j \"$jobs\"; \\",
-    "    mkdir -p /out; \\",
-    "    find build -name '*.so*' -exec cp -P {} /out/ \\; ; \\",
-    "    cp build/bin/llama-server /out/",
-    "",
-    "FROM $${RUNTIME_IMAGE} AS runtime",
-    "RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \\",
-    "    --mount=type=cache,id=llama-bake-apt-archives,target=/var/cache/apt/archives,sharing=locked \\",
-    "    set -eu; \\",
-    "    export DEBIAN_FRONTEND=noninteractive; \\",
-    "    apt-get update; \\",
-    "    apt-get install -y --no-install-recommends libgomp1 libssl3 curl ca-certificates",
-    "COPY --link --from=build /out/ /app/",
-    "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-fetch",
-    "#!/bin/sh",
-    "# llama-bake-fetch URL SHA256 DEST [hf]: download URL to DEST and verify its SHA-256.",
-    "# With `hf`, the token for gated Hugging Face repos is sent, read from HF_TOKEN or the BuildKit secret file",
-    "# (never an argument); other downloads never see it.",
-    "set -eu",
-    "url=$1; sum=$2; dest=$3; auth=$${4:-}",
-    "if [ -f \"$dest\" ] && echo \"$sum  $dest\" | sha256sum -c --status; then exit 0; fi",
-    "mkdir -p \"$(dirname \"$dest\")\"",
-    "token=",
-    "if [ \"$auth\" = hf ]; then",
-    "    token=$${HF_TOKEN:-}",
-    "    if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
-    "    if [ -z \"$token\" ]; then echo \"llama-bake: $url is gated: set HF_TOKEN\" >&2; exit 1; fi",
-    "fi",
-    "if [ -n \"$token\" ]; then",
-    "    printf 'Authorization: Bearer %s\\n' \"$token\" | curl -fL --retry 3 -H @- -o \"$dest.part\" \"$url\"",
-    "else",
-    "    curl -fL --retry 3 -o \"$dest.part\" \"$url\"",
-    "fi",
-    "got=$(sha256sum \"$dest.part\" | cut -d' ' -f1)",
-    "if [ \"$got\" != \"$sum\" ]; then",
-    "    echo \"llama-bake: checksum mismatch for $url: expected $sum, got $got\" >&2",
-    "    rm -f \"$dest.part\"",
-    "    exit 1",
-    "fi",
-    "mv \"$dest.part\" \"$dest\"",
-    "SCRIPT",
-    "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-serve",
-    "#!/bin/sh",
-    "# Entrypoint: fetch weights at start when the model says so, then exec llama-server.",
-    "# LLAMA_BAKE_EXTRA_ARGS holds one argument per line, so arguments keep their spaces and quotes.",
-    "set -eu",
-    "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
-    "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
-    "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_GATED:-}\"",
-    "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
-    "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
-    "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_GATED:-}\"",
-    "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
-    "    fi",
-    "fi",
-    "set -f",
-    "IFS='",
-    "'",
-    "exec /app/llama-server $${LLAMA_BAKE_EXTRA_ARGS:-} \"$@\"",
-    "SCRIPT",
-    "ARG LLAMA_CPP_REF",
-    "ARG ENV_LLAMA_CACHE",
-    "ENV LD_LIBRARY_PATH=/app \\",
-    "    LLAMA_BAKE_LLAMA_CPP_REF=$${LLAMA_CPP_REF} \\",
-    "    LLAMA_CACHE=$${ENV_LLAMA_CACHE}",
-    "WORKDIR /app",
-    "ENTRYPOINT [\"llama-bake-serve\"]",
-  ])
-}
-
-function "dockerfile_model_baked_0b97d7ce" {
-  params = []
-  result = join("\n", [
-    "# Model image (baked weights). Rendered by llama-bake from",
-    "# templates/model.Dockerfile.j2; every value arrives as a build arg.",
-    "",
-    "FROM base",
-    "ARG ENV_LLAMA_ARG_FLASH_ATTN",
-    "ARG ENV_LLAMA_ARG_HOST",
-    "ARG ENV_LLAMA_ARG_JINJA",
-    "ARG ENV_LLAMA_ARG_MODEL",
-    "ARG ENV_LLAMA_ARG_PORT",
-    "ARG ENV_LLAMA_BAKE_DELIVERY",
-    "ARG ENV_LLAMA_BAKE_MODEL",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "# BuildKit verifies each download's checksum, and with --link the layer does not depend on the base:",
-    "# a new llama.cpp re-downloads nothing.",
-    "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} $${ENV_LLAMA_BAKE_WEIGHTS_URL} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
-    "ENV LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
-    "    LLAMA_ARG_HOST=$${ENV_LLAMA_ARG_HOST} \\",
-    "    LLAMA_ARG_JINJA=$${ENV_LLAMA_ARG_JINJA} \\",
-    "    LLAMA_ARG_MODEL=$${ENV_LLAMA_ARG_MODEL} \\",
-    "    LLAMA_ARG_PORT=$${ENV_LLAMA_ARG_PORT} \\",
-    "    LLAMA_BAKE_DELIVERY=$${ENV_LLAMA_BAKE_DELIVERY} \\",
-    "    LLAMA_BAKE_MODEL=$${ENV_LLAMA_BAKE_MODEL} \\",
-    "    LLAMA_BAKE_WEIGHTS_FILE=$${ENV_LLAMA_BAKE_WEIGHTS_FILE} \\",
-    "    LLAMA_BAKE_WEIGHTS_SHA256=$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} \\",
-    "    LLAMA_BAKE_WEIGHTS_URL=$${ENV_LLAMA_BAKE_WEIGHTS_URL}",
-    "EXPOSE $${ENV_LLAMA_ARG_PORT}",
-    "HEALTHCHECK --start-period=10m --interval=30s --timeout=5s --retries=3 \\",
-    "    CMD curl -fsS \"http://127.0.0.1:$${LLAMA_ARG_PORT:-8080}/health\" >/dev/null || exit 1",
-    "ENTRYPOINT [\"llama-bake-serve\"]",
-  ])
-}
-
 target "ada" {
-  description       = "llama.cpp b6500 (cuda 12.8.1, 89-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.8.1, 89-real)"
+  dockerfile  = "dockerfiles/ada.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -277,8 +135,8 @@ target "ada" {
 }
 
 target "ampere" {
-  description       = "llama.cpp b6500 (cuda 12.8.1, 86-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.8.1, 86-real)"
+  dockerfile  = "dockerfiles/ampere.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -308,8 +166,8 @@ target "ampere" {
 }
 
 target "ampere-datacenter" {
-  description       = "llama.cpp b6500 (cuda 12.8.1, 80-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.8.1, 80-real)"
+  dockerfile  = "dockerfiles/ampere-datacenter.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -339,8 +197,8 @@ target "ampere-datacenter" {
 }
 
 target "blackwell-consumer" {
-  description       = "llama.cpp b6500 (cuda 12.8.1, 120a-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.8.1, 120a-real)"
+  dockerfile  = "dockerfiles/blackwell-consumer.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -370,8 +228,8 @@ target "blackwell-consumer" {
 }
 
 target "blackwell-datacenter" {
-  description       = "llama.cpp b6500 (cuda 12.8.1, 100-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.8.1, 100-real)"
+  dockerfile  = "dockerfiles/blackwell-datacenter.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -401,8 +259,8 @@ target "blackwell-datacenter" {
 }
 
 target "gb10" {
-  description       = "llama.cpp b6500 (cuda 12.9.1, 121a-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.9.1, 121a-real)"
+  dockerfile  = "dockerfiles/gb10.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -432,8 +290,8 @@ target "gb10" {
 }
 
 target "hopper" {
-  description       = "llama.cpp b6500 (cuda 12.8.1, 90-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.8.1, 90-real)"
+  dockerfile  = "dockerfiles/hopper.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -463,8 +321,8 @@ target "hopper" {
 }
 
 target "on-ada" {
-  description       = "on-ada on ada"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-ada on ada"
+  dockerfile  = "dockerfiles/on-ada.Dockerfile"
   contexts = {
     "base" = "target:ada"
   }
@@ -494,8 +352,8 @@ target "on-ada" {
 }
 
 target "on-ampere" {
-  description       = "on-ampere on ampere"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-ampere on ampere"
+  dockerfile  = "dockerfiles/on-ampere.Dockerfile"
   contexts = {
     "base" = "target:ampere"
   }
@@ -525,8 +383,8 @@ target "on-ampere" {
 }
 
 target "on-ampere-datacenter" {
-  description       = "on-ampere-datacenter on ampere-datacenter"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-ampere-datacenter on ampere-datacenter"
+  dockerfile  = "dockerfiles/on-ampere-datacenter.Dockerfile"
   contexts = {
     "base" = "target:ampere-datacenter"
   }
@@ -556,8 +414,8 @@ target "on-ampere-datacenter" {
 }
 
 target "on-blackwell-consumer" {
-  description       = "on-blackwell-consumer on blackwell-consumer"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-blackwell-consumer on blackwell-consumer"
+  dockerfile  = "dockerfiles/on-blackwell-consumer.Dockerfile"
   contexts = {
     "base" = "target:blackwell-consumer"
   }
@@ -587,8 +445,8 @@ target "on-blackwell-consumer" {
 }
 
 target "on-blackwell-datacenter" {
-  description       = "on-blackwell-datacenter on blackwell-datacenter"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-blackwell-datacenter on blackwell-datacenter"
+  dockerfile  = "dockerfiles/on-blackwell-datacenter.Dockerfile"
   contexts = {
     "base" = "target:blackwell-datacenter"
   }
@@ -618,8 +476,8 @@ target "on-blackwell-datacenter" {
 }
 
 target "on-gb10" {
-  description       = "on-gb10 on gb10"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-gb10 on gb10"
+  dockerfile  = "dockerfiles/on-gb10.Dockerfile"
   contexts = {
     "base" = "target:gb10"
   }
@@ -649,8 +507,8 @@ target "on-gb10" {
 }
 
 target "on-hopper" {
-  description       = "on-hopper on hopper"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-hopper on hopper"
+  dockerfile  = "dockerfiles/on-hopper.Dockerfile"
   contexts = {
     "base" = "target:hopper"
   }
@@ -680,8 +538,8 @@ target "on-hopper" {
 }
 
 target "on-turing" {
-  description       = "on-turing on turing"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-turing on turing"
+  dockerfile  = "dockerfiles/on-turing.Dockerfile"
   contexts = {
     "base" = "target:turing"
   }
@@ -711,8 +569,8 @@ target "on-turing" {
 }
 
 target "on-volta" {
-  description       = "on-volta on volta"
-  dockerfile-inline = dockerfile_model_baked_0b97d7ce()
+  description = "on-volta on volta"
+  dockerfile  = "dockerfiles/on-volta.Dockerfile"
   contexts = {
     "base" = "target:volta"
   }
@@ -742,8 +600,8 @@ target "on-volta" {
 }
 
 target "turing" {
-  description       = "llama.cpp b6500 (cuda 12.8.1, 75-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.8.1, 75-real)"
+  dockerfile  = "dockerfiles/turing.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }
@@ -773,8 +631,8 @@ target "turing" {
 }
 
 target "volta" {
-  description       = "llama.cpp b6500 (cuda 12.8.1, 70-real)"
-  dockerfile-inline = dockerfile_base_cuda_b308c4f1()
+  description = "llama.cpp b6500 (cuda 12.8.1, 70-real)"
+  dockerfile  = "dockerfiles/volta.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#b6500"
   }

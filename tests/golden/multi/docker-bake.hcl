@@ -109,405 +109,9 @@ group "models" {
   targets     = ["gated", "local", "tiny-cpu", "vision"]
 }
 
-function "dockerfile_base_cpu_e40262b7" {
-  params = []
-  result = join("\n", [
-    "# check=skip=InvalidDefaultArgInFrom",
-    "# llama.cpp base image (cpu). Rendered by llama-bake from templates/base.Dockerfile.j2;",
-    "# every value arrives as a build arg, so bases of the same shape share this text.",
-    "ARG BUILD_IMAGE",
-    "ARG RUNTIME_IMAGE",
-    "",
-    "FROM $${BUILD_IMAGE} AS build",
-    "ARG BUILD_PACKAGES=\"\"",
-    "# build-essential is not optional: without a C++ compiler CMake fails, and not always loudly.",
-    "RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \\",
-    "    --mount=type=cache,id=llama-bake-apt-archives,target=/var/cache/apt/archives,sharing=locked \\",
-    "    set -eu; \\",
-    "    export DEBIAN_FRONTEND=noninteractive; \\",
-    "    apt-get update; \\",
-    "    apt-get install -y --no-install-recommends build-essential cmake git ccache ca-certificates libssl-dev $BUILD_PACKAGES; \\",
-    "    command -v g++ >/dev/null; command -v cmake >/dev/null",
-    "COPY --from=llama-src . /src",
-    "WORKDIR /src",
-    "ARG CMAKE_ARGS",
-    "ARG BUILD_JOBS=8",
-    "ARG LLAMA_CPP_REF",
-    "# The compile is capped at BUILD_JOBS (and the machine's cores): an unbounded -j runs out of memory.",
-    "RUN --mount=type=cache,id=llama-bake-ccache-cpu,target=/root/.cache/ccache \\",
-    "    set -eu; \\",
-    "    jobs=$(nproc); if [ \"$jobs\" -gt \"$BUILD_JOBS\" ]; then jobs=$BUILD_JOBS; fi; \\",
-    "    echo \"llama-bake: llama.cpp $LLAMA_CPP_REF: cmake $CMAKE_ARGS (-j $jobs)\"; \\",
-    "    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \\",
-    "        -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \\",
-    "        $CMAKE_ARGS; \\",
-    "    cmake --build build --config Release --target llama-server -j \"$jobs\"; \\",
-    "    mkdir -p /out; \\",
-    "    find build -name '*.so*' -exec cp -P {} /out/ \\; ; \\",
-    "    cp build/bin/llama-server /out/",
-    "",
-    "FROM $${RUNTIME_IMAGE} AS runtime",
-    "RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \\",
-    "    --mount=type=cache,id=llama-bake-apt-archives,target=/var/cache/apt/archives,sharing=locked \\",
-    "    set -eu; \\",
-    "    export DEBIAN_FRONTEND=noninteractive; \\",
-    "    apt-get update; \\",
-    "    apt-get install -y --no-install-recommends libgomp1 libssl3 curl ca-certificates",
-    "COPY --link --from=build /out/ /app/",
-    "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-fetch",
-    "#!/bin/sh",
-    "# llama-bake-fetch URL SHA256 DEST [hf]: download URL to DEST and verify its SHA-256.",
-    "# With `hf`, the token for gated Hugging Face repos is sent, read from HF_TOKEN or the BuildKit secret file",
-    "# (never an argument); other downloads never see it.",
-    "set -eu",
-    "url=$1; sum=$2; dest=$3; auth=$${4:-}",
-    "if [ -f \"$dest\" ] && echo \"$sum  $dest\" | sha256sum -c --status; then exit 0; fi",
-    "mkdir -p \"$(dirname \"$dest\")\"",
-    "token=",
-    "if [ \"$auth\" = hf ]; then",
-    "    token=$${HF_TOKEN:-}",
-    "    if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
-    "    if [ -z \"$token\" ]; then echo \"llama-bake: $url is gated: set HF_TOKEN\" >&2; exit 1; fi",
-    "fi",
-    "if [ -n \"$token\" ]; then",
-    "    printf 'Authorization: Bearer %s\\n' \"$token\" | curl -fL --retry 3 -H @- -o \"$dest.part\" \"$url\"",
-    "else",
-    "    curl -fL --retry 3 -o \"$dest.part\" \"$url\"",
-    "fi",
-    "got=$(sha256sum \"$dest.part\" | cut -d' ' -f1)",
-    "if [ \"$got\" != \"$sum\" ]; then",
-    "    echo \"llama-bake: checksum mismatch for $url: expected $sum, got $got\" >&2",
-    "    rm -f \"$dest.part\"",
-    "    exit 1",
-    "fi",
-    "mv \"$dest.part\" \"$dest\"",
-    "SCRIPT",
-    "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-serve",
-    "#!/bin/sh",
-    "# Entrypoint: fetch weights at start when the model says so, then exec llama-server.",
-    "# LLAMA_BAKE_EXTRA_ARGS holds one argument per line, so arguments keep their spaces and quotes.",
-    "set -eu",
-    "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
-    "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
-    "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_GATED:-}\"",
-    "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
-    "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
-    "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_GATED:-}\"",
-    "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
-    "    fi",
-    "fi",
-    "set -f",
-    "IFS='",
-    "'",
-    "exec /app/llama-server $${LLAMA_BAKE_EXTRA_ARGS:-} \"$@\"",
-    "SCRIPT",
-    "ARG LLAMA_CPP_REF",
-    "ARG ENV_LLAMA_CACHE",
-    "ENV LD_LIBRARY_PATH=/app \\",
-    "    LLAMA_BAKE_LLAMA_CPP_REF=$${LLAMA_CPP_REF} \\",
-    "    LLAMA_CACHE=$${ENV_LLAMA_CACHE}",
-    "WORKDIR /app",
-    "ENTRYPOINT [\"llama-bake-serve\"]",
-  ])
-}
-
-function "dockerfile_base_cuda_dbfb3629" {
-  params = []
-  result = join("\n", [
-    "# check=skip=InvalidDefaultArgInFrom",
-    "# llama.cpp base image (cuda). Rendered by llama-bake from templates/base.Dockerfile.j2;",
-    "# every value arrives as a build arg, so bases of the same shape share this text.",
-    "ARG BUILD_IMAGE",
-    "ARG RUNTIME_IMAGE",
-    "",
-    "FROM $${BUILD_IMAGE} AS build",
-    "ARG BUILD_PACKAGES=\"\"",
-    "# build-essential is not optional: without a C++ compiler CMake fails, and not always loudly.",
-    "RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \\",
-    "    --mount=type=cache,id=llama-bake-apt-archives,target=/var/cache/apt/archives,sharing=locked \\",
-    "    set -eu; \\",
-    "    export DEBIAN_FRONTEND=noninteractive; \\",
-    "    apt-get update; \\",
-    "    apt-get install -y --no-install-recommends build-essential cmake git ccache ca-certificates libssl-dev $BUILD_PACKAGES; \\",
-    "    command -v g++ >/dev/null; command -v cmake >/dev/null",
-    "COPY --from=llama-src . /src",
-    "WORKDIR /src",
-    "ARG CMAKE_ARGS",
-    "ARG BUILD_JOBS=8",
-    "ARG LLAMA_CPP_REF",
-    "# The compile is capped at BUILD_JOBS (and the machine's cores): an unbounded -j runs out of memory.",
-    "RUN --mount=type=cache,id=llama-bake-ccache-cuda,target=/root/.cache/ccache \\",
-    "    set -eu; \\",
-    "    jobs=$(nproc); if [ \"$jobs\" -gt \"$BUILD_JOBS\" ]; then jobs=$BUILD_JOBS; fi; \\",
-    "    echo \"llama-bake: llama.cpp $LLAMA_CPP_REF: cmake $CMAKE_ARGS (-j $jobs)\"; \\",
-    "    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \\",
-    "        -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \\",
-    "        -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \\",
-    "        $CMAKE_ARGS; \\",
-    "    cmake --build build --config Release --target llama-server -j \"$jobs\"; \\",
-    "    mkdir -p /out; \\",
-    "    find build -name '*.so*' -exec cp -P {} /out/ \\; ; \\",
-    "    cp build/bin/llama-server /out/",
-    "",
-    "FROM $${RUNTIME_IMAGE} AS runtime",
-    "RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \\",
-    "    --mount=type=cache,id=llama-bake-apt-archives,target=/var/cache/apt/archives,sharing=locked \\",
-    "    set -eu; \\",
-    "    export DEBIAN_FRONTEND=noninteractive; \\",
-    "    apt-get update; \\",
-    "    apt-get install -y --no-install-recommends libgomp1 libssl3 curl ca-certificates",
-    "COPY --link --from=build /out/ /app/",
-    "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-fetch",
-    "#!/bin/sh",
-    "# llama-bake-fetch URL SHA256 DEST [hf]: download URL to DEST and verify its SHA-256.",
-    "# With `hf`, the token for gated Hugging Face repos is sent, read from HF_TOKEN or the BuildKit secret file",
-    "# (never an argument); other downloads never see it.",
-    "set -eu",
-    "url=$1; sum=$2; dest=$3; auth=$${4:-}",
-    "if [ -f \"$dest\" ] && echo \"$sum  $dest\" | sha256sum -c --status; then exit 0; fi",
-    "mkdir -p \"$(dirname \"$dest\")\"",
-    "token=",
-    "if [ \"$auth\" = hf ]; then",
-    "    token=$${HF_TOKEN:-}",
-    "    if [ -z \"$token\" ] && [ -s /run/secrets/hf_token ]; then token=$(cat /run/secrets/hf_token); fi",
-    "    if [ -z \"$token\" ]; then echo \"llama-bake: $url is gated: set HF_TOKEN\" >&2; exit 1; fi",
-    "fi",
-    "if [ -n \"$token\" ]; then",
-    "    printf 'Authorization: Bearer %s\\n' \"$token\" | curl -fL --retry 3 -H @- -o \"$dest.part\" \"$url\"",
-    "else",
-    "    curl -fL --retry 3 -o \"$dest.part\" \"$url\"",
-    "fi",
-    "got=$(sha256sum \"$dest.part\" | cut -d' ' -f1)",
-    "if [ \"$got\" != \"$sum\" ]; then",
-    "    echo \"llama-bake: checksum mismatch for $url: expected $sum, got $got\" >&2",
-    "    rm -f \"$dest.part\"",
-    "    exit 1",
-    "fi",
-    "mv \"$dest.part\" \"$dest\"",
-    "SCRIPT",
-    "COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-serve",
-    "#!/bin/sh",
-    "# Entrypoint: fetch weights at start when the model says so, then exec llama-server.",
-    "# LLAMA_BAKE_EXTRA_ARGS holds one argument per line, so arguments keep their spaces and quotes.",
-    "set -eu",
-    "if [ \"$${LLAMA_BAKE_DELIVERY:-baked}\" = fetch ]; then",
-    "    dir=\"$${LLAMA_CACHE:-/var/cache/llama}/llama-bake\"",
-    "    llama-bake-fetch \"$LLAMA_BAKE_WEIGHTS_URL\" \"$LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\" \"$${LLAMA_BAKE_WEIGHTS_GATED:-}\"",
-    "    export LLAMA_ARG_MODEL=\"$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE\"",
-    "    if [ -n \"$${LLAMA_BAKE_MMPROJ_URL:-}\" ]; then",
-    "        llama-bake-fetch \"$LLAMA_BAKE_MMPROJ_URL\" \"$LLAMA_BAKE_MMPROJ_SHA256\" \\",
-    "            \"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\" \"$${LLAMA_BAKE_MMPROJ_GATED:-}\"",
-    "        export LLAMA_ARG_MMPROJ=\"$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE\"",
-    "    fi",
-    "fi",
-    "set -f",
-    "IFS='",
-    "'",
-    "exec /app/llama-server $${LLAMA_BAKE_EXTRA_ARGS:-} \"$@\"",
-    "SCRIPT",
-    "ARG LLAMA_CPP_REF",
-    "ARG ENV_CUDA_DEVICE_MAX_CONNECTIONS",
-    "ARG ENV_LLAMA_CACHE",
-    "ARG ENV_NCCL_DEBUG",
-    "ENV LD_LIBRARY_PATH=/app \\",
-    "    LLAMA_BAKE_LLAMA_CPP_REF=$${LLAMA_CPP_REF} \\",
-    "    CUDA_DEVICE_MAX_CONNECTIONS=$${ENV_CUDA_DEVICE_MAX_CONNECTIONS} \\",
-    "    LLAMA_CACHE=$${ENV_LLAMA_CACHE} \\",
-    "    NCCL_DEBUG=$${ENV_NCCL_DEBUG}",
-    "WORKDIR /app",
-    "ENTRYPOINT [\"llama-bake-serve\"]",
-  ])
-}
-
-function "dockerfile_model_baked_gated_0956e2e4" {
-  params = []
-  result = join("\n", [
-    "# Model image (baked weights). Rendered by llama-bake from",
-    "# templates/model.Dockerfile.j2; every value arrives as a build arg.",
-    "",
-    "# Gated weights need the Hugging Face token: a BuildKit secret, mounted for this step only.",
-    "FROM base AS gated",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
-    "RUN --mount=type=secret,id=hf_token,required=true \\",
-    "    llama-bake-fetch \"$ENV_LLAMA_BAKE_WEIGHTS_URL\" \"$ENV_LLAMA_BAKE_WEIGHTS_SHA256\" \\",
-    "        \"/out/models/$ENV_LLAMA_BAKE_WEIGHTS_FILE\" hf",
-    "",
-    "FROM base",
-    "ARG ENV_LLAMA_ARG_FLASH_ATTN",
-    "ARG ENV_LLAMA_ARG_HOST",
-    "ARG ENV_LLAMA_ARG_JINJA",
-    "ARG ENV_LLAMA_ARG_MODEL",
-    "ARG ENV_LLAMA_ARG_PORT",
-    "ARG ENV_LLAMA_BAKE_DELIVERY",
-    "ARG ENV_LLAMA_BAKE_MODEL",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_GATED",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "COPY --link --from=gated /out/models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
-    "ENV LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
-    "    LLAMA_ARG_HOST=$${ENV_LLAMA_ARG_HOST} \\",
-    "    LLAMA_ARG_JINJA=$${ENV_LLAMA_ARG_JINJA} \\",
-    "    LLAMA_ARG_MODEL=$${ENV_LLAMA_ARG_MODEL} \\",
-    "    LLAMA_ARG_PORT=$${ENV_LLAMA_ARG_PORT} \\",
-    "    LLAMA_BAKE_DELIVERY=$${ENV_LLAMA_BAKE_DELIVERY} \\",
-    "    LLAMA_BAKE_MODEL=$${ENV_LLAMA_BAKE_MODEL} \\",
-    "    LLAMA_BAKE_WEIGHTS_FILE=$${ENV_LLAMA_BAKE_WEIGHTS_FILE} \\",
-    "    LLAMA_BAKE_WEIGHTS_GATED=$${ENV_LLAMA_BAKE_WEIGHTS_GATED} \\",
-    "    LLAMA_BAKE_WEIGHTS_SHA256=$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} \\",
-    "    LLAMA_BAKE_WEIGHTS_URL=$${ENV_LLAMA_BAKE_WEIGHTS_URL}",
-    "EXPOSE $${ENV_LLAMA_ARG_PORT}",
-    "HEALTHCHECK --start-period=10m --interval=30s --timeout=5s --retries=3 \\",
-    "    CMD curl -fsS \"http://127.0.0.1:$${LLAMA_ARG_PORT:-8080}/health\" >/dev/null || exit 1",
-    "ENTRYPOINT [\"llama-bake-serve\"]",
-  ])
-}
-
-function "dockerfile_model_baked_local_9bc734b1" {
-  params = []
-  result = join("\n", [
-    "# Model image (baked weights). Rendered by llama-bake from",
-    "# templates/model.Dockerfile.j2; every value arrives as a build arg.",
-    "",
-    "# Local files arrive as named contexts; each is checked against the catalog's sha256 before it is used.",
-    "FROM base AS verify",
-    "RUN mkdir -p /llama-bake",
-    "ARG WEIGHTS_SOURCE",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
-    "RUN --mount=type=bind,from=weights-file,target=/in \\",
-    "    set -eu; \\",
-    "    got=$(sha256sum \"/in/$WEIGHTS_SOURCE\" | cut -d' ' -f1); \\",
-    "    if [ \"$got\" != \"$ENV_LLAMA_BAKE_WEIGHTS_SHA256\" ]; then \\",
-    "        echo \"llama-bake: checksum mismatch for $WEIGHTS_SOURCE: expected $ENV_LLAMA_BAKE_WEIGHTS_SHA256, got $got\" >&2; \\",
-    "        exit 1; \\",
-    "    fi; \\",
-    "    echo \"$got  /models/$ENV_LLAMA_BAKE_WEIGHTS_FILE\" >> /llama-bake/SHA256SUMS",
-    "",
-    "FROM base",
-    "ARG WEIGHTS_SOURCE",
-    "ARG ENV_LLAMA_ARG_FLASH_ATTN",
-    "ARG ENV_LLAMA_ARG_HOST",
-    "ARG ENV_LLAMA_ARG_JINJA",
-    "ARG ENV_LLAMA_ARG_MODEL",
-    "ARG ENV_LLAMA_ARG_PORT",
-    "ARG ENV_LLAMA_BAKE_DELIVERY",
-    "ARG ENV_LLAMA_BAKE_MODEL",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
-    "COPY --link --chmod=644 --from=weights-file /$${WEIGHTS_SOURCE} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
-    "# The checksums of the local files, as verified above (and a link to the verify stage, so it runs).",
-    "COPY --link --from=verify /llama-bake/SHA256SUMS /models/SHA256SUMS",
-    "ENV LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
-    "    LLAMA_ARG_HOST=$${ENV_LLAMA_ARG_HOST} \\",
-    "    LLAMA_ARG_JINJA=$${ENV_LLAMA_ARG_JINJA} \\",
-    "    LLAMA_ARG_MODEL=$${ENV_LLAMA_ARG_MODEL} \\",
-    "    LLAMA_ARG_PORT=$${ENV_LLAMA_ARG_PORT} \\",
-    "    LLAMA_BAKE_DELIVERY=$${ENV_LLAMA_BAKE_DELIVERY} \\",
-    "    LLAMA_BAKE_MODEL=$${ENV_LLAMA_BAKE_MODEL} \\",
-    "    LLAMA_BAKE_WEIGHTS_FILE=$${ENV_LLAMA_BAKE_WEIGHTS_FILE} \\",
-    "    LLAMA_BAKE_WEIGHTS_SHA256=$${ENV_LLAMA_BAKE_WEIGHTS_SHA256}",
-    "EXPOSE $${ENV_LLAMA_ARG_PORT}",
-    "HEALTHCHECK --start-period=10m --interval=30s --timeout=5s --retries=3 \\",
-    "    CMD curl -fsS \"http://127.0.0.1:$${LLAMA_ARG_PORT:-8080}/health\" >/dev/null || exit 1",
-    "ENTRYPOINT [\"llama-bake-serve\"]",
-  ])
-}
-
-function "dockerfile_model_baked_mmproj_192d6d92" {
-  params = []
-  result = join("\n", [
-    "# Model image (baked weights, vision projector). Rendered by llama-bake from",
-    "# templates/model.Dockerfile.j2; every value arrives as a build arg.",
-    "",
-    "FROM base",
-    "ARG ENV_LLAMA_ARG_CTX_SIZE",
-    "ARG ENV_LLAMA_ARG_FLASH_ATTN",
-    "ARG ENV_LLAMA_ARG_HOST",
-    "ARG ENV_LLAMA_ARG_JINJA",
-    "ARG ENV_LLAMA_ARG_MMPROJ",
-    "ARG ENV_LLAMA_ARG_MODEL",
-    "ARG ENV_LLAMA_ARG_N_GPU_LAYERS",
-    "ARG ENV_LLAMA_ARG_PORT",
-    "ARG ENV_LLAMA_ARG_THREADS",
-    "ARG ENV_LLAMA_BAKE_DELIVERY",
-    "ARG ENV_LLAMA_BAKE_EXTRA_ARGS",
-    "ARG ENV_LLAMA_BAKE_MMPROJ_FILE",
-    "ARG ENV_LLAMA_BAKE_MMPROJ_SHA256",
-    "ARG ENV_LLAMA_BAKE_MMPROJ_URL",
-    "ARG ENV_LLAMA_BAKE_MODEL",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "# BuildKit verifies each download's checksum, and with --link the layer does not depend on the base:",
-    "# a new llama.cpp re-downloads nothing.",
-    "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} $${ENV_LLAMA_BAKE_WEIGHTS_URL} /models/$${ENV_LLAMA_BAKE_WEIGHTS_FILE}",
-    "ADD --link --chmod=644 --checksum=sha256:$${ENV_LLAMA_BAKE_MMPROJ_SHA256} $${ENV_LLAMA_BAKE_MMPROJ_URL} /models/mmproj/$${ENV_LLAMA_BAKE_MMPROJ_FILE}",
-    "ENV LLAMA_ARG_CTX_SIZE=$${ENV_LLAMA_ARG_CTX_SIZE} \\",
-    "    LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
-    "    LLAMA_ARG_HOST=$${ENV_LLAMA_ARG_HOST} \\",
-    "    LLAMA_ARG_JINJA=$${ENV_LLAMA_ARG_JINJA} \\",
-    "    LLAMA_ARG_MMPROJ=$${ENV_LLAMA_ARG_MMPROJ} \\",
-    "    LLAMA_ARG_MODEL=$${ENV_LLAMA_ARG_MODEL} \\",
-    "    LLAMA_ARG_N_GPU_LAYERS=$${ENV_LLAMA_ARG_N_GPU_LAYERS} \\",
-    "    LLAMA_ARG_PORT=$${ENV_LLAMA_ARG_PORT} \\",
-    "    LLAMA_ARG_THREADS=$${ENV_LLAMA_ARG_THREADS} \\",
-    "    LLAMA_BAKE_DELIVERY=$${ENV_LLAMA_BAKE_DELIVERY} \\",
-    "    LLAMA_BAKE_EXTRA_ARGS=$${ENV_LLAMA_BAKE_EXTRA_ARGS} \\",
-    "    LLAMA_BAKE_MMPROJ_FILE=$${ENV_LLAMA_BAKE_MMPROJ_FILE} \\",
-    "    LLAMA_BAKE_MMPROJ_SHA256=$${ENV_LLAMA_BAKE_MMPROJ_SHA256} \\",
-    "    LLAMA_BAKE_MMPROJ_URL=$${ENV_LLAMA_BAKE_MMPROJ_URL} \\",
-    "    LLAMA_BAKE_MODEL=$${ENV_LLAMA_BAKE_MODEL} \\",
-    "    LLAMA_BAKE_WEIGHTS_FILE=$${ENV_LLAMA_BAKE_WEIGHTS_FILE} \\",
-    "    LLAMA_BAKE_WEIGHTS_SHA256=$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} \\",
-    "    LLAMA_BAKE_WEIGHTS_URL=$${ENV_LLAMA_BAKE_WEIGHTS_URL}",
-    "EXPOSE $${ENV_LLAMA_ARG_PORT}",
-    "HEALTHCHECK --start-period=15m --interval=30s --timeout=5s --retries=5 \\",
-    "    CMD curl -fsS \"http://127.0.0.1:$${LLAMA_ARG_PORT:-8080}/health\" >/dev/null || exit 1",
-    "ENTRYPOINT [\"llama-bake-serve\"]",
-  ])
-}
-
-function "dockerfile_model_fetch_02b43b90" {
-  params = []
-  result = join("\n", [
-    "# Model image (fetch weights). Rendered by llama-bake from",
-    "# templates/model.Dockerfile.j2; every value arrives as a build arg.",
-    "",
-    "FROM base",
-    "ARG ENV_LLAMA_ARG_FLASH_ATTN",
-    "ARG ENV_LLAMA_ARG_HOST",
-    "ARG ENV_LLAMA_ARG_JINJA",
-    "ARG ENV_LLAMA_ARG_PORT",
-    "ARG ENV_LLAMA_BAKE_DELIVERY",
-    "ARG ENV_LLAMA_BAKE_MODEL",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_FILE",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256",
-    "ARG ENV_LLAMA_BAKE_WEIGHTS_URL",
-    "ENV LLAMA_ARG_FLASH_ATTN=$${ENV_LLAMA_ARG_FLASH_ATTN} \\",
-    "    LLAMA_ARG_HOST=$${ENV_LLAMA_ARG_HOST} \\",
-    "    LLAMA_ARG_JINJA=$${ENV_LLAMA_ARG_JINJA} \\",
-    "    LLAMA_ARG_PORT=$${ENV_LLAMA_ARG_PORT} \\",
-    "    LLAMA_BAKE_DELIVERY=$${ENV_LLAMA_BAKE_DELIVERY} \\",
-    "    LLAMA_BAKE_MODEL=$${ENV_LLAMA_BAKE_MODEL} \\",
-    "    LLAMA_BAKE_WEIGHTS_FILE=$${ENV_LLAMA_BAKE_WEIGHTS_FILE} \\",
-    "    LLAMA_BAKE_WEIGHTS_SHA256=$${ENV_LLAMA_BAKE_WEIGHTS_SHA256} \\",
-    "    LLAMA_BAKE_WEIGHTS_URL=$${ENV_LLAMA_BAKE_WEIGHTS_URL}",
-    "EXPOSE $${ENV_LLAMA_ARG_PORT}",
-    "HEALTHCHECK --start-period=10m --interval=30s --timeout=5s --retries=3 \\",
-    "    CMD curl -fsS \"http://127.0.0.1:$${LLAMA_ARG_PORT:-8080}/health\" >/dev/null || exit 1",
-    "ENTRYPOINT [\"llama-bake-serve\"]",
-  ])
-}
-
 target "cpu" {
-  description       = "llama.cpp b6500 (cpu)"
-  dockerfile-inline = dockerfile_base_cpu_e40262b7()
+  description = "llama.cpp b6500 (cpu)"
+  dockerfile  = "dockerfiles/cpu.Dockerfile"
   contexts = {
     "llama-src" = "vendor/llama.cpp"
     "ubuntu:24.04" = "oci-layout://./images/ubuntu"
@@ -538,8 +142,8 @@ target "cpu" {
 }
 
 target "cuda-129" {
-  description       = "llama.cpp 4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5 (cuda 12.9.1, 90-real;100-real;121a-real)"
-  dockerfile-inline = dockerfile_base_cuda_dbfb3629()
+  description = "llama.cpp 4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5 (cuda 12.9.1, 90-real;100-real;121a-real)"
+  dockerfile  = "dockerfiles/cuda-129.Dockerfile"
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"
     "nvidia/cuda:12.9.1-devel-ubuntu24.04" = "docker-image://mirror.example.com/nvidia/cuda:12.9.1-devel-ubuntu24.04"
@@ -576,8 +180,8 @@ target "cuda-129" {
 }
 
 target "gated" {
-  description       = "gated on cuda-129"
-  dockerfile-inline = dockerfile_model_baked_gated_0956e2e4()
+  description = "gated on cuda-129"
+  dockerfile  = "dockerfiles/gated.Dockerfile"
   contexts = {
     "base" = "target:cuda-129"
   }
@@ -614,8 +218,8 @@ target "gated" {
 }
 
 target "local" {
-  description       = "local on cpu"
-  dockerfile-inline = dockerfile_model_baked_local_9bc734b1()
+  description = "local on cpu"
+  dockerfile  = "dockerfiles/local.Dockerfile"
   contexts = {
     "base" = "target:cpu"
     "weights-file" = "weights"
@@ -651,8 +255,8 @@ target "local" {
 }
 
 target "tiny-cpu" {
-  description       = "tiny-cpu on cpu"
-  dockerfile-inline = dockerfile_model_fetch_02b43b90()
+  description = "tiny-cpu on cpu"
+  dockerfile  = "dockerfiles/tiny-cpu.Dockerfile"
   contexts = {
     "base" = "target:cpu"
   }
@@ -686,8 +290,8 @@ target "tiny-cpu" {
 }
 
 target "vision" {
-  description       = "A vision model with \"quotes\", a backslash \\ and $${braces}"
-  dockerfile-inline = dockerfile_model_baked_mmproj_192d6d92()
+  description = "A vision model with \"quotes\", a backslash \\ and $${braces}"
+  dockerfile  = "dockerfiles/vision.Dockerfile"
   contexts = {
     "base" = "target:cuda-129"
   }
