@@ -19,7 +19,6 @@ from llama_bake.bake import WhalesRunner, resolve
 from llama_bake.errors import DockerError
 from llama_bake.invocation import with_bases
 from llama_bake.plan import BakePlan, Interp
-from llama_bake.render import render_dockerfile
 from tests.conftest import BASE, MODEL, REPO, WriteCatalog
 
 pytestmark = [pytest.mark.bake, pytest.mark.usefixtures("buildx")]
