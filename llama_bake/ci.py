@@ -82,7 +82,7 @@ def registry_host(registry: str) -> str:
 
 
 def _files(options: CiOptions) -> str:
-    return f"--catalog {shlex.quote(options.catalog)} --file {shlex.quote(options.bake_file)}"
+    return f"--catalog {shlex.quote(options.catalog)} --bake-file {shlex.quote(options.bake_file)}"
 
 
 def build_script(plan: BakePlan, options: CiOptions, publish: str) -> str:
@@ -171,7 +171,7 @@ def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
 
 
 def _generate_args(options: CiOptions) -> str:
-    return f"--catalog {shlex.quote(options.catalog)} --output {shlex.quote(options.bake_file)}"
+    return f"--catalog {shlex.quote(options.catalog)} --bake-file {shlex.quote(options.bake_file)}"
 
 
 def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:

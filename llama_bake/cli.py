@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import shlex
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,10 +28,11 @@ else:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def paths_options(func: F, bake_file_flags: tuple[str, ...] = ("--output", "-o")) -> F:
-    """--catalog and the bake file's path, shared by every command that reads the catalog."""
+def paths_options(func: F) -> F:
+    """--catalog and --bake-file, spelled the same in every command that reads the catalog."""
     func = click.option(
-        *bake_file_flags,
+        "--bake-file",
+        "-b",
         "bake_file",
         type=click.Path(path_type=Path, dir_okay=False),
         default=None,
@@ -52,23 +49,21 @@ def paths_options(func: F, bake_file_flags: tuple[str, ...] = ("--output", "-o")
     return func
 
 
-def reports_errors(func: F) -> F:
-    """Turn our errors into a message and their exit code; a traceback only with --debug."""
+class Cli(click.Group):
+    """The one place errors are caught: each of ours becomes a message and its exit code (a traceback only
+    with --debug); every command below just raises."""
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return func(*args, **kwargs)
+            return super().invoke(ctx)
         except LlamaBakeError as exc:
-            if click.get_current_context().find_root().params.get("debug"):
+            if ctx.params.get("debug"):
                 raise
             click.echo(f"llama-bake: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper  # type: ignore[return-value]
+            ctx.exit(exc.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="llama-bake")
 def main(debug: bool) -> None:
@@ -78,14 +73,13 @@ def main(debug: bool) -> None:
 @main.command()
 @paths_options
 @click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when a file is stale.")
-@reports_errors
 def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
     """Write docker-bake.hcl and dockerfiles/ from the catalog (atomically; unchanged files are not touched,
     Dockerfiles of removed targets are removed)."""
     paths = pipeline.Paths.from_options(catalog, bake_file)
     written = pipeline.generate(paths, check=check)
     if check:
-        click.echo(f"{paths.output} and its {len(written.unchanged) - 1} Dockerfiles are up to date", err=True)
+        click.echo(f"up to date: {paths.output} and {len(written.unchanged) - 1} more generated file(s)", err=True)
         return
     for path in written.wrote:
         click.echo(f"wrote: {path}", err=True)
@@ -101,7 +95,6 @@ def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
 @click.option("--resolved", is_flag=True, help="Show what buildx resolves (docker buildx bake --print).")
 @click.option("--color/--no-color", default=None, help="Highlight (default: when stdout is a terminal).")
 @click.argument("targets", nargs=-1)
-@reports_errors
 def preview(
     catalog: Path | None,
     bake_file: Path | None,
@@ -128,7 +121,6 @@ def preview(
 
 @main.command()
 @paths_options
-@reports_errors
 def validate(catalog: Path | None, bake_file: Path | None) -> None:
     """Check the catalog and report every problem at once (file, field, message, hint)."""
     paths = pipeline.Paths.from_options(catalog, bake_file)
@@ -140,7 +132,6 @@ def validate(catalog: Path | None, bake_file: Path | None) -> None:
 
 @main.command()
 @click.argument("kind", required=False, type=click.Choice(["base", "model", "project"]))
-@reports_errors
 def schema(kind: str | None) -> None:
     """Print the JSON Schema of catalog files (all kinds, or one: project, base, model)."""
     click.echo(pipeline.schema_text(kind), nl=False)
@@ -148,7 +139,6 @@ def schema(kind: str | None) -> None:
 
 @main.command(name="list")
 @paths_options
-@reports_errors
 def list_(catalog: Path | None, bake_file: Path | None) -> None:
     """List targets, their base and image (with REGISTRY and TAG at their defaults)."""
     from llama_bake.console import columns
@@ -159,13 +149,8 @@ def list_(catalog: Path | None, bake_file: Path | None) -> None:
         click.echo(line)
 
 
-def build_paths_options(func: F) -> F:
-    # `build --output` is buildx's exporter, so the bake file is `--file`, as in `docker buildx bake`.
-    return paths_options(func, ("--file", "-f"))
-
-
 @main.command()
-@build_paths_options
+@paths_options
 @click.argument("targets", nargs=-1)
 @click.option("--builder", help="buildx builder (default: the one `builder up` made, else buildx's current).")
 @click.option("--push", is_flag=True, help="Push the images (the registry's credentials come from docker login).")
@@ -201,7 +186,6 @@ def build_paths_options(func: F) -> F:
 )
 @click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the summary as JSON.")
 @click.option("--dry-run", is_flag=True, help="Generate, then print the buildx commands instead of running them.")
-@reports_errors
 def build(
     catalog: Path | None,
     bake_file: Path | None,
@@ -274,7 +258,6 @@ def build(
 @main.command()
 @paths_options
 @click.option("--builder", help="Check this builder instead of the default one.")
-@reports_errors
 def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None) -> None:
     """Check docker, buildx and the builder; print each problem with its fix."""
     from llama_bake import builder as builders
@@ -293,41 +276,23 @@ def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None) ->
         raise DockerError(msg)
 
 
-def _regenerate(words: list[str], paths: pipeline.Paths, out: Path, default: Path) -> str:
-    """The command line that writes ``out`` again, with only the options that differ from the defaults."""
-    words = paths.command(words, "--bake-file")
-    if out.absolute() != default.absolute():
-        words += ["--file", Path(os.path.relpath(out.absolute(), paths.bake_dir)).as_posix()]
-    return " ".join(words)
-
-
-def _write_or_check(path: Path, text: str, check: bool, command: str) -> None:
-    changed = pipeline.write_generated(path, text, check=check, command=command)
-    if check:
-        click.echo(f"fresh: {path}", err=True)
-    else:
-        click.echo(f"{'wrote' if changed else 'unchanged'}: {path}", err=True)
+def _report(path: Path, changed: bool, check: bool) -> None:
+    click.echo(f"fresh: {path}" if check else f"{'wrote' if changed else 'unchanged'}: {path}", err=True)
 
 
 OUT_FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 @main.command()
-@functools.partial(paths_options, bake_file_flags=("--bake-file",))
+@paths_options
 @click.option(
     "--file", "-f", "out", type=OUT_FILE, help="Where to write it. Default: compose.yaml beside the bake file."
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when the file is stale.")
-@reports_errors
 def compose(catalog: Path | None, bake_file: Path | None, out: Path | None, check: bool) -> None:
     """Write a Compose file: one service per model, GPUs reserved, built locally from the bake targets."""
     paths = pipeline.Paths.from_options(catalog, bake_file)
-    default = paths.bake_dir / "compose.yaml"
-    target = out or default
-    command = _regenerate(["llama-bake", "compose"], paths, target, default)
-    text = pipeline.compose_text(paths, target, command)
-    pipeline.generate(paths, check=check)  # the services build from the Dockerfiles `generate` writes
-    _write_or_check(target, text, check, command)
+    _report(*pipeline.compose_file(paths, out, check=check), check)
 
 
 @main.group(name="ci")
@@ -340,7 +305,7 @@ def _ci_command(provider: str) -> Callable[..., None]:
 
     github = provider == "github"
 
-    @functools.partial(paths_options, bake_file_flags=("--bake-file",))
+    @paths_options
     @click.option("--file", "-f", "out", type=OUT_FILE, help=f"Default: {DEFAULT_PATHS[provider]}.")
     @click.option("--cache", help="Every target's cache: gha (GitHub only) or registry=REF_PREFIX.")
     @click.option(
@@ -362,7 +327,6 @@ def _ci_command(provider: str) -> Callable[..., None]:
     )
     @click.option("--runner-tag", "runner_tags", multiple=True, help="GitLab runner tag.", hidden=github)
     @click.option("--check", is_flag=True, help="Write nothing; exit 4 with a diff when the file is stale.")
-    @reports_errors
     def command(
         catalog: Path | None,
         bake_file: Path | None,
@@ -370,59 +334,11 @@ def _ci_command(provider: str) -> Callable[..., None]:
         check: bool,
         **settings: Any,
     ) -> None:
-        from llama_bake.ci import CiOptions, default_install
-
         paths = pipeline.Paths.from_options(catalog, bake_file)
-        default = paths.bake_dir / DEFAULT_PATHS[provider]
-        target = out or default
-        options = CiOptions(
-            provider=provider,  # type: ignore[arg-type]
-            bake_file=Path(os.path.relpath(paths.output, paths.bake_dir)).as_posix(),
-            catalog=Path(os.path.relpath(paths.catalog, paths.bake_dir)).as_posix(),
-            install=settings["install"] or default_install(),
-            branch=settings["branch"],
-            cache=settings["cache"],
-            base_cache=settings["base_cache"],
-            model_cache=settings["model_cache"],
-            runs_on=settings.get("runs_on", "ubuntu-latest"),
-            runner_tags=settings.get("runner_tags", ()),
-            free_disk=settings.get("free_disk", True),
-        )
-        words = ["llama-bake", "ci", provider, *_changed_options(settings)]
-        command_line = _regenerate(words, paths, target, default)
-        _write_or_check(target, pipeline.ci_text(paths, options, command_line), check, command_line)
+        _report(*pipeline.ci_file(paths, provider, out, settings, check=check), check)
 
     command.__doc__ = f"Write a {'GitHub Actions workflow' if github else 'GitLab CI pipeline'}."
     return command
-
-
-def _provider_options(github: bool) -> Callable[[F], F]:
-    """The runner settings of one provider: a label and a disk clean-up on GitHub, tags on GitLab."""
-
-    def add(func: F) -> F:
-        if github:
-            func = click.option(
-                "--free-disk/--no-free-disk", default=True, help="Free the runner's disk for a CUDA build."
-            )(func)
-            return click.option("--runs-on", default="ubuntu-latest", show_default=True, help="The runner label.")(func)
-        return click.option("--runner-tag", "runner_tags", multiple=True, help="A runner tag (repeat for more).")(func)
-
-    return add
-
-
-def _changed_options(settings: dict[str, Any]) -> list[str]:
-    """The settings that differ from their defaults, as options: the header's command writes the same file."""
-    defaults = {"branch": "main", "runs_on": "ubuntu-latest", "free_disk": True}
-    words: list[str] = []
-    for key, value in settings.items():
-        flag = "--" + key.replace("_", "-")
-        if key == "free_disk":
-            words += [] if value else ["--no-free-disk"]
-        elif key == "runner_tags":
-            words += [w for tag in value for w in ("--runner-tag", shlex.quote(tag))]
-        elif value is not None and value != defaults.get(key):
-            words += [flag, shlex.quote(str(value))]
-    return words
 
 
 ci_group.command(name="github")(_ci_command("github"))
@@ -431,7 +347,6 @@ ci_group.command(name="gitlab")(_ci_command("gitlab"))
 
 @ci_group.command(name="summary")
 @click.argument("metadata", type=click.File("r", encoding="utf-8"))
-@reports_errors
 def ci_summary(metadata: Any) -> None:
     """Print bake's metadata file (or - for stdin) as a Markdown table of images and digests."""
     from llama_bake.ci import summary_markdown
@@ -442,7 +357,6 @@ def ci_summary(metadata: Any) -> None:
 @main.command()
 @paths_options
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
-@reports_errors
 def graph(catalog: Path | None, bake_file: Path | None, fmt: str) -> None:
     """Show what depends on what: images and source -> bases -> models."""
     paths = pipeline.Paths.from_options(catalog, bake_file)
@@ -455,7 +369,6 @@ def builder_group() -> None:
 
 
 @builder_group.command(name="up")
-@reports_errors
 def builder_up() -> None:
     """Start a local buildkitd and register it as the buildx builder `llama-bake`."""
     from llama_bake import builder as builders
@@ -465,7 +378,6 @@ def builder_up() -> None:
 
 
 @builder_group.command(name="down")
-@reports_errors
 def builder_down() -> None:
     """Remove the `llama-bake` builder and stop its buildkitd."""
     from llama_bake import builder as builders

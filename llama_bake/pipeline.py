@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,16 +54,16 @@ class Paths:
         """The Dockerfiles' directory, relative to the bake file's."""
         return dockerfiles_dir(self.output.name)
 
-    def command(self, words: list[str], bake_file_flag: str) -> list[str]:
+    def command(self, words: list[str]) -> list[str]:
         """``words`` plus the --catalog and bake-file options that differ from the defaults."""
         if self.catalog != self.bake_dir / DEFAULT_CATALOG:
             words = [*words, "--catalog", Path(os.path.relpath(self.catalog, self.bake_dir)).as_posix()]
         if self.output.name != DEFAULT_OUTPUT_NAME:
-            words = [*words, bake_file_flag, self.output.name]
+            words = [*words, "--bake-file", self.output.name]
         return words
 
     def regenerate_command(self) -> str:
-        return " ".join(self.command(["llama-bake", "generate"], "--output"))
+        return " ".join(self.command(["llama-bake", "generate"]))
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,88 @@ def write_compiled(paths: Paths, compiled: Compiled) -> Written:
 
 
 def generate(paths: Paths, *, check: bool) -> Written:
-    """Write the bake file and the Dockerfiles. With ``check``, write nothing and raise ``StaleError`` with
-    a diff when a file on disk differs or an orphan is left."""
+    """Write the bake file, the Dockerfiles, and the Compose and CI files an earlier command wrote at their
+    default places (each found by its header, rewritten by the header's own command). With ``check``, write
+    nothing and raise ``StaleError`` with a diff when a file on disk differs or an orphan is left."""
     compiled = compile_catalog(paths)
+    companions = find_companions(paths)
+    stale: list[str] = []  # with check: every stale file is reported, not only the first
+    written = Written((), (), ())
+    try:
+        written = generate_set(paths, compiled, check=check)
+    except StaleError as exc:
+        stale.append(str(exc))
+    wrote, unchanged = list(written.wrote), list(written.unchanged)
+    for companion in companions:
+        try:
+            path, changed = companion.write(paths, check=check)
+        except StaleError as exc:
+            stale.append(str(exc))
+            continue
+        (wrote if changed else unchanged).append(path)
+    if stale:
+        raise StaleError("\n".join(stale))
+    return Written(tuple(wrote), tuple(unchanged), written.removed)
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A Compose or CI file ``llama-bake compose`` / ``ci`` wrote for this catalog, with its command's options."""
+
+    path: Path
+    command: tuple[str, ...]  # after "llama-bake": ("compose",) or ("ci", "github")
+    settings: dict[str, Any]
+
+    def write(self, paths: Paths, *, check: bool) -> tuple[Path, bool]:
+        if self.command == ("compose",):
+            return compose_file(paths, self.path, check=check, with_dockerfiles=False)
+        return ci_file(paths, self.command[1], self.path, self.settings, check=check)
+
+
+COMPANION_FILES = ("compose.yaml", ".github/workflows/llama-bake.yml", ".gitlab-ci.yml")
+
+
+def find_companions(paths: Paths) -> list[Companion]:
+    """The Compose and CI files at their default places beside the bake file whose header says this catalog
+    and bake file wrote them."""
+    found = []
+    for name in COMPANION_FILES:
+        path = paths.bake_dir / name
+        head = (read_existing(path) or "").splitlines()[:3]
+        line = next((x for x in head if x.startswith("# Regenerate with: llama-bake ")), None)
+        if line is None:
+            continue
+        words = shlex.split(line.removeprefix("# Regenerate with: llama-bake "))
+        command = tuple(words[:1]) if words[:1] == ["compose"] else tuple(words[:2])
+        if command not in (("compose",), ("ci", "github"), ("ci", "gitlab")):
+            continue
+        options = _parse_options(words[len(command) :])
+        catalog = paths.bake_dir / options.pop("catalog", DEFAULT_CATALOG)
+        bake_file = paths.bake_dir / options.pop("bake_file", DEFAULT_OUTPUT_NAME)
+        if catalog.absolute() != paths.catalog or bake_file.absolute() != paths.output:
+            continue  # another catalog's file
+        options.pop("file", None)
+        found.append(Companion(path, command, options))
+    return found
+
+
+def _parse_options(words: list[str]) -> dict[str, Any]:
+    """The inverse of ``_changed_options``: ``--key value``, ``--no-free-disk``, repeated ``--runner-tag``."""
+    options: dict[str, Any] = {}
+    rest = iter(words)
+    for word in rest:
+        key = word.removeprefix("--").replace("-", "_")
+        if key == "no_free_disk":
+            options["free_disk"] = False
+        elif key == "runner_tag":
+            options.setdefault("runner_tags", []).append(next(rest, ""))
+        else:
+            options[key] = next(rest, "")
+    return options
+
+
+def generate_set(paths: Paths, compiled: Compiled, *, check: bool) -> Written:
+    """The bake file and its Dockerfiles: written, or checked."""
     if not check:
         return write_compiled(paths, compiled)
     files = compiled.files(paths)
@@ -234,6 +314,68 @@ def write_generated(path: Path, text: str, *, check: bool, command: str) -> bool
             raise StaleError(msg)
         return False
     return write_atomic(path, text)
+
+
+def regenerate_command(words: list[str], paths: Paths, out: Path, default: Path) -> str:
+    """The command line that writes ``out`` again, with only the options that differ from the defaults."""
+    words = paths.command(words)
+    if out.absolute() != default.absolute():
+        words += ["--file", Path(os.path.relpath(out.absolute(), paths.bake_dir)).as_posix()]
+    return " ".join(words)
+
+
+def compose_file(paths: Paths, out: Path | None, *, check: bool, with_dockerfiles: bool = True) -> tuple[Path, bool]:
+    """Write (or ``check``) the Compose file and the Dockerfiles its services build from: (its path, changed)."""
+    default = paths.bake_dir / "compose.yaml"
+    target = out or default
+    command = regenerate_command(["llama-bake", "compose"], paths, target, default)
+    text = compose_text(paths, target, command)
+    if with_dockerfiles:
+        generate_set(paths, compile_catalog(paths), check=check)
+    return target, write_generated(target, text, check=check, command=command)
+
+
+CI_DEFAULTS: dict[str, Any] = {"branch": "main", "runs_on": "ubuntu-latest", "free_disk": True}
+
+
+def ci_file(
+    paths: Paths, provider: str, out: Path | None, settings: dict[str, Any], *, check: bool
+) -> tuple[Path, bool]:
+    """Write (or ``check``) a CI pipeline; ``settings`` are the ``ci`` command's options by name. Every
+    setting that differs from its default is repeated in the header's command, which writes the same file."""
+    from llama_bake.ci import DEFAULT_PATHS, default_install
+
+    default = paths.bake_dir / DEFAULT_PATHS[provider]
+    target = out or default
+    settings = CI_DEFAULTS | {k: v for k, v in settings.items() if v is not None}
+    options = CiOptions(
+        provider=provider,  # type: ignore[arg-type]
+        bake_file=Path(os.path.relpath(paths.output, paths.bake_dir)).as_posix(),
+        catalog=Path(os.path.relpath(paths.catalog, paths.bake_dir)).as_posix(),
+        install=settings.get("install") or default_install(),
+        branch=settings["branch"],
+        cache=settings.get("cache"),
+        base_cache=settings.get("base_cache"),
+        model_cache=settings.get("model_cache"),
+        runs_on=settings["runs_on"],
+        runner_tags=tuple(settings.get("runner_tags", ())),
+        free_disk=settings["free_disk"],
+    )
+    words = ["llama-bake", "ci", provider, *_changed_options(settings)]
+    command = regenerate_command(words, paths, target, default)
+    return target, write_generated(target, ci_text(paths, options, command), check=check, command=command)
+
+
+def _changed_options(settings: dict[str, Any]) -> list[str]:
+    words: list[str] = []
+    for key, value in settings.items():
+        if key == "free_disk":
+            words += [] if value else ["--no-free-disk"]
+        elif key == "runner_tags":
+            words += [w for tag in value for w in ("--runner-tag", shlex.quote(tag))]
+        elif value != CI_DEFAULTS.get(key):
+            words += ["--" + key.replace("_", "-"), shlex.quote(str(value))]
+    return words
 
 
 def compose_text(paths: Paths, compose_file: Path, command: str) -> str:

@@ -97,8 +97,8 @@ def test_check_fails_when_the_file_is_missing(write_catalog: WriteCatalog) -> No
 def test_custom_output_and_catalog_are_named_in_the_header(write_catalog: WriteCatalog, tmp_path: Path) -> None:
     catalog = write_catalog()
     out = tmp_path / "build" / "images.hcl"
-    assert generate(catalog, "--output", str(out)).exit_code == 0
-    assert "# Regenerate with: llama-bake generate --catalog ../catalog --output images.hcl\n" in out.read_text()
+    assert generate(catalog, "--bake-file", str(out)).exit_code == 0
+    assert "# Regenerate with: llama-bake generate --catalog ../catalog --bake-file images.hcl\n" in out.read_text()
 
 
 def test_preview_prints_plain_hcl_when_piped_and_writes_nothing(write_catalog: WriteCatalog) -> None:
@@ -284,7 +284,7 @@ def test_generate_removes_the_dockerfiles_it_wrote_for_a_removed_target_and_noth
     catalog = write_catalog(models={"model-a": MODEL, "model-b": MODEL})
     root = catalog.parent
     assert generate(catalog).exit_code == 0
-    assert generate(catalog, "--output", str(root / "other.hcl")).exit_code == 0  # a second set, same directory
+    assert generate(catalog, "-b", str(root / "other.hcl")).exit_code == 0  # a second set, same directory
     mine = root / "dockerfiles" / "notes.Dockerfile"
     mine.write_text("FROM scratch\n")
     (catalog / "models" / "model-b.yaml").unlink()
@@ -307,3 +307,28 @@ def test_generate_removes_the_dockerfiles_it_wrote_for_a_removed_target_and_noth
     write_yaml(catalog / "models" / "model-a.yaml", {"weights": {"url": "nope"}})
     assert generate(catalog).exit_code == 8
     assert {p: p.read_text() for p in (root / "dockerfiles").rglob("*.Dockerfile")} == before
+
+
+def test_generate_refreshes_the_compose_and_ci_files_it_wrote_with_their_own_settings(
+    write_catalog: WriteCatalog,
+) -> None:
+    catalog = write_catalog()
+    root = catalog.parent
+    assert run("compose", "-c", str(catalog)).exit_code == 0
+    ci = ["ci", "gitlab", "-c", str(catalog), "--branch", "release", "--runner-tag", "gpu box"]
+    assert run(*ci).exit_code == 0
+    gitlab = (root / ".gitlab-ci.yml").read_text()
+    elsewhere = root / "ci" / "github.yml"
+    assert run("ci", "github", "-c", str(catalog), "-f", str(elsewhere)).exit_code == 0
+    write_yaml(catalog / "models" / "model-a.yaml", {**MODEL, "server": {"port": 9001}})
+    stale = generate(catalog, "--check")
+    assert stale.exit_code == 4
+    assert "compose.yaml" in stale.output
+    result = generate(catalog)
+    assert result.exit_code == 0
+    assert f"wrote: {root / 'compose.yaml'}" in result.output
+    assert "9001" in (root / "compose.yaml").read_text()
+    assert (root / ".gitlab-ci.yml").read_text() == gitlab, "unchanged, its --branch and --runner-tag kept"
+    assert run(*ci, "--check").exit_code == 0
+    assert "9001" not in elsewhere.read_text(), "only files at their default places are found"
+    assert generate(catalog, "--check").exit_code == 0
