@@ -69,14 +69,22 @@ class BuilderInfo:
     buildkit_version: str
 
 
-class BakeRunner(Protocol):
-    """What llama-bake needs from buildx; tests may pass a fake with the same methods."""
+class Baker(Protocol):
+    """Runs one ``docker buildx bake``, yielding its rawjson progress lines: all a build needs."""
+
+    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]: ...
+
+
+class Printer(Protocol):
+    """``docker buildx bake --print``: what buildx resolves from a bake file."""
 
     def print_config(
         self, bake_file: Path, targets: Sequence[str], variables: Mapping[str, str], cwd: Path
     ) -> dict[str, Any]: ...
 
-    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]: ...
+
+class Builders(Protocol):
+    """buildx's builders: list, inspect, create, remove, prune (``builder up/down``, ``doctor``)."""
 
     def version(self) -> str: ...
 
@@ -223,7 +231,7 @@ class WhalesRunner:
 
 
 def resolve(
-    text: str, targets: Sequence[str], variables: Mapping[str, str], cwd: Path, runner: BakeRunner
+    text: str, targets: Sequence[str], variables: Mapping[str, str], cwd: Path, runner: Printer
 ) -> dict[str, Any]:
     """What buildx resolves from ``text`` (``docker buildx bake --print``), without building."""
     with tempfile.TemporaryDirectory(prefix="llama-bake-") as tmp:

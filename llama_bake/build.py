@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 
-from llama_bake.bake import BakeFailed, BakeRunner, Invocation
+from llama_bake.bake import BakeFailed, Baker, Builders, Invocation
 from llama_bake.errors import BuildError, DockerError
 from llama_bake.invocation import BuildOptions, Phase, command_text, layout_dir, make_invocation, outputs, phases
 from llama_bake.pipeline import Paths, compile_catalog, write_compiled
@@ -39,7 +39,7 @@ def builder_name() -> str:
     return os.environ.get("LLAMA_BAKE_BUILDER", DEFAULT_BUILDER)
 
 
-def choose_builder(requested: str | None, runner: BakeRunner) -> str | None:
+def choose_builder(requested: str | None, runner: Builders) -> str | None:
     """The builder to use: the requested one, else the one ``llama-bake builder up`` made, else buildx's."""
     if requested:
         return requested
@@ -119,7 +119,7 @@ def git_environment(plan: BakePlan, directory: Path, environ: Mapping[str, str] 
     return {name: value for name, value in found.items() if name not in environ}
 
 
-def dry_run(paths: Paths, options: BuildOptions, runner: BakeRunner) -> str:
+def dry_run(paths: Paths, options: BuildOptions, runner: Builders) -> str:
     """Generate, then the command line of each phase, one per line; nothing is built. The second phase's
     base images are named by the placeholders the first phase fills in."""
     compiled = compile_catalog(paths)
@@ -147,7 +147,7 @@ def dry_run(paths: Paths, options: BuildOptions, runner: BakeRunner) -> str:
     return "\n".join(lines)
 
 
-def run_build(paths: Paths, options: BuildOptions, runner: BakeRunner, on_line: OnLine | None = None) -> Summary:
+def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLine | None = None) -> Summary:
     """Generate, then build each phase in order; a phase that fails stops the build."""
     compiled = compile_catalog(paths)
     write_compiled(paths, compiled)
@@ -292,7 +292,7 @@ def _noting_sigint() -> Iterator[list[int]]:
 
 
 def _bake(
-    runner: BakeRunner,
+    runner: Baker,
     invocation: Invocation,
     cwd: Path,
     progress: Progress,

@@ -18,13 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama_bake.bake import BakeRunner
+from llama_bake.bake import Builders
 from llama_bake.build import builder_name
 from llama_bake.errors import DockerError
 
 MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow fs entitlements
-GHA_BUILDX = (0, 21, 0)
-GHA_BUILDKIT = (0, 20, 0)
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
@@ -93,7 +91,7 @@ INSTALL_HINT = (
 )
 
 
-def up(runner: BakeRunner) -> str:
+def up(runner: Builders) -> str:
     """Start buildkitd (unless running) and register it as a buildx remote builder. Returns a status line."""
     daemon = Daemon(state_dir() / "buildkitd")
     name = builder_name()
@@ -148,7 +146,7 @@ def up(runner: BakeRunner) -> str:
     return f"{started}; builder `{name}` is {info.status} (BuildKit {info.buildkit_version or 'unknown'})"
 
 
-def down(runner: BakeRunner) -> str:
+def down(runner: Builders) -> str:
     daemon = Daemon(state_dir() / "buildkitd")
     name = builder_name()
     notes = []
@@ -234,7 +232,7 @@ class Check:
     fix: str = ""
 
 
-def doctor(runner: BakeRunner, builder: str | None, uses_gha: bool = False) -> list[Check]:
+def doctor(runner: Builders, builder: str | None) -> list[Check]:
     """Each check with its fix; stops at the first missing piece that later checks need."""
     checks: list[Check] = []
     docker = shutil.which("docker")
@@ -258,12 +256,6 @@ def doctor(runner: BakeRunner, builder: str | None, uses_gha: bool = False) -> l
         checks.append(Check("buildx", False, f"{_fmt(version)} is too old", fix))
     else:
         checks.append(Check("buildx", True, _fmt(version)))
-        if uses_gha and version < GHA_BUILDX:
-            checks.append(
-                Check(
-                    "gha cache", False, f"buildx {_fmt(version)}", f"the gha cache needs buildx >= {_fmt(GHA_BUILDX)}"
-                )
-            )
     name = builder or (builder_name() if builder_name() in runner.builders() else None)
     try:
         info = runner.inspect(name, bootstrap=True)
@@ -281,13 +273,4 @@ def doctor(runner: BakeRunner, builder: str | None, uses_gha: bool = False) -> l
         checks.append(Check("BuildKit", True, f"version {info.buildkit_version or 'unknown'} (not checked)"))
     else:
         checks.append(Check("BuildKit", True, _fmt(buildkit)))
-        if uses_gha and buildkit < GHA_BUILDKIT:
-            checks.append(
-                Check(
-                    "gha cache",
-                    False,
-                    f"BuildKit {_fmt(buildkit)}",
-                    f"the gha cache needs BuildKit >= {_fmt(GHA_BUILDKIT)}",
-                )
-            )
     return checks

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from llama_bake.plan import BakePlan, Target
 
-FORMATS = ("text", "mermaid", "dot")
-
 
 @dataclass(frozen=True)
 class Node:

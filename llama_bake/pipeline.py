@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from llama_bake.bake import BakeRunner, resolve
+from llama_bake.bake import Printer, resolve
 from llama_bake.catalog import Base, Catalog, HfWeights, Model, Project
 from llama_bake.ci import CiOptions
 from llama_bake.ci import pipeline as ci_pipeline
@@ -246,7 +246,7 @@ def preview_text(paths: Paths) -> str:
     return "".join(parts)
 
 
-def resolved(paths: Paths, targets: Sequence[str], runner: BakeRunner) -> dict[str, Any]:
+def resolved(paths: Paths, targets: Sequence[str], runner: Printer) -> dict[str, Any]:
     compiled = compile_catalog(paths)
     return resolve(compiled.text, targets, {}, paths.bake_dir, runner)
 

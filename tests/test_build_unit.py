@@ -280,12 +280,12 @@ def test_build_uses_the_builder_up_builder_and_falls_back_to_buildxs_current_one
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", "ours")
     paths = pipeline.Paths.from_options(write_catalog(), None)
     present = _Runner({"ours"})
-    summary = run_build(paths, BuildOptions(), present)  # type: ignore[arg-type]
+    summary = run_build(paths, BuildOptions(), present)
     assert present.calls == ["ours"]
     assert isinstance(summary, Summary)
     assert summary.builder == "ours"
     absent = _Runner({None})
-    summary = run_build(paths, BuildOptions(), absent)  # type: ignore[arg-type]
+    summary = run_build(paths, BuildOptions(), absent)
     assert absent.calls == ["ours", None]
     assert isinstance(summary, Summary)
     assert summary.builder == "(buildx default)"
@@ -297,12 +297,12 @@ def test_a_builder_named_on_the_command_line_is_never_swapped_for_another(
     paths = pipeline.Paths.from_options(write_catalog(), None)
     runner = _Runner({None})
     with pytest.raises(DockerError, match="there is no builder `mine`"):
-        run_build(paths, BuildOptions(builder="mine"), runner)  # type: ignore[arg-type]
+        run_build(paths, BuildOptions(builder="mine"), runner)
     assert runner.calls == ["mine"]
     other_failure = _Runner({None}, stderr="ERROR: failed to solve: something else\n")
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", "ours")
     with pytest.raises(BuildError, match="something else"):
-        run_build(paths, BuildOptions(), other_failure)  # type: ignore[arg-type]
+        run_build(paths, BuildOptions(), other_failure)
     assert other_failure.calls == ["ours"]
 
 
@@ -337,7 +337,7 @@ class _CtrlCRunner:
 def test_ctrl_c_is_an_interruption_whichever_process_sees_it_first(write_catalog: WriteCatalog) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
     with pytest.raises(BuildInterrupted, match="interrupted; the builder cancels the running steps") as caught:
-        run_build(paths, BuildOptions(builder="b"), _CtrlCRunner())  # type: ignore[arg-type]
+        run_build(paths, BuildOptions(builder="b"), _CtrlCRunner())
     assert caught.value.exit_code == 130
 
 
@@ -368,7 +368,7 @@ class _PhaseRunner:
 def test_pushed_bases_pin_their_models_by_repository_and_digest(write_catalog: WriteCatalog) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
     runner = _PhaseRunner()
-    summary = run_build(paths, BuildOptions(builder="b", push=True, cache=CachePreset("gha")), runner)  # type: ignore[arg-type]
+    summary = run_build(paths, BuildOptions(builder="b", push=True, cache=CachePreset("gha")), runner)
     assert [c.targets for c in runner.calls] == [("llama-cpp-cuda",), ("model-a",)]
     assert "model-a.contexts.base=docker-image://127.0.0.1:5000/lb/llama-cpp-cuda@sha256:llama-cpp-cuda" in (
         runner.calls[1].flags
@@ -383,7 +383,7 @@ def test_a_base_that_fails_skips_its_models_and_says_so(write_catalog: WriteCata
     paths = pipeline.Paths.from_options(write_catalog(), None)
     runner = _PhaseRunner(fail="llama-cpp-cuda")
     with pytest.raises(BuildError) as caught:
-        run_build(paths, BuildOptions(builder="b", cache=CachePreset("gha")), runner)  # type: ignore[arg-type]
+        run_build(paths, BuildOptions(builder="b", cache=CachePreset("gha")), runner)
     assert len(runner.calls) == 1, "the models' phase never starts"
     message = str(caught.value)
     assert "target `llama-cpp-cuda` failed at step `RUN compile`" in message
@@ -396,7 +396,7 @@ def test_a_base_that_fails_skips_its_models_and_says_so(write_catalog: WriteCata
 def test_a_docker_client_without_buildx_gets_told_how_to_install_it(write_catalog: WriteCatalog, said: str) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
     with pytest.raises(DockerError, match="the docker client has no buildx plugin: install it") as caught:
-        run_build(paths, BuildOptions(builder="b"), _Runner({None}, stderr=said))  # type: ignore[arg-type]
+        run_build(paths, BuildOptions(builder="b"), _Runner({None}, stderr=said))
     assert caught.value.exit_code == 5
 
 
