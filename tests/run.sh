@@ -20,7 +20,8 @@ export PATH="$(cd "$VENV/bin" && pwd):${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bak
 "$VENV/bin/mypy"
 
 status=0
-"$VENV/bin/python" -m pytest "$@" || status=$?
+# -m "": every tier (plain `pytest` runs the fast, pure one only); later -m arguments in "$@" narrow it.
+"$VENV/bin/python" -m pytest -m "" "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     echo "tests/run.sh: pytest collected no tests; that is a failure" >&2
     exit 1

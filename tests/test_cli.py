@@ -172,6 +172,7 @@ def test_schema_choices_match_the_pipelines_kinds() -> None:
     assert sorted(pipeline.SCHEMA_KINDS) == ["base", "model", "project"]
 
 
+@pytest.mark.tools
 def test_help_imports_none_of_the_pipelines_heavy_dependencies() -> None:
     """`--help` and every command's parser stay fast: pydantic, Jinja, YAML and python-on-whales load on use."""
     probe = (
@@ -183,6 +184,7 @@ def test_help_imports_none_of_the_pipelines_heavy_dependencies() -> None:
     assert out.splitlines()[-1] == ""
 
 
+@pytest.mark.tools
 def test_generate_works_and_is_identical_without_a_writable_template_cache(
     write_catalog: WriteCatalog, tmp_path: Path
 ) -> None:
