@@ -108,9 +108,7 @@ def preview(
 
     paths = pipeline.Paths.from_options(catalog, bake_file)
     if resolved:
-        from llama_bake.bake import WhalesRunner
-
-        config = pipeline.resolved(paths, targets, WhalesRunner())
+        config = pipeline.resolved(paths, targets)
         console.show(json.dumps(config, indent=2, sort_keys=True) + "\n", "json", color)
     elif show_diff:
         diff = pipeline.preview_diff(paths)
@@ -210,9 +208,7 @@ def build(
     dry_run: bool,
 ) -> None:
     """Generate docker-bake.hcl, then build TARGETS (targets or groups; default: every model)."""
-    from llama_bake import build as builds
     from llama_bake import console
-    from llama_bake.bake import WhalesRunner
     from llama_bake.invocation import BuildOptions, CachePreset
 
     def preset(spec: str | None, option: str) -> CachePreset | None:
@@ -238,19 +234,10 @@ def build(
     )
     paths = pipeline.Paths.from_options(catalog, bake_file)
     if dry_run:
-        click.echo(builds.dry_run(paths, options, WhalesRunner()))
+        click.echo(pipeline.dry_run(paths, options))
         return
-    from llama_bake.output import write_atomic
-
-    try:
-        with console.BuildDisplay(progress) as display:
-            result = builds.run_build(paths, options, WhalesRunner(), on_line=display)
-    except builds.BuildFailed as exc:
-        if summary_json is not None:  # CI shows what failed and what was skipped
-            write_atomic(summary_json, exc.summary.to_json())
-        raise
-    if summary_json is not None:
-        write_atomic(summary_json, result.to_json())
+    with console.BuildDisplay(progress) as display:
+        result = pipeline.build(paths, options, display, summary_json)
     if progress != "quiet":
         click.echo(console.summary_text(result), err=True, nl=False)
 
@@ -260,20 +247,13 @@ def build(
 @click.option("--builder", help="Check this builder instead of the default one.")
 def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None) -> None:
     """Check docker, buildx and the builder; print each problem with its fix."""
-    from llama_bake import builder as builders
-    from llama_bake.bake import WhalesRunner
-    from llama_bake.errors import DockerError
-
-    checks = builders.doctor(WhalesRunner(), builder)
+    checks = pipeline.doctor(builder)
     for check in checks:
         mark = "ok " if check.ok else "FAIL"
         click.echo(f"{mark} {check.name}: {check.detail}")
         if check.fix:
             click.echo(f"     fix: {check.fix}")
-    failed = [c for c in checks if not c.ok]
-    if failed:
-        msg = f"{len(failed)} problem(s): " + "; ".join(f"{c.name}: {c.fix}" for c in failed)
-        raise DockerError(msg)
+    pipeline.doctor_verdict(checks)
 
 
 def _report(path: Path, changed: bool, check: bool) -> None:
@@ -349,9 +329,7 @@ ci_group.command(name="gitlab")(_ci_command("gitlab"))
 @click.argument("metadata", type=click.File("r", encoding="utf-8"))
 def ci_summary(metadata: Any) -> None:
     """Print bake's metadata file (or - for stdin) as a Markdown table of images and digests."""
-    from llama_bake.ci import summary_markdown
-
-    click.echo(summary_markdown(metadata.read()), nl=False)
+    click.echo(pipeline.ci_summary(metadata.read()), nl=False)
 
 
 @main.command()
@@ -371,16 +349,10 @@ def builder_group() -> None:
 @builder_group.command(name="up")
 def builder_up() -> None:
     """Start a local buildkitd and register it as the buildx builder `llama-bake`."""
-    from llama_bake import builder as builders
-    from llama_bake.bake import WhalesRunner
-
-    click.echo(builders.up(WhalesRunner()), err=True)
+    click.echo(pipeline.builder_up(), err=True)
 
 
 @builder_group.command(name="down")
 def builder_down() -> None:
     """Remove the `llama-bake` builder and stop its buildkitd."""
-    from llama_bake import builder as builders
-    from llama_bake.bake import WhalesRunner
-
-    click.echo(builders.down(WhalesRunner()), err=True)
+    click.echo(pipeline.builder_down(), err=True)

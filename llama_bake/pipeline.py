@@ -1,4 +1,5 @@
-"""The pipeline, load -> plan -> render, and the one function each CLI command calls."""
+"""The pipeline, load -> plan -> render -> build, and the one function each CLI command calls: the CLI parses
+options and prints; everything it runs goes through here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -17,7 +18,7 @@ from llama_bake.catalog import Base, Catalog, HfWeights, Model, Project
 from llama_bake.ci import CiOptions
 from llama_bake.ci import pipeline as ci_pipeline
 from llama_bake.compose import compose_document
-from llama_bake.errors import StaleError
+from llama_bake.errors import DockerError, StaleError
 from llama_bake.graph import render as render_graph
 from llama_bake.loader import load_catalog
 from llama_bake.output import read_existing, unified_diff, write_atomic
@@ -246,9 +247,12 @@ def preview_text(paths: Paths) -> str:
     return "".join(parts)
 
 
-def resolved(paths: Paths, targets: Sequence[str], runner: Printer) -> dict[str, Any]:
+def resolved(paths: Paths, targets: Sequence[str], runner: Printer | None = None) -> dict[str, Any]:
+    """What buildx resolves from the generated file (``docker buildx bake --print``)."""
+    from llama_bake.bake import WhalesRunner
+
     compiled = compile_catalog(paths)
-    return resolve(compiled.text, targets, {}, paths.bake_dir, runner)
+    return resolve(compiled.text, targets, {}, paths.bake_dir, runner or WhalesRunner())
 
 
 def validate(paths: Paths) -> list[str]:
@@ -398,3 +402,72 @@ def ci_text(paths: Paths, options: CiOptions, command: str) -> str:
 def graph_text(paths: Paths, fmt: str) -> str:
     _, plan = plan_catalog(paths)
     return render_graph(plan, fmt)
+
+
+# --- building, and the builder -------------------------------------------------------------------------------
+
+
+if TYPE_CHECKING:
+    from llama_bake.build import OnLine
+    from llama_bake.builder import Check
+    from llama_bake.invocation import BuildOptions
+    from llama_bake.summary import Summary
+
+
+def build(paths: Paths, options: BuildOptions, on_line: OnLine | None, summary_json: Path | None) -> Summary:
+    """Generate, then build; the summary goes to ``summary_json`` whether the build succeeds or fails (CI
+    shows what failed and what was skipped)."""
+    from llama_bake import build as builds
+    from llama_bake.bake import WhalesRunner
+
+    try:
+        summary = builds.run_build(paths, options, WhalesRunner(), on_line=on_line)
+    except builds.BuildFailed as exc:
+        if summary_json is not None:
+            write_atomic(summary_json, exc.summary.to_json())
+        raise
+    if summary_json is not None:
+        write_atomic(summary_json, summary.to_json())
+    return summary
+
+
+def dry_run(paths: Paths, options: BuildOptions) -> str:
+    from llama_bake import build as builds
+    from llama_bake.bake import WhalesRunner
+
+    return builds.dry_run(paths, options, WhalesRunner())
+
+
+def doctor(builder: str | None) -> list[Check]:
+    from llama_bake import builder as builders
+    from llama_bake.bake import WhalesRunner
+
+    return builders.doctor(WhalesRunner(), builder)
+
+
+def doctor_verdict(checks: list[Check]) -> None:
+    """Raise ``DockerError`` (exit 5) naming every failed check and its fix."""
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        msg = f"{len(failed)} problem(s): " + "; ".join(f"{c.name}: {c.fix}" for c in failed)
+        raise DockerError(msg)
+
+
+def builder_up() -> str:
+    from llama_bake import builder as builders
+    from llama_bake.bake import WhalesRunner
+
+    return builders.up(WhalesRunner())
+
+
+def builder_down() -> str:
+    from llama_bake import builder as builders
+    from llama_bake.bake import WhalesRunner
+
+    return builders.down(WhalesRunner())
+
+
+def ci_summary(text: str) -> str:
+    from llama_bake.ci import summary_markdown
+
+    return summary_markdown(text)
