@@ -10,13 +10,12 @@ import shlex
 import signal
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llama_bake import pipeline
-from llama_bake.bake import BakeFailed, Invocation, WhalesRunner
+from llama_bake.bake import Invocation, WhalesRunner
 from llama_bake.build import BuildInterrupted, dry_run, git_environment, run_build
 from llama_bake.errors import BuildError, DockerError, UsageError
 from llama_bake.invocation import BuildOptions, CachePreset, Phase, expand_targets, make_invocation, phases
@@ -24,6 +23,7 @@ from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress
 from llama_bake.summary import Summary, TargetSummary
 from tests.conftest import WriteCatalog
+from tests.fakes import FakeBaker
 
 FAKE_DIGEST = "sha256:" + "d" * 64
 
@@ -255,38 +255,19 @@ def test_a_target_is_finished_when_its_steps_completed_or_sit_below_a_cache_hit(
     assert "m3" not in progress.finished_targets(), "a target BuildKit never mentioned has not finished"
 
 
-class _Runner:
-    """Records the builder of each bake; bake fails as buildx does for a builder it does not know."""
-
-    def __init__(self, known: set[str | None], stderr: str = "") -> None:
-        self.known = known
-        self.stderr = stderr
-        self.calls: list[str | None] = []
-
-    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
-        self.calls.append(invocation.builder)
-        if invocation.builder not in self.known:
-            raise BakeFailed(1, self.stderr or f'ERROR: no builder "{invocation.builder}" found\n')
-        yield from ()
-
-    def builders(self) -> list[str]:
-        msg = "a build must not list the builders first (a docker call on every build)"
-        raise AssertionError(msg)
-
-
 def test_build_uses_the_builder_up_builder_and_falls_back_to_buildxs_current_one(
     write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", "ours")
     paths = pipeline.Paths.from_options(write_catalog(), None)
-    present = _Runner({"ours"})
+    present = FakeBaker({"ours"})
     summary = run_build(paths, BuildOptions(), present)
-    assert present.calls == ["ours"]
+    assert present.builders_used == ["ours"]
     assert isinstance(summary, Summary)
     assert summary.builder == "ours"
-    absent = _Runner({None})
+    absent = FakeBaker({None})
     summary = run_build(paths, BuildOptions(), absent)
-    assert absent.calls == ["ours", None]
+    assert absent.builders_used == ["ours", None]
     assert isinstance(summary, Summary)
     assert summary.builder == "(buildx default)"
 
@@ -295,15 +276,15 @@ def test_a_builder_named_on_the_command_line_is_never_swapped_for_another(
     write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
-    runner = _Runner({None})
+    runner = FakeBaker({None})
     with pytest.raises(DockerError, match="there is no builder `mine`"):
         run_build(paths, BuildOptions(builder="mine"), runner)
-    assert runner.calls == ["mine"]
-    other_failure = _Runner({None}, stderr="ERROR: failed to solve: something else\n")
+    assert runner.builders_used == ["mine"]
+    other_failure = FakeBaker(stderr="ERROR: failed to solve: something else\n")
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", "ours")
     with pytest.raises(BuildError, match="something else"):
         run_build(paths, BuildOptions(), other_failure)
-    assert other_failure.calls == ["ours"]
+    assert other_failure.builders_used == ["ours"]
 
 
 def test_the_summary_shows_buildxs_own_messages_once_and_does_not_repeat_them() -> None:
@@ -321,53 +302,28 @@ def test_the_summary_shows_buildxs_own_messages_once_and_does_not_repeat_them() 
     assert json.loads(Summary((target,), 1.0, "b", (no_output, no_output)).to_json())["messages"] == [no_output]
 
 
-class _CtrlCRunner:
-    """buildx exits from the user's Ctrl-C before Python raises KeyboardInterrupt (the other order of the race)."""
+CANCELED = "ERROR: failed to solve: Canceled: context canceled\n"
 
-    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)
-        except KeyboardInterrupt:
-            pass
-        raise BakeFailed(1, "ERROR: failed to solve: Canceled: context canceled\n")
-        yield ""
+
+def _ctrl_c() -> None:
+    """buildx exits from the user's Ctrl-C before Python raises KeyboardInterrupt (the other order of the race)."""
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass
 
 
 def test_ctrl_c_is_an_interruption_whichever_process_sees_it_first(write_catalog: WriteCatalog) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
     with pytest.raises(BuildInterrupted, match="interrupted; the builder cancels the running steps") as caught:
-        run_build(paths, BuildOptions(builder="b"), _CtrlCRunner())
+        run_build(paths, BuildOptions(builder="b"), FakeBaker(stderr=CANCELED, before=_ctrl_c))
     assert caught.value.exit_code == 130
-
-
-class _PhaseRunner:
-    """Writes bake's metadata as buildx does for the targets of each call; fails the calls naming ``fail``."""
-
-    def __init__(self, fail: str = "") -> None:
-        self.fail = fail
-        self.calls: list[Invocation] = []
-
-    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
-        self.calls.append(invocation)
-        if self.fail in invocation.targets:
-            step = {"digest": "x", "name": f"[{self.fail} 1/1] RUN compile", "started": "2026-01-01T00:00:00Z"}
-            yield json.dumps({"vertexes": [{**step, "error": "exit code: 2"}]})
-            raise BakeFailed(1, "ERROR: failed to solve\n")
-        meta = {
-            t: {
-                "containerimage.digest": f"sha256:{t}",
-                "image.name": f"127.0.0.1:5000/lb/{t}:v1,127.0.0.1:5000/lb/{t}:b1",
-            }
-            for t in invocation.targets
-        }
-        Path(invocation.metadata_file or "").write_text(json.dumps(meta))
-        yield from ()
 
 
 def test_pushed_bases_pin_their_models_by_repository_and_digest(write_catalog: WriteCatalog) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
-    runner = _PhaseRunner()
+    runner = FakeBaker()
     summary = run_build(paths, BuildOptions(builder="b", push=True, cache=CachePreset("gha")), runner)
     assert [c.targets for c in runner.calls] == [("llama-cpp-cuda",), ("model-a",)]
     assert "model-a.contexts.base=docker-image://127.0.0.1:5000/lb/llama-cpp-cuda@sha256:llama-cpp-cuda" in (
@@ -381,7 +337,7 @@ def test_pushed_bases_pin_their_models_by_repository_and_digest(write_catalog: W
 
 def test_a_base_that_fails_skips_its_models_and_says_so(write_catalog: WriteCatalog) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
-    runner = _PhaseRunner(fail="llama-cpp-cuda")
+    runner = FakeBaker(fail="llama-cpp-cuda")
     with pytest.raises(BuildError) as caught:
         run_build(paths, BuildOptions(builder="b", cache=CachePreset("gha")), runner)
     assert len(runner.calls) == 1, "the models' phase never starts"
@@ -396,7 +352,7 @@ def test_a_base_that_fails_skips_its_models_and_says_so(write_catalog: WriteCata
 def test_a_docker_client_without_buildx_gets_told_how_to_install_it(write_catalog: WriteCatalog, said: str) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
     with pytest.raises(DockerError, match="the docker client has no buildx plugin: install it") as caught:
-        run_build(paths, BuildOptions(builder="b"), _Runner({None}, stderr=said))
+        run_build(paths, BuildOptions(builder="b"), FakeBaker(stderr=said))
     assert caught.value.exit_code == 5
 
 

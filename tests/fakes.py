@@ -1,0 +1,61 @@
+"""The one fake of buildx for unit tests of llama-bake's own logic (the real buildx proves the features)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from llama_bake.bake import BakeFailed, Invocation
+
+
+class FakeBaker:
+    """Stands in for ``Baker``: records each invocation, then behaves as buildx does.
+
+    - ``builders``: the builders that exist (None is buildx's current one); a bake on another fails as buildx
+      does for a builder it does not know. Default: every builder exists.
+    - ``stderr``: a bake fails with this text (exit 1) when set.
+    - ``fail``: a bake whose targets include this one fails at a step of it, with its rawjson progress.
+    - ``before``: called at the start of each bake (e.g. to send this process a SIGINT).
+    Otherwise the bake succeeds and writes the metadata file, one image per target, as buildx does.
+    """
+
+    def __init__(
+        self,
+        builders: set[str | None] | None = None,
+        stderr: str = "",
+        fail: str = "",
+        before: Callable[[], None] | None = None,
+    ) -> None:
+        self.known = builders
+        self.stderr = stderr
+        self.fail = fail
+        self.before = before
+        self.calls: list[Invocation] = []
+
+    @property
+    def builders_used(self) -> list[str | None]:
+        return [call.builder for call in self.calls]
+
+    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
+        self.calls.append(invocation)
+        if self.before is not None:
+            self.before()
+        if self.known is not None and invocation.builder not in self.known:
+            raise BakeFailed(1, self.stderr or f'ERROR: no builder "{invocation.builder}" found\n')
+        if self.stderr:
+            raise BakeFailed(1, self.stderr)
+        if self.fail and self.fail in invocation.targets:
+            step = {"digest": "x", "name": f"[{self.fail} 1/1] RUN compile", "started": "2026-01-01T00:00:00Z"}
+            yield json.dumps({"vertexes": [{**step, "error": "exit code: 2"}]})
+            raise BakeFailed(1, "ERROR: failed to solve\n")
+        meta = {
+            t: {
+                "containerimage.digest": f"sha256:{t}",
+                "image.name": f"127.0.0.1:5000/lb/{t}:v1,127.0.0.1:5000/lb/{t}:b1",
+            }
+            for t in invocation.targets
+        }
+        if invocation.metadata_file:
+            Path(invocation.metadata_file).write_text(json.dumps(meta))
+        yield from ()
