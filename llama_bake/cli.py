@@ -27,6 +27,8 @@ else:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON (shapes in the README).")
+
 
 def paths_options(func: F) -> F:
     """--catalog and --bake-file, spelled the same in every command that reads the catalog."""
@@ -119,13 +121,21 @@ def preview(
 
 @main.command()
 @paths_options
-def validate(catalog: Path | None, bake_file: Path | None) -> None:
+@click.option("--strict", is_flag=True, help="Warnings are problems too (exit 8): for CI.")
+@JSON_OPTION
+def validate(catalog: Path | None, bake_file: Path | None, strict: bool, as_json: bool) -> None:
     """Check the catalog and report every problem at once (file, field, message, hint)."""
     paths = pipeline.Paths.from_options(catalog, bake_file)
-    warnings = pipeline.validate(paths)
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{paths.catalog}: valid" + (f" ({len(warnings)} warnings)" if warnings else ""), err=True)
+    result = pipeline.validate(paths, strict=strict)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    result.raise_if_invalid()
+    if not as_json:
+        warned = f" ({len(result.warnings)} warnings)" if result.warnings else ""
+        click.echo(f"{paths.catalog}: valid{warned}", err=True)
 
 
 @main.command()
@@ -137,11 +147,17 @@ def schema(kind: str | None) -> None:
 
 @main.command(name="list")
 @paths_options
-def list_(catalog: Path | None, bake_file: Path | None) -> None:
+@JSON_OPTION
+def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
     """List targets, their base and image (with REGISTRY and TAG at their defaults)."""
+    from dataclasses import asdict
+
     from llama_bake.console import columns
 
     rows = pipeline.list_targets(pipeline.Paths.from_options(catalog, bake_file))
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in rows], indent=2))
+        return
     table = [("TARGET", "KIND", "BASE", "IMAGE"), *((r.target, r.kind, r.base, r.image) for r in rows)]
     for line in columns(table):
         click.echo(line)
@@ -245,14 +261,19 @@ def build(
 @main.command()
 @paths_options
 @click.option("--builder", help="Check this builder instead of the default one.")
-def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None) -> None:
+@JSON_OPTION
+def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None, as_json: bool) -> None:
     """Check docker, buildx and the builder; print each problem with its fix."""
+    from dataclasses import asdict
+
     checks = pipeline.doctor(builder)
-    for check in checks:
-        mark = "ok " if check.ok else "FAIL"
-        click.echo(f"{mark} {check.name}: {check.detail}")
-        if check.fix:
-            click.echo(f"     fix: {check.fix}")
+    if as_json:
+        click.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        for check in checks:
+            click.echo(f"{'ok ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+            if check.fix:
+                click.echo(f"     fix: {check.fix}")
     pipeline.doctor_verdict(checks)
 
 
@@ -334,11 +355,14 @@ def ci_summary(metadata: Any) -> None:
 
 @main.command()
 @paths_options
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
-def graph(catalog: Path | None, bake_file: Path | None, fmt: str) -> None:
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "mermaid", "dot", "json"]), default="text", show_default=True
+)
+@JSON_OPTION
+def graph(catalog: Path | None, bake_file: Path | None, fmt: str, as_json: bool) -> None:
     """Show what depends on what: images and source -> bases -> models."""
     paths = pipeline.Paths.from_options(catalog, bake_file)
-    click.echo(pipeline.graph_text(paths, fmt), nl=False)
+    click.echo(pipeline.graph_text(paths, "json" if as_json else fmt), nl=False)
 
 
 @main.group(name="builder")

@@ -94,5 +94,14 @@ def render_dot(plan: BakePlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_json(plan: BakePlan) -> str:
+    """``{"nodes": [{"id", "label", "kind"}], "edges": [[from_id, to_id]]}``; kinds: image, source, base, model."""
+    import json
+
+    nodes, edges = graph(plan)
+    data = {"nodes": [{"id": n.id, "label": n.label, "kind": n.kind} for n in nodes], "edges": [list(e) for e in edges]}
+    return json.dumps(data, indent=2) + "\n"
+
+
 def render(plan: BakePlan, fmt: str) -> str:
-    return {"text": render_text, "mermaid": render_mermaid, "dot": render_dot}[fmt](plan)
+    return {"text": render_text, "mermaid": render_mermaid, "dot": render_dot, "json": render_json}[fmt](plan)

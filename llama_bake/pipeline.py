@@ -18,7 +18,7 @@ from llama_bake.catalog import Base, Catalog, HfWeights, Model, Project
 from llama_bake.ci import CiOptions
 from llama_bake.ci import pipeline as ci_pipeline
 from llama_bake.compose import compose_document
-from llama_bake.errors import DockerError, StaleError
+from llama_bake.errors import CatalogError, DockerError, StaleError
 from llama_bake.graph import render as render_graph
 from llama_bake.loader import load_catalog
 from llama_bake.output import read_existing, unified_diff, write_atomic
@@ -27,6 +27,19 @@ from llama_bake.render import GENERATED, Header, render_bake, render_dockerfiles
 
 DEFAULT_CATALOG = Path("catalog")
 DEFAULT_OUTPUT_NAME = "docker-bake.hcl"
+
+
+def find_catalog(start: Path) -> Path:
+    """``catalog/`` in ``start`` or the nearest directory above it that has one (as git finds ``.git``), so
+    every command works from any subdirectory of the project; ``./catalog`` when there is none."""
+    for directory in (start, *start.parents):
+        candidate = directory / DEFAULT_CATALOG
+        if candidate.is_dir() and any((candidate / name).exists() for name in CATALOG_MARKERS):
+            return candidate
+    return start / DEFAULT_CATALOG
+
+
+CATALOG_MARKERS = ("project.yaml", "project.yml", "bases", "models")
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class Paths:
 
     @classmethod
     def from_options(cls, catalog: Path | None, output: Path | None) -> Paths:
-        catalog_dir = (catalog or DEFAULT_CATALOG).absolute()
+        catalog_dir = (catalog or find_catalog(Path.cwd())).absolute()
         out = output.absolute() if output else catalog_dir.parent / DEFAULT_OUTPUT_NAME
         return cls(catalog_dir, out)
 
@@ -255,9 +268,31 @@ def resolved(paths: Paths, targets: Sequence[str], runner: Printer | None = None
     return resolve(compiled.text, targets, {}, paths.bake_dir, runner or WhalesRunner())
 
 
-def validate(paths: Paths) -> list[str]:
-    """Raise ``CatalogError`` listing every problem; return warnings that do not stop a build."""
-    return catalog_warnings(load_catalog(paths.catalog))
+@dataclass(frozen=True)
+class Validation:
+    catalog: Path
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        valid = not self.problems
+        return {"catalog": str(self.catalog), "valid": valid, "problems": self.problems, "warnings": self.warnings}
+
+    def raise_if_invalid(self) -> None:
+        if self.problems:
+            raise CatalogError(list(self.problems))
+
+
+def validate(paths: Paths, *, strict: bool = False) -> Validation:
+    """Every problem of the catalog and the warnings that do not stop a build; with ``strict`` (for CI), the
+    warnings are problems too."""
+    try:
+        warnings = catalog_warnings(load_catalog(paths.catalog))
+    except CatalogError as exc:
+        return Validation(paths.catalog, tuple(exc.problems), ())
+    if strict:
+        return Validation(paths.catalog, tuple(f"{w} (--strict)" for w in warnings), ())
+    return Validation(paths.catalog, (), tuple(warnings))
 
 
 _PLACEHOLDER_SHA = "0" * 64
@@ -298,11 +333,24 @@ class Row:
     kind: str
     base: str
     image: str
+    tags: tuple[str, ...]
+    dockerfile: str
 
 
 def list_targets(paths: Paths) -> list[Row]:
+    """Each target, its base ("-" for a base), its image and every tag (variables at their defaults)."""
     _, plan = plan_catalog(paths)
-    return [Row(t.name, t.kind, t.base or "-", plan.resolve(t.image)) for t in plan.targets]
+    return [
+        Row(
+            t.name,
+            t.kind,
+            t.base or "-",
+            plan.resolve(t.image),
+            tuple(tag for tag in (plan.resolve(i) for i in t.tags) if tag),
+            t.dockerfile,
+        )
+        for t in plan.targets
+    ]
 
 
 # --- the other generated files: Compose, CI, and the graph --------------------------------------------

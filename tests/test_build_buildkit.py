@@ -470,6 +470,13 @@ def test_doctor_and_build_without_a_builder_say_how_to_get_one(project: Project,
     assert doctor.exit_code == 5
     assert "FAIL builder" in doctor.output
     assert "llama-bake builder up" in doctor.output
+    as_json = CliRunner().invoke(main, ["doctor", "--json"])
+    assert as_json.exit_code == 5
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False
+    failed = next(c for c in report["checks"] if not c["ok"])
+    assert failed["name"] == "builder"
+    assert "llama-bake builder up" in failed["fix"]
     build = CliRunner().invoke(main, ["build", "--catalog", str(project.catalog), "--progress", "quiet"])
     assert build.exit_code == 5
     assert "llama-bake builder up" in build.output

@@ -334,3 +334,49 @@ def test_generate_refreshes_the_compose_and_ci_files_it_wrote_with_their_own_set
     assert run(*ci, "--check").exit_code == 0
     assert "9001" not in elsewhere.read_text(), "only files at their default places are found"
     assert generate(catalog, "--check").exit_code == 0
+
+
+def test_the_catalog_is_found_from_any_subdirectory_of_the_project(
+    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_catalog()
+    deep = tmp_path / "docs" / "notes"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    assert run("generate").exit_code == 0
+    assert (tmp_path / "docker-bake.hcl").exists(), "written beside the catalog, not in the subdirectory"
+    listed = run("list")
+    assert "model-a" in listed.output
+    monkeypatch.chdir(tmp_path.parent)
+    assert run("list").exit_code == 8, "no catalog above: the usual error"
+
+
+def test_json_outputs_of_list_validate_and_graph_have_the_documented_shapes(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(models={"model-a": MODEL, "zero": {"weights": {**MODEL["weights"], "sha256": "0" * 64}}})
+    listed = json.loads(run("list", "-c", str(catalog), "--json").output)
+    assert listed[0] == {
+        "target": "llama-cpp-cuda",
+        "kind": "base",
+        "base": "-",
+        "image": "localhost:5000/llama-bake/llama-cpp-cuda:latest",
+        "tags": ["localhost:5000/llama-bake/llama-cpp-cuda:latest"],
+        "dockerfile": "dockerfiles/llama-cpp-cuda.Dockerfile",
+    }
+    assert [r["target"] for r in listed] == ["llama-cpp-cuda", "model-a", "zero"]
+    result = CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0
+    assert report["valid"] is True
+    assert report["problems"] == []
+    assert len(report["warnings"]) == 1
+    strict = CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json", "--strict"])
+    assert strict.exit_code == 8
+    assert json.loads(strict.stdout)["valid"] is False
+    graph = json.loads(run("graph", "-c", str(catalog), "--json").output)
+    kinds = {n["id"]: n["kind"] for n in graph["nodes"]}
+    assert sorted(set(kinds.values())) == ["base", "image", "model", "source"]
+    assert all(kinds[a] in ("image", "source", "base") for a, _ in graph["edges"])
+    write_yaml(catalog / "models" / "bad.yaml", {"weights": {"url": "nope"}})
+    broken = CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"])
+    assert broken.exit_code == 8
+    assert "models/bad.yaml" in json.loads(broken.stdout)["problems"][0]
