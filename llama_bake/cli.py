@@ -27,6 +27,20 @@ else:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _complete_targets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of TARGETS: the catalog's targets and groups (nothing when the catalog is broken)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        paths = pipeline.Paths.from_options(ctx.params.get("catalog"), ctx.params.get("bake_file"))
+        plan = pipeline.plan_catalog(paths)[1]
+    except LlamaBakeError:
+        return []
+    names = sorted({t.name for t in plan.targets} | {g.name for g in plan.groups})
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON (shapes in the README).")
 
 
@@ -96,7 +110,7 @@ def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
 @click.option("--diff", "show_diff", is_flag=True, help="Show what generate would change on disk.")
 @click.option("--resolved", is_flag=True, help="Show what buildx resolves (docker buildx bake --print).")
 @click.option("--color/--no-color", default=None, help="Highlight (default: when stdout is a terminal).")
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=_complete_targets)
 def preview(
     catalog: Path | None,
     bake_file: Path | None,
@@ -165,7 +179,7 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
 
 @main.command()
 @paths_options
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, shell_complete=_complete_targets)
 @click.option("--builder", help="buildx builder (default: the one `builder up` made, else buildx's current).")
 @click.option("--push", is_flag=True, help="Push the images (the registry's credentials come from docker login).")
 @click.option("--load", is_flag=True, help="Load the images into the local Docker engine.")

@@ -380,3 +380,14 @@ def test_json_outputs_of_list_validate_and_graph_have_the_documented_shapes(writ
     broken = CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"])
     assert broken.exit_code == 8
     assert "models/bad.yaml" in json.loads(broken.stdout)["problems"][0]
+
+
+def test_shell_completion_offers_the_catalogs_targets_and_groups(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog(models={"model-a": MODEL, "mistral": MODEL})
+    for words, expected in (
+        (f"llama-bake build -c {catalog} m", ["mistral", "model-a", "models"]),
+        (f"llama-bake preview --resolved -c {catalog} llama", ["llama-cpp-cuda", "llama-cpp-cuda-all"]),
+    ):
+        env = {"_LLAMA_BAKE_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+        result = CliRunner().invoke(main, [], env=env, prog_name="llama-bake")
+        assert [line.split(",", 1)[1] for line in result.output.splitlines()] == expected, result.output
