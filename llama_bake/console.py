@@ -20,7 +20,11 @@ def show(text: str, language: str, color: bool | None) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
 
-    Console(force_terminal=True).print(Syntax(text, language, word_wrap=False, background_color="default"))
+    # Highlighted text printed whole: a Syntax panel would crop every line at the terminal's width, and a
+    # long args line cut short misleads a reviewer; the terminal wraps it instead.
+    highlighted = Syntax(text, language, background_color="default").highlight(text)
+    highlighted.rstrip()
+    Console(force_terminal=True, soft_wrap=True).print(highlighted)
 
 
 class BuildDisplay:

@@ -391,3 +391,19 @@ def test_shell_completion_offers_the_catalogs_targets_and_groups(write_catalog: 
         env = {"_LLAMA_BAKE_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
         result = CliRunner().invoke(main, [], env=env, prog_name="llama-bake")
         assert [line.split(",", 1)[1] for line in result.output.splitlines()] == expected, result.output
+
+
+def test_preview_on_a_narrow_terminal_prints_long_lines_whole(
+    write_catalog: WriteCatalog, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    from llama_bake import console, pipeline
+
+    monkeypatch.setenv("COLUMNS", "40")
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    text = pipeline.preview_text(paths)
+    console.show(text, "terraform", color=True)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    assert shown.rstrip("\n") == text.rstrip("\n")
+    assert max(len(line) for line in shown.splitlines()) > 40
