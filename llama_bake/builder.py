@@ -86,8 +86,16 @@ def find_buildkitd() -> Path | None:
 
 
 INSTALL_HINT = (
-    "install buildkitd and runc: in the llama-bake repository, `bash .ci/install-tools.sh` builds BuildKit "
-    "from the Go module proxy into ~/.cache/llama-bake/tools; or put a buildkitd binary on PATH"
+    "install buildkitd (a release archive from https://github.com/moby/buildkit/releases, its bin/ on PATH; "
+    "or `go install github.com/moby/buildkit/cmd/buildkitd@v0.32.2`, or a binary in "
+    "~/.cache/llama-bake/tools) and runc (apt-get install runc)"
+)
+
+
+INSTALL_BUILDX_FIX = (
+    "install the buildx plugin: Docker's apt repository: docker-buildx-plugin; Ubuntu: docker-buildx; or a "
+    "release binary from https://github.com/docker/buildx/releases saved as ~/.docker/cli-plugins/docker-buildx "
+    "(chmod +x); Docker Desktop ships it"
 )
 
 
@@ -243,7 +251,7 @@ def doctor(runner: Builders, builder: str | None) -> list[Check]:
     try:
         version_text = runner.version()
     except DockerError as exc:
-        fix = "install the buildx plugin into ~/.docker/cli-plugins/docker-buildx (see `bash .ci/install-tools.sh`)"
+        fix = INSTALL_BUILDX_FIX
         checks.append(Check("buildx", False, str(exc), fix))
         return checks
     version = parse_version(version_text)

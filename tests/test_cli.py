@@ -407,3 +407,14 @@ def test_preview_on_a_narrow_terminal_prints_long_lines_whole(
     shown = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
     assert shown.rstrip("\n") == text.rstrip("\n")
     assert max(len(line) for line in shown.splitlines()) > 40
+
+
+def test_the_fixes_llama_bake_prints_never_point_into_its_own_repository() -> None:
+    """A pip-installed user has no .ci/ or tests/: every hint names a package, a release page or a command."""
+    import llama_bake
+
+    package = Path(llama_bake.__file__).parent
+    for source in package.glob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        assert ".ci/" not in text, source.name
+        assert "install-tools" not in text, source.name
