@@ -7,6 +7,7 @@ back to them; ``cross_check`` finds problems that span entries (duplicates, unkn
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
@@ -127,7 +128,19 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
 # --- constrained strings ------------------------------------------------------------------------
 
 
-def _pattern(regex: str, what: str, hint: str) -> AfterValidator:
+@dataclasses.dataclass(frozen=True)
+class _Pattern(AfterValidator):
+    """A pattern checked with our own message and hint, and written into the JSON Schema as ``pattern``."""
+
+    regex: str = ""
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        json_schema: dict[str, Any] = handler(schema)
+        json_schema["pattern"] = f"^(?:{self.regex})$"
+        return json_schema
+
+
+def _pattern(regex: str, what: str, hint: str) -> _Pattern:
     compiled = re.compile(regex)
 
     def check(value: str) -> str:
@@ -136,7 +149,7 @@ def _pattern(regex: str, what: str, hint: str) -> AfterValidator:
             raise ValueError(msg)
         return value
 
-    return AfterValidator(check)
+    return _Pattern(check, regex)
 
 
 TargetName = Annotated[
@@ -471,8 +484,15 @@ LlamaSource = Annotated[
 OsFlavour = Literal["ubuntu22.04", "ubuntu24.04"]
 
 
+def _name_from_the_file(schema: dict[str, Any]) -> None:
+    """In a file, ``name`` may be left out (the loader takes the file's name): not required in the schema."""
+    schema["required"] = [r for r in schema.get("required", []) if r != "name"]
+
+
 class Base(Strict):
     """A compiled llama.cpp image that models are built on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_name_from_the_file)
 
     name: TargetName = Field(description="Bake target name; defaults to the file name.")
     backend: Literal["cuda", "cpu"] = Field("cuda", description="cuda (NVIDIA GPUs) or cpu.")
@@ -482,6 +502,7 @@ class Base(Strict):
     gpu_families: tuple[str, ...] = Field(
         default=(),
         description="GPU families to compile for: " + ", ".join(GPU_FAMILIES) + ".",
+        json_schema_extra={"items": {"enum": list(GPU_FAMILIES), "type": "string"}},
     )
     cmake_options: dict[CMakeName, CMakeValue] = Field(
         default_factory=dict, description="Extra -D options for llama.cpp's CMake."
@@ -708,6 +729,8 @@ class ComposeSettings(Strict):
 
 class Model(Strict):
     """One served model: one image built on a base."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_name_from_the_file)
 
     name: TargetName = Field(description="Bake target and image name; defaults to the file name.")
     description: str = ""

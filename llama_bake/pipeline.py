@@ -317,10 +317,25 @@ def catalog_warnings(catalog: Catalog) -> list[str]:
 SCHEMA_KINDS: dict[str, type[BaseModel]] = {"project": Project, "base": Base, "model": Model}
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
 def schema(kind: str | None) -> dict[str, Any]:
+    """The JSON Schema of one kind of catalog file, or of any of them (a valid schema whose ``anyOf`` names
+    the three kinds, for editors that map one schema to every file of ``catalog/``)."""
     if kind is not None:
-        return SCHEMA_KINDS[kind].model_json_schema(by_alias=True)
-    return {name: cls.model_json_schema(by_alias=True) for name, cls in SCHEMA_KINDS.items()}
+        return {"$schema": JSON_SCHEMA_DIALECT, **SCHEMA_KINDS[kind].model_json_schema(by_alias=True)}
+    defs: dict[str, Any] = {}
+    for cls in SCHEMA_KINDS.values():
+        own = cls.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+        defs |= own.pop("$defs", {})
+        defs[cls.__name__] = own
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "title": "llama-bake catalog file",
+        "anyOf": [{"$ref": f"#/$defs/{cls.__name__}"} for cls in SCHEMA_KINDS.values()],
+        "$defs": dict(sorted(defs.items())),
+    }
 
 
 def schema_text(kind: str | None) -> str:

@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from llama_bake.cli import main
-from tests.conftest import MODEL, WriteCatalog, write_yaml
+from tests.conftest import MODEL, REPO, WriteCatalog, write_yaml
 
 
 def run(*args: str) -> Result:
@@ -148,8 +148,29 @@ def test_schema_of_each_kind_is_json_schema_without_extra_keys(kind: str) -> Non
     assert "properties" in schema
 
 
-def test_schema_without_kind_has_all_three() -> None:
-    assert sorted(json.loads(run("schema").output)) == ["base", "model", "project"]
+def test_the_schemas_are_valid_json_schemas_that_carry_what_validate_knows() -> None:
+    """`schema` with no kind is a valid schema for any catalog file; enums and patterns are in it, so an editor
+    flags a bad GPU family or checksum as validate would; the shipped catalog's files pass it."""
+    import jsonschema  # type: ignore[import-untyped]
+
+    whole = json.loads(run("schema").output)
+    jsonschema.Draft202012Validator.check_schema(whole)
+    any_file = jsonschema.Draft202012Validator(whole)
+    base = yaml.safe_load((REPO / "catalog" / "bases" / "llama-cpp-cuda.yaml").read_text())
+    for path in (REPO / "catalog").rglob("*.yaml"):
+        assert list(any_file.iter_errors(yaml.safe_load(path.read_text()))) == [], path
+    by_kind = {
+        kind: jsonschema.Draft202012Validator(json.loads(run("schema", kind).output)) for kind in ("base", "model")
+    }
+    for validator in by_kind.values():
+        validator.check_schema(validator.schema)
+    assert not list(by_kind["base"].iter_errors(base))
+    assert list(by_kind["base"].iter_errors({**base, "gpu_families": ["ada", "rtx4090"]}))
+    assert list(by_kind["base"].iter_errors({**base, "name": "llama.cpp"}))
+    model = {**MODEL, "weights": {**MODEL["weights"], "sha256": "xyz"}}
+    assert list(by_kind["model"].iter_errors(model))
+    assert list(by_kind["model"].iter_errors({**MODEL, "weights": {**MODEL["weights"], "revision": "main!"}}))
+    assert not list(by_kind["model"].iter_errors(MODEL))
 
 
 def test_list_shows_targets_bases_and_images(write_catalog: WriteCatalog) -> None:
