@@ -105,10 +105,14 @@ CANCEL_TIMEOUT = 30.0
 def _wait_for_children(timeout: float) -> None:
     """After Ctrl-C: buildx got the same SIGINT and is cancelling the build; wait for it to exit (up to
     ``timeout``; a second Ctrl-C stops waiting), so nothing of the build outlives the command."""
+    no_hang = getattr(os, "WNOHANG", None)
+    if no_hang is None:
+        # Windows has no waitpid(-1): the console's Ctrl-C reached buildx too, and it exits on its own.
+        return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, _ = os.waitpid(-1, no_hang)
         except ChildProcessError:
             return
         if pid == 0:

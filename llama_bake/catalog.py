@@ -414,10 +414,12 @@ class GitSource(Strict):
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
 RelPath = Annotated[
     str,
+    # A Windows path works as written (C:\models\x.gguf, spaces, a drive letter): its backslashes are separators.
+    BeforeValidator(lambda v: v.strip().replace("\\", "/") if isinstance(v, str) else v),
     _pattern(
-        r"[^\s\"'\\]+",
+        r"[^\"'\x00-\x1f]+",
         "a file path",
-        "give a path relative to the project directory, without spaces or quotes",
+        "give a path relative to the project directory (or absolute), without quotes",
     ),
 ]
 

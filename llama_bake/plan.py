@@ -7,14 +7,27 @@ Dockerfile (``dockerfiles/NAME.Dockerfile``), so a change to one model is a chan
 
 from __future__ import annotations
 
+import ntpath
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePath
+from types import ModuleType
 from typing import Literal
 
-from llama_bake.catalog import GIT_PLACEHOLDERS, Base, Catalog, FileWeights, GitSource, HfWeights, Model, UrlWeights
+from llama_bake.catalog import (
+    GIT_PLACEHOLDERS,
+    Base,
+    Catalog,
+    FileWeights,
+    GitSource,
+    HfWeights,
+    Model,
+    UrlWeights,
+    Weights,
+)
+from llama_bake.errors import CatalogError
 
 LABEL_PREFIX = "io.llama-bake"
 DOCKERFILES_DIR = "dockerfiles"  # beside the bake file
@@ -377,21 +390,30 @@ def _attest(catalog: Catalog) -> tuple[str, ...]:
     return ("type=provenance,disabled=true",) if mode == "off" else (f"type=provenance,mode={mode}",)
 
 
-def _relative(project_dir: Path, bake_dir: Path, path: str) -> str:
-    """A catalog path (relative to the project directory) as bake sees it: relative to the bake file."""
-    given = Path(path)
-    absolute = given if given.is_absolute() else project_dir / given
-    return Path(os.path.relpath(absolute, bake_dir)).as_posix()
+def _relative(project_dir: PurePath, bake_dir: PurePath, path: str, pathmod: ModuleType = os.path) -> str:
+    """A catalog path (relative to the project directory, ``/``-separated) as bake sees it: relative to the
+    bake file, ``/``-separated. ``pathmod`` is the host's path logic (``ntpath`` on Windows; tests pass it)."""
+    if pathmod is not ntpath and WINDOWS_DRIVE.match(path):
+        msg = f"{path!r} is a Windows path (a drive letter), and this machine is not Windows; give a path here"
+        raise CatalogError([msg])
+    absolute: str = path if pathmod.isabs(path) else pathmod.join(str(project_dir), path)
+    try:
+        relative: str = pathmod.relpath(absolute, str(bake_dir))
+    except ValueError:  # Windows: on another drive than the bake file, so bake takes it absolute
+        relative = pathmod.normpath(absolute)
+    return relative.replace("\\", "/")
 
 
-def _file_context(project_dir: Path, bake_dir: Path, path: str) -> tuple[str, str]:
+WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:/")
+
+
+def _file_context(
+    project_dir: PurePath, bake_dir: PurePath, path: str, pathmod: ModuleType = os.path
+) -> tuple[str, str]:
     """A catalog file as a bake context: (its directory relative to the bake file, its name)."""
-    where = _relative(project_dir, bake_dir, path)
+    where = _relative(project_dir, bake_dir, path, pathmod)
     directory, _, name = where.rpartition("/")
     return directory or ".", name
-
-
-Weights = HfWeights | UrlWeights | FileWeights
 
 
 def _weights_env(prefix: str, weights: Weights, hf_endpoint: str) -> dict[str, str]:

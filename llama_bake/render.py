@@ -21,7 +21,15 @@ import yaml
 from llama_bake.errors import TemplateError
 from llama_bake.plan import CACHE_TYPES, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
 
-PACKAGED_TEMPLATES = Path(__file__).parent / "_templates"
+
+def _packaged_templates() -> Path:
+    """The templates shipped with llama-bake: ``_templates`` in a wheel, the repository's own files in a
+    checkout or an editable install (nothing is linked: links break on Windows checkouts)."""
+    wheel = Path(__file__).parent / "_templates"
+    return wheel if wheel.is_dir() else Path(__file__).parent.parent
+
+
+PACKAGED_TEMPLATES = _packaged_templates()
 BAKE_TEMPLATE = "docker-bake.hcl.j2"
 DOCKERFILE_TEMPLATES = {"base": "templates/base.Dockerfile.j2", "model": "templates/model.Dockerfile.j2"}
 

@@ -9,6 +9,7 @@ import re
 import shlex
 import signal
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -314,6 +315,7 @@ def _ctrl_c() -> None:
         pass
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="os.kill(SIGINT) ends the process on Windows")
 def test_ctrl_c_is_an_interruption_whichever_process_sees_it_first(write_catalog: WriteCatalog) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
     with pytest.raises(BuildInterrupted, match="interrupted; the builder cancels the running steps") as caught:
@@ -378,3 +380,14 @@ def test_a_local_build_reads_the_git_values_from_the_checkout_unless_the_environ
     assert git_environment(plan, tmp_path, {"GIT_SHA": "ci", "GIT_BRANCH": ""}) == {"GIT_VERSION": "v1.4.0"}
     plain = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(project={}), None)).plan
     assert git_environment(plain, tmp_path, {}) == {}, "no git placeholder: git is not even run"
+
+
+def test_ctrl_c_waits_for_buildx_where_waitpid_exists_and_returns_at_once_where_it_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llama_bake import bake
+
+    monkeypatch.delattr(os, "WNOHANG")  # as on Windows
+    started = time.monotonic()
+    bake._wait_for_children(30.0)
+    assert time.monotonic() - started < 1.0

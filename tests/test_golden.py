@@ -148,3 +148,16 @@ def test_generated_files_pass_their_published_json_schemas(case: str) -> None:
             check=False,
         )
         assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+
+
+@pytest.mark.tools
+def test_the_projects_own_ci_workflow_passes_actionlint() -> None:
+    if shutil.which("actionlint") is None:
+        pytest.fail("actionlint is not installed: run .ci/install-tools.sh")
+    result = subprocess.run(
+        ["actionlint", "-no-color", str(REPO / ".github" / "workflows" / "ci.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

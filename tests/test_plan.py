@@ -9,7 +9,7 @@ import pytest
 
 from llama_bake.catalog import GPU_FAMILIES, Base, Catalog, Model, Project
 from llama_bake.plan import Interp, Var, cmake_args, make_plan, server_env
-from tests.conftest import BASE, MODEL, SHA_B
+from tests.conftest import BASE, MODEL, SHA_A, SHA_B
 
 ROOT = Path("/project")
 
@@ -184,3 +184,31 @@ def test_hf_endpoint_moves_downloads_to_a_mirror_and_only_gated_files_get_the_to
     assert args["ENV_LLAMA_BAKE_WEIGHTS_GATED"] == "hf"
     assert "ENV_LLAMA_BAKE_MMPROJ_GATED" not in args
     assert target.shape.sources == ("gated", "remote")
+
+
+def test_windows_paths_resolve_with_windows_path_logic() -> None:
+    """The plan's path logic on Windows-style inputs: a user name with a space, backslashes (the catalog turns
+    them into /), another drive (bake takes it absolute)."""
+    import ntpath
+    from pathlib import PureWindowsPath
+
+    from llama_bake.plan import _file_context, _relative
+
+    project = PureWindowsPath(r"C:\Users\Jane Doe\llm")
+    assert _relative(project, project, "models/x.gguf", ntpath) == "models/x.gguf"
+    assert _relative(project, project / "build", "models/x.gguf", ntpath) == "../models/x.gguf"
+    assert _relative(project, project, "D:/weights/big model.gguf", ntpath) == "D:/weights/big model.gguf"
+    assert _file_context(project, project, "C:/Users/Jane Doe/llm/w/m.gguf", ntpath) == ("w", "m.gguf")
+
+
+def test_a_catalog_path_written_the_windows_way_is_read_as_its_parts(tmp_path: Path) -> None:
+    from llama_bake.errors import CatalogError
+
+    weights = tmp_path / "my models" / "m.gguf"
+    weights.parent.mkdir()
+    model = {"name": "m", "weights": {"path": r"my models\m.gguf", "sha256": SHA_A}}
+    plan = make_plan(catalog(models=[model]), tmp_path, tmp_path)
+    assert dict(plan.target("m").contexts)["weights-file"] == "my models"
+    drive = {"name": "m", "weights": {"path": r"C:\models\m.gguf", "sha256": SHA_A}}
+    with pytest.raises(CatalogError, match="is a Windows path"):
+        make_plan(catalog(models=[drive]), tmp_path, tmp_path)
