@@ -109,9 +109,8 @@ class Project:
         commands = []
         for name in sorted(targets, key=lambda n: (n not in bases, n)):
             target = targets[name]
-            dockerfile = work / f"Dockerfile.{name}"
-            # bake --print writes the inline Dockerfile in bake's own escaping.
-            dockerfile.write_text(target["dockerfile-inline"].replace("$${", "${"), encoding="utf-8")
+            # The generated Dockerfile (dockerfiles/NAME.Dockerfile), relative to the target's context.
+            dockerfile = self.root / target.get("context", ".") / target["dockerfile"]
             cmd = ["docker", "buildx", "build", "--builder", self.builder, "--progress", "quiet"]
             cmd += ["--file", str(dockerfile)]
             for key, value in sorted(target.get("args", {}).items()):
