@@ -8,7 +8,6 @@ back to them; ``cross_check`` finds problems that span entries (duplicates, unkn
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -24,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from llama_bake.errors import did_you_mean
 
 # --- GPU families -------------------------------------------------------------------------------
 
@@ -118,11 +119,6 @@ def parse_cuda(version: str) -> tuple[int, int]:
 
 def fmt_cuda(version: tuple[int, int]) -> str:
     return f"{version[0]}.{version[1]}"
-
-
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else ""
 
 
 # --- constrained strings ------------------------------------------------------------------------

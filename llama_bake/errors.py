@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """A hint for a misspelt name: the closest of ``choices``, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""
+
 
 class LlamaBakeError(Exception):
     """Base of every error the CLI reports without a traceback."""

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from llama_bake.bake import Invocation
-from llama_bake.catalog import did_you_mean
-from llama_bake.errors import UsageError
+from llama_bake.errors import UsageError, did_you_mean
 from llama_bake.plan import BakePlan
 
 CacheKind = Literal["registry", "gha", "local"]

@@ -29,9 +29,8 @@ from llama_bake.catalog import (
     Project,
     UrlWeights,
     cross_check,
-    did_you_mean,
 )
-from llama_bake.errors import CatalogError
+from llama_bake.errors import CatalogError, did_you_mean
 
 # libyaml is several times faster on large catalogs; the pure-Python loader is the fallback.
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -190,7 +190,7 @@ def test_schema_choices_match_the_pipelines_kinds() -> None:
     """The CLI lists the kinds itself (so `--help` does not import pydantic); they must stay in step."""
     from llama_bake import pipeline
 
-    assert sorted(pipeline.SCHEMA_KINDS) == ["base", "model", "project"]
+    assert sorted(pipeline.schema_kinds()) == ["base", "model", "project"]
 
 
 @pytest.mark.tools
@@ -439,3 +439,48 @@ def test_the_fixes_llama_bake_prints_never_point_into_its_own_repository() -> No
         text = source.read_text(encoding="utf-8")
         assert ".ci/" not in text, source.name
         assert "install-tools" not in text, source.name
+
+
+def test_the_compile_cache_follows_every_input_and_survives_a_broken_entry(
+    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llama_bake import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    catalog = write_catalog()
+    generate(catalog)
+    first = (tmp_path / "docker-bake.hcl").read_text()
+    entries = list(cache.cache_dir().glob("*.pickle"))
+    assert len(entries) == 1
+    entries[0].write_bytes(b"not a pickle")
+    assert generate(catalog).exit_code == 0, "a broken entry is compiled again"
+    assert (tmp_path / "docker-bake.hcl").read_text() == first
+    # A project template of its own is an input too.
+    template = tmp_path / "templates" / "model.Dockerfile.j2"
+    template.parent.mkdir()
+    template.write_text((REPO / "templates" / "model.Dockerfile.j2").read_text() + "# ours\n")
+    generate(catalog)
+    assert (tmp_path / "dockerfiles" / "model-a.Dockerfile").read_text().endswith("# ours\n")
+    template.unlink()
+    generate(catalog)
+    assert not (tmp_path / "dockerfiles" / "model-a.Dockerfile").read_text().endswith("# ours\n")
+
+
+@pytest.mark.tools
+def test_a_no_op_generate_loads_neither_the_catalog_models_nor_jinja(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    catalog = write_catalog()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    probe = (
+        "import sys; from llama_bake.cli import main\n"
+        f"try:\n    main(['generate', '--catalog', {str(catalog)!r}])\nexcept SystemExit:\n    pass\n"
+        "print(','.join(m for m in ('pydantic', 'jinja2', 'llama_bake.catalog') if m in sys.modules))"
+    )
+    loaded = [
+        subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        ).stdout.splitlines()[-1]
+        for _ in range(2)
+    ]
+    assert loaded == ["pydantic,jinja2,llama_bake.catalog", ""]
