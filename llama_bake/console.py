@@ -4,11 +4,43 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llama_bake.progress import Progress, Vertex
+    from llama_bake.progress import Progress, Transfers, Vertex
     from llama_bake.summary import Summary
+
+# plain progress: a line on each target's transfers at most this often (BuildKit's clock), and at the end
+PLAIN_TRANSFER_EVERY = 15.0
+LOG_TAIL = 6  # tty: the running step's last lines under the table
+
+
+def size(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(count) < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"  # pragma: no cover
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def transfer_text(moved: Transfers) -> str:
+    """``1.2 GB / 16.0 GB, 85.0 MB/s, 2m54s left`` (the parts that are known)."""
+    if moved.total <= 0:
+        return ""
+    parts = [f"{size(moved.current)} / {size(moved.total)}"]
+    if moved.rate > 0:
+        parts.append(f"{size(moved.rate)}/s")
+    eta = moved.eta
+    if eta is not None:
+        parts.append(f"{duration(eta)} left")
+    return ", ".join(parts)
 
 
 def show(text: str, language: str, color: bool | None) -> None:
@@ -37,6 +69,7 @@ class BuildDisplay:
         self.mode = mode
         self._live: Any = None
         self._printed: set[str] = set()
+        self._transfer_said: dict[str, tuple[float, bool]] = {}  # target -> (BuildKit seconds, finished)
 
     def __enter__(self) -> BuildDisplay:
         if self.mode == "tty":
@@ -55,10 +88,26 @@ class BuildDisplay:
         if self.mode == "rawjson":
             sys.stderr.write(line if line.endswith("\n") else line + "\n")
         elif self.mode == "plain":
+            for vertex, text in progress.new_logs:
+                if vertex.is_step:  # the step's own output as it comes: a compile's log, live
+                    sys.stderr.write(f"[{vertex.target}] | {text}\n")
             for vertex in changed:
                 self._plain(vertex)
-        elif self.mode == "tty" and self._live is not None and changed:
-            self._live.update(_table(progress))
+            for target in dict.fromkeys(v.target for v in changed if v.transfers and v.target):
+                self._plain_transfers(target, progress)
+            sys.stderr.flush()
+        elif self.mode == "tty" and self._live is not None and (changed or progress.new_logs):
+            self._live.update(_live_view(progress))
+
+    def _plain_transfers(self, target: str, progress: Progress) -> None:
+        moved = progress.target(target).transfers()
+        if moved.total <= 0:
+            return
+        said, finished = self._transfer_said.get(target, (-PLAIN_TRANSFER_EVERY, False))
+        if finished or (moved.active and moved.seconds - said < PLAIN_TRANSFER_EVERY):
+            return
+        self._transfer_said[target] = (moved.seconds, not moved.active)
+        sys.stderr.write(f"[{target}] transfers: {transfer_text(moved)}\n")
 
     def _plain(self, vertex: Vertex) -> None:
         if vertex.digest in self._printed or not (vertex.completed or vertex.error):
@@ -77,11 +126,32 @@ class BuildDisplay:
         sys.stderr.flush()
 
 
+def _live_view(progress: Progress) -> Any:
+    """The table of targets, then the last lines of the newest running step (a compile, as it goes)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    table = _table(progress)
+    logging = [
+        v
+        for state in progress.targets.values()
+        for v in state.steps
+        if v.started and not v.completed and v.log and v.last_output is not None
+    ]
+    if not logging:
+        return table
+    vertex = max(logging, key=lambda v: (v.last_output, v.digest))
+    tail = Text(
+        "\n".join(f"  {line}" for line in vertex.log[-LOG_TAIL:]), style="dim", no_wrap=True, overflow="ellipsis"
+    )
+    return Group(table, Text(f"{vertex.target}: {vertex.step[:80]}", style="bold"), tail)
+
+
 def _table(progress: Progress) -> Any:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("target", "state", "executed", "cached", "step"):
+    for column in ("target", "state", "executed", "cached", "transfers", "step"):
         table.add_column(column)
     finished = progress.finished_targets()
     for name, state in sorted(progress.targets.items()):
@@ -91,7 +161,13 @@ def _table(progress: Progress) -> Any:
             status = "[yellow]running[/yellow]"
         else:
             status = "[green]done[/green]" if name in finished else "waiting"
-        table.add_row(name, status, str(state.executed), str(state.cached), state.current[:60])
+        moved = transfer_text(state.transfers())
+        running = state.running
+        step = state.current[:60]
+        if running is not None and running.started is not None:
+            # No byte counts for `ADD <url>` and pushes from BuildKit: how long the step has run, at least.
+            step += f" ({duration((datetime.now(timezone.utc) - running.started).total_seconds())})"
+        table.add_row(name, status, str(state.executed), str(state.cached), moved, step)
     return table
 
 

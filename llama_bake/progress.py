@@ -20,6 +20,38 @@ _STEP = re.compile(r"^(?:\S+ )?\d+/\d+$")
 
 
 @dataclass
+class Transfer:
+    """Bytes BuildKit reports moving for one vertex: a layer pulled or pushed, a context sent."""
+
+    id: str
+    current: int = 0
+    total: int = 0
+    started: datetime | None = None
+    updated: datetime | None = None
+    completed: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Transfers:
+    """A target's transfers together: bytes done and expected, the rate so far, and the time left at it."""
+
+    current: int
+    total: int
+    seconds: float
+    active: bool
+
+    @property
+    def rate(self) -> float:
+        return self.current / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        if not self.active or self.rate <= 0 or self.total <= self.current:
+            return None
+        return (self.total - self.current) / self.rate
+
+
+@dataclass
 class Vertex:
     digest: str
     name: str
@@ -32,6 +64,8 @@ class Vertex:
     inputs: tuple[str, ...] = ()
     log: list[str] = field(default_factory=list)
     first_output: datetime | None = None  # when the step's process first wrote: its work had begun
+    last_output: datetime | None = None
+    transfers: dict[str, Transfer] = field(default_factory=dict)
 
     @property
     def step(self) -> str:
@@ -84,8 +118,26 @@ class TargetState:
 
     @property
     def current(self) -> str:
+        running = self.running
+        return running.step if running else ""
+
+    @property
+    def running(self) -> Vertex | None:
         running = [v for v in self.steps if v.started and not v.completed]
-        return running[-1].step if running else ""
+        return running[-1] if running else None
+
+    def transfers(self) -> Transfers:
+        """Every sized transfer of the target (pulls, pushes, downloads BuildKit measures)."""
+        sized = [t for v in self.vertices for t in v.transfers.values() if t.total > 0]
+        starts = [t.started for t in sized if t.started is not None]
+        ends = [end for t in sized if (end := t.completed or t.updated) is not None]
+        seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+        return Transfers(
+            current=sum(min(t.current, t.total) for t in sized),
+            total=sum(t.total for t in sized),
+            seconds=max(0.0, seconds),
+            active=any(t.completed is None for t in sized),
+        )
 
 
 def _canceled(error: str) -> bool:
@@ -98,9 +150,10 @@ def _time(value: object) -> datetime | None:
     # BuildKit writes RFC 3339 with nanoseconds; Python's parser takes at most microseconds.
     text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
     try:
-        return datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return parsed if parsed.year > 1970 else None  # BuildKit's zero time: not set
 
 
 class Progress:
@@ -110,8 +163,11 @@ class Progress:
         self.vertices: dict[str, Vertex] = {}
         self.targets: dict[str, TargetState] = {}
         self.messages: list[str] = []
+        # The log lines the last ``feed`` brought, in order: what a display streams.
+        self.new_logs: list[tuple[Vertex, str]] = []
 
     def feed(self, line: str) -> list[Vertex]:
+        self.new_logs = []
         text = line.strip()
         if not text:
             return []
@@ -130,8 +186,23 @@ class Progress:
             vertex = self.vertices.get(str(raw.get("vertex")))
             if vertex is not None:
                 vertex.first_output = vertex.first_output or _time(raw.get("timestamp"))
-                vertex.log.extend(_decode(raw.get("data")).splitlines())
+                vertex.last_output = _time(raw.get("timestamp")) or vertex.last_output
+                lines = _decode(raw.get("data")).splitlines()
+                vertex.log.extend(lines)
                 del vertex.log[:-200]  # the end of a log is what explains a failure
+                self.new_logs += [(vertex, text) for text in lines]
+        for raw in event.get("statuses") or []:
+            vertex = self.vertices.get(str(raw.get("vertex")))
+            if vertex is not None:
+                ident = str(raw.get("id") or "")
+                transfer = vertex.transfers.setdefault(ident, Transfer(ident))
+                transfer.current = _int(raw.get("current"), transfer.current)
+                transfer.total = _int(raw.get("total"), transfer.total)
+                transfer.started = transfer.started or _time(raw.get("started"))
+                transfer.updated = _time(raw.get("timestamp")) or transfer.updated
+                transfer.completed = _time(raw.get("completed")) or transfer.completed
+                if vertex not in changed:
+                    changed.append(vertex)
         for raw in event.get("warnings") or []:
             short = _decode(raw.get("short")).strip()
             if short:
@@ -198,6 +269,10 @@ class Progress:
                 return state.name, vertex
         orphan = next((v for v in self.vertices.values() if v.error and not _canceled(v.error)), None)
         return ("(unknown target)", orphan) if orphan else None
+
+
+def _int(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _decode(data: object) -> str:

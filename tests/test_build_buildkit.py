@@ -421,6 +421,23 @@ def test_summary_json_and_plain_progress_from_the_cli(project: Project, tmp_path
     assert "buildx: WARNING: No output specified for m1 target(s)" in result.output
 
 
+def test_plain_progress_streams_the_compile_output_and_the_bytes_pulled(project: Project, registry: str) -> None:
+    """`--progress plain` prints each step's own output as it runs (the compile's log, live), and the size and
+    rate of what BuildKit reports in bytes: here the stand-in base image read from its OCI layout, as a
+    pull of nvidia/cuda would be. (BuildKit v0.32 reports no bytes for `ADD <url>` nor for pushes.)"""
+    prune(builder_name())
+    result = CliRunner().invoke(
+        main,
+        ["build", "-c", str(project.catalog), "--progress", "plain", "--push", "--var", f"REGISTRY={registry}/plain"],
+    )
+    assert result.exit_code == 0, result.output
+    # The base's compile is solved once, under the first target that reached it.
+    assert re.search(r"^\[(base|m1|m2)\] \| fixture-compile llama\.cpp b1$", result.output, re.MULTILINE)
+    moved = re.findall(r"^\[(?:base|m1|m2)\] transfers: ([0-9.]+ [kM]?B) / ([0-9.]+ [kM]?B)", result.output, re.M)
+    assert moved, result.output
+    assert moved[-1][0] == moved[-1][1], "the last line of a transfer is its end"
+
+
 def test_image_override_from_the_command_line(project: Project) -> None:
     """The catalog's overrides removed: the CLI option alone makes the build work (the air-gapped path)."""
     write_yaml(project.catalog / "project.yaml", {})

@@ -391,3 +391,74 @@ def test_ctrl_c_waits_for_buildx_where_waitpid_exists_and_returns_at_once_where_
     started = time.monotonic()
     bake._wait_for_children(30.0)
     assert time.monotonic() - started < 1.0
+
+
+def _event(**parts: object) -> str:
+    return json.dumps(parts)
+
+
+def test_progress_follows_the_bytes_of_pulls_and_pushes_and_streams_step_logs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Sizes, rate and time left per target from BuildKit's statuses; the plain display prints the steps' own
+    output as it comes and a line on the transfers (at most every 15 s of the build, and when they end)."""
+    import base64
+
+    from llama_bake.console import BuildDisplay
+
+    progress = Progress()
+    display = BuildDisplay("plain")
+    t0 = "2026-01-01T00:00:00Z"
+    step = {"digest": "s", "name": "[m1 2/3] RUN make", "started": t0}
+    push = {"digest": "p", "name": "[m1] pushing layers", "started": t0}
+
+    def feed(line: str) -> None:
+        display(line, progress, progress.feed(line))
+
+    feed(_event(vertexes=[step, push]))
+    log = base64.b64encode(b"[ 42%] Building CUDA object ggml-cuda.cu.o\n").decode()
+    feed(_event(logs=[{"vertex": "s", "stream": 1, "data": log, "timestamp": "2026-01-01T00:00:01Z"}]))
+    layer = {"vertex": "p", "id": "sha256:abc", "total": 16_000_000_000, "started": t0}
+    feed(_event(statuses=[{**layer, "current": 4_000_000_000, "timestamp": "2026-01-01T00:00:40Z"}]))
+    feed(_event(statuses=[{**layer, "current": 4_100_000_000, "timestamp": "2026-01-01T00:00:41Z"}]))
+    moved = progress.target("m1").transfers()
+    assert (moved.current, moved.total, moved.seconds) == (4_100_000_000, 16_000_000_000, 41.0)
+    assert moved.rate == pytest.approx(100_000_000)
+    assert moved.eta == pytest.approx(119.0)
+    done = {
+        **layer,
+        "current": 16_000_000_000,
+        "timestamp": t0.replace("00:00", "02:40"),
+        "completed": "2026-01-01T00:02:40Z",
+    }
+    feed(_event(statuses=[done]))
+    assert progress.target("m1").transfers().eta is None
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "[m1] | [ 42%] Building CUDA object ggml-cuda.cu.o",
+        "[m1] transfers: 4.0 GB / 16.0 GB, 100.0 MB/s, 2m00s left",
+        "[m1] transfers: 16.0 GB / 16.0 GB, 100.0 MB/s",
+    ], "the update one second later is not printed; the end is"
+
+
+def test_the_terminal_view_shows_transfers_and_the_running_steps_last_lines() -> None:
+    import base64
+
+    from rich.console import Console
+
+    from llama_bake.console import _live_view
+
+    progress = Progress()
+    t0 = "2026-01-01T00:00:00Z"
+    progress.feed(_event(vertexes=[{"digest": "s", "name": "[base build 2/3] RUN cmake --build", "started": t0}]))
+    progress.feed(_event(vertexes=[{"digest": "p", "name": "[base build 1/3] FROM nvidia/cuda", "started": t0}]))
+    lines = "".join(f"[{n:3d}%] Building CUDA object ops-{n}.cu.o\n" for n in range(10, 90, 10)).encode()
+    progress.feed(_event(logs=[{"vertex": "s", "data": base64.b64encode(lines).decode(), "timestamp": t0}]))
+    pull = {"vertex": "p", "id": "sha256:layer", "total": 5_000_000_000, "current": 1_000_000_000, "started": t0}
+    progress.feed(_event(statuses=[{**pull, "timestamp": "2026-01-01T00:00:20Z"}]))
+    console = Console(width=200, record=True, force_terminal=False)
+    console.print(_live_view(progress))
+    shown = console.export_text()
+    assert "1.0 GB / 5.0 GB, 50.0 MB/s, 1m20s left" in shown
+    assert "[ 80%] Building CUDA object ops-80.cu.o" in shown
+    assert "[ 20%]" not in shown, "only the last lines"
