@@ -89,6 +89,10 @@ class BuildFailed(BuildError):
         self.summary = summary
 
 
+class NoBuilder(DockerError):
+    """No builder was named, the one `builder up` makes does not exist, and buildx's own is unreachable."""
+
+
 class BuildInterrupted(BuildFailed):
     exit_code = 130
 
@@ -230,7 +234,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
                 "no BuildKit builder is reachable: start one with `llama-bake builder up` (a local buildkitd),"
                 " or pass --builder NAME.\n" + stderr.strip()
             )
-            raise DockerError(msg)
+            raise NoBuilder(msg)
         raise BuildFailed(failure_message(failure, summary, stderr), summary)
     return summary
 

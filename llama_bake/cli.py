@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -214,6 +215,12 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
 )
 @click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the summary as JSON.")
 @click.option("--dry-run", is_flag=True, help="Generate, then print the buildx commands instead of running them.")
+@click.option(
+    "--start-builder/--no-start-builder",
+    default=True,
+    show_default=True,
+    help="With no builder reachable and buildkitd installed, start the embedded one (`builder up`) and build.",
+)
 def build(
     catalog: Path | None,
     bake_file: Path | None,
@@ -236,6 +243,7 @@ def build(
     phases: str,
     summary_json: Path | None,
     dry_run: bool,
+    start_builder: bool,
 ) -> None:
     """Generate docker-bake.hcl, then build TARGETS (targets or groups; default: every model)."""
     from llama_bake import console
@@ -267,7 +275,8 @@ def build(
         click.echo(pipeline.dry_run(paths, options))
         return
     with console.BuildDisplay(progress) as display:
-        result = pipeline.build(paths, options, display, summary_json)
+        say = functools.partial(click.echo, err=True)
+        result = pipeline.build(paths, options, display, summary_json, start_builder=start_builder, say=say)
     if progress != "quiet":
         click.echo(console.summary_text(result), err=True, nl=False)
 

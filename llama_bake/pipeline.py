@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -512,14 +512,31 @@ if TYPE_CHECKING:
     from llama_bake.summary import Summary
 
 
-def build(paths: Paths, options: BuildOptions, on_line: OnLine | None, summary_json: Path | None) -> Summary:
+def build(
+    paths: Paths,
+    options: BuildOptions,
+    on_line: OnLine | None,
+    summary_json: Path | None,
+    *,
+    start_builder: bool = True,
+    say: Callable[[str], None] = lambda _: None,
+) -> Summary:
     """Generate, then build; the summary goes to ``summary_json`` whether the build succeeds or fails (CI
-    shows what failed and what was skipped)."""
+    shows what failed and what was skipped). With ``start_builder``, a build that finds no builder at all
+    (none named, no Docker engine) starts the embedded one when buildkitd is installed, and says so."""
     from llama_bake import build as builds
+    from llama_bake import builder as builders
     from llama_bake.bake import WhalesRunner
 
     try:
-        summary = builds.run_build(paths, options, WhalesRunner(), on_line=on_line)
+        try:
+            summary = builds.run_build(paths, options, WhalesRunner(), on_line=on_line)
+        except builds.NoBuilder:
+            if not start_builder or options.builder is not None or builders.find_buildkitd() is None:
+                raise
+            say("no builder is reachable: starting the embedded one (`llama-bake builder up`; `builder down` stops it)")
+            say(builder_up())
+            summary = builds.run_build(paths, options, WhalesRunner(), on_line=on_line)
     except builds.BuildFailed as exc:
         if summary_json is not None:
             write_atomic(summary_json, exc.summary.to_json())

@@ -482,7 +482,9 @@ def test_build_with_a_docker_client_that_has_no_buildx_says_to_install_it(
     assert "the docker client has no buildx plugin: install it" in result.output
 
 
-def test_doctor_and_build_without_a_builder_say_how_to_get_one(project: Project, no_builder_env: Path) -> None:
+def test_doctor_and_build_without_a_builder_say_how_to_get_one(
+    project: Project, no_builder_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     doctor = CliRunner().invoke(main, ["doctor"])
     assert doctor.exit_code == 5
     assert "FAIL builder" in doctor.output
@@ -494,9 +496,33 @@ def test_doctor_and_build_without_a_builder_say_how_to_get_one(project: Project,
     failed = next(c for c in report["checks"] if not c["ok"])
     assert failed["name"] == "builder"
     assert "llama-bake builder up" in failed["fix"]
-    build = CliRunner().invoke(main, ["build", "--catalog", str(project.catalog), "--progress", "quiet"])
+    argv = ["build", "--catalog", str(project.catalog), "--progress", "quiet"]
+    build = CliRunner().invoke(main, [*argv, "--no-start-builder"])
     assert build.exit_code == 5
     assert "llama-bake builder up" in build.output
+    # Without buildkitd anywhere, build cannot start one either: the same hint.
+    monkeypatch.setenv("LLAMA_BAKE_TOOLS", str(no_builder_env / "no-tools"))
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if "llama-bake" not in p)
+    )
+    assert shutil.which("buildkitd") is None
+    build = CliRunner().invoke(main, argv)
+    assert build.exit_code == 5
+    assert "llama-bake builder up" in build.output
+
+
+def test_build_with_no_builder_starts_the_embedded_one_and_says_so(project: Project, no_builder_env: Path) -> None:
+    try:
+        build = CliRunner().invoke(main, ["build", "--catalog", str(project.catalog), "--progress", "quiet", "m1"])
+        assert build.exit_code == 0, build.output
+        assert "no builder is reachable: starting the embedded one" in build.output
+        assert "builder `llama-bake-fresh` is running" in build.output
+        again = CliRunner().invoke(main, ["build", "--catalog", str(project.catalog), "--progress", "quiet", "m1"])
+        assert again.exit_code == 0, again.output
+        assert "starting the embedded one" not in again.output, "once started, it is used"
+    finally:
+        down = CliRunner().invoke(main, ["builder", "down"])
+    assert down.exit_code == 0, down.output
 
 
 def test_builder_up_from_nothing_then_build_then_down(project: Project, no_builder_env: Path) -> None:
