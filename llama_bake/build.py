@@ -23,8 +23,18 @@ from pathlib import Path
 from types import FrameType
 
 from llama_bake.bake import BakeFailed, Baker, Builders, Invocation
-from llama_bake.errors import BuildError, DockerError
-from llama_bake.invocation import BuildOptions, Phase, command_text, layout_dir, make_invocation, outputs, phases
+from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
+from llama_bake.invocation import (
+    BuildOptions,
+    Phase,
+    command_text,
+    expand_targets,
+    layout_dir,
+    make_invocation,
+    outputs,
+    phases,
+    with_bases,
+)
 from llama_bake.pipeline import Paths, compile_catalog, write_compiled
 from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress, Vertex
@@ -123,11 +133,28 @@ def git_environment(plan: BakePlan, directory: Path, environ: Mapping[str, str] 
     return {name: value for name, value in found.items() if name not in environ}
 
 
+def refuse_unbuildable(plan: BakePlan, options: BuildOptions) -> None:
+    """Before any work: a build with nothing to build, or of a model whose pins are placeholders (it would
+    download gigabytes, then fail its checksum), stops here naming the fix."""
+    targets = with_bases(plan, expand_targets(plan, options.targets or ("default",)))
+    if not targets:
+        msg = "nothing to build: the catalog has no model yet; add one with `llama-bake add OWNER/REPO:QUANT`"
+        raise UsageError(msg)
+    problems = [
+        f"model {t.name}: {', '.join(t.placeholders)} still the all-zero placeholder; run `llama-bake pin {t.name}`"
+        for t in plan.targets
+        if t.name in targets and t.placeholders
+    ]
+    if problems:
+        raise CatalogError(problems)
+
+
 def dry_run(paths: Paths, options: BuildOptions, runner: Builders) -> str:
     """Generate, then the command line of each phase, one per line; nothing is built. The second phase's
     base images are named by the placeholders the first phase fills in."""
     compiled = compile_catalog(paths)
     write_compiled(paths, compiled)
+    refuse_unbuildable(compiled.plan, options)
     try:
         builder = choose_builder(options.builder, runner)
     except DockerError:
@@ -156,6 +183,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
     compiled = compile_catalog(paths)
     write_compiled(paths, compiled)
     plan = compiled.plan
+    refuse_unbuildable(plan, options)
     # The one `builder up` made, without asking buildx first (`buildx ls` costs a docker call on every build);
     # when it does not exist, `_bake` falls back to buildx's current builder.
     fallback = options.builder is None

@@ -790,10 +790,6 @@ def cross_check(bases: list[Base | None], models: list[Model | None], project: P
     valid_bases = [b for b in bases if b is not None]
     if not bases:
         problems.append(Problem(("bases",), "the catalog has no base; add catalog/bases/<name>.yaml (see the README)"))
-    if not models:
-        problems.append(
-            Problem(("models",), "the catalog has no model; add catalog/models/<name>.yaml (see the README)")
-        )
     seen: dict[str, tuple[str | int, ...]] = {}
     base_names = [b.name for b in valid_bases]
 

@@ -95,6 +95,8 @@ def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
     Dockerfiles of removed targets are removed)."""
     paths = pipeline.Paths.from_options(catalog, bake_file)
     written = pipeline.generate(paths, check=check)
+    for warning in written.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if check:
         click.echo(f"up to date: {paths.output} and {len(written.unchanged) - 1} more generated file(s)", err=True)
         return
@@ -403,3 +405,46 @@ def builder_up() -> None:
 def builder_down() -> None:
     """Remove the `llama-bake` builder and stop its buildkitd."""
     click.echo(pipeline.builder_down(), err=True)
+
+
+@main.command()
+@paths_options
+@click.argument("spec")
+@click.option("--name", help="The model's name (its file and target). Default: from the repository's name.")
+@click.option("--base", help="The base to build on (needed when the catalog has several).")
+@click.option("--delivery", type=click.Choice(["baked", "fetch"]), help="Weights in the image, or fetched at start.")
+@click.option("--ctx-size", type=int, help="The server's context size.")
+@click.option("--revision", default="main", show_default=True, help="Branch, tag or commit to pin.")
+@click.option("--mmproj", help="The vision projector file, when the repository has several.")
+@click.option("--no-mmproj", is_flag=True, help="Leave out the vision projector.")
+def add(catalog: Path | None, bake_file: Path | None, spec: str, **settings: Any) -> None:
+    """Add a model from the Hugging Face Hub, pinned: SPEC is hf://OWNER/REPO/FILE.gguf or OWNER/REPO:QUANT."""
+    paths = pipeline.Paths.from_options(catalog, bake_file)
+    added = pipeline.add_model(paths, spec, settings)
+    extra = f" and {added.mmproj}" if added.mmproj else ""
+    click.echo(f"wrote {added.path}: {added.weights}{extra} at commit {added.commit[:12]}", err=True)
+
+
+@main.command()
+@paths_options
+@click.argument("models", nargs=-1, shell_complete=_complete_targets)
+@click.option("--update", is_flag=True, help="Move pinned models to the repository's newest commit too.")
+@click.option("--branch", default="main", show_default=True, help="The branch --update (and a placeholder) follows.")
+def pin(catalog: Path | None, bake_file: Path | None, models: tuple[str, ...], update: bool, branch: str) -> None:
+    """Fill in revision and sha256 from the Hub for MODELS (default: every model) that have placeholders or a
+    branch name; --update moves pinned ones too. Prints what changed; comments and layout stay."""
+    paths = pipeline.Paths.from_options(catalog, bake_file)
+    pinned = pipeline.pin_models(paths, models, update=update, branch=branch)
+    for item in pinned:
+        click.echo(item.diff, nl=False)
+    click.echo(f"pinned {len(pinned)} file(s)" if pinned else "every model is pinned; nothing changed", err=True)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
+@click.option("--gpu", "families", multiple=True, help="A GPU family to compile for (default: this machine's cards).")
+def init(directory: Path, families: tuple[str, ...]) -> None:
+    """Start a catalog in DIRECTORY/catalog: project settings and a CUDA base, no model yet."""
+    for path in pipeline.init_catalog(directory, families):
+        click.echo(f"wrote {path}", err=True)
+    click.echo("next: `llama-bake add OWNER/REPO:QUANT`, then `llama-bake generate`", err=True)

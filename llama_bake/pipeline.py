@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llama_bake.errors import CatalogError, DockerError, StaleError
+from llama_bake.errors import CatalogError, DockerError, StaleError, UsageError
 from llama_bake.output import read_existing, unified_diff, write_atomic
 from llama_bake.plan import GENERATED, BakePlan, dockerfiles_dir
 
@@ -151,6 +152,7 @@ class Written:
     wrote: tuple[Path, ...]
     unchanged: tuple[Path, ...]
     removed: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
 
 
 def write_compiled(paths: Paths, compiled: Compiled) -> Written:
@@ -188,7 +190,13 @@ def generate(paths: Paths, *, check: bool) -> Written:
         (wrote if changed else unchanged).append(path)
     if stale:
         raise StaleError("\n".join(stale))
-    return Written(tuple(wrote), tuple(unchanged), written.removed)
+    warnings = tuple(
+        f"model {t.name}: {', '.join(t.placeholders)} still the all-zero placeholder; "
+        f"`llama-bake pin {t.name}` fills it in (build refuses it until then)"
+        for t in compiled.plan.targets
+        if t.placeholders
+    )
+    return Written(tuple(wrote), tuple(unchanged), written.removed, warnings)
 
 
 @dataclass(frozen=True)
@@ -323,16 +331,19 @@ def catalog_warnings(catalog: Catalog) -> list[str]:
     from llama_bake.catalog import HfWeights
 
     warnings: list[str] = []
+    if not catalog.models:
+        warnings.append("the catalog has no model yet: add one with `llama-bake add OWNER/REPO:QUANT`")
     for model in catalog.models:
         for field, weights in (("weights", model.weights), ("mmproj", model.mmproj)):
             if weights is not None and weights.sha256 == _PLACEHOLDER_SHA:
                 warnings.append(
-                    f"model {model.name}: {field}.sha256 is the all-zero placeholder; the build will fail "
-                    "its checksum check until you set the file's real SHA-256"
+                    f"model {model.name}: {field}.sha256 is the all-zero placeholder; `llama-bake pin {model.name}` "
+                    "fills it in (build refuses it)"
                 )
             if isinstance(weights, HfWeights) and weights.revision == "0" * 40:
                 warnings.append(
-                    f"model {model.name}: {field}.revision is the all-zero placeholder; pin the real commit"
+                    f"model {model.name}: {field}.revision is the all-zero placeholder; `llama-bake pin {model.name}` "
+                    "fills it in (build refuses it)"
                 )
     return warnings
 
@@ -586,3 +597,136 @@ def ci_summary(text: str) -> str:
     from llama_bake.ci import summary_markdown
 
     return summary_markdown(text)
+
+
+# --- the Hub: add and pin models, start a catalog -------------------------------------------------------------
+
+
+def _hf_endpoint(paths: Paths) -> str:
+    """``project.hf_endpoint``, read as written (pin runs on catalogs that do not validate yet)."""
+    import yaml
+
+    for name in ("project.yaml", "project.yml"):
+        path = paths.catalog / name
+        if path.is_file():
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError:
+                break
+            if isinstance(data, dict) and isinstance(data.get("hf_endpoint"), str):
+                return str(data["hf_endpoint"]).rstrip("/")
+    return "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class Added:
+    path: Path
+    name: str
+    commit: str
+    weights: str
+    mmproj: str | None
+
+
+def add_model(paths: Paths, text: str, settings: dict[str, Any]) -> Added:
+    """``llama-bake add``: resolve ``text`` on the Hub and write ``catalog/models/NAME.yaml`` with its pins;
+    an existing file is never overwritten, and a file that would not validate is not left behind."""
+    from llama_bake import hub
+    from llama_bake.edit import model_text
+    from llama_bake.loader import load_catalog
+
+    spec = hub.Spec.parse(text)
+    repo = hub.fetch(spec.repo, settings.get("revision") or "main", _hf_endpoint(paths))
+    weights = hub.choose(repo, spec)
+    mmproj = None if settings.get("no_mmproj") else hub.choose_mmproj(repo, settings.get("mmproj"))
+    name = settings.get("name") or hub.model_name(spec.repo)
+    target = paths.catalog / "models" / f"{name}.yaml"
+    if target.exists():
+        msg = f"{target} exists; pass --name for another model, or `llama-bake pin {name} --update` to move its pins"
+        raise UsageError(msg)
+    written = model_text(text, repo, weights, mmproj, {**settings, "name": settings.get("name")})
+    write_atomic(target, written)
+    try:
+        load_catalog(paths.catalog)
+    except CatalogError:
+        target.unlink()
+        raise
+    return Added(target, name, repo.commit, weights.path, mmproj.path if mmproj else None)
+
+
+@dataclass(frozen=True)
+class Pinned:
+    path: Path
+    diff: str
+
+
+def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str) -> list[Pinned]:
+    """``llama-bake pin``: fill in (or with ``update`` move) the revision and sha256 of each named model's
+    Hugging Face files (every model when none is named); each file keeps its comments and layout."""
+    from llama_bake import hub
+    from llama_bake.edit import pin_text, read_pins
+
+    models_dir = paths.catalog / "models"
+    files = sorted(p for p in models_dir.glob("*.y*ml")) if models_dir.is_dir() else []
+    if names:
+        by_name = {p.stem: p for p in files}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            msg = f"no model file for {', '.join(missing)} in {models_dir}"
+            raise UsageError(msg)
+        files = [by_name[n] for n in names]
+    endpoint = _hf_endpoint(paths)
+    looked_up: dict[tuple[str, str], hub.HubRepo] = {}
+    results = []
+    for path in files:
+        updates: dict[str, dict[str, str]] = {}
+        for entry in read_pins(path):
+            revision = entry.to_resolve(update, branch)
+            if revision is None:
+                continue
+            key = (entry.repo, revision)
+            if key not in looked_up:
+                looked_up[key] = hub.fetch(entry.repo, revision, endpoint)
+            repo = looked_up[key]
+            found = repo.file(entry.file)
+            values = {"revision": repo.commit, "sha256": found.sha256}
+            if repo.gated:
+                values["gated"] = "true"
+            changed = {k: v for k, v in values.items() if not (k == "revision" and v == entry.revision)}
+            changed = {k: v for k, v in changed.items() if not (k == "sha256" and v == entry.sha256)}
+            if changed:
+                updates[entry.field] = changed
+        if not updates:
+            continue
+        old = path.read_text(encoding="utf-8")
+        new = pin_text(old, updates)
+        if new != old:
+            diff = unified_diff(path, old, new)
+            write_atomic(path, new)
+            results.append(Pinned(path, diff))
+    return results
+
+
+def init_catalog(directory: Path, families: Sequence[str]) -> list[Path]:
+    """``llama-bake init``: a new catalog in ``directory/catalog`` for ``families`` (or this machine's cards)."""
+    from llama_bake.edit import detect_families, init_files
+
+    catalog = directory / "catalog"
+    if catalog.exists():
+        msg = f"{catalog} exists; `llama-bake add` adds models to it"
+        raise UsageError(msg)
+    chosen = list(families) or detect_families()
+    if not chosen:
+        msg = "no NVIDIA GPU found here (no nvidia-smi): name the cards' families with --gpu, e.g. --gpu ada"
+        raise UsageError(msg)
+    written = []
+    for name, text in init_files(chosen).items():
+        write_atomic(catalog / name, text)
+        written.append(catalog / name)
+    from llama_bake.loader import load_catalog
+
+    try:
+        load_catalog(catalog)
+    except CatalogError:
+        shutil.rmtree(catalog)
+        raise
+    return written

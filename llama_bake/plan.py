@@ -125,6 +125,8 @@ class Target:
     llama_cpp: tuple[str, str] = ("", "")
     # Its Dockerfile, relative to the bake file: one per target, named after it.
     dockerfile: str = ""
+    # A model's pins that are still the all-zero placeholders (e.g. "weights.sha256"): build refuses them.
+    placeholders: tuple[str, ...] = ()
 
     @property
     def image(self) -> Interp:
@@ -507,6 +509,16 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         labels["org.opencontainers.image.description"] = model.description
     if model.mmproj is not None:
         labels[f"{LABEL_PREFIX}.model.mmproj"] = _weights_label(model.mmproj)
+    placeholders = tuple(
+        f"{field}.{key}"
+        for field, item in (("weights", model.weights), ("mmproj", model.mmproj))
+        if item is not None
+        for key, value, zero in (
+            ("revision", getattr(item, "revision", ""), "0" * 40),
+            ("sha256", item.sha256, "0" * 64),
+        )
+        if value == zero
+    )
     if catalog.project.uses_git:
         # docker/metadata-action's labels, on model images only: a label that changes with every commit on a
         # base would change its digest, and every model on it would run its steps again.
@@ -525,4 +537,5 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         tags=_tags(catalog, model.name, base, model.tags),
         secrets=("id=hf_token,env=HF_TOKEN",) if gated else (),
         attest=_attest(catalog),
+        placeholders=placeholders,
     )

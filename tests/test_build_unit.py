@@ -18,12 +18,12 @@ import pytest
 from llama_bake import pipeline
 from llama_bake.bake import Invocation, WhalesRunner
 from llama_bake.build import BuildInterrupted, dry_run, git_environment, run_build
-from llama_bake.errors import BuildError, DockerError, UsageError
+from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
 from llama_bake.invocation import BuildOptions, CachePreset, Phase, expand_targets, make_invocation, phases
 from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress
 from llama_bake.summary import Summary, TargetSummary
-from tests.conftest import WriteCatalog
+from tests.conftest import MODEL, WriteCatalog
 from tests.fakes import FakeBaker
 
 FAKE_DIGEST = "sha256:" + "d" * 64
@@ -462,3 +462,30 @@ def test_the_terminal_view_shows_transfers_and_the_running_steps_last_lines() ->
     assert "1.0 GB / 5.0 GB, 50.0 MB/s, 1m20s left" in shown
     assert "[ 80%] Building CUDA object ops-80.cu.o" in shown
     assert "[ 20%]" not in shown, "only the last lines"
+
+
+def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog: WriteCatalog) -> None:
+    """The shipped catalog's all-zero pins would download gigabytes, then fail the checksum: refused first,
+    naming the model and the command that fixes it. generate works on them and warns."""
+    from click.testing import CliRunner
+
+    from llama_bake.cli import main
+
+    zero = {"weights": {"hf": "o/r-GGUF", "file": "m.gguf", "revision": "0" * 40, "sha256": "0" * 64}}
+    catalog = write_catalog(models={"zero": zero, "model-a": MODEL})
+    paths = pipeline.Paths.from_options(catalog, None)
+    runner = FakeBaker()
+    with pytest.raises(CatalogError, match=r"model zero: weights.revision, weights.sha256 .*`llama-bake pin zero`"):
+        run_build(paths, BuildOptions(builder="b"), runner)
+    assert runner.calls == []
+    with pytest.raises(CatalogError, match="llama-bake pin zero"):
+        dry_run(paths, BuildOptions(builder="b"), runner)  # type: ignore[arg-type]
+    assert isinstance(run_build(paths, BuildOptions(builder="b", targets=("model-a",)), runner), Summary)
+    generated = CliRunner().invoke(main, ["generate", "-c", str(catalog)])
+    assert generated.exit_code == 0
+    assert "warning: model zero: weights.revision, weights.sha256 still the all-zero placeholder" in generated.output
+    empty = pipeline.Paths.from_options(write_catalog(models={}), None)
+    for model in catalog.glob("models/*"):
+        model.unlink()
+    with pytest.raises(UsageError, match="the catalog has no model yet"):
+        run_build(empty, BuildOptions(builder="b"), runner)

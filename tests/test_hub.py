@@ -1,0 +1,211 @@
+"""`llama-bake add`, `pin` and `init` against a stand-in Hub on 127.0.0.1 (huggingface_hub does the talking)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from llama_bake.cli import main
+from tests.conftest import BASE, write_yaml
+from tests.hub import StandInHub
+
+pytestmark = pytest.mark.hub
+
+REPO = "acme/Tiny-Model-GGUF"
+FILES = {
+    "tiny-Q4_K_M.gguf": b"GGUF q4 weights",
+    "tiny-Q8_0.gguf": b"GGUF q8 weights",
+    "mmproj-tiny-f16.gguf": b"GGUF projector f16",
+    "mmproj-tiny-q8_0.gguf": b"GGUF projector q8",
+}
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInHub]:
+    server = StandInHub()
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # no saved login of the machine's user
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def catalog(tmp_path: Path, hub: StandInHub) -> Path:
+    root = tmp_path / "catalog"
+    write_yaml(root / "project.yaml", {"hf_endpoint": hub.endpoint})
+    write_yaml(root / "bases" / "llama-cpp-cuda.yaml", BASE)
+    (root / "models").mkdir()
+    return root
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_add_by_quantisation_pins_the_commit_the_file_and_the_vision_projector(hub: StandInHub, catalog: Path) -> None:
+    commit = hub.commit(REPO, FILES)
+    result = run("add", "-c", str(catalog), f"{REPO}:Q4_K_M")
+    assert result.exit_code == 0, result.output
+    written = catalog / "models" / "tiny-model.yaml"
+    data = yaml.safe_load(written.read_text())
+    assert data["weights"] == {
+        "hf": REPO,
+        "file": "tiny-Q4_K_M.gguf",
+        "revision": commit,
+        "sha256": sha(FILES["tiny-Q4_K_M.gguf"]),
+    }
+    assert data["mmproj"]["file"] == "mmproj-tiny-f16.gguf", "of two projectors, the F16 one"
+    assert data["mmproj"]["sha256"] == sha(FILES["mmproj-tiny-f16.gguf"])
+    assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
+    assert run("generate", "-c", str(catalog)).exit_code == 0
+    again = run("add", "-c", str(catalog), f"{REPO}:Q8_0")
+    assert again.exit_code == 2
+    assert "exists; pass --name" in again.output
+    assert yaml.safe_load(written.read_text()) == data, "never overwritten"
+
+
+def test_add_by_file_with_settings(hub: StandInHub, catalog: Path) -> None:
+    commit = hub.commit(REPO, FILES)
+    argv = ["add", "-c", str(catalog), f"hf://{REPO}/tiny-Q8_0.gguf", "--name", "tiny-q8", "--no-mmproj"]
+    result = run(*argv, "--delivery", "fetch", "--ctx-size", "4096")
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load((catalog / "models" / "tiny-q8.yaml").read_text())
+    assert data["weights"]["revision"] == commit
+    assert "mmproj" not in data
+    assert (data["delivery"], data["server"]) == ("fetch", {"ctx_size": 4096})
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        (f"{REPO}:Q4_K", "Q4_K is ambiguous in acme/Tiny-Model-GGUF: tiny-Q4_K.gguf, tiny-Q4_K_M.gguf"),
+        (f"{REPO}:Q2_K", "has no Q2_K file; its GGUF files: tiny-Q4_K.gguf, tiny-Q4_K_M.gguf"),
+        (REPO, "has 2 GGUF files; add :QUANT"),
+        (f"hf://{REPO}/nope.gguf", "has no file 'nope.gguf'"),
+        ("acme/missing:Q4_K_M", "acme/missing was not found on"),
+        ("not a spec", "write hf://OWNER/REPO/FILE.gguf, or OWNER/REPO:QUANT"),
+    ],
+)
+def test_add_names_the_candidates_when_the_choice_is_not_one_file(
+    hub: StandInHub, catalog: Path, spec: str, said: str
+) -> None:
+    hub.commit(REPO, {"tiny-Q4_K.gguf": b"a", "tiny-Q4_K_M.gguf": b"b"})
+    result = run("add", "-c", str(catalog), spec)
+    assert result.exit_code == 9, result.output
+    assert said in result.output
+    assert list((catalog / "models").iterdir()) == []
+
+
+def test_a_gated_repository_needs_the_token_and_is_marked_gated(
+    hub: StandInHub, catalog: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hub.commit("meta/Gated-GGUF", {"g-Q4_K_M.gguf": b"gated"}, gated=True)
+    refused = run("add", "-c", str(catalog), "meta/Gated-GGUF:Q4_K_M")
+    assert refused.exit_code == 9
+    assert "is gated: set HF_TOKEN" in refused.output
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    result = run("add", "-c", str(catalog), "meta/Gated-GGUF:Q4_K_M")
+    assert result.exit_code == 0, result.output
+    text = (catalog / "models" / "gated.yaml").read_text()
+    assert yaml.safe_load(text)["weights"]["gated"] is True
+    generated = catalog.parent / "docker-bake.hcl"
+    assert run("generate", "-c", str(catalog)).exit_code == 0
+    for path in [*catalog.rglob("*.yaml"), generated, *(catalog.parent / "dockerfiles").iterdir()]:
+        assert hub.token not in path.read_text(), f"the token reached {path}"
+
+
+def test_the_hub_unreachable_is_a_clear_error(catalog: Path) -> None:
+    write_yaml(catalog / "project.yaml", {"hf_endpoint": "http://127.0.0.1:9"})
+    result = run("add", "-c", str(catalog), f"{REPO}:Q4_K_M")
+    assert result.exit_code == 9
+    assert "cannot reach http://127.0.0.1:9 for acme/Tiny-Model-GGUF" in result.output
+    assert "Traceback" not in result.output
+
+
+PLACEHOLDER_FILE = """\
+# Our chat model. Keep this comment.
+description: tiny chat   # trailing comment
+weights:
+  hf: acme/Tiny-Model-GGUF
+  file: tiny-Q4_K_M.gguf
+  revision: "0000000000000000000000000000000000000000"   # placeholder
+  sha256: '0000000000000000000000000000000000000000000000000000000000000000'
+
+# projector below
+mmproj:
+  hf: acme/Tiny-Model-GGUF
+  file: mmproj-tiny-f16.gguf
+  revision: main
+server:
+  ctx_size: 8192
+"""
+
+
+def test_pin_fills_placeholders_and_branch_names_and_changes_nothing_else(hub: StandInHub, catalog: Path) -> None:
+    commit = hub.commit(REPO, FILES)
+    path = catalog / "models" / "chat.yaml"
+    path.write_text(PLACEHOLDER_FILE)
+    assert run("validate", "-c", str(catalog)).exit_code == 8, "a branch name is never a build input"
+    result = run("pin", "-c", str(catalog))
+    assert result.exit_code == 0, result.output
+    assert f'+  revision: "{commit}"   # placeholder' in result.output
+    expected = (
+        PLACEHOLDER_FILE.replace('"0000000000000000000000000000000000000000"', f'"{commit}"')
+        .replace("'" + "0" * 64 + "'", "'" + sha(FILES["tiny-Q4_K_M.gguf"]) + "'")
+        .replace("  revision: main\n", f'  revision: "{commit}"\n  sha256: "{sha(FILES["mmproj-tiny-f16.gguf"])}"\n')
+    )
+    assert path.read_text() == expected
+    assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
+    again = run("pin", "-c", str(catalog))
+    assert "nothing changed" in again.output
+    assert path.read_text() == expected
+
+
+def test_pin_update_moves_a_pinned_model_to_the_new_commit(hub: StandInHub, catalog: Path) -> None:
+    hub.commit(REPO, FILES)
+    assert run("add", "-c", str(catalog), f"{REPO}:Q4_K_M", "--no-mmproj").exit_code == 0
+    path = catalog / "models" / "tiny-model.yaml"
+    before = path.read_text()
+    newer = hub.commit(REPO, {**FILES, "tiny-Q4_K_M.gguf": b"GGUF q4 weights, requantised"})
+    assert "nothing changed" in run("pin", "-c", str(catalog), "tiny-model").output, "pinned: left alone"
+    assert path.read_text() == before
+    result = run("pin", "-c", str(catalog), "tiny-model", "--update")
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(path.read_text())
+    assert data["weights"]["revision"] == newer
+    assert data["weights"]["sha256"] == sha(b"GGUF q4 weights, requantised")
+    assert before.splitlines()[:2] == path.read_text().splitlines()[:2], "the header comment stays"
+    unknown = run("pin", "-c", str(catalog), "nope")
+    assert unknown.exit_code == 2
+    assert "no model file for nope" in unknown.output
+
+
+def test_init_starts_a_catalog_that_generates(tmp_path: Path) -> None:
+    result = run("init", str(tmp_path / "proj"), "--gpu", "ada", "--gpu", "blackwell-consumer")
+    assert result.exit_code == 0, result.output
+    catalog = tmp_path / "proj" / "catalog"
+    base = yaml.safe_load((catalog / "bases" / "llama-cpp-cuda.yaml").read_text())
+    assert base["gpu_families"] == ["ada", "blackwell-consumer"]
+    assert run("generate", "-c", str(catalog)).exit_code == 0
+    assert run("init", str(tmp_path / "proj"), "--gpu", "ada").exit_code == 2, "an existing catalog stays"
+    bad = run("init", str(tmp_path / "other"), "--gpu", "rtx4090")
+    assert bad.exit_code == 8
+    assert "ada" in bad.output, "the card name gets its family"
+    assert not (tmp_path / "other" / "catalog").exists()
+
+
+def test_init_reads_the_cards_from_nvidia_smi() -> None:
+    from llama_bake.edit import detect_families
+
+    assert detect_families(lambda argv: "8.9\n12.0\n8.9\n") == ["ada", "blackwell-consumer"]
+    assert detect_families(lambda argv: "") == []
