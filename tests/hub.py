@@ -23,12 +23,12 @@ class StandInHub:
     def __init__(self, token: str = "hf_standin_token") -> None:
         self.token = token
         self.repos: dict[str, Repo] = {}
-        self.requests: list[str] = []
+        self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                hub.requests.append(self.path)
+                hub.requests.append((self.path, self.headers.get("Authorization")))
                 status, headers, body = hub.answer(self.path, self.headers.get("Authorization", ""))
                 self.send_response(status)
                 for key, value in headers.items():

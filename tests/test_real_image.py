@@ -4,7 +4,8 @@ container run from the result.
 - The OS image (ubuntu:24.04) is replaced by a Debian root filesystem made with debootstrap (an image override);
   llama.cpp comes from a local directory, the tree vendored in llama-cpp-python's sdist from PyPI.
 - Three models cover the three weights sources: a local file, a URL on 127.0.0.1, and a gated Hugging Face repo
-  served by a stand-in Hub on 127.0.0.1 (``hf_endpoint``) that demands the token.
+  served by a stand-in Hub on 127.0.0.1 (``hf_endpoint``) that demands the token; that model is added with
+  `llama-bake add`, which pins it through the Hub's API.
 - Images are exported as OCI archives, unpacked with umoci and run with runc.
 
 The base's build cache is exported to (and imported from) a local directory in the test cache, so a second run
@@ -15,14 +16,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import json
 import os
 import shutil
 import subprocess
 import tarfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from llama_bake.progress import Progress
 from tests.conftest import executed, free_port, write_yaml
+from tests.hub import StandInHub
 from tests.standins import cache_dir, debian_layout, llama_cpp_tree
 from tests.tinymodel import write_tiny_gguf
 
@@ -44,32 +45,6 @@ TOKEN = "hf_llamaBakeDummyToken0123456789secret"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 LLAMA_REF = "pypi-0.3.36"
 START_PERIOD_S = 60
-
-
-class _Hub(http.server.BaseHTTPRequestHandler):
-    """Serves files from ``root``; paths under /gated/ need ``Authorization: Bearer TOKEN``."""
-
-    root: Path
-    seen: list[tuple[str, str | None]]
-
-    def do_GET(self) -> None:
-        auth = self.headers.get("Authorization")
-        self.seen.append((self.path, auth))
-        if self.path.startswith("/gated/") and auth != f"Bearer {TOKEN}":
-            self.send_error(401)
-            return
-        path = self.root / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -93,36 +68,30 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subpro
 @pytest.fixture(scope="module")
 def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     project = tmp_path_factory.mktemp("real")
-    served = project / "served"
-    (served / "gated" / "acme" / "tiny-gated" / "resolve" / REVISION).mkdir(parents=True)
     (project / "weights").mkdir()
     # The served models are new every run, so their downloads (and the token check on them) always happen:
     # with the same bytes, BuildKit would answer both from the build cache without asking the server.
     fresh = int.from_bytes(os.urandom(4), "big")
+    scratch = project / "scratch"
+    scratch.mkdir()
     shas = {
         "tiny-file": write_tiny_gguf(project / "weights" / "tiny.gguf", seed=1),
-        "tiny-url": write_tiny_gguf(served / "tiny-url.gguf", seed=fresh),
-        "tiny-gated": write_tiny_gguf(
-            served / "gated/acme/tiny-gated/resolve" / REVISION / "tiny.gguf", seed=fresh + 1
-        ),
+        "tiny-url": write_tiny_gguf(scratch / "tiny-url.gguf", seed=fresh),
+        "tiny-gated": write_tiny_gguf(scratch / "tiny.gguf", seed=fresh + 1),
     }
-    seen: list[tuple[str, str | None]] = []
-
-    class Hub(_Hub):
-        pass
-
-    Hub.root = served
-    Hub.seen = seen
-    handler = Hub
-    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=hub.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{hub.server_address[1]}"
+    # A stand-in Hub: the URL model is a plain download from it; the gated one is added with `llama-bake add`,
+    # which pins its commit and sha256 through the Hub's API (with the token), as a user would.
+    hub = StandInHub(token=TOKEN)
+    url_commit = hub.commit("acme/tiny-url", {"tiny-url.gguf": (scratch / "tiny-url.gguf").read_bytes()})
+    hub.commit("acme/tiny-gated", {"tiny.gguf": (scratch / "tiny.gguf").read_bytes()}, gated=True)
+    shutil.rmtree(scratch)
+    endpoint = hub.endpoint
 
     write_yaml(
         project / "catalog" / "project.yaml",
         {
             "registry": "localhost:5000/real",
-            "hf_endpoint": f"{endpoint}/gated",
+            "hf_endpoint": endpoint,
             "image_overrides": {"ubuntu:24.04": f"oci-layout://{debian_layout()}:latest"},
         },
     )
@@ -137,24 +106,22 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
         },
     )
     health = {"start_period": f"{START_PERIOD_S}s", "interval": "5s", "timeout": "3s", "retries": 3}
+    url = f"{endpoint}/acme/tiny-url/resolve/{url_commit}/tiny-url.gguf"
     models: dict[str, dict[str, Any]] = {
         "tiny-file": {"weights": {"path": "weights/tiny.gguf", "sha256": shas["tiny-file"]}},
-        "tiny-url": {"weights": {"url": f"{endpoint}/tiny-url.gguf", "sha256": shas["tiny-url"]}},
-        "tiny-gated": {
-            "weights": {
-                "hf": "acme/tiny-gated",
-                "file": "tiny.gguf",
-                "revision": REVISION,
-                "sha256": shas["tiny-gated"],
-                "gated": True,
-            }
-        },
+        "tiny-url": {"weights": {"url": url, "sha256": shas["tiny-url"]}},
     }
     for name, data in models.items():
         write_yaml(
             project / "catalog" / "models" / f"{name}.yaml",
             {**data, "server": {"ctx_size": 512, "jinja": False}, "health": health},
         )
+    _run(["llama-bake", "add", "hf://acme/tiny-gated/tiny.gguf", "--name", "tiny-gated"], project, {"HF_TOKEN": TOKEN})
+    added = project / "catalog" / "models" / "tiny-gated.yaml"
+    pinned = yaml.safe_load(added.read_text(encoding="utf-8"))
+    assert pinned["weights"]["sha256"] == shas["tiny-gated"]
+    assert pinned["weights"]["gated"] is True
+    write_yaml(added, {**pinned, "server": {"ctx_size": 512, "jinja": False}, "health": health})
 
     out = project / "out"
     cache = cache_dir() / "bake-cache"
@@ -175,9 +142,8 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
         env={"HF_TOKEN": TOKEN},
     )
     summary = json.loads((project / "summary.json").read_text(encoding="utf-8"))
-    yield Built(project, out, seen, shas, summary)
-    hub.shutdown()
-    hub.server_close()
+    yield Built(project, out, hub.requests, shas, summary)
+    hub.close()
 
 
 # --- reading an OCI archive ---------------------------------------------------------------------
@@ -356,8 +322,8 @@ def test_weights_in_the_image_match_the_catalog_checksum(built: Built, model: st
 
 
 def test_the_token_reaches_only_the_gated_download(built: Built) -> None:
-    gated = [auth for path, auth in built.hub_requests if path.startswith("/gated/")]
-    others = [auth for path, auth in built.hub_requests if not path.startswith("/gated/")]
+    gated = [auth for path, auth in built.hub_requests if "/acme/tiny-gated/" in path]
+    others = [auth for path, auth in built.hub_requests if "/acme/tiny-gated/" not in path]
     assert gated
     assert set(gated) == {f"Bearer {TOKEN}"}
     assert others
