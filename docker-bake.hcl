@@ -99,6 +99,7 @@ target "gemma-3-27b-abliterated-vision" {
     "org.opencontainers.image.title" = "gemma-3-27b-abliterated-vision"
   }
   tags       = ["${REGISTRY}/gemma-3-27b-abliterated-vision:${TAG}", "${REGISTRY}/gemma-3-27b-abliterated-vision:b6500-cuda12.8.1"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gemma-3-27b-abliterated-vision"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gemma-3-27b-abliterated-vision")
@@ -135,6 +136,7 @@ target "gpt-oss-20b-abliterated" {
     "org.opencontainers.image.title" = "gpt-oss-20b-abliterated"
   }
   tags       = ["${REGISTRY}/gpt-oss-20b-abliterated:${TAG}", "${REGISTRY}/gpt-oss-20b-abliterated:b6500-cuda12.8.1"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gpt-oss-20b-abliterated"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gpt-oss-20b-abliterated")
@@ -150,7 +152,8 @@ target "llama-cpp-cuda" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=89-real;120a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=89-real;120a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_CUDA_DEVICE_MAX_CONNECTIONS" = "32"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
@@ -169,6 +172,7 @@ target "llama-cpp-cuda" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/llama-cpp-cuda:${TAG}", "${REGISTRY}/llama-cpp-cuda:b6500-cuda12.8.1"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("llama-cpp-cuda")
   cache-to   = cache_to("llama-cpp-cuda")

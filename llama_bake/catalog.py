@@ -37,11 +37,17 @@ class GpuFamily:
     min_cuda: tuple[int, int]
     max_cuda: tuple[int, int] | None  # last toolkit line that can still compile for it
     cards: str
+    # The CPU architectures its machines come in: a GB10 (DGX Spark) is arm64 only; Hopper and datacenter
+    # Blackwell exist as x86 servers and as Grace (arm64) superchips, GH200 and GB200.
+    platforms: tuple[str, ...] = ("linux/amd64",)
 
 
 # "-real" compiles device code for exactly the cards a team owns (no PTX JIT at first start).
 # Blackwell consumer parts use the architecture-specific "a" variant: its FP4 tensor-core instructions
 # (gpt-oss's MXFP4) need it, and ggml rewrites a plain 12X to 12Xa anyway, so the label stays truthful.
+PLATFORMS = ("linux/amd64", "linux/arm64")
+BOTH = PLATFORMS
+
 GPU_FAMILIES: dict[str, GpuFamily] = {
     f.name: f
     for f in (
@@ -50,10 +56,10 @@ GPU_FAMILIES: dict[str, GpuFamily] = {
         GpuFamily("ampere-datacenter", 80, "80-real", (11, 0), None, "A100, A30"),
         GpuFamily("ampere", 86, "86-real", (11, 1), None, "RTX 30, A10, A40, RTX A6000"),
         GpuFamily("ada", 89, "89-real", (11, 8), None, "RTX 40, L4, L40S, RTX 6000 Ada"),
-        GpuFamily("hopper", 90, "90-real", (11, 8), None, "H100, H200, GH200"),
-        GpuFamily("blackwell-datacenter", 100, "100-real", (12, 8), None, "B200, GB200"),
+        GpuFamily("hopper", 90, "90-real", (11, 8), None, "H100, H200, GH200", BOTH),
+        GpuFamily("blackwell-datacenter", 100, "100-real", (12, 8), None, "B200, GB200", BOTH),
         GpuFamily("blackwell-consumer", 120, "120a-real", (12, 8), None, "RTX 50, RTX PRO 6000 Blackwell"),
-        GpuFamily("gb10", 121, "121a-real", (12, 9), None, "GB10 (DGX Spark)"),
+        GpuFamily("gb10", 121, "121a-real", (12, 9), None, "GB10 (DGX Spark)", ("linux/arm64",)),
     )
 }
 
@@ -502,6 +508,15 @@ class Base(Strict):
         description="GPU families to compile for: " + ", ".join(GPU_FAMILIES) + ".",
         json_schema_extra={"items": {"enum": list(GPU_FAMILIES), "type": "string"}},
     )
+    platforms: tuple[Literal["linux/amd64", "linux/arm64"], ...] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "CPU architectures to build for; the models on this base get the same. Default: what the GPU "
+            "families fix (gb10: linux/arm64), else linux/amd64. hopper and blackwell-datacenter exist on both."
+        ),
+        json_schema_extra={"items": {"enum": list(PLATFORMS), "type": "string"}},
+    )
     cmake_options: dict[CMakeName, CMakeValue] = Field(
         default_factory=dict, description="Extra -D options for llama.cpp's CMake."
     )
@@ -575,7 +590,32 @@ class Base(Strict):
                     f"but this base uses CUDA {self.cuda}; use a {family.max_cuda[0]}.x toolkit or drop `{name}`"
                 )
                 raise ValueError(msg)
+        self._families_exist_on_the_platforms()
         return self
+
+    def _families_exist_on_the_platforms(self) -> None:
+        wanted = self.target_platforms
+        for name in self.gpu_families:
+            family = GPU_FAMILIES[name]
+            missing = [p for p in wanted if p not in family.platforms]
+            if missing:
+                where = "the other families need" if self.platforms is None else "`platforms` asks for"
+                others = [f for f in self.gpu_families if f != name]
+                msg = (
+                    f"GPU family `{name}` ({family.cards}) exists on {', '.join(family.platforms)} only, but "
+                    f"{where} {', '.join(missing)}: put `{name}` in a base of its own"
+                    + (f" (one for {', '.join(others)}, one for {name})" if others else "")
+                    + (f", or set `platforms: [{family.platforms[0]}]`" if self.platforms is not None else "")
+                )
+                raise ValueError(msg)
+
+    @property
+    def target_platforms(self) -> tuple[str, ...]:
+        """The platforms built: as set, or what the families fix (amd64 when none does)."""
+        if self.platforms is not None:
+            return tuple(p for p in PLATFORMS if p in self.platforms)
+        fixed = {p for f in self.gpu_families for p in GPU_FAMILIES[f].platforms if len(GPU_FAMILIES[f].platforms) == 1}
+        return tuple(p for p in PLATFORMS if p in fixed) or ("linux/amd64",)
 
     @property
     def cuda_architectures(self) -> str:

@@ -175,7 +175,11 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
-    table = [("TARGET", "KIND", "BASE", "IMAGE"), *((r.target, r.kind, r.base, r.image) for r in rows)]
+    platforms = [",".join(p.removeprefix("linux/") for p in r.platforms) for r in rows]
+    table = [
+        ("TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS"),
+        *((r.target, r.kind, r.base, r.image, shown) for r, shown in zip(rows, platforms, strict=True)),
+    ]
     for line in columns(table):
         click.echo(line)
 

@@ -61,6 +61,7 @@ def _build(plan: BakePlan, target: Target, bake_dir: Path, compose_dir: Path) ->
     build: dict[str, Any] = {
         "context": Path(os.path.relpath(bake_dir, compose_dir)).as_posix(),
         "dockerfile": target.dockerfile,  # the file `generate` writes, relative to the context
+        "platforms": list(target.platforms),
         "args": _values(plan, target.args),
         "labels": _values(plan, target.labels),
     }

@@ -179,13 +179,16 @@ def columns(rows: Sequence[Sequence[str]]) -> list[str]:
 
 def summary_text(summary: Summary) -> str:
     pinned = any(t.base_digest for t in summary.targets)
-    rows = [("TARGET", "STATUS", "IMAGE", "DIGEST", "TIME", "STEPS RUN/CACHED", *(("ON BASE",) if pinned else ()))]
+    # Platforms are shown when any target is not the plain amd64 image.
+    multi = any(t.platforms != ("linux/amd64",) for t in summary.targets)
+    head = ("TARGET", "STATUS", "IMAGE", "DIGEST", "TIME", "STEPS RUN/CACHED")
+    rows = [(*head, *(("ON BASE",) if pinned else ()), *(("PLATFORMS",) if multi else ()))]
     for t in summary.targets:
         digest = t.digest[:19] if t.digest else "-"
         base = (t.base_digest[:19] if t.base_digest else "-",) if pinned else ()
-        rows.append(
-            (t.name, t.status, t.image, digest, f"{t.wall_seconds:.1f}s", f"{t.steps_executed}/{t.steps_cached}", *base)
-        )
+        platforms = (",".join(p.removeprefix("linux/") for p in t.platforms),) if multi else ()
+        timing = (f"{t.wall_seconds:.1f}s", f"{t.steps_executed}/{t.steps_cached}")
+        rows.append((t.name, t.status, t.image, digest, *timing, *base, *platforms))
     lines = columns(rows)
     how = " in two phases (bases, then the models on their digests)" if summary.phases > 1 else ""
     lines.append(

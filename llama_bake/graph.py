@@ -52,7 +52,8 @@ def graph(plan: BakePlan) -> tuple[list[Node], list[tuple[str, str]]]:
 def render_text(plan: BakePlan) -> str:
     lines: list[str] = []
     for base in (t for t in plan.targets if t.kind == "base"):
-        lines.append(f"{base.name}  [{base.description}]  -> {plan.resolve(base.image)}")
+        platforms = ", ".join(base.platforms)
+        lines.append(f"{base.name}  [{base.description}; {platforms}]  -> {plan.resolve(base.image)}")
         for label, kind in _inputs(base):
             lines.append(f"│   {'image ' if kind == 'image' else ''}{label}")
         models = [t for t in plan.targets if t.base == base.name]

@@ -388,6 +388,7 @@ class Row:
     image: str
     tags: tuple[str, ...]
     dockerfile: str
+    platforms: tuple[str, ...]
 
 
 def list_targets(paths: Paths) -> list[Row]:
@@ -401,6 +402,7 @@ def list_targets(paths: Paths) -> list[Row]:
             plan.resolve(t.image),
             tuple(tag for tag in (plan.resolve(i) for i in t.tags) if tag),
             t.dockerfile,
+            t.platforms,
         )
         for t in plan.targets
     ]

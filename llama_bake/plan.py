@@ -127,6 +127,8 @@ class Target:
     dockerfile: str = ""
     # A model's pins that are still the all-zero placeholders (e.g. "weights.sha256"): build refuses them.
     placeholders: tuple[str, ...] = ()
+    # The platforms built (a model has its base's): one image per platform under one tag.
+    platforms: tuple[str, ...] = ("linux/amd64",)
 
     @property
     def image(self) -> Interp:
@@ -290,16 +292,18 @@ def cmake_args(base: Base) -> str:
         options["CMAKE_CUDA_ARCHITECTURES"] = base.cuda_architectures
         # libcuda.so comes from the host driver at run time; the devel image only has its stub.
         options["CMAKE_EXE_LINKER_FLAGS"] = "-Wl,--allow-shlib-undefined"
-    options.update(
-        {
-            "GGML_BACKEND_DL": "ON",
-            "GGML_CPU_ALL_VARIANTS": "ON",
-            "LLAMA_BUILD_TESTS": "OFF",
-            "LLAMA_BUILD_EXAMPLES": "OFF",
-        }
-    )
+    options.update({"GGML_BACKEND_DL": "ON", "LLAMA_BUILD_TESTS": "OFF", "LLAMA_BUILD_EXAMPLES": "OFF"})
     options.update(dict(sorted(base.cmake_options.items())))
     return " ".join(f"-D{k}={v}" for k, v in options.items())
+
+
+# The CPU code of each architecture, put before the options above (a user's cmake_options win): every x86
+# variant, loaded at start by the CPU's features; on arm64 one build for ARMv8.2 with dot product and fp16,
+# which every Grace and GB10 core has. x86 variants do not exist there.
+CPU_ARGS = {
+    "linux/amd64": "-DGGML_CPU_ALL_VARIANTS=ON",
+    "linux/arm64": "-DGGML_CPU_ALL_VARIANTS=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16",
+}
 
 
 def _os_images(base: Base) -> tuple[str, str]:
@@ -341,6 +345,7 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         "BUILD_IMAGE": build_image,
         "RUNTIME_IMAGE": runtime_image,
         "CMAKE_ARGS": cmake_args(base),
+        **{f"CMAKE_ARGS_{p.split('/')[1].upper()}": CPU_ARGS[p] for p in base.target_platforms},
         "BUILD_JOBS": str(base.build_jobs),
         "BUILD_PACKAGES": " ".join(base.build_packages),
         "LLAMA_CPP_REF": source.ref,
@@ -377,6 +382,7 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         attest=_attest(catalog),
         from_images=tuple(dict.fromkeys((build_image, runtime_image))),
         llama_cpp=(source.ref, src_context),
+        platforms=base.target_platforms,
     )
 
 
@@ -538,4 +544,5 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         secrets=("id=hf_token,env=HF_TOKEN",) if gated else (),
         attest=_attest(catalog),
         placeholders=placeholders,
+        platforms=base.target_platforms,
     )

@@ -29,6 +29,7 @@ class TargetSummary:
     steps_executed: int
     steps_cached: int
     base_digest: str = ""  # the exact base image a model was built on (two phases)
+    platforms: tuple[str, ...] = ("linux/amd64",)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def summarize(
                 steps_executed=state.executed,
                 steps_cached=state.cached,
                 base_digest=digest_of(metadata, base) if base and phases > 1 else "",
+                platforms=plan.target(name).platforms,
             )
         )
     return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages), phases)

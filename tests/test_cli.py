@@ -175,9 +175,16 @@ def test_the_schemas_are_valid_json_schemas_that_carry_what_validate_knows() -> 
 
 def test_list_shows_targets_bases_and_images(write_catalog: WriteCatalog) -> None:
     output = run("list", "--catalog", str(write_catalog())).output.splitlines()
-    assert output[0].split() == ["TARGET", "KIND", "BASE", "IMAGE"]
-    assert output[1].split() == ["llama-cpp-cuda", "base", "-", "localhost:5000/llama-bake/llama-cpp-cuda:latest"]
-    assert output[2].split() == ["model-a", "model", "llama-cpp-cuda", "localhost:5000/llama-bake/model-a:latest"]
+    assert output[0].split() == ["TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS"]
+    base = ["llama-cpp-cuda", "base", "-", "localhost:5000/llama-bake/llama-cpp-cuda:latest", "amd64"]
+    assert output[1].split() == base
+    assert output[2].split() == [
+        "model-a",
+        "model",
+        "llama-cpp-cuda",
+        "localhost:5000/llama-bake/model-a:latest",
+        "amd64",
+    ]
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
@@ -382,6 +389,7 @@ def test_json_outputs_of_list_validate_and_graph_have_the_documented_shapes(writ
         "image": "localhost:5000/llama-bake/llama-cpp-cuda:latest",
         "tags": ["localhost:5000/llama-bake/llama-cpp-cuda:latest"],
         "dockerfile": "dockerfiles/llama-cpp-cuda.Dockerfile",
+        "platforms": ["linux/amd64"],
     }
     assert [r["target"] for r in listed] == ["llama-cpp-cuda", "model-a", "zero"]
     result = CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def test_cmake_line_for_each_gpu_family(family: str) -> None:
     base = Base.model_validate({"name": "b", **BASE, "cuda": cuda, "gpu_families": [family]})
     assert cmake_args(base) == (
         f"-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES={info.cuda_arch} "
-        "-DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON "
+        "-DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON "
         "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     )
 
@@ -42,8 +43,48 @@ def test_cpu_cmake_line_has_no_cuda_and_user_options_override_defaults() -> None
     )
     line = cmake_args(base)
     assert "CUDA" not in line
-    assert "-DGGML_CPU_ALL_VARIANTS=OFF" in line
-    assert "-DGGML_CPU_ALL_VARIANTS=ON" not in line
+    assert line.endswith("-DGGML_CPU_ALL_VARIANTS=OFF"), "after the platform's CPU options, so it wins"
+
+
+@pytest.mark.parametrize(
+    ("families", "platforms", "built"),
+    [
+        (["ada", "blackwell-consumer"], None, ("linux/amd64",)),
+        (["gb10"], None, ("linux/arm64",)),
+        (["hopper", "blackwell-datacenter"], None, ("linux/amd64",)),
+        (["hopper", "blackwell-datacenter"], ["linux/arm64", "linux/amd64"], ("linux/amd64", "linux/arm64")),
+        (["hopper", "gb10"], None, ("linux/arm64",)),
+    ],
+)
+def test_platforms_follow_the_gpu_families_and_each_platform_gets_its_cpu_options(
+    families: list[str], platforms: list[str] | None, built: tuple[str, ...]
+) -> None:
+    settings = {"gpu_families": families, "cuda": "12.9.1"} | ({"platforms": platforms} if platforms else {})
+    plan = make_plan(catalog(bases=[{"name": "base", **BASE, **settings}]), ROOT, ROOT)
+    base, model = plan.target("base"), plan.target("m")
+    assert base.platforms == model.platforms == built
+    args = dict(base.args)
+    assert {k for k in args if k.startswith("CMAKE_ARGS_")} == {f"CMAKE_ARGS_{p[6:].upper()}" for p in built}
+    if "linux/arm64" in built:
+        assert "GGML_CPU_ALL_VARIANTS=OFF" in str(args["CMAKE_ARGS_ARM64"]), "no x86 variants on arm64"
+
+
+@pytest.mark.parametrize(
+    ("families", "platforms", "said"),
+    [
+        (["ada", "gb10"], None, "`ada` (RTX 40, L4, L40S, RTX 6000 Ada) exists on linux/amd64 only"),
+        (["blackwell-consumer"], ["linux/arm64"], "exists on linux/amd64 only, but `platforms` asks for linux/arm64"),
+        (["gb10"], ["linux/amd64"], "`gb10` (GB10 (DGX Spark)) exists on linux/arm64 only"),
+    ],
+)
+def test_a_family_on_a_platform_it_does_not_exist_on_is_an_error_with_the_fix(
+    families: list[str], platforms: list[str] | None, said: str
+) -> None:
+    from pydantic import ValidationError
+
+    settings = {"gpu_families": families, "cuda": "12.9.1"} | ({"platforms": platforms} if platforms else {})
+    with pytest.raises(ValidationError, match=re.escape(said)):
+        Base.model_validate({"name": "b", **BASE, **settings})
 
 
 def test_models_link_to_their_base_through_a_target_context() -> None:

@@ -113,7 +113,8 @@ target "ada" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=89-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=89-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
@@ -129,6 +130,7 @@ target "ada" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/ada:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ada")
   cache-to   = cache_to("ada")
@@ -144,7 +146,8 @@ target "ampere" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=86-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=86-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
@@ -160,6 +163,7 @@ target "ampere" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/ampere:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ampere")
   cache-to   = cache_to("ampere")
@@ -175,7 +179,8 @@ target "ampere-datacenter" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=80-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=80-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
@@ -191,6 +196,7 @@ target "ampere-datacenter" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/ampere-datacenter:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ampere-datacenter")
   cache-to   = cache_to("ampere-datacenter")
@@ -206,7 +212,8 @@ target "blackwell-consumer" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=120a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=120a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
@@ -222,6 +229,7 @@ target "blackwell-consumer" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/blackwell-consumer:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("blackwell-consumer")
   cache-to   = cache_to("blackwell-consumer")
@@ -237,7 +245,8 @@ target "blackwell-datacenter" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=100-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=100-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
@@ -253,6 +262,7 @@ target "blackwell-datacenter" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/blackwell-datacenter:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("blackwell-datacenter")
   cache-to   = cache_to("blackwell-datacenter")
@@ -268,7 +278,8 @@ target "gb10" {
     "BUILD_IMAGE" = "nvidia/cuda:12.9.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=121a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=121a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_ARM64" = "-DGGML_CPU_ALL_VARIANTS=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.9.1-runtime-ubuntu24.04"
@@ -284,6 +295,7 @@ target "gb10" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/gb10:${TAG}"]
+  platforms  = ["linux/arm64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("gb10")
   cache-to   = cache_to("gb10")
@@ -299,7 +311,8 @@ target "hopper" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
@@ -315,6 +328,7 @@ target "hopper" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/hopper:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("hopper")
   cache-to   = cache_to("hopper")
@@ -346,6 +360,7 @@ target "on-ada" {
     "org.opencontainers.image.title" = "on-ada"
   }
   tags       = ["${REGISTRY}/on-ada:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ada"), cache_from("ada"))
   cache-to   = cache_to("on-ada")
@@ -377,6 +392,7 @@ target "on-ampere" {
     "org.opencontainers.image.title" = "on-ampere"
   }
   tags       = ["${REGISTRY}/on-ampere:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ampere"), cache_from("ampere"))
   cache-to   = cache_to("on-ampere")
@@ -408,6 +424,7 @@ target "on-ampere-datacenter" {
     "org.opencontainers.image.title" = "on-ampere-datacenter"
   }
   tags       = ["${REGISTRY}/on-ampere-datacenter:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ampere-datacenter"), cache_from("ampere-datacenter"))
   cache-to   = cache_to("on-ampere-datacenter")
@@ -439,6 +456,7 @@ target "on-blackwell-consumer" {
     "org.opencontainers.image.title" = "on-blackwell-consumer"
   }
   tags       = ["${REGISTRY}/on-blackwell-consumer:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-blackwell-consumer"), cache_from("blackwell-consumer"))
   cache-to   = cache_to("on-blackwell-consumer")
@@ -470,6 +488,7 @@ target "on-blackwell-datacenter" {
     "org.opencontainers.image.title" = "on-blackwell-datacenter"
   }
   tags       = ["${REGISTRY}/on-blackwell-datacenter:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-blackwell-datacenter"), cache_from("blackwell-datacenter"))
   cache-to   = cache_to("on-blackwell-datacenter")
@@ -501,6 +520,7 @@ target "on-gb10" {
     "org.opencontainers.image.title" = "on-gb10"
   }
   tags       = ["${REGISTRY}/on-gb10:${TAG}"]
+  platforms  = ["linux/arm64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-gb10"), cache_from("gb10"))
   cache-to   = cache_to("on-gb10")
@@ -532,6 +552,7 @@ target "on-hopper" {
     "org.opencontainers.image.title" = "on-hopper"
   }
   tags       = ["${REGISTRY}/on-hopper:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-hopper"), cache_from("hopper"))
   cache-to   = cache_to("on-hopper")
@@ -563,6 +584,7 @@ target "on-turing" {
     "org.opencontainers.image.title" = "on-turing"
   }
   tags       = ["${REGISTRY}/on-turing:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-turing"), cache_from("turing"))
   cache-to   = cache_to("on-turing")
@@ -594,6 +616,7 @@ target "on-volta" {
     "org.opencontainers.image.title" = "on-volta"
   }
   tags       = ["${REGISTRY}/on-volta:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-volta"), cache_from("volta"))
   cache-to   = cache_to("on-volta")
@@ -609,7 +632,8 @@ target "turing" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=75-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=75-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
@@ -625,6 +649,7 @@ target "turing" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/turing:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("turing")
   cache-to   = cache_to("turing")
@@ -640,7 +665,8 @@ target "volta" {
     "BUILD_IMAGE" = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=70-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=70-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
@@ -656,6 +682,7 @@ target "volta" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = ["${REGISTRY}/volta:${TAG}"]
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("volta")
   cache-to   = cache_to("volta")

@@ -120,7 +120,8 @@ target "cpu" {
     "BUILD_IMAGE" = "ubuntu:24.04"
     "BUILD_JOBS" = "8"
     "BUILD_PACKAGES" = ""
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_CPU_ALL_VARIANTS=OFF"
+    "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "LLAMA_CPP_REF" = "b6500"
     "RUNTIME_IMAGE" = "ubuntu:24.04"
@@ -136,6 +137,7 @@ target "cpu" {
     "org.opencontainers.image.version" = "b6500"
   }
   tags       = compact(["${REGISTRY}/cpu:${TAG}", "${REGISTRY}/cpu:${TAG}-cpu", "${REGISTRY}/cpu:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/cpu:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/cpu:${git_version()}"])
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("cpu")
   cache-to   = cache_to("cpu")
@@ -152,7 +154,8 @@ target "cuda-129" {
     "BUILD_IMAGE" = "nvidia/cuda:12.9.1-devel-ubuntu24.04"
     "BUILD_JOBS" = "4"
     "BUILD_PACKAGES" = "libopenblas-dev"
-    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real;100-real;121a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_CUDA_FA_ALL_QUANTS=ON -DGGML_CUDA_GRAPHS=ON"
+    "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real;100-real;121a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_CUDA_FA_ALL_QUANTS=ON -DGGML_CUDA_GRAPHS=ON"
+    "CMAKE_ARGS_ARM64" = "-DGGML_CPU_ALL_VARIANTS=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16"
     "ENV_CUDA_DEVICE_MAX_CONNECTIONS" = "32"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "ENV_NCCL_DEBUG" = "WARN"
@@ -174,6 +177,7 @@ target "cuda-129" {
     "org.opencontainers.image.version" = "4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"
   }
   tags       = compact(["${REGISTRY}/cuda-129:${TAG}", "${REGISTRY}/cuda-129:${TAG}-cuda", "${REGISTRY}/cuda-129:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/cuda-129:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/cuda-129:${git_version()}"])
+  platforms  = ["linux/arm64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("cuda-129")
   cache-to   = cache_to("cuda-129")
@@ -211,6 +215,7 @@ target "gated" {
     "org.opencontainers.image.version" = git_version() == "" ? null : "${git_version()}"
   }
   tags       = compact(["${REGISTRY}/gated:${TAG}", "${REGISTRY}/gated:${TAG}-cuda", "${REGISTRY}/gated:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/gated:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/gated:${git_version()}"])
+  platforms  = ["linux/arm64"]
   secret     = ["id=hf_token,env=HF_TOKEN"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gated"), cache_from("cuda-129"))
@@ -249,6 +254,7 @@ target "local" {
     "org.opencontainers.image.version" = git_version() == "" ? null : "${git_version()}"
   }
   tags       = compact(["${REGISTRY}/local:${TAG}", "${REGISTRY}/local:${TAG}-cpu", "${REGISTRY}/local:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/local:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/local:${git_version()}"])
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("local"), cache_from("cpu"))
   cache-to   = cache_to("local")
@@ -284,6 +290,7 @@ target "tiny-cpu" {
     "org.opencontainers.image.version" = git_version() == "" ? null : "${git_version()}"
   }
   tags       = compact(["${REGISTRY}/tiny-cpu:${TAG}", "${REGISTRY}/tiny-cpu:${TAG}-cpu", "${REGISTRY}/tiny-cpu:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/tiny-cpu:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/tiny-cpu:${git_version()}"])
+  platforms  = ["linux/amd64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("tiny-cpu"), cache_from("cpu"))
   cache-to   = cache_to("tiny-cpu")
@@ -331,6 +338,7 @@ target "vision" {
     "org.opencontainers.image.version" = git_version() == "" ? null : "${git_version()}"
   }
   tags       = compact(["${REGISTRY}/vision:${TAG}", "${REGISTRY}/vision:${TAG}-cuda", "${REGISTRY}/vision:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/vision:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/vision:${git_version()}", "${REGISTRY}/vision:stable"])
+  platforms  = ["linux/arm64"]
   attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("vision"), cache_from("cuda-129"))
   cache-to   = cache_to("vision")

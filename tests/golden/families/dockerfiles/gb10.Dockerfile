@@ -18,17 +18,22 @@ RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing
 COPY --from=llama-src . /src
 WORKDIR /src
 ARG CMAKE_ARGS
+ARG TARGETARCH
+ARG CMAKE_ARGS_AMD64=""
+ARG CMAKE_ARGS_ARM64=""
 ARG BUILD_JOBS=8
 ARG LLAMA_CPP_REF
 # The compile is capped at BUILD_JOBS (and the machine's cores): an unbounded -j runs out of memory.
+# Each platform's CPU options come first, so the catalog's cmake_options (in CMAKE_ARGS) win.
 RUN --mount=type=cache,id=llama-bake-ccache-cuda,target=/root/.cache/ccache \
     set -eu; \
     jobs=$(nproc); if [ "$jobs" -gt "$BUILD_JOBS" ]; then jobs=$BUILD_JOBS; fi; \
-    echo "llama-bake: llama.cpp $LLAMA_CPP_REF: cmake $CMAKE_ARGS (-j $jobs)"; \
+    case "$TARGETARCH" in arm64) cpu_args=$CMAKE_ARGS_ARM64 ;; *) cpu_args=$CMAKE_ARGS_AMD64 ;; esac; \
+    echo "llama-bake: llama.cpp $LLAMA_CPP_REF ($TARGETARCH): cmake $cpu_args $CMAKE_ARGS (-j $jobs)"; \
     cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
         -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \
-        $CMAKE_ARGS; \
+        $cpu_args $CMAKE_ARGS; \
     cmake --build build --config Release --target llama-server -j "$jobs"; \
     mkdir -p /out; \
     find build -name '*.so*' -exec cp -P {} /out/ \; ; \
