@@ -13,7 +13,9 @@ mkdir -p "$TOOLS"
 
 need_apt=()
 # debootstrap makes the Debian stand-in for ubuntu:24.04 (the real-image tier).
-for pair in runc:runc docker-registry:docker-registry skopeo:skopeo umoci:umoci debootstrap:debootstrap; do
+# qemu-user-static: arm64 emulation for the two-platform builds (binfmt_misc, registered by the tests).
+for pair in runc:runc docker-registry:docker-registry skopeo:skopeo umoci:umoci debootstrap:debootstrap \
+        qemu-aarch64-static:qemu-user-static; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
@@ -27,6 +29,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# A static arm64 busybox for the linux/arm64 stand-in image: Debian's busybox-static:arm64, unpacked.
+if [ ! -x "$TOOLS/busybox-arm64" ]; then
+    echo "install-tools: fetching busybox-static:arm64" >&2
+    dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+    apt-get update -qq
+    work=$(mktemp -d) && chmod 755 "$work"  # apt downloads as _apt
+    (cd "$work" && apt-get download -qq busybox-static:arm64 >/dev/null && dpkg-deb -x ./*.deb root)
+    install -m 0755 "$work/root/bin/busybox" "$TOOLS/busybox-arm64"
+    rm -rf "$work"
 fi
 
 stamp() { "$1" --version 2>/dev/null | head -n1; }

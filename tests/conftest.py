@@ -116,8 +116,38 @@ def session_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     shutil.rmtree(short, ignore_errors=True)
 
 
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+# Debian's qemu-user-static ships its binfmt_misc line: the aarch64 ELF header -> qemu, with flags O, P
+# (argv[0] preserved: busybox picks its applet by it) and F (the interpreter is opened now, so it also works
+# inside the builder's containers).
+QEMU_AARCH64 = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
+
+
 @pytest.fixture(scope="session")
-def embedded_builder(buildx: None, session_env: Any) -> Any:
+def arm64_emulation() -> Any:
+    """linux/arm64 binaries run here through Debian's qemu-user-static, registered with binfmt_misc for the
+    session (and unregistered after, unless it was there before). Every builder started after it can build
+    for linux/arm64 by emulation."""
+    entry = BINFMT / "qemu-aarch64"
+    if not QEMU_AARCH64.exists():
+        pytest.fail("qemu-user-static is not installed: run .ci/install-tools.sh")
+    if not (BINFMT / "register").exists():
+        mounted = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.fail(f"cannot mount binfmt_misc for arm64 emulation: {mounted.stderr.decode().strip()}")
+    ours = not entry.exists()
+    if ours:
+        try:
+            (BINFMT / "register").write_text(QEMU_AARCH64.read_text().strip())
+        except OSError as exc:
+            pytest.fail(f"cannot register qemu-aarch64 with binfmt_misc: {exc}")
+    yield
+    if ours and entry.exists():
+        entry.write_text("-1")
+
+
+@pytest.fixture(scope="session")
+def embedded_builder(buildx: None, session_env: Any, arm64_emulation: None) -> Any:
     """`llama-bake builder up` for the session; `builder down` at the end."""
     from llama_bake import builder
     from llama_bake.bake import WhalesRunner

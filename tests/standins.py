@@ -63,6 +63,52 @@ def busybox_layout(builder: str, root: Path) -> str:
     return f"oci-layout://{layout}:latest"
 
 
+def arm64_busybox() -> Path:
+    """A static arm64 busybox (Debian's busybox-static:arm64, which .ci/install-tools.sh unpacks)."""
+    tools = Path(os.environ.get("LLAMA_BAKE_TOOLS") or Path.home() / ".cache" / "llama-bake" / "tools")
+    binary = tools / "busybox-arm64"
+    if not binary.is_file():
+        msg = f"{binary} is missing: run .ci/install-tools.sh (Debian's busybox-static:arm64)"
+        raise RuntimeError(msg)
+    return binary
+
+
+def _rootfs(busybox: Path, root: Path) -> None:
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(busybox, root / "bin" / "busybox")
+    native = shutil.which("busybox")
+    assert native is not None
+    applets = subprocess.run([native, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (root / "bin" / applet).symlink_to("busybox")
+
+
+def two_platform_busybox_layout(builder: str, root: Path) -> str:
+    """An image index of two busybox images, linux/amd64 and linux/arm64 (each its own architecture's
+    binary), as an OCI layout: stands in for the multi-platform nvidia/cuda images."""
+    native = shutil.which("busybox")
+    if native is None:
+        msg = "busybox is not installed: run .ci/install-tools.sh (Debian's busybox-static)"
+        raise RuntimeError(msg)
+    _rootfs(Path(native), root / "amd64")
+    _rootfs(arm64_busybox(), root / "arm64")
+    layout = root / "layout"
+    (root / "Dockerfile").write_text(
+        "FROM scratch AS amd64\nCOPY amd64/ /\nFROM scratch AS arm64\nCOPY arm64/ /\nFROM ${TARGETARCH}\n",
+        encoding="utf-8",
+    )
+    bake = root / "stand-in.hcl"
+    bake.write_text(
+        'target "stand-in" {\n  platforms = ["linux/amd64", "linux/arm64"]\n'
+        f'  output = ["type=oci,dest={layout},tar=false,name=stand-in:latest"]\n}}\n',
+        encoding="utf-8",
+    )
+    command = ["docker", "buildx", "bake", "--builder", builder, "--file", str(bake)]
+    subprocess.run([*command, "--allow", f"fs.write={root}", "--progress", "quiet", "stand-in"], cwd=root, check=True)
+    return f"oci-layout://{layout}:latest"
+
+
 def debian_layout() -> Path:
     """An OCI image layout (tag ``latest``) holding a minimal Debian made by debootstrap."""
     final = cache_dir() / f"debian-{DEBIAN_SUITE}-oci"

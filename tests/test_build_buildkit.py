@@ -677,3 +677,72 @@ def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(
     assert sorted(released) == ["1.2.3", "latest", "sha-0123456"]
     labels = skopeo("inspect", f"docker://{registry}/{provider}/w2:1.2.3")["Labels"]
     assert labels["org.opencontainers.image.version"] == "1.2.3"
+
+
+@pytest.fixture(scope="session")
+def two_platform_stand_in(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """busybox for linux/amd64 and linux/arm64 in one image index: the multi-platform nvidia/cuda stand-in."""
+    from tests.standins import two_platform_busybox_layout
+
+    try:
+        return two_platform_busybox_layout(embedded_builder, tmp_path_factory.mktemp("stand-in-2"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+def _file_in_image(registry: str, repository: str, digest: str, path: str) -> bytes:
+    """One file of an image manifest in the registry, read from its layers (the last layer that has it)."""
+    import gzip
+    import io
+    import tarfile
+    import urllib.request
+
+    manifest = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry}/{repository}@{digest}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    found = b""
+    for layer in manifest["layers"]:
+        with urllib.request.urlopen(f"http://{registry}/v2/{repository}/blobs/{layer['digest']}") as response:
+            data = response.read()
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+            member = next((m for m in tar.getmembers() if m.name.lstrip("./") == path and m.isfile()), None)
+            if member is not None:
+                handle = tar.extractfile(member)
+                assert handle is not None
+                found = handle.read()
+    return found
+
+
+def test_a_two_platform_base_and_its_models_build_each_platform_on_its_own_architecture(
+    project: Project, registry: str, two_platform_stand_in: str
+) -> None:
+    """A base for linux/amd64 and linux/arm64 (arm64 emulated by qemu-user-static here): one tag, an image
+    index with both platforms, for the base and for the models that inherit them; each platform's steps ran
+    on its own architecture (the stand-in's own busybox says `uname -m`), with its own CPU options."""
+    settings = yaml.safe_load((project.catalog / "project.yaml").read_text())
+    overrides = {DEVEL: two_platform_stand_in, RUNTIME: two_platform_stand_in}
+    write_yaml(project.catalog / "project.yaml", {**settings, "image_overrides": overrides})
+    write_yaml(
+        project.catalog / "bases" / "base.yaml",
+        {
+            "llama_cpp": {"path": "src/llama.cpp", "ref": "b1"},
+            "gpu_families": ["hopper"],
+            "platforms": ["linux/amd64", "linux/arm64"],
+        },
+    )
+    summary, _ = project.build(push=True, variables=(f"REGISTRY={registry}/multi",), targets=("base", "m1", "m2"))
+    assert {t.name: t.platforms for t in summary.targets} == dict.fromkeys(
+        ["base", "m1", "m2"], ("linux/amd64", "linux/arm64")
+    )
+    for image in ("base", "m1"):
+        manifests = _manifests(registry, f"multi/{image}:latest")
+        assert {"amd64", "arm64"} <= set(manifests), manifests
+        for arch, machine, cpu in (("amd64", "x86_64", "ALL_VARIANTS=ON"), ("arm64", "aarch64", "ARM_ARCH")):
+            repository = f"multi/{image}"
+            assert _file_in_image(registry, repository, manifests[arch], "app/arch").decode().strip() == machine
+            assert cpu in _file_in_image(registry, repository, manifests[arch], "app/cpu-args").decode()
