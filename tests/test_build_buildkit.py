@@ -540,21 +540,39 @@ def test_builder_up_from_nothing_then_build_then_down(project: Project, no_build
     assert not (no_builder_env / "buildkitd" / "buildkitd.sock").exists()
 
 
-def test_the_real_cuda_templates_pass_buildx_check(embedded_builder: str, stand_in_image: str, tmp_path: Path) -> None:
-    """`docker buildx bake --call=check` on the real templates, every model shape, nvidia/cuda stood in for.
-    buildx cannot check a target whose context is `target:` (\"unsupported context source target\"), so the
-    models are checked with their base context set to the stand-in."""
+def test_the_real_cuda_templates_pass_buildx_check(
+    embedded_builder: str, two_platform_stand_in: str, tmp_path: Path
+) -> None:
+    """`docker buildx bake --call=check` on the real templates, every model shape, nvidia/cuda stood in for;
+    with a GB10 base, the arm64 path too. buildx cannot check a target whose context is `target:`
+    (\"unsupported context source target\"), so the models are checked with their base context set to the
+    stand-in."""
+    stand_in_image = two_platform_stand_in
     catalog = tmp_path / "catalog"
     shutil.copytree(REPO / "catalog", catalog)
     project = yaml.safe_load((catalog / "project.yaml").read_text(encoding="utf-8"))
-    project["image_overrides"] = {DEVEL: stand_in_image, RUNTIME: stand_in_image}
+    cuda_129 = ("nvidia/cuda:12.9.1-devel-ubuntu24.04", "nvidia/cuda:12.9.1-runtime-ubuntu24.04")
+    project["image_overrides"] = dict.fromkeys((DEVEL, RUNTIME, *cuda_129), stand_in_image)
+    project.pop("stack")  # the shipped stack pins CUDA 12.8; a GB10 needs 12.9
     write_yaml(catalog / "project.yaml", project)
+    spark = {"llama_cpp": {"git": "https://github.com/ggml-org/llama.cpp.git", "ref": "b6500"}, "cuda": "12.9.1"}
+    write_yaml(catalog / "bases" / "spark.yaml", {**spark, "gpu_families": ["gb10"]})
+    spark_weights = {"url": "https://models.invalid/s.gguf", "sha256": SHA}
+    write_yaml(catalog / "models" / "on-spark.yaml", {"base": "spark", "weights": spark_weights})
+    for shipped in (catalog / "models").glob("*.yaml"):
+        data = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+        write_yaml(shipped, {"base": "llama-cpp-cuda", **data})
     weights = {"hf": "acme/gated-GGUF", "file": "m.gguf", "revision": "1" * 40, "sha256": SHA, "gated": True}
-    write_yaml(catalog / "models" / "gated.yaml", {"weights": weights, "mmproj": {**weights, "gated": False}})
-    write_yaml(catalog / "models" / "fetched.yaml", {"weights": {**weights, "gated": False}, "delivery": "fetch"})
+    on_cuda = {"base": "llama-cpp-cuda"}
+    write_yaml(
+        catalog / "models" / "gated.yaml", {**on_cuda, "weights": weights, "mmproj": {**weights, "gated": False}}
+    )
+    write_yaml(
+        catalog / "models" / "fetched.yaml", {**on_cuda, "weights": {**weights, "gated": False}, "delivery": "fetch"}
+    )
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "local.gguf").write_bytes(b"GGUF")
-    write_yaml(catalog / "models" / "local.yaml", {"weights": {"path": "weights/local.gguf", "sha256": SHA}})
+    write_yaml(catalog / "models" / "local.yaml", {**on_cuda, "weights": {"path": "weights/local.gguf", "sha256": SHA}})
     paths = pipeline.Paths.from_options(catalog, None)
     pipeline.generate(paths, check=False)
     plan = pipeline.plan_catalog(paths)[1]
@@ -566,6 +584,12 @@ def test_the_real_cuda_templates_pass_buildx_check(embedded_builder: str, stand_
         ("model", "fetch", ("remote",)),
         ("model", "baked", ("local",)),
     }, kinds
+    spark_base, on_spark = plan.target("spark"), plan.target("on-spark")
+    assert spark_base.platforms == on_spark.platforms == ("linux/arm64",)
+    args = dict(spark_base.args)
+    assert "-DCMAKE_CUDA_ARCHITECTURES=121a-real" in str(args["CMAKE_ARGS"])
+    assert "GGML_CPU_ALL_VARIANTS=OFF" in str(args["CMAKE_ARGS_ARM64"])
+    assert "CMAKE_ARGS_AMD64" not in args, "no x86 CPU variants for an arm64-only base"
     for group, extra in (("bases", []), ("models", ["--set", f"*.contexts.base={stand_in_image}"])):
         result = subprocess.run(
             ["docker", "buildx", "bake", "--builder", embedded_builder, "--call=check", *extra, group],
