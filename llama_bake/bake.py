@@ -61,12 +61,21 @@ class BakeFailed(Exception):
 
 
 @dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    endpoint: str
+    status: str
+    platforms: tuple[str, ...]  # as buildkit reports them: its own first, then what it emulates
+
+
+@dataclass(frozen=True)
 class BuilderInfo:
     name: str
     driver: str
     status: str
     endpoint: str
     buildkit_version: str
+    nodes: tuple[NodeInfo, ...] = ()
 
 
 class Baker(Protocol):
@@ -92,7 +101,9 @@ class Builders(Protocol):
 
     def inspect(self, name: str | None, bootstrap: bool) -> BuilderInfo: ...
 
-    def create_remote(self, name: str, endpoint: str) -> None: ...
+    def create_remote(
+        self, name: str, endpoint: str, platforms: tuple[str, ...] = (), append: bool = False
+    ) -> None: ...
 
     def remove(self, name: str) -> None: ...
 
@@ -215,11 +226,17 @@ class WhalesRunner:
             status=str(node.status if node else "unknown"),
             endpoint=str(node.endpoint if node else ""),
             buildkit_version=str(node.version or "" if node else ""),
+            nodes=tuple(
+                NodeInfo(str(n.name), str(n.endpoint or ""), str(n.status or ""), tuple(n.platforms or ()))
+                for n in builder.nodes or ()
+            ),
         )
 
-    def create_remote(self, name: str, endpoint: str) -> None:
+    def create_remote(self, name: str, endpoint: str, platforms: tuple[str, ...] = (), append: bool = False) -> None:
         with _fails_as(f"docker buildx create --driver remote {endpoint} failed"):
-            _client().buildx.create(endpoint, driver="remote", name=name)
+            _client().buildx.create(
+                endpoint, driver="remote", name=name, platforms=list(platforms) or None, append=append
+            )
 
     def remove(self, name: str) -> None:
         with _fails_as(f"docker buildx rm {name} failed"):

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama_bake.bake import Builders
+from llama_bake.bake import BuilderInfo, Builders
 from llama_bake.build import builder_name
-from llama_bake.errors import DockerError
+from llama_bake.errors import DockerError, UsageError
 
 MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow fs entitlements
 START_TIMEOUT = 30.0
@@ -99,68 +99,110 @@ INSTALL_BUILDX_FIX = (
 )
 
 
-def up(runner: Builders) -> str:
-    """Start buildkitd (unless running) and register it as a buildx remote builder. Returns a status line."""
-    daemon = Daemon(state_dir() / "buildkitd")
+def native_platform() -> str:
+    """This machine's platform, as buildx names it."""
+    import platform
+
+    machine = platform.machine().lower()
+    return {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}.get(
+        machine, f"linux/{machine}"
+    )
+
+
+def _daemon(platform: str | None) -> Daemon:
+    """The first node's buildkitd, or the one of the node ``builder up --platform`` adds for ``platform``."""
+    return Daemon(state_dir() / ("buildkitd" if platform is None else f"buildkitd-{platform.rsplit('/', 1)[-1]}"))
+
+
+def _start(daemon: Daemon) -> str:
+    """Start ``daemon`` unless it runs; a status line."""
+    if daemon.pid() is not None and daemon.answers():
+        return f"buildkitd already running (pid {daemon.pid()}, {daemon.endpoint})"
+    binary = find_buildkitd()
+    if binary is None:
+        msg = f"buildkitd is not installed; {INSTALL_HINT}"
+        raise DockerError(msg)
+    if shutil.which("runc") is None:
+        msg = "runc is not installed (buildkitd's OCI worker runs steps with it): apt-get install runc"
+        raise DockerError(msg)
+    daemon.root.mkdir(parents=True, exist_ok=True)
+    daemon.socket.unlink(missing_ok=True)
+    # A short-lived sh starts buildkitd in the background and exits: the daemon outlives this command,
+    # and is in its own session, out of reach of this terminal's Ctrl-C.
+    launcher = subprocess.run(
+        [
+            "sh",
+            "-c",
+            '"$0" "$@" </dev/null >>"$LLAMA_BAKE_LOG" 2>&1 & echo $!',
+            str(binary),
+            "--addr",
+            daemon.endpoint,
+            "--root",
+            str(daemon.root / "data"),
+        ],
+        env={**os.environ, "LLAMA_BAKE_LOG": str(daemon.log)},
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+    )
+    pid = int(launcher.stdout.strip())
+    daemon.pidfile.write_text(f"{pid}\n")
+    deadline = time.monotonic() + START_TIMEOUT
+    while not daemon.answers():
+        if daemon.pid() is None or time.monotonic() > deadline:
+            tail = daemon.log.read_text(errors="replace").splitlines()[-10:]
+            msg = f"buildkitd did not start (log {daemon.log}):\n" + "\n".join(tail)
+            raise DockerError(msg)
+        time.sleep(0.1)
+    return f"started buildkitd (pid {pid}, {daemon.endpoint})"
+
+
+def up(runner: Builders, platform: str | None = None) -> str:
+    """Start buildkitd (unless running) and register it as a buildx remote builder. With ``platform``, also
+    start a second buildkitd and make it the builder's node for that platform (the first node declares this
+    machine's own), so buildx sends each platform's steps to its node. Returns a status line."""
     name = builder_name()
-    if daemon.pid() is None or not daemon.answers():
-        binary = find_buildkitd()
-        if binary is None:
-            msg = f"buildkitd is not installed; {INSTALL_HINT}"
-            raise DockerError(msg)
-        if shutil.which("runc") is None:
-            msg = "runc is not installed (buildkitd's OCI worker runs steps with it): apt-get install runc"
-            raise DockerError(msg)
-        daemon.root.mkdir(parents=True, exist_ok=True)
-        daemon.socket.unlink(missing_ok=True)
-        # A short-lived sh starts buildkitd in the background and exits: the daemon outlives this command,
-        # and is in its own session, out of reach of this terminal's Ctrl-C.
-        launcher = subprocess.run(
-            [
-                "sh",
-                "-c",
-                '"$0" "$@" </dev/null >>"$LLAMA_BAKE_LOG" 2>&1 & echo $!',
-                str(binary),
-                "--addr",
-                daemon.endpoint,
-                "--root",
-                str(daemon.root / "data"),
-            ],
-            env={**os.environ, "LLAMA_BAKE_LOG": str(daemon.log)},
-            capture_output=True,
-            text=True,
-            check=True,
-            start_new_session=True,
-        )
-        pid = int(launcher.stdout.strip())
-        daemon.pidfile.write_text(f"{pid}\n")
-        deadline = time.monotonic() + START_TIMEOUT
-        while not daemon.answers():
-            if daemon.pid() is None or time.monotonic() > deadline:
-                tail = daemon.log.read_text(errors="replace").splitlines()[-10:]
-                msg = f"buildkitd did not start (log {daemon.log}):\n" + "\n".join(tail)
-                raise DockerError(msg)
-            time.sleep(0.1)
-        started = f"started buildkitd (pid {pid}, {daemon.endpoint})"
+    first = _daemon(None)
+    started = [_start(first)]
+    if platform is None:
+        if name in runner.builders():
+            info = runner.inspect(name, bootstrap=False)
+            if info.endpoint != first.endpoint or len(info.nodes) > 1:
+                runner.remove(name)
+        if name not in runner.builders():
+            runner.create_remote(name, first.endpoint)
     else:
-        started = f"buildkitd already running (pid {daemon.pid()}, {daemon.endpoint})"
-    if name in runner.builders():
-        info = runner.inspect(name, bootstrap=False)
-        if info.endpoint != daemon.endpoint:
+        if platform == native_platform():
+            msg = f"{platform} is this machine's own platform: the first node builds it; name another, e.g. linux/arm64"
+            raise UsageError(msg)
+        second = _daemon(platform)
+        started.append(_start(second))
+        if name in runner.builders():
             runner.remove(name)
-    if name not in runner.builders():
-        runner.create_remote(name, daemon.endpoint)
+        runner.create_remote(name, first.endpoint, platforms=(native_platform(),))
+        runner.create_remote(name, second.endpoint, platforms=(platform,), append=True)
     info = runner.inspect(name, bootstrap=True)
-    return f"{started}; builder `{name}` is {info.status} (BuildKit {info.buildkit_version or 'unknown'})"
+    nodes = ", ".join(f"{n.name} ({', '.join(n.platforms[:2]) or '?'})" for n in info.nodes) if platform else ""
+    where = f" with nodes {nodes}" if nodes else ""
+    version = info.buildkit_version or "unknown"
+    return f"{'; '.join(started)}; builder `{name}` is {info.status}{where} (BuildKit {version})"
 
 
 def down(runner: Builders) -> str:
-    daemon = Daemon(state_dir() / "buildkitd")
     name = builder_name()
     notes = []
     if name in runner.builders():
         runner.remove(name)
         notes.append(f"removed builder `{name}`")
+    for root in sorted(state_dir().glob("buildkitd*")):
+        if root.is_dir():
+            notes += _stop(Daemon(root))
+    return "; ".join(notes) or "nothing was running"
+
+
+def _stop(daemon: Daemon) -> list[str]:
+    notes = []
     pid = daemon.pid()
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -177,7 +219,7 @@ def down(runner: Builders) -> str:
             notes.append(f"killed buildkitd (pid {pid}) and the build steps it was running")
     daemon.pidfile.unlink(missing_ok=True)
     daemon.socket.unlink(missing_ok=True)
-    return "; ".join(notes) or "nothing was running"
+    return notes
 
 
 def _exits(daemon: Daemon, timeout: float) -> bool:
@@ -240,8 +282,9 @@ class Check:
     fix: str = ""
 
 
-def doctor(runner: Builders, builder: str | None) -> list[Check]:
-    """Each check with its fix; stops at the first missing piece that later checks need."""
+def doctor(runner: Builders, builder: str | None, platforms: tuple[str, ...] = ()) -> list[Check]:
+    """Each check with its fix; stops at the first missing piece that later checks need. ``platforms``: what
+    the catalog builds, each said to be built on a node of its own, by emulation, or not at all."""
     checks: list[Check] = []
     docker = shutil.which("docker")
     if docker is None:
@@ -281,4 +324,27 @@ def doctor(runner: Builders, builder: str | None) -> list[Check]:
         checks.append(Check("BuildKit", True, f"version {info.buildkit_version or 'unknown'} (not checked)"))
     else:
         checks.append(Check("BuildKit", True, _fmt(buildkit)))
+    checks += [platform_check(info, platform) for platform in platforms]
     return checks
+
+
+EMULATION_FIX = (
+    "register its emulator (Debian: apt-get install qemu-user-static, which registers with binfmt_misc; "
+    "elsewhere: docker run --privileged --rm tonistiigi/binfmt --install arm64) and restart the builder "
+    "(`llama-bake builder down`, `up`); or give it a node of that platform: `llama-bake builder up --platform "
+    "PLATFORM`, or `docker buildx create --append --name BUILDER --platform PLATFORM ENDPOINT` for a machine of it"
+)
+
+
+def platform_check(info: BuilderInfo, platform: str) -> Check:
+    """Whether the builder builds ``platform``: on a node that is (or declares) it, by emulation, or not."""
+    name = f"platform {platform}"
+    own = next((n for n in info.nodes if n.platforms[:1] == (platform,)), None)
+    if own is not None:
+        return Check(name, True, f"node {own.name} builds it as its own platform")
+    emulated = next((n for n in info.nodes if platform in n.platforms), None)
+    if emulated is not None:
+        detail = f"node {emulated.name} emulates it: fine for small steps, hours for a CUDA compile"
+        return Check(name, True, detail)
+    nodes = ", ".join(f"{n.name}: {', '.join(n.platforms) or 'none'}" for n in info.nodes) or "no node"
+    return Check(name, False, f"the builder cannot build it ({nodes})", EMULATION_FIX.replace("PLATFORM", platform))

@@ -295,7 +295,7 @@ def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None, as
     """Check docker, buildx and the builder; print each problem with its fix."""
     from dataclasses import asdict
 
-    checks = pipeline.doctor(builder)
+    checks = pipeline.doctor(builder, pipeline.Paths.from_options(catalog, bake_file))
     if as_json:
         click.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2))
     else:
@@ -400,9 +400,14 @@ def builder_group() -> None:
 
 
 @builder_group.command(name="up")
-def builder_up() -> None:
+@click.option(
+    "--platform",
+    type=click.Choice(["linux/amd64", "linux/arm64"]),
+    help="Also start a second node for this platform (by emulation here, or point buildx at a native machine).",
+)
+def builder_up(platform: str | None) -> None:
     """Start a local buildkitd and register it as the buildx builder `llama-bake`."""
-    click.echo(pipeline.builder_up(), err=True)
+    click.echo(pipeline.builder_up(platform), err=True)
 
 
 @builder_group.command(name="down")

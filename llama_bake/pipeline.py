@@ -548,7 +548,7 @@ def build(
             if not start_builder or options.builder is not None or builders.find_buildkitd() is None:
                 raise
             say("no builder is reachable: starting the embedded one (`llama-bake builder up`; `builder down` stops it)")
-            say(builder_up())
+            say(builder_up(None))
             summary = builds.run_build(paths, options, WhalesRunner(), on_line=on_line)
     except builds.BuildFailed as exc:
         if summary_json is not None:
@@ -566,11 +566,20 @@ def dry_run(paths: Paths, options: BuildOptions) -> str:
     return builds.dry_run(paths, options, WhalesRunner())
 
 
-def doctor(builder: str | None) -> list[Check]:
+def doctor(builder: str | None, paths: Paths | None = None) -> list[Check]:
+    """The tool, the builder, and (when ``paths`` has a catalog that loads) each platform it builds."""
     from llama_bake import builder as builders
     from llama_bake.bake import WhalesRunner
 
-    return builders.doctor(WhalesRunner(), builder)
+    platforms: tuple[str, ...] = ()
+    if paths is not None and paths.catalog.is_dir():
+        try:
+            plan = compile_catalog(paths).plan
+        except (CatalogError, UsageError):
+            plan = None
+        if plan is not None:
+            platforms = tuple(sorted({p for t in plan.targets for p in t.platforms}))
+    return builders.doctor(WhalesRunner(), builder, platforms)
 
 
 def doctor_verdict(checks: list[Check]) -> None:
@@ -581,11 +590,11 @@ def doctor_verdict(checks: list[Check]) -> None:
         raise DockerError(msg)
 
 
-def builder_up() -> str:
+def builder_up(platform: str | None = None) -> str:
     from llama_bake import builder as builders
     from llama_bake.bake import WhalesRunner
 
-    return builders.up(WhalesRunner())
+    return builders.up(WhalesRunner(), platform)
 
 
 def builder_down() -> str:

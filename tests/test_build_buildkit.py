@@ -770,3 +770,64 @@ def test_a_two_platform_base_and_its_models_build_each_platform_on_its_own_archi
             repository = f"multi/{image}"
             assert _file_in_image(registry, repository, manifests[arch], "app/arch").decode().strip() == machine
             assert cpu in _file_in_image(registry, repository, manifests[arch], "app/cpu-args").decode()
+
+
+@pytest.fixture
+def two_node_builder(embedded_builder: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """`builder up --platform linux/arm64`: two buildkitd on this machine, one node per platform."""
+    state = Path(tempfile.mkdtemp(prefix="lb-2n-", dir="/tmp"))
+    monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(state))
+    monkeypatch.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-2n-{os.getpid()}")
+    up = CliRunner().invoke(main, ["builder", "up", "--platform", "linux/arm64"])
+    try:
+        assert up.exit_code == 0, up.output
+        assert "with nodes" in up.output
+        yield builder_name(), state
+    finally:
+        down = CliRunner().invoke(main, ["builder", "down"])
+        assert down.exit_code == 0, down.output
+        assert down.output.count("stopped buildkitd") == 2, down.output
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _blobs(daemon_root: Path) -> set[str]:
+    return {p.name for p in daemon_root.glob("data/*/content/blobs/sha256/*")}
+
+
+def test_a_two_node_builder_builds_each_platform_on_its_own_node(
+    project: Project, registry: str, two_platform_stand_in: str, two_node_builder: tuple[str, Path]
+) -> None:
+    """Each platform's layers are made by its node: the arm64 image's own layer is in the second buildkitd's
+    content store and not in the first's, and the other way round; doctor names the node of each platform."""
+    builder, state = two_node_builder
+    settings = yaml.safe_load((project.catalog / "project.yaml").read_text())
+    overrides = {DEVEL: two_platform_stand_in, RUNTIME: two_platform_stand_in}
+    write_yaml(project.catalog / "project.yaml", {**settings, "image_overrides": overrides})
+    base = {"llama_cpp": {"path": "src/llama.cpp", "ref": "b1"}, "gpu_families": ["hopper"]}
+    write_yaml(project.catalog / "bases" / "base.yaml", {**base, "platforms": ["linux/amd64", "linux/arm64"]})
+    doctor = CliRunner().invoke(main, ["doctor", "-c", str(project.catalog)])
+    assert doctor.exit_code == 0, doctor.output
+    assert re.search(r"platform linux/arm64: node \S+1 builds it as its own platform", doctor.output), doctor.output
+    assert re.search(r"platform linux/amd64: node \S+0 builds it as its own platform", doctor.output), doctor.output
+    project.build(push=True, builder=builder, variables=(f"REGISTRY={registry}/two-node",), targets=("base",))
+    manifests = _manifests(registry, "two-node/base:latest")
+    layers = {}
+    for arch in ("amd64", "arm64"):
+        raw = subprocess.run(
+            [
+                "skopeo",
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                f"docker://{registry}/two-node/base@{manifests[arch]}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        layers[arch] = json.loads(raw)["layers"][-1]["digest"].removeprefix("sha256:")  # the base's own layer
+    first, second = _blobs(state / "buildkitd"), _blobs(state / "buildkitd-arm64")
+    assert layers["amd64"] in first
+    assert layers["amd64"] not in second
+    assert layers["arm64"] in second
+    assert layers["arm64"] not in first

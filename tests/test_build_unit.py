@@ -489,3 +489,22 @@ def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog
         model.unlink()
     with pytest.raises(UsageError, match="the catalog has no model yet"):
         run_build(empty, BuildOptions(builder="b"), runner)
+
+
+def test_doctor_says_for_each_platform_whether_a_node_builds_it_emulates_it_or_cannot() -> None:
+    from llama_bake.bake import BuilderInfo, NodeInfo
+    from llama_bake.builder import platform_check
+
+    one = BuilderInfo(
+        "b", "remote", "running", "unix:///s", "v0.32.2", (NodeInfo("b0", "", "running", ("linux/amd64",)),)
+    )
+    emulating = BuilderInfo(
+        "b", "remote", "running", "", "", (NodeInfo("b0", "", "running", ("linux/amd64", "linux/arm64")),)
+    )
+    assert platform_check(one, "linux/amd64").ok
+    assert "emulates it" in platform_check(emulating, "linux/arm64").detail
+    missing = platform_check(one, "linux/arm64")
+    assert not missing.ok
+    assert "b0: linux/amd64" in missing.detail
+    assert "qemu-user-static" in missing.fix
+    assert "llama-bake builder up --platform linux/arm64" in missing.fix
