@@ -57,8 +57,15 @@ def compile_key(catalog: Path, project: Path, output: Path) -> str:
     return digest.hexdigest()
 
 
+def enabled() -> bool:
+    """LLAMA_BAKE_COMPILE_CACHE=0 turns the cache off (every run compiles; the benchmarks measure that)."""
+    return os.environ.get("LLAMA_BAKE_COMPILE_CACHE", "1") != "0"
+
+
 def load(key: str) -> object | None:
     """The entry of ``key`` (the user's own cache, written by ``store``), or None."""
+    if not enabled():
+        return None
     try:
         with (cache_dir() / f"{key}.pickle").open("rb") as handle:
             value: object = pickle.load(handle)
@@ -68,6 +75,8 @@ def load(key: str) -> object | None:
 
 
 def store(key: str, value: object) -> None:
+    if not enabled():
+        return
     directory = cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
