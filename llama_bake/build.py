@@ -141,9 +141,7 @@ def refuse_unbuildable(plan: BakePlan, options: BuildOptions) -> None:
         msg = "nothing to build: the catalog has no model yet; add one with `llama-bake add OWNER/REPO:QUANT`"
         raise UsageError(msg)
     problems = [
-        f"model {t.name}: {', '.join(t.placeholders)} still the all-zero placeholder; run `llama-bake pin {t.name}`"
-        for t in plan.targets
-        if t.name in targets and t.placeholders
+        f"{t.unpinned}; run `llama-bake pin {t.name}`" for t in plan.targets if t.name in targets and t.unpinned
     ]
     if problems:
         raise CatalogError(problems)

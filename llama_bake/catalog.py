@@ -626,6 +626,11 @@ class Base(Strict):
 # --- models -------------------------------------------------------------------------------------
 
 
+# What the shipped catalog has until `llama-bake pin` fills in the real values.
+PLACEHOLDER_REVISION = "0" * 40
+PLACEHOLDER_SHA256 = "0" * 64
+
+
 class HfWeights(Strict):
     hf: HfRepo = Field(description="Hugging Face repo id, owner/name.")
     file: RepoFile = Field(description="Path of the GGUF file in the repo.")
@@ -798,6 +803,18 @@ class Model(Strict):
                     )
                     raise ValueError(msg)
         return self
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """The pins still the all-zero placeholders, as ``field.key`` (e.g. ``weights.sha256``): `generate`
+        and `validate` warn of them, `build` refuses them, `llama-bake pin` fills them in."""
+        found = []
+        for field, item in (("weights", self.weights), ("mmproj", self.mmproj)):
+            if isinstance(item, HfWeights) and item.revision == PLACEHOLDER_REVISION:
+                found.append(f"{field}.revision")
+            if item is not None and item.sha256 == PLACEHOLDER_SHA256:
+                found.append(f"{field}.sha256")
+        return tuple(found)
 
 
 # --- cross-entry checks -------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llama_bake.catalog import PLACEHOLDER_REVISION, PLACEHOLDER_SHA256
 from llama_bake.errors import CatalogError, UsageError
-from llama_bake.hub import PLACEHOLDER_REVISION, PLACEHOLDER_SHA256, HubFile, HubRepo
+from llama_bake.hub import HubFile, HubRepo
 
 Fetch = Callable[[str, str], HubRepo]  # (repo, revision) -> the repo at that revision
 COMMIT = re.compile(r"[0-9a-f]{40}")

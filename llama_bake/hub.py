@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from llama_bake.errors import LlamaBakeError
 
 SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
-PLACEHOLDER_REVISION = "0" * 40
-PLACEHOLDER_SHA256 = "0" * 64
 
 
 class HubError(LlamaBakeError):

@@ -191,10 +191,9 @@ def generate(paths: Paths, *, check: bool) -> Written:
     if stale:
         raise StaleError("\n".join(stale))
     warnings = tuple(
-        f"model {t.name}: {', '.join(t.placeholders)} still the all-zero placeholder; "
-        f"`llama-bake pin {t.name}` fills it in (build refuses it until then)"
+        f"{t.unpinned}; `llama-bake pin {t.name}` fills it in (build refuses it until then)"
         for t in compiled.plan.targets
-        if t.placeholders
+        if t.unpinned
     )
     return Written(tuple(wrote), tuple(unchanged), written.removed, warnings)
 
@@ -324,27 +323,16 @@ def validate(paths: Paths, *, strict: bool = False) -> Validation:
     return Validation(paths.catalog, (), tuple(warnings))
 
 
-_PLACEHOLDER_SHA = "0" * 64
-
-
 def catalog_warnings(catalog: Catalog) -> list[str]:
-    from llama_bake.catalog import HfWeights
-
     warnings: list[str] = []
     if not catalog.models:
         warnings.append("the catalog has no model yet: add one with `llama-bake add OWNER/REPO:QUANT`")
-    for model in catalog.models:
-        for field, weights in (("weights", model.weights), ("mmproj", model.mmproj)):
-            if weights is not None and weights.sha256 == _PLACEHOLDER_SHA:
-                warnings.append(
-                    f"model {model.name}: {field}.sha256 is the all-zero placeholder; `llama-bake pin {model.name}` "
-                    "fills it in (build refuses it)"
-                )
-            if isinstance(weights, HfWeights) and weights.revision == "0" * 40:
-                warnings.append(
-                    f"model {model.name}: {field}.revision is the all-zero placeholder; `llama-bake pin {model.name}` "
-                    "fills it in (build refuses it)"
-                )
+    warnings += [
+        f"model {model.name}: {pin} is the all-zero placeholder; `llama-bake pin {model.name}` fills it in "
+        "(build refuses it)"
+        for model in catalog.models
+        for pin in model.placeholders
+    ]
     return warnings
 
 

@@ -131,6 +131,13 @@ class Target:
     platforms: tuple[str, ...] = ("linux/amd64",)
 
     @property
+    def unpinned(self) -> str:
+        """What `generate` warns of and `build` refuses: '' when every pin is real."""
+        if not self.placeholders:
+            return ""
+        return f"model {self.name}: {', '.join(self.placeholders)} still the all-zero placeholder"
+
+    @property
     def image(self) -> Interp:
         """The image: the first tag that is always written (the catalog guarantees one). ``list``, the
         summary, compose and the pinned base of two-phase builds all mean this one."""
@@ -515,16 +522,6 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         labels["org.opencontainers.image.description"] = model.description
     if model.mmproj is not None:
         labels[f"{LABEL_PREFIX}.model.mmproj"] = _weights_label(model.mmproj)
-    placeholders = tuple(
-        f"{field}.{key}"
-        for field, item in (("weights", model.weights), ("mmproj", model.mmproj))
-        if item is not None
-        for key, value, zero in (
-            ("revision", getattr(item, "revision", ""), "0" * 40),
-            ("sha256", item.sha256, "0" * 64),
-        )
-        if value == zero
-    )
     if catalog.project.uses_git:
         # docker/metadata-action's labels, on model images only: a label that changes with every commit on a
         # base would change its digest, and every model on it would run its steps again.
@@ -543,6 +540,6 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         tags=_tags(catalog, model.name, base, model.tags),
         secrets=("id=hf_token,env=HF_TOKEN",) if gated else (),
         attest=_attest(catalog),
-        placeholders=placeholders,
+        placeholders=model.placeholders,
         platforms=base.target_platforms,
     )
