@@ -147,25 +147,29 @@ def refuse_unbuildable(plan: BakePlan, options: BuildOptions) -> None:
         raise CatalogError(problems)
 
 
-def dry_run(paths: Paths, options: BuildOptions, runner: Builders) -> str:
-    """Generate, then the command line of each phase, one per line; nothing is built. The second phase's
-    base images are named by the placeholders the first phase fills in."""
+def _prepare(paths: Paths, options: BuildOptions) -> tuple[BakePlan, dict[str, str]]:
+    """What a build and a dry run do first: generate, refuse what cannot build, read the git values."""
     compiled = compile_catalog(paths)
     write_compiled(paths, compiled)
     refuse_unbuildable(compiled.plan, options)
+    return compiled.plan, git_environment(compiled.plan, paths.project)
+
+
+def dry_run(paths: Paths, options: BuildOptions, runner: Builders) -> str:
+    """Generate, then the command line of each phase, one per line; nothing is built. The second phase's
+    base images are named by the placeholders the first phase fills in."""
+    plan, env = _prepare(paths, options)
     try:
         builder = choose_builder(options.builder, runner)
     except DockerError:
         builder = options.builder  # a dry run prints the command even where buildx is missing
     options = dataclasses.replace(options, builder=builder)
     workdir = Path("<tmp>")
-    plan = compiled.plan
     placeholders = {
         t.name: _base_source(options, plan, t.name, workdir, {t.name: {"containerimage.digest": "<digest>"}})
         for t in plan.targets
         if t.kind == "base"
     }
-    env = git_environment(plan, paths.project)
     lines = []
     for phase in phases(options, plan):
         metadata_file = workdir / f"{phase.name}-metadata.json"
@@ -178,10 +182,7 @@ def dry_run(paths: Paths, options: BuildOptions, runner: Builders) -> str:
 
 def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLine | None = None) -> Summary:
     """Generate, then build each phase in order; a phase that fails stops the build."""
-    compiled = compile_catalog(paths)
-    write_compiled(paths, compiled)
-    plan = compiled.plan
-    refuse_unbuildable(plan, options)
+    plan, env = _prepare(paths, options)
     # The one `builder up` made, without asking buildx first (`buildx ls` costs a docker call on every build);
     # when it does not exist, `_bake` falls back to buildx's current builder.
     fallback = options.builder is None
@@ -194,7 +195,6 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
     failed = interrupted = False
     builder = options.builder
     ran: list[Phase] = []
-    env = git_environment(plan, paths.project)
     with tempfile.TemporaryDirectory(prefix="llama-bake-") as tmp:
         workdir = Path(tmp)
         _make_directories(options, plan, steps)
