@@ -15,7 +15,7 @@ from typing import Any
 
 from llama_bake.catalog import Catalog, Model
 from llama_bake.errors import CatalogError
-from llama_bake.plan import DEFAULT_LLAMA_CACHE, BakePlan, Fn, Interp, Shape, Target
+from llama_bake.plan import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
 
 CACHE_VOLUME = "llama-cache"
 SECRET = "hf_token"
@@ -27,12 +27,11 @@ def _literal(text: str) -> str:
 
 
 def _image(plan: BakePlan, value: Interp) -> str:
-    """``value`` with compose's own ``${VAR:-default}`` for each bake variable (it has no git conditions)."""
+    """``value`` with compose's own ``${VAR:-default}`` for each bake variable. Callers pass no git-conditional
+    value (``Target.image`` has none, ``_values`` leaves them out): compose cannot compute them."""
     defaults = {v.name: v.default for v in plan.variables}
     return "".join(
-        _literal(p) if isinstance(p, str) else f"${{{p.name}:-{_literal(defaults[p.name])}}}"
-        for p in value.parts
-        if not isinstance(p, Fn)
+        _literal(p) if isinstance(p, str) else f"${{{p.name}:-{_literal(defaults[p.name])}}}" for p in value.parts
     )
 
 
