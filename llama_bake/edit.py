@@ -122,40 +122,41 @@ def read_pins(path: Path) -> list[Pin]:
     return pins
 
 
+def _scalar(value: str) -> str:
+    """A value as written into a model file: booleans plain, hex pins quoted (all digits would read as a number)."""
+    return value if value in ("true", "false") else _quoted(value)
+
+
 def pin_text(text: str, updates: dict[str, dict[str, str]]) -> str:
     """``text`` with ``updates`` (field -> key -> new value) written in place: each changed value is replaced on
-    its own line, a missing key is added under the entry's ``file`` line; every other byte stays."""
+    its own line (keeping its quotes), a missing key is added under the entry's last line; every other byte
+    stays."""
     data = _yaml().load(text)
     lines = text.splitlines(keepends=True)
-    edits: list[tuple[int, int, str]] = []  # (line, column, new text); column -1: insert a line after
+    edits: list[tuple[int, bool, int, str]] = []  # (line, a new line under it?, column, value or new line)
     for field, values in updates.items():
         node = data[field]
         for key, value in values.items():
             if key in node:
                 line, column = node.lc.value(key)
-                edits.append((line, column, value))
-            else:  # under the entry's last line, indented as its keys
+                edits.append((line, False, column, value))
+            else:  # indented as the entry's keys
                 last = max(node.lc.value(k)[0] for k in node)
-                column = node.lc.key("file")[1]
-                written = value if value in ("true", "false") else _quoted(value)
-                edits.append((last, -1 - column, f"{key}: {written}"))
+                edits.append((last, True, node.lc.key("file")[1], f"{key}: {_scalar(value)}"))
     # From the bottom up, so that earlier lines keep their numbers; lines added under one line keep their order.
     order = sorted(range(len(edits)), key=lambda i: (edits[i][0], i), reverse=True)
-    for line, column, value in (edits[i] for i in order):
-        if column < 0:  # a key the entry lacks: a line of its own under `file:`
+    for line, insert, column, value in (edits[i] for i in order):
+        if insert:
             if not lines[line].endswith("\n"):
                 lines[line] += "\n"
-            lines.insert(line + 1, " " * (-1 - column) + value + "\n")
+            lines.insert(line + 1, " " * column + value + "\n")
             continue
         current = lines[line]
         token = re.match(r'"[^"]*"|\'[^\']*\'|[^\s#]+', current[column:])
         old = token.group(0) if token else ""
-        end = column + len(old)
-        if value in ("true", "false"):
-            new = value
-        else:
-            new = f"{old[0]}{value}{old[0]}" if old[:1] in ('"', "'") else _quoted(value)
-        lines[line] = current[:column] + new + current[end:]
+        quoted = old[:1] in ('"', "'") and value not in ("true", "false")
+        new = f"{old[0]}{value}{old[0]}" if quoted else _scalar(value)
+        lines[line] = current[:column] + new + current[column + len(old) :]
     return "".join(lines)
 
 
