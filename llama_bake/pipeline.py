@@ -687,8 +687,8 @@ def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str)
             values = {"revision": repo.commit, "sha256": found.sha256}
             if repo.gated:
                 values["gated"] = "true"
-            changed = {k: v for k, v in values.items() if not (k == "revision" and v == entry.revision)}
-            changed = {k: v for k, v in changed.items() if not (k == "sha256" and v == entry.sha256)}
+            written = {"revision": entry.revision, "sha256": entry.sha256}
+            changed = {k: v for k, v in values.items() if written.get(k) != v}
             if changed:
                 updates[entry.field] = changed
         if not updates:
