@@ -29,21 +29,20 @@ class StandInHub:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 hub.requests.append((self.path, self.headers.get("Authorization")))
-                status, headers, body = hub.answer(self.path, self.headers.get("Authorization", ""))
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._reply(with_body=True)
 
             def do_HEAD(self) -> None:
+                self._reply(with_body=False)
+
+            def _reply(self, *, with_body: bool) -> None:
                 status, headers, body = hub.answer(self.path, self.headers.get("Authorization", ""))
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
                 pass

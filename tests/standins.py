@@ -37,30 +37,42 @@ def _publish(tmp: Path, final: Path) -> Path:
     return final
 
 
-def busybox_layout(builder: str, root: Path) -> str:
-    """A 2 MB busybox image as an OCI layout under ``root``, built by ``builder``; returns its named-context source.
-    (A plain directory as a FROM stand-in would defeat BuildKit's cache; an OCI layout is content-addressed.)"""
+def _native_busybox() -> Path:
     busybox = shutil.which("busybox")
     if busybox is None:
         msg = "busybox is not installed: run .ci/install-tools.sh (Debian's busybox-static)"
         raise RuntimeError(msg)
-    rootfs = root / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy(busybox, rootfs / "bin" / "busybox")
-    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
+    return Path(busybox)
+
+
+def _rootfs(busybox: Path, root: Path) -> None:
+    """A root filesystem of ``busybox`` and a link per applet (listed by this machine's own busybox)."""
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(busybox, root / "bin" / "busybox")
+    listed = subprocess.run([_native_busybox(), "--list"], capture_output=True, text=True, check=True).stdout
+    for applet in listed.split():
         if applet != "busybox":
-            (rootfs / "bin" / applet).symlink_to("busybox")
+            (root / "bin" / applet).symlink_to("busybox")
+
+
+def _bake_layout(builder: str, root: Path, attributes: str) -> str:
+    """Build the target ``stand-in`` (``attributes`` are its HCL lines) into an OCI layout under ``root``."""
     layout = root / "layout"
     bake = root / "stand-in.hcl"
     bake.write_text(
-        'target "stand-in" {\n  context = "rootfs"\n  dockerfile-inline = "FROM scratch\\nCOPY . /\\n"\n'
-        f'  output = ["type=oci,dest={layout},tar=false,name=stand-in:latest"]\n}}\n',
+        f'target "stand-in" {{\n{attributes}  output = ["type=oci,dest={layout},tar=false,name=stand-in:latest"]\n}}\n',
         encoding="utf-8",
     )
     command = ["docker", "buildx", "bake", "--builder", builder, "--file", str(bake)]
     subprocess.run([*command, "--allow", f"fs.write={root}", "--progress", "quiet", "stand-in"], cwd=root, check=True)
     return f"oci-layout://{layout}:latest"
+
+
+def busybox_layout(builder: str, root: Path) -> str:
+    """A 2 MB busybox image as an OCI layout under ``root``, built by ``builder``; returns its named-context source.
+    (A plain directory as a FROM stand-in would defeat BuildKit's cache; an OCI layout is content-addressed.)"""
+    _rootfs(_native_busybox(), root / "rootfs")
+    return _bake_layout(builder, root, '  context = "rootfs"\n  dockerfile-inline = "FROM scratch\\nCOPY . /\\n"\n')
 
 
 def arm64_busybox() -> Path:
@@ -73,40 +85,16 @@ def arm64_busybox() -> Path:
     return binary
 
 
-def _rootfs(busybox: Path, root: Path) -> None:
-    (root / "bin").mkdir(parents=True)
-    shutil.copy(busybox, root / "bin" / "busybox")
-    native = shutil.which("busybox")
-    assert native is not None
-    applets = subprocess.run([native, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            (root / "bin" / applet).symlink_to("busybox")
-
-
 def two_platform_busybox_layout(builder: str, root: Path) -> str:
     """An image index of two busybox images, linux/amd64 and linux/arm64 (each its own architecture's
     binary), as an OCI layout: stands in for the multi-platform nvidia/cuda images."""
-    native = shutil.which("busybox")
-    if native is None:
-        msg = "busybox is not installed: run .ci/install-tools.sh (Debian's busybox-static)"
-        raise RuntimeError(msg)
-    _rootfs(Path(native), root / "amd64")
+    _rootfs(_native_busybox(), root / "amd64")
     _rootfs(arm64_busybox(), root / "arm64")
-    layout = root / "layout"
     (root / "Dockerfile").write_text(
         "FROM scratch AS amd64\nCOPY amd64/ /\nFROM scratch AS arm64\nCOPY arm64/ /\nFROM ${TARGETARCH}\n",
         encoding="utf-8",
     )
-    bake = root / "stand-in.hcl"
-    bake.write_text(
-        'target "stand-in" {\n  platforms = ["linux/amd64", "linux/arm64"]\n'
-        f'  output = ["type=oci,dest={layout},tar=false,name=stand-in:latest"]\n}}\n',
-        encoding="utf-8",
-    )
-    command = ["docker", "buildx", "bake", "--builder", builder, "--file", str(bake)]
-    subprocess.run([*command, "--allow", f"fs.write={root}", "--progress", "quiet", "stand-in"], cwd=root, check=True)
-    return f"oci-layout://{layout}:latest"
+    return _bake_layout(builder, root, '  platforms = ["linux/amd64", "linux/arm64"]\n')
 
 
 def debian_layout() -> Path:
