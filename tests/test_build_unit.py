@@ -382,7 +382,7 @@ def test_a_local_build_reads_the_git_values_from_the_checkout_unless_the_environ
     assert git_environment(plain, tmp_path, {}) == {}, "no git placeholder: git is not even run"
 
 
-def test_ctrl_c_waits_for_buildx_where_waitpid_exists_and_returns_at_once_where_it_does_not(
+def test_ctrl_c_returns_at_once_where_there_is_no_os_wnohang(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from llama_bake import bake

@@ -449,7 +449,7 @@ def test_the_fixes_llama_bake_prints_never_point_into_its_own_repository() -> No
         assert "install-tools" not in text, source.name
 
 
-def test_the_compile_cache_follows_every_input_and_survives_a_broken_entry(
+def test_the_compile_cache_follows_the_projects_templates_and_survives_a_broken_entry(
     write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from llama_bake import cache
