@@ -100,7 +100,6 @@ target "gemma-3-27b-abliterated-vision" {
   }
   tags       = ["${REGISTRY}/gemma-3-27b-abliterated-vision:${TAG}", "${REGISTRY}/gemma-3-27b-abliterated-vision:b6500-cuda12.8.1"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gemma-3-27b-abliterated-vision"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gemma-3-27b-abliterated-vision")
 }
@@ -137,7 +136,6 @@ target "gpt-oss-20b-abliterated" {
   }
   tags       = ["${REGISTRY}/gpt-oss-20b-abliterated:${TAG}", "${REGISTRY}/gpt-oss-20b-abliterated:b6500-cuda12.8.1"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gpt-oss-20b-abliterated"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gpt-oss-20b-abliterated")
 }
@@ -173,7 +171,6 @@ target "llama-cpp-cuda" {
   }
   tags       = ["${REGISTRY}/llama-cpp-cuda:${TAG}", "${REGISTRY}/llama-cpp-cuda:b6500-cuda12.8.1"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("llama-cpp-cuda")
   cache-to   = cache_to("llama-cpp-cuda")
 }

@@ -4,6 +4,7 @@ turns its errors into ours, so the rest of llama-bake never sees its Union retur
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -13,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from llama_bake.driver import Capabilities, EngineInfo, capabilities, image_store_of
 from llama_bake.errors import DockerError
+from llama_bake.smoke import Launch
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,15 @@ class BuilderInfo:
 
 
 class Baker(Protocol):
-    """Runs one ``docker buildx bake``, yielding its rawjson progress lines: all a build needs."""
+    """Runs one ``docker buildx bake``, yielding its rawjson progress lines, and says what a builder can do:
+    all a build needs."""
 
     def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]: ...
+
+    def capabilities(self, builder: str | None) -> Capabilities:
+        """What ``builder`` (None: buildx's current one) can do; ``DockerError`` when it does not exist or
+        does not answer."""
+        ...
 
 
 class Printer(Protocol):
@@ -98,6 +107,12 @@ class Builders(Protocol):
     def version(self) -> str: ...
 
     def builders(self) -> list[str]: ...
+
+    def engine(self) -> EngineInfo | None:
+        """The Docker Engine the docker client talks to, or None when none answers."""
+        ...
+
+    def capabilities(self, builder: str | None) -> Capabilities: ...
 
     def inspect(self, name: str | None, bootstrap: bool) -> BuilderInfo: ...
 
@@ -207,6 +222,68 @@ class WhalesRunner:
             except DockerException as exc:
                 stderr = exc.stderr if isinstance(exc.stderr, str) else ""
                 raise BakeFailed(exc.return_code, stderr) from exc
+
+    def capabilities(self, builder: str | None) -> Capabilities:
+        driver = self.inspect(builder, bootstrap=False).driver
+        return capabilities(driver, self.engine() if driver == "docker" else None)
+
+    def engine(self) -> EngineInfo | None:
+        from python_on_whales.exceptions import DockerException
+        from python_on_whales.utils import run
+
+        client = _client()
+        # python-on-whales' SystemInfo drops the fields it does not know (the CDI devices): read docker's JSON.
+        try:
+            text = run([*client.client_config.docker_cmd, "info", "--format", "{{json .}}"])
+        except DockerException:
+            return None
+        try:
+            data = json.loads(str(text))
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or not data.get("ServerVersion"):
+            return None
+        status = [tuple(map(str, pair)) for pair in data.get("DriverStatus") or [] if len(pair) == 2]
+        devices = [str(d.get("ID") or "") for d in data.get("DiscoveredDevices") or [] if isinstance(d, dict)]
+        return EngineInfo(
+            version=str(data["ServerVersion"]),
+            image_store=image_store_of(status, str(data.get("Driver") or "")),  # type: ignore[arg-type]
+            storage_driver=str(data.get("Driver") or ""),
+            runtimes=tuple(sorted(str(k) for k in data.get("Runtimes") or {})),
+            default_runtime=str(data.get("DefaultRuntime") or ""),
+            cdi_devices=tuple(sorted(filter(None, devices))),
+        )
+
+    # --- containers on the engine (``smoke``) ---
+
+    def start(self, launch: Launch) -> str:
+        with _fails_as(f"docker run {launch.image} failed"):
+            container = _client().run(
+                launch.image,
+                detach=True,
+                envs=dict(launch.env),
+                networks=["host"] if launch.host_network else [],
+                publish=[] if launch.host_network else [(f"127.0.0.1:{launch.host_port}", launch.container_port)],
+                gpus="all" if launch.gpu == "runtime" else None,
+                devices=[launch.gpu] if launch.gpu and launch.gpu != "runtime" else [],
+                labels={"io.llama-bake.smoke": "1"},
+            )
+        return str(container.id)
+
+    def exited(self, container: str) -> int | None:
+        with _fails_as(f"docker inspect {container[:12]} failed"):
+            state = _client().container.inspect(container).state
+        return None if state.running else int(state.exit_code or 0)
+
+    def logs(self, container: str) -> str:
+        with _fails_as(f"docker logs {container[:12]} failed"):
+            return str(_client().container.logs(container))
+
+    def remove_container(self, container: str) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        with contextlib.suppress(DockerException):
+            _client().container.remove(container, force=True)
 
     def version(self) -> str:
         with _fails_as("the buildx plugin does not answer"):

@@ -22,12 +22,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 
-from llama_bake.bake import BakeFailed, Baker, Builders, Invocation
+from llama_bake.bake import BakeFailed, Baker, Invocation
+from llama_bake.driver import Capabilities, refusals
 from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
 from llama_bake.invocation import (
     BuildOptions,
     Phase,
     command_text,
+    demands,
     expand_targets,
     layout_dir,
     make_invocation,
@@ -38,7 +40,7 @@ from llama_bake.invocation import (
 from llama_bake.pipeline import Paths, compile_catalog, write_compiled
 from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress, Vertex
-from llama_bake.summary import Summary, digest_of, failure_message, image_name, summarize
+from llama_bake.summary import DONE, Summary, digest_of, failure_message, image_name, summarize
 
 DEFAULT_BUILDER = "llama-bake"
 OnLine = Callable[[str, Progress, list[Vertex]], None]
@@ -47,14 +49,6 @@ OnLine = Callable[[str, Progress, list[Vertex]], None]
 def builder_name() -> str:
     """The name ``llama-bake builder up`` registers (``$LLAMA_BAKE_BUILDER``, default llama-bake)."""
     return os.environ.get("LLAMA_BAKE_BUILDER", DEFAULT_BUILDER)
-
-
-def choose_builder(requested: str | None, runner: Builders) -> str | None:
-    """The builder to use: the requested one, else the one ``llama-bake builder up`` made, else buildx's."""
-    if requested:
-        return requested
-    name = builder_name()
-    return name if name in runner.builders() else None
 
 
 NO_BUILDER_HINTS = (
@@ -107,6 +101,40 @@ class BuildInterrupted(BuildFailed):
     exit_code = 130
 
 
+class BuilderCannot(DockerError):
+    """The build asks for something the builder cannot do (found before any step runs)."""
+
+
+def probe_builder(runner: Baker, requested: str | None) -> tuple[str | None, Capabilities | None]:
+    """The builder a build uses and what it can do: the requested one, else the one `builder up` made, else
+    buildx's current one (None). Capabilities are None when the builder does not answer: the bake then says why."""
+    if requested:
+        try:
+            return requested, runner.capabilities(requested)
+        except DockerError:
+            return requested, None
+    name = builder_name()
+    for candidate in (name, None):
+        try:
+            return candidate, runner.capabilities(candidate)
+        except DockerError:
+            continue
+    return name, None
+
+
+def fit_to_builder(plan: BakePlan, options: BuildOptions, caps: Capabilities | None) -> BuildOptions:
+    """Before any step runs: take the route the builder allows (two phases through the engine's image store when
+    it cannot write OCI layouts), then refuse, each with its fix, what it still cannot do."""
+    if caps is None:
+        return options
+    if not caps.oci_export and caps.into_engine and not options.push:
+        options = dataclasses.replace(options, hand_over="engine")
+    problems = refusals(caps, demands(options, plan, phases(options, plan)))
+    if problems:
+        raise BuilderCannot("\n".join(problems))
+    return options
+
+
 GIT_VARIABLES = ("GIT_SHA", "GIT_BRANCH", "GIT_VERSION")
 
 
@@ -155,15 +183,12 @@ def _prepare(paths: Paths, options: BuildOptions) -> tuple[BakePlan, dict[str, s
     return compiled.plan, git_environment(compiled.plan, paths.project)
 
 
-def dry_run(paths: Paths, options: BuildOptions, runner: Builders) -> str:
+def dry_run(paths: Paths, options: BuildOptions, runner: Baker) -> str:
     """Generate, then the command line of each phase, one per line; nothing is built. The second phase's
     base images are named by the placeholders the first phase fills in."""
     plan, env = _prepare(paths, options)
-    try:
-        builder = choose_builder(options.builder, runner)
-    except DockerError:
-        builder = options.builder  # a dry run prints the command even where buildx is missing
-    options = dataclasses.replace(options, builder=builder)
+    builder, caps = probe_builder(runner, options.builder)
+    options = fit_to_builder(plan, dataclasses.replace(options, builder=builder), caps)
     workdir = Path("<tmp>")
     placeholders = {
         t.name: _base_source(options, plan, t.name, workdir, {t.name: {"containerimage.digest": "<digest>"}})
@@ -183,10 +208,10 @@ def dry_run(paths: Paths, options: BuildOptions, runner: Builders) -> str:
 def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLine | None = None) -> Summary:
     """Generate, then build each phase in order; a phase that fails stops the build."""
     plan, env = _prepare(paths, options)
-    # The one `builder up` made, without asking buildx first (`buildx ls` costs a docker call on every build);
-    # when it does not exist, `_bake` falls back to buildx's current builder.
-    fallback = options.builder is None
-    options = dataclasses.replace(options, builder=options.builder or builder_name())
+    builder, caps = probe_builder(runner, options.builder)
+    # A builder that did not answer the probe: when it is the default name, `_bake` falls back to buildx's own.
+    fallback = options.builder is None and caps is None
+    options = fit_to_builder(plan, dataclasses.replace(options, builder=builder), caps)
     steps = phases(options, plan)
     progress = Progress()
     metadata: dict[str, object] = {}
@@ -262,6 +287,14 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
             )
             raise NoBuilder(msg)
         raise BuildFailed(failure_message(failure, summary, stderr), summary)
+    unfinished = [f"{t.name} ({t.status})" for t in summary.targets if t.status not in DONE]
+    if unfinished:
+        # buildx exited 0, yet a target did not finish: the exit code says so all the same.
+        msg = (
+            f"docker buildx bake reported success, but not every target finished: {', '.join(unfinished)}; "
+            "finished: " + (", ".join(summary.finished) or "none")
+        )
+        raise BuildFailed(msg, summary)
     return summary
 
 
@@ -281,6 +314,10 @@ def _base_source(
     options: BuildOptions, plan: BakePlan, base: str, workdir: Path, metadata: Mapping[str, object]
 ) -> str:
     """The exact image the first phase made for ``base``, as a named-context source for its models."""
+    if options.hand_over == "engine" and not options.push:
+        # The engine's store holds the image the first phase just wrote under its name; the classic store knows
+        # it by name and image ID only (no manifest digest), so the name it was given is the exact reference.
+        return f"docker-image://{image_name(plan, metadata, base, options.variables)}"
     digest = digest_of(metadata, base)
     if not digest:
         msg = f"the first phase built `{base}` but buildx reported no digest for it; cannot pin its models to it"

@@ -311,13 +311,14 @@ class Project(Strict):
         default_factory=dict,
         description="Other services of the stack (e.g. a fine-tuning service); every cuda base must match their CUDA.",
     )
-    provenance: Literal["min", "max", "off"] = Field(
-        "min",
+    provenance: Literal["auto", "min", "max", "off"] = Field(
+        "auto",
         description=(
-            "SLSA provenance attestation on every image: min (buildx's default), max (adds the build args "
-            "and sources), or off. It carries the build's start and end time, so the image index digest changes "
-            "on every build; the image manifest's digest does not. off gives the same index digest for the same "
-            "catalog."
+            "SLSA provenance attestation on every image: auto (buildx's own default: min where the builder can "
+            "attach attestations, none on Docker's default builder with the classic image store), min, max (adds "
+            "the build args and sources), or off. It carries the build's start and end time, so the image index "
+            "digest changes on every build; the image manifest's digest does not. off gives the same index digest "
+            "for the same catalog. min and max are refused before building on a builder that cannot attach them."
         ),
     )
     source_date_epoch: int | None = Field(

@@ -306,6 +306,43 @@ def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None, as
     pipeline.doctor_verdict(checks)
 
 
+@main.command()
+@paths_options
+@click.argument("models", nargs=-1, shell_complete=_complete_targets)
+@click.option("--var", "variables", multiple=True, help="Set a bake variable (NAME=VALUE), as for build.")
+@click.option("--cpu", "mode", flag_value="cpu", help="Run on the CPU (no GPU, no layer offloaded).")
+@click.option("--gpu", "mode", flag_value="gpu", help="Require the GPU (fails when the engine cannot give one).")
+@click.option("--auto", "mode", flag_value="auto", default=True, hidden=True)
+@click.option(
+    "--host-network",
+    is_flag=True,
+    help="Share the host's network (the server listens on 127.0.0.1 only) instead of publishing a port.",
+)
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for /health.")
+def smoke(
+    catalog: Path | None,
+    bake_file: Path | None,
+    models: tuple[str, ...],
+    variables: tuple[str, ...],
+    mode: str,
+    host_network: bool,
+    timeout: float,
+) -> None:
+    """Run each built model image (default: every model) on the Docker Engine: wait for /health, ask for one
+    completion, report time to healthy and tokens per second, remove the container. Exit 7 when one fails."""
+    from llama_bake.errors import SmokeFailed
+    from llama_bake.smoke import result_line
+
+    paths = pipeline.Paths.from_options(catalog, bake_file)
+    results = pipeline.smoke(paths, models, variables, mode, host_network, timeout)  # type: ignore[arg-type]
+    for result in results:
+        click.echo(result_line(result))
+    failed = [r.model for r in results if not r.ok]
+    if failed:
+        msg = f"{len(failed)} of {len(results)} image(s) failed: {', '.join(failed)}"
+        raise SmokeFailed(msg)
+
+
 def _report(path: Path, changed: bool, check: bool) -> None:
     click.echo(f"fresh: {path}" if check else f"{'wrote' if changed else 'unchanged'}: {path}", err=True)
 

@@ -57,3 +57,9 @@ class UsageError(LlamaBakeError):
     """Command-line values that click cannot check on its own: the same code as click's own usage errors."""
 
     exit_code = 2
+
+
+class SmokeFailed(LlamaBakeError):
+    """``smoke``: an image did not become healthy or did not answer a completion."""
+
+    exit_code = 7

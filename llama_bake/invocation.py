@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Literal
 
 from llama_bake.bake import Invocation
+from llama_bake.driver import Demands
 from llama_bake.errors import UsageError, did_you_mean
 from llama_bake.plan import BakePlan
 
 CacheKind = Literal["registry", "gha", "local"]
 PhaseMode = Literal["auto", "one", "two"]
 PhaseName = Literal["all", "bases", "models"]
+# How the first of two phases hands each base to its models: an OCI layout in a temporary directory, or (on a
+# builder that cannot write OCI layouts: the docker driver's classic image store) the engine's own image store.
+HandOver = Literal["oci-layout", "engine"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class BuildOptions:
     cache_to: tuple[str, ...] = ()
     image_overrides: tuple[str, ...] = ()
     phases: PhaseMode = "auto"
+    hand_over: HandOver = "oci-layout"
 
     def cache_for(self, kind: str) -> CachePreset | None:
         preset = (self.base_cache if kind == "base" else self.model_cache) or self.cache
@@ -214,7 +219,7 @@ def make_invocation(
             assert base is not None
             assert base_images is not None
             flags += ["--set", f"{model}.contexts.base={base_images[base]}"]
-        if not options.push:
+        if not options.push and options.hand_over == "oci-layout":
             flags += _allow_path(workdir, cwd, "read")
     flags += _cache_flags(options, plan, phase, cwd)
     rewrite = REWRITE if plan.rewrite_timestamps else ""
@@ -225,7 +230,7 @@ def make_invocation(
         flags += ["--set", f"{target}.output={_rewritten(spec) if rewrite else spec}"]
         if out_dir is not None:
             flags += _allow_path(out_dir, cwd, "write")
-    if phase.name == "bases" and not options.push:
+    if phase.name == "bases" and not options.push and options.hand_over == "oci-layout":
         for base in phase.targets:
             flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(workdir, base)},tar=false{rewrite}"]
         flags += _allow_path(workdir, cwd, "write")
@@ -292,3 +297,25 @@ def _dedupe_allows(flags: list[str]) -> list[str]:
 def command_text(invocation: Invocation) -> str:
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(invocation.env.items()))
     return (env + " " if env else "") + shlex.join(invocation.argv())
+
+
+def demands(options: BuildOptions, plan: BakePlan, steps: list[Phase]) -> Demands:
+    """What the build asks of the builder beyond building: attestations, cache export, OCI layouts (the user's
+    ``--output`` of type oci, and the hand-over between two phases when nothing is pushed), several platforms."""
+    targets = [plan.target(name) for phase in steps for name in phase.targets]
+    exports: list[str] = []
+    if options.cache_export:
+        for target in targets:
+            preset = options.cache_for(target.kind)
+            if preset is not None:
+                exports.append(preset.destination(target.name))
+        exports += options.cache_to
+    oci = [spec for spec in options.outputs if "type=oci" in spec.split(",")]
+    if len(steps) > 1 and not options.push and options.hand_over == "oci-layout":
+        oci.append("the bases handed to their models between the two phases")
+    return Demands(
+        attestations=tuple(t.name for t in targets if any("disabled=true" not in a for a in t.attest)),
+        cache_export=tuple(dict.fromkeys(exports)),
+        oci_outputs=tuple(oci),
+        multi_platform=tuple(t.name for t in targets if len(t.platforms) > 1),
+    )

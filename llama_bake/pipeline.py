@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from llama_bake.bake import Printer
     from llama_bake.catalog import Catalog
     from llama_bake.ci import CiOptions
+    from llama_bake.smoke import GpuMode, SmokeResult
 
 DEFAULT_CATALOG = Path("catalog")
 DEFAULT_OUTPUT_NAME = "docker-bake.hcl"
@@ -573,6 +574,48 @@ def doctor_verdict(checks: list[Check]) -> None:
     if failed:
         msg = f"{len(failed)} problem(s): " + "; ".join(f"{c.name}: {c.fix}" for c in failed)
         raise DockerError(msg)
+
+
+def smoke(
+    paths: Paths, models: tuple[str, ...], variables: tuple[str, ...], mode: GpuMode, host_network: bool, timeout: float
+) -> list[SmokeResult]:
+    """Run each model image (default: every model) on the Docker Engine, one after another: healthy, one
+    completion, removed. The images are the ones a build names (``--var`` as for build)."""
+    from llama_bake import smoke as smokes
+    from llama_bake.bake import WhalesRunner
+    from llama_bake.invocation import expand_targets
+    from llama_bake.summary import image_of
+
+    plan = compile_catalog(paths).plan
+    names = [n for n in expand_targets(plan, models or ("default",)) if plan.target(n).kind == "model"]
+    if not names:
+        msg = "nothing to smoke: name a model (see `llama-bake list`)"
+        raise UsageError(msg)
+    runner = WhalesRunner()
+    engine = runner.engine()
+    if engine is None:
+        msg = (
+            "no Docker Engine answers: smoke runs the images on it (start Docker Desktop or dockerd; DOCKER_HOST "
+            "or `docker context use` picks another)"
+        )
+        raise DockerError(msg)
+    results = []
+    for name in names:
+        target = plan.target(name)
+        base = plan.target(target.base) if target.base else target
+        args = {key: value for key, value in target.args if isinstance(value, str)}
+        image = image_of(plan, name, variables)
+        launch = smokes.launch_for(args, image, base.shape.backend, mode, engine.gpu, _free_port(), host_network)
+        results.append(smokes.smoke_one(runner, name, launch, timeout))
+    return results
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def builder_up(platform: str | None = None) -> str:

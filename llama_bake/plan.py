@@ -402,6 +402,8 @@ def _epoch(catalog: Catalog) -> dict[str, str | Interp]:
 
 def _attest(catalog: Catalog) -> tuple[str, ...]:
     mode = catalog.project.provenance
+    if mode == "auto":
+        return ()  # no `attest`: buildx attaches min provenance where the driver supports it
     return ("type=provenance,disabled=true",) if mode == "off" else (f"type=provenance,mode={mode}",)
 
 

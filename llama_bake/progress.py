@@ -17,6 +17,7 @@ from datetime import datetime
 
 _NAME = re.compile(r"^\[(?P<target>[A-Za-z0-9_-]+)(?: (?P<where>[^\]]*))?\] (?P<step>.*)$", re.DOTALL)
 _STEP = re.compile(r"^(?:\S+ )?\d+/\d+$")
+_CACHE_IMPORT = "importing cache manifest from "
 
 
 @dataclass
@@ -72,6 +73,12 @@ class Vertex:
         match = _NAME.match(self.name)
         return match.group("step") if match else self.name
 
+    @property
+    def fatal(self) -> bool:
+        """An error that fails the build. A cache that cannot be imported (none exported yet: a pull request's
+        first run) is an error on its vertex, yet BuildKit builds on without it."""
+        return bool(self.error) and not _canceled(self.error) and not self.step.startswith(_CACHE_IMPORT)
+
 
 @dataclass
 class TargetState:
@@ -102,7 +109,7 @@ class TargetState:
 
     @property
     def failed(self) -> Vertex | None:
-        return next((v for v in self.vertices if v.error and not _canceled(v.error)), None)
+        return next((v for v in self.vertices if v.fatal), None)
 
     @property
     def canceled(self) -> bool:
@@ -242,13 +249,17 @@ class Progress:
                 covered.add(digest)
                 vertex = self.vertices.get(digest)
                 pending.extend(vertex.inputs if vertex else ())
-        return {
-            name
-            for name, state in self.targets.items()
-            if state.vertices
-            and not any(v.error or (v.started and not v.completed) for v in state.vertices)
-            and all(v.digest in covered for v in state.vertices)
-        }
+        finished = set()
+        for name, state in self.targets.items():
+            # A cache import that failed is neither done nor needed: the build went on without it.
+            needed = [v for v in state.vertices if not v.error or v.fatal or _canceled(v.error)]
+            if (
+                needed
+                and not any(v.error or (v.started and not v.completed) for v in needed)
+                and all(v.digest in covered for v in needed)
+            ):
+                finished.add(name)
+        return finished
 
     def executed_steps(self) -> list[str]:
         """The instructions of the steps that ran rather than came from the cache, sorted."""
@@ -267,7 +278,7 @@ class Progress:
             vertex = state.failed
             if vertex is not None:
                 return state.name, vertex
-        orphan = next((v for v in self.vertices.values() if v.error and not _canceled(v.error)), None)
+        orphan = next((v for v in self.vertices.values() if v.fatal), None)
         return ("(unknown target)", orphan) if orphan else None
 
 

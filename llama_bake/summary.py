@@ -69,15 +69,15 @@ class Summary:
 
 
 def image_of(plan: BakePlan, name: str, variables: tuple[str, ...]) -> str:
-    """The target's first image name, with ``--var`` values in place of the variables' defaults."""
+    """The target's image (``Target.image``: its first tag that is always written), with ``--var`` values in
+    place of the variables' defaults."""
     declared = {v.name for v in plan.variables}
     overrides = {}
     for item in variables:
         key, _, value = item.partition("=")
         if key in declared:
             overrides[key] = value
-    target = plan.target(name)
-    return plan.resolve(target.tags[0] if target.tags else target.image, overrides)
+    return plan.resolve(plan.target(name).image, overrides)
 
 
 def summarize(

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from llama_bake.bake import BakeFailed, Invocation
+from llama_bake.driver import Capabilities
+from llama_bake.errors import DockerError
 
 
 class FakeBaker:
@@ -17,6 +19,10 @@ class FakeBaker:
     - ``stderr``: a bake fails with this text (exit 1) when set.
     - ``fail``: a bake whose targets include this one fails at a step of it, with its rawjson progress.
     - ``before``: called at the start of each bake (e.g. to send this process a SIGINT).
+    - ``caps``: what every builder can do (default: everything, as a buildkitd can); a builder that does not exist
+      does not answer, as ``docker buildx inspect`` fails for it.
+    - ``built``: the targets a successful bake reports in its metadata (default: the names it was given, which
+      is right unless one is a group).
     Otherwise the bake succeeds and writes the metadata file, one image per target, as buildx does.
     """
 
@@ -26,12 +32,22 @@ class FakeBaker:
         stderr: str = "",
         fail: str = "",
         before: Callable[[], None] | None = None,
+        caps: Capabilities | None = None,
+        built: tuple[str, ...] = (),
     ) -> None:
+        self.built = built
         self.known = builders
         self.stderr = stderr
         self.fail = fail
         self.before = before
+        self.caps = caps or Capabilities("remote")
         self.calls: list[Invocation] = []
+
+    def capabilities(self, builder: str | None) -> Capabilities:
+        if self.known is not None and builder not in self.known:
+            msg = f'no builder "{builder}" found'
+            raise DockerError(msg)
+        return self.caps
 
     @property
     def builders_used(self) -> list[str | None]:
@@ -54,7 +70,7 @@ class FakeBaker:
                 "containerimage.digest": f"sha256:{t}",
                 "image.name": f"127.0.0.1:5000/lb/{t}:v1,127.0.0.1:5000/lb/{t}:b1",
             }
-            for t in invocation.targets
+            for t in self.built or invocation.targets
         }
         if invocation.metadata_file:
             Path(invocation.metadata_file).write_text(json.dumps(meta))

@@ -56,7 +56,10 @@ def test_dry_run_prints_exactly_the_commands_python_on_whales_runs(
     )
     printed = dry_run(paths, options, WhalesRunner()).splitlines()
     run_build(paths, options, WhalesRunner())
-    recorded = [json.loads(line) for line in record.read_text().splitlines()]
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    # Each asks the builder what it can do first (this fake answers nothing: capabilities unknown, no refusal).
+    assert [c for c in calls if c[:2] != ["buildx", "bake"]] == [["buildx", "inspect", "b"]] * 2
+    recorded = [c for c in calls if c[:2] == ["buildx", "bake"]]
     assert len(printed) == len(recorded) == 2, "two phases: the base, then the model on its digest"
 
     def normal(argv: list[str]) -> list[str]:
@@ -261,16 +264,17 @@ def test_build_uses_the_builder_up_builder_and_falls_back_to_buildxs_current_one
 ) -> None:
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", "ours")
     paths = pipeline.Paths.from_options(write_catalog(), None)
-    present = FakeBaker({"ours"})
+    built = ("llama-cpp-cuda", "model-a")  # what the `default` group builds
+    present = FakeBaker({"ours"}, built=built)
     summary = run_build(paths, BuildOptions(), present)
     assert present.builders_used == ["ours"]
-    assert isinstance(summary, Summary)
     assert summary.builder == "ours"
-    absent = FakeBaker({None})
+    absent = FakeBaker({None}, built=built)
     summary = run_build(paths, BuildOptions(), absent)
-    assert absent.builders_used == ["ours", None]
-    assert isinstance(summary, Summary)
+    # The probe found no `ours`: one bake, on buildx's current builder, and no stray "no builder" message.
+    assert absent.builders_used == [None]
     assert summary.builder == "(buildx default)"
+    assert not [m for m in summary.messages if "no builder" in m]
 
 
 def test_a_builder_named_on_the_command_line_is_never_swapped_for_another(
@@ -479,7 +483,7 @@ def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog
         run_build(paths, BuildOptions(builder="b"), runner)
     assert runner.calls == []
     with pytest.raises(CatalogError, match="llama-bake pin zero"):
-        dry_run(paths, BuildOptions(builder="b"), runner)  # type: ignore[arg-type]
+        dry_run(paths, BuildOptions(builder="b"), runner)
     assert isinstance(run_build(paths, BuildOptions(builder="b", targets=("model-a",)), runner), Summary)
     generated = CliRunner().invoke(main, ["generate", "-c", str(catalog)])
     assert generated.exit_code == 0
@@ -508,3 +512,20 @@ def test_doctor_says_for_each_platform_whether_a_node_builds_it_emulates_it_or_c
     assert "b0: linux/amd64" in missing.detail
     assert "qemu-user-static" in missing.fix
     assert "llama-bake builder up --platform linux/arm64" in missing.fix
+
+
+def test_a_cache_that_cannot_be_imported_fails_no_target() -> None:
+    """A pull request's first run imports a registry cache nobody exported yet: BuildKit errors that vertex and
+    builds on; the target it is named after still finishes."""
+    t0, t1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"
+    progress = Progress()
+    missing = "127.0.0.1:5000/c/m1:buildcache: not found"
+    importing = {"digest": "imp", "name": "[m1 internal] importing cache manifest from 127.0.0.1:5000/c/m1:buildcache"}
+    progress.feed(json.dumps({"vertexes": [{**importing, "started": t0, "error": missing}]}))
+    step = {"digest": "s", "name": "[m1 1/1] RUN echo", "started": t0, "completed": t1}
+    progress.feed(json.dumps({"vertexes": [step]}))
+    assert progress.target("m1").failed is None
+    assert progress.failure() is None
+    assert "m1" in progress.finished_targets()
+    progress.feed(json.dumps({"vertexes": [{**step, "digest": "s2", "name": "[m1 2/2] RUN x", "error": "exit 1"}]}))
+    assert progress.target("m1").failed is not None, "a real step's error still fails it"

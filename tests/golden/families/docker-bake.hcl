@@ -131,7 +131,6 @@ target "ada" {
   }
   tags       = ["${REGISTRY}/ada:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ada")
   cache-to   = cache_to("ada")
 }
@@ -164,7 +163,6 @@ target "ampere" {
   }
   tags       = ["${REGISTRY}/ampere:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ampere")
   cache-to   = cache_to("ampere")
 }
@@ -197,7 +195,6 @@ target "ampere-datacenter" {
   }
   tags       = ["${REGISTRY}/ampere-datacenter:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("ampere-datacenter")
   cache-to   = cache_to("ampere-datacenter")
 }
@@ -230,7 +227,6 @@ target "blackwell-consumer" {
   }
   tags       = ["${REGISTRY}/blackwell-consumer:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("blackwell-consumer")
   cache-to   = cache_to("blackwell-consumer")
 }
@@ -263,7 +259,6 @@ target "blackwell-datacenter" {
   }
   tags       = ["${REGISTRY}/blackwell-datacenter:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("blackwell-datacenter")
   cache-to   = cache_to("blackwell-datacenter")
 }
@@ -296,7 +291,6 @@ target "gb10" {
   }
   tags       = ["${REGISTRY}/gb10:${TAG}"]
   platforms  = ["linux/arm64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("gb10")
   cache-to   = cache_to("gb10")
 }
@@ -329,7 +323,6 @@ target "hopper" {
   }
   tags       = ["${REGISTRY}/hopper:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("hopper")
   cache-to   = cache_to("hopper")
 }
@@ -361,7 +354,6 @@ target "on-ada" {
   }
   tags       = ["${REGISTRY}/on-ada:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ada"), cache_from("ada"))
   cache-to   = cache_to("on-ada")
 }
@@ -393,7 +385,6 @@ target "on-ampere" {
   }
   tags       = ["${REGISTRY}/on-ampere:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ampere"), cache_from("ampere"))
   cache-to   = cache_to("on-ampere")
 }
@@ -425,7 +416,6 @@ target "on-ampere-datacenter" {
   }
   tags       = ["${REGISTRY}/on-ampere-datacenter:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-ampere-datacenter"), cache_from("ampere-datacenter"))
   cache-to   = cache_to("on-ampere-datacenter")
 }
@@ -457,7 +447,6 @@ target "on-blackwell-consumer" {
   }
   tags       = ["${REGISTRY}/on-blackwell-consumer:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-blackwell-consumer"), cache_from("blackwell-consumer"))
   cache-to   = cache_to("on-blackwell-consumer")
 }
@@ -489,7 +478,6 @@ target "on-blackwell-datacenter" {
   }
   tags       = ["${REGISTRY}/on-blackwell-datacenter:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-blackwell-datacenter"), cache_from("blackwell-datacenter"))
   cache-to   = cache_to("on-blackwell-datacenter")
 }
@@ -521,7 +509,6 @@ target "on-gb10" {
   }
   tags       = ["${REGISTRY}/on-gb10:${TAG}"]
   platforms  = ["linux/arm64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-gb10"), cache_from("gb10"))
   cache-to   = cache_to("on-gb10")
 }
@@ -553,7 +540,6 @@ target "on-hopper" {
   }
   tags       = ["${REGISTRY}/on-hopper:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-hopper"), cache_from("hopper"))
   cache-to   = cache_to("on-hopper")
 }
@@ -585,7 +571,6 @@ target "on-turing" {
   }
   tags       = ["${REGISTRY}/on-turing:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-turing"), cache_from("turing"))
   cache-to   = cache_to("on-turing")
 }
@@ -617,7 +602,6 @@ target "on-volta" {
   }
   tags       = ["${REGISTRY}/on-volta:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("on-volta"), cache_from("volta"))
   cache-to   = cache_to("on-volta")
 }
@@ -650,7 +634,6 @@ target "turing" {
   }
   tags       = ["${REGISTRY}/turing:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("turing")
   cache-to   = cache_to("turing")
 }
@@ -683,7 +666,6 @@ target "volta" {
   }
   tags       = ["${REGISTRY}/volta:${TAG}"]
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("volta")
   cache-to   = cache_to("volta")
 }

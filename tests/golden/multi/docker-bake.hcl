@@ -138,7 +138,6 @@ target "cpu" {
   }
   tags       = compact(["${REGISTRY}/cpu:${TAG}", "${REGISTRY}/cpu:${TAG}-cpu", "${REGISTRY}/cpu:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/cpu:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/cpu:${git_version()}"])
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("cpu")
   cache-to   = cache_to("cpu")
 }
@@ -178,7 +177,6 @@ target "cuda-129" {
   }
   tags       = compact(["${REGISTRY}/cuda-129:${TAG}", "${REGISTRY}/cuda-129:${TAG}-cuda", "${REGISTRY}/cuda-129:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/cuda-129:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/cuda-129:${git_version()}"])
   platforms  = ["linux/arm64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = cache_from("cuda-129")
   cache-to   = cache_to("cuda-129")
 }
@@ -217,7 +215,6 @@ target "gated" {
   tags       = compact(["${REGISTRY}/gated:${TAG}", "${REGISTRY}/gated:${TAG}-cuda", "${REGISTRY}/gated:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/gated:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/gated:${git_version()}"])
   platforms  = ["linux/arm64"]
   secret     = ["id=hf_token,env=HF_TOKEN"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("gated"), cache_from("cuda-129"))
   cache-to   = cache_to("gated")
 }
@@ -255,7 +252,6 @@ target "local" {
   }
   tags       = compact(["${REGISTRY}/local:${TAG}", "${REGISTRY}/local:${TAG}-cpu", "${REGISTRY}/local:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/local:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/local:${git_version()}"])
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("local"), cache_from("cpu"))
   cache-to   = cache_to("local")
 }
@@ -291,7 +287,6 @@ target "tiny-cpu" {
   }
   tags       = compact(["${REGISTRY}/tiny-cpu:${TAG}", "${REGISTRY}/tiny-cpu:${TAG}-cpu", "${REGISTRY}/tiny-cpu:llama-b6500", git_sha() == "" ? "" : "${REGISTRY}/tiny-cpu:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/tiny-cpu:${git_version()}"])
   platforms  = ["linux/amd64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("tiny-cpu"), cache_from("cpu"))
   cache-to   = cache_to("tiny-cpu")
 }
@@ -339,7 +334,6 @@ target "vision" {
   }
   tags       = compact(["${REGISTRY}/vision:${TAG}", "${REGISTRY}/vision:${TAG}-cuda", "${REGISTRY}/vision:llama-4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5", git_sha() == "" ? "" : "${REGISTRY}/vision:sha-${git_sha()}", git_version() == "" ? "" : "${REGISTRY}/vision:${git_version()}", "${REGISTRY}/vision:stable"])
   platforms  = ["linux/arm64"]
-  attest     = ["type=provenance,mode=min"]
   cache-from = concat(cache_from("vision"), cache_from("cuda-129"))
   cache-to   = cache_to("vision")
 }

@@ -1,0 +1,174 @@
+"""``llama-bake smoke``: each built model image, run on the Docker Engine -> a ``SmokeResult`` (time to healthy,
+tokens per second, or what went wrong). The container is started with the GPU when the engine can give one (or on
+the CPU when asked), ``/health`` is polled until it answers 200, one completion is asked for, and the container is
+removed whatever happened. Containers are reached through the ``Containers`` protocol; HTTP goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
+
+from llama_bake.errors import DockerError
+
+GpuMode = Literal["auto", "gpu", "cpu"]
+PROMPT = "The capital of France is"
+TOKENS = 8
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One container to start: its image, extra environment, the host port its server answers on, and how."""
+
+    image: str
+    env: Mapping[str, str]
+    host_port: int
+    container_port: int
+    host_network: bool  # no published port: the server listens on the host's 127.0.0.1 itself
+    gpu: str  # "" (none), "runtime" (--gpus all) or a CDI device name (--device nvidia.com/gpu=all)
+
+
+class Containers(Protocol):
+    def start(self, launch: Launch) -> str:
+        """Start the container detached; its ID."""
+        ...
+
+    def exited(self, container: str) -> int | None:
+        """Its exit code once it has stopped, else None."""
+        ...
+
+    def logs(self, container: str) -> str: ...
+
+    def remove_container(self, container: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    model: str
+    image: str
+    ok: bool
+    on: str  # "GPU (...)" or "CPU"
+    seconds_to_healthy: float | None = None
+    tokens: int = 0
+    tokens_per_second: float | None = None
+    detail: str = ""
+
+
+Get = Callable[[str, bytes | None, float], tuple[int, bytes]]
+
+
+def http(url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
+    """GET (or POST ``body`` as JSON): the status and the body; 0 when nothing answers yet."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, b""
+
+
+def smoke_one(
+    containers: Containers,
+    model: str,
+    launch: Launch,
+    timeout: float,
+    get: Get = http,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SmokeResult:
+    on = "CPU" if not launch.gpu else f"GPU ({'nvidia runtime' if launch.gpu == 'runtime' else launch.gpu})"
+    result = SmokeResult(model, launch.image, False, on)
+    container = containers.start(launch)
+    try:
+        started = clock()
+        base = f"http://127.0.0.1:{launch.host_port}"
+        while True:
+            status, _ = get(f"{base}/health", None, 5.0)
+            if status == 200:
+                break
+            code = containers.exited(container)
+            if code is not None:
+                tail = "\n".join(containers.logs(container).splitlines()[-15:])
+                return _with(result, detail=f"the container exited with {code} before it was healthy:\n{tail}")
+            if clock() - started > timeout:
+                tail = "\n".join(containers.logs(container).splitlines()[-15:])
+                said = f"HTTP {status}" if status else "no answer"
+                return _with(result, detail=f"/health not 200 within {timeout:.0f}s (last: {said}):\n{tail}")
+            sleep(0.5)
+        healthy = clock() - started
+        body = json.dumps({"prompt": PROMPT, "n_predict": TOKENS, "temperature": 0}).encode()
+        status, answer = get(f"{base}/completion", body, 300.0)
+        if status != 200:
+            return _with(result, seconds_to_healthy=healthy, detail=f"/completion answered HTTP {status}")
+        try:
+            data = json.loads(answer)
+        except json.JSONDecodeError:
+            return _with(result, seconds_to_healthy=healthy, detail="/completion did not answer JSON")
+        tokens = int(data.get("tokens_predicted") or 0)
+        rate = (data.get("timings") or {}).get("predicted_per_second")
+        if tokens <= 0:
+            return _with(result, seconds_to_healthy=healthy, detail="/completion returned no token")
+        return _with(
+            result,
+            ok=True,
+            seconds_to_healthy=healthy,
+            tokens=tokens,
+            tokens_per_second=float(rate) if isinstance(rate, int | float) else None,
+            detail=str(data.get("content") or "").strip()[:80],
+        )
+    finally:
+        containers.remove_container(container)
+
+
+def _with(result: SmokeResult, **changes: object) -> SmokeResult:
+    return replace(result, **changes)  # type: ignore[arg-type]
+
+
+def result_line(result: SmokeResult) -> str:
+    if not result.ok:
+        return f"FAIL {result.model} ({result.image}, {result.on}): {result.detail}"
+    rate = f", {result.tokens_per_second:.1f} tokens/s" if result.tokens_per_second is not None else ""
+    return (
+        f"ok   {result.model} ({result.image}, {result.on}): healthy in {result.seconds_to_healthy:.1f}s, "
+        f"{result.tokens} tokens{rate}: {result.detail!r}"
+    )
+
+
+def launch_for(
+    target_args: Mapping[str, str],
+    image: str,
+    backend: str,
+    mode: GpuMode,
+    engine_gpu: str,
+    host_port: int,
+    host_network: bool,
+) -> Launch:
+    """How to start one model: with the GPU when its base is CUDA and the engine can give one (``auto``), always
+    (``gpu``: refused without one) or never (``cpu``: no layer offloaded)."""
+    port = int(target_args.get("ENV_LLAMA_ARG_PORT") or 8080)
+    env: dict[str, str] = {}
+    wants = backend == "cuda" and mode != "cpu"
+    if mode == "gpu" and not engine_gpu:
+        msg = (
+            "the engine cannot give a container a GPU (no nvidia runtime, no CDI device): install the NVIDIA "
+            "Container Toolkit (nvidia-ctk runtime configure --runtime=docker, then restart dockerd; Docker "
+            "Desktop on Windows: WSL 2 with a current NVIDIA driver), or smoke on the CPU with --cpu"
+        )
+        raise DockerError(msg)
+    gpu = ""
+    if wants and engine_gpu:
+        gpu = "runtime" if engine_gpu == "the nvidia runtime" else "nvidia.com/gpu=all"
+    if not gpu:
+        env["LLAMA_ARG_N_GPU_LAYERS"] = "0"
+    if host_network:
+        # The container shares the host's network: its server listens on 127.0.0.1 only, on a free port.
+        env |= {"LLAMA_ARG_HOST": "127.0.0.1", "LLAMA_ARG_PORT": str(host_port)}
+        port = host_port
+    return Launch(image, env, host_port, port, host_network, gpu)
