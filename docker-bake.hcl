@@ -26,6 +26,15 @@ variable "CACHE_REF" {
   description = "registry: a repository prefix for cache refs; local: a directory."
 }
 
+variable "BUILD_NETWORK" {
+  default     = ""
+  description = "The RUN steps' network: '' (the engine's default), host (engines without a default bridge: dockerd --bridge=none, EKS nodes; pass --allow network.host) or none."
+  validation {
+    condition     = contains(["", "default", "host", "none"], BUILD_NETWORK)
+    error_message = "BUILD_NETWORK must be '', default, host or none."
+  }
+}
+
 # One cache per target, so targets never overwrite each other's cache.
 function "cache_from" {
   params = [name]
@@ -102,6 +111,7 @@ target "gemma-3-27b-abliterated-vision" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("gemma-3-27b-abliterated-vision"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gemma-3-27b-abliterated-vision")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "gpt-oss-20b-abliterated" {
@@ -138,6 +148,7 @@ target "gpt-oss-20b-abliterated" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("gpt-oss-20b-abliterated"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gpt-oss-20b-abliterated")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "llama-cpp-cuda" {
@@ -173,4 +184,5 @@ target "llama-cpp-cuda" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("llama-cpp-cuda")
   cache-to   = cache_to("llama-cpp-cuda")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the real-BuildKit tests need: the docker client, runc, a registry, image tools (Debian), buildx,
-# buildkitd and the Compose plugin (built from the Go module proxy). Idempotent: binaries are kept in a cache directory
+# buildkitd, the Compose plugin and a Docker Engine (dockerd, containerd: install-engine.sh), built from the Go
+# module proxy. Idempotent: binaries are kept in a cache directory
 # outside the checkout so a reused machine does not rebuild them.
 set -euo pipefail
 
@@ -74,6 +75,9 @@ if ! "$TOOLS/actionlint" -version 2>/dev/null | grep -q "${ACTIONLINT_VERSION#v}
     GOBIN=$TOOLS go install -ldflags "-X github.com/rhysd/actionlint.version=${ACTIONLINT_VERSION#v}" \
         "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 fi
+
+# The engine tier's Docker Engine (dockerd, containerd): its own script, about 12 minutes once.
+LLAMA_BAKE_TOOLS=$TOOLS bash "$(dirname "$0")/install-engine.sh"
 
 mkdir -p "$HOME/.docker/cli-plugins"
 for pair in buildx:docker-buildx docker-compose:docker-compose; do

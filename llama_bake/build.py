@@ -213,7 +213,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
     fallback = options.builder is None and caps is None
     options = fit_to_builder(plan, dataclasses.replace(options, builder=builder), caps)
     steps = phases(options, plan)
-    progress = Progress()
+    progress = Progress({t.name: t.base for t in plan.targets if t.base is not None})
     metadata: dict[str, object] = {}
     started = time.monotonic()
     stderr = ""
@@ -227,6 +227,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
             with _noting_sigint() as sigint:
                 for phase in steps:
                     ran.append(phase)
+                    progress.sole = phase.targets[0] if len(phase.targets) == 1 else None
                     pinned = _bases_of(plan, phase.targets) if phase.name == "models" else []
                     base_images = {base: _base_source(options, plan, base, workdir, metadata) for base in pinned}
                     invocation = make_invocation(

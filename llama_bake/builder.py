@@ -20,6 +20,7 @@ from pathlib import Path
 
 from llama_bake.bake import BuilderInfo, Builders
 from llama_bake.build import builder_name
+from llama_bake.driver import Capabilities, Demands, EngineInfo, capabilities, refusals
 from llama_bake.errors import DockerError, UsageError
 
 MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow fs entitlements
@@ -186,7 +187,17 @@ def up(runner: Builders, platform: str | None = None) -> str:
     nodes = ", ".join(f"{n.name} ({', '.join(n.platforms[:2]) or '?'})" for n in info.nodes) if platform else ""
     where = f" with nodes {nodes}" if nodes else ""
     version = info.buildkit_version or "unknown"
-    return f"{'; '.join(started)}; builder `{name}` is {info.status}{where} (BuildKit {version})"
+    said = f"{'; '.join(started)}; builder `{name}` is {info.status}{where} (BuildKit {version})"
+    engine = runner.engine()
+    if engine is not None:
+        said += (
+            f"\nnote: a Docker Engine ({engine.version}) answers here. Its own builder (`docker buildx use default`, "
+            f"the docker driver) builds straight into it and needs no `builder up`. `{name}` is a separate "
+            "buildkitd: it does not see the engine's images, and its images reach the engine only with "
+            "`llama-bake build --load` (or go to a registry with --push). `llama-bake builder down` goes back to "
+            "the engine's builder"
+        )
+    return said
 
 
 def down(runner: Builders) -> str:
@@ -280,11 +291,15 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False  # ok for building, but worth knowing (e.g. no GPU for the containers)
 
 
-def doctor(runner: Builders, builder: str | None, platforms: tuple[str, ...] = ()) -> list[Check]:
+def doctor(
+    runner: Builders, builder: str | None, platforms: tuple[str, ...] = (), asked: Demands | None = None
+) -> list[Check]:
     """Each check with its fix; stops at the first missing piece that later checks need. ``platforms``: what
-    the catalog builds, each said to be built on a node of its own, by emulation, or not at all."""
+    the catalog builds, each said to be built on a node of its own, by emulation, or not at all; ``asked``: what
+    a plain build of the catalog asks of the builder."""
     checks: list[Check] = []
     docker = shutil.which("docker")
     if docker is None:
@@ -324,8 +339,43 @@ def doctor(runner: Builders, builder: str | None, platforms: tuple[str, ...] = (
         checks.append(Check("BuildKit", True, f"version {info.buildkit_version or 'unknown'} (not checked)"))
     else:
         checks.append(Check("BuildKit", True, _fmt(buildkit)))
+    engine = runner.engine()
+    caps = capabilities(info.driver, engine if info.driver == "docker" else None)
+    checks.append(driver_check(caps, asked or Demands()))
     checks += [platform_check(info, platform) for platform in platforms]
+    checks.append(gpu_check(engine))
     return checks
+
+
+def driver_check(caps: Capabilities, asked: Demands) -> Check:
+    """The builder's driver (and image store), what it cannot do, and whether the catalog's build needs it."""
+    missing = caps.missing()
+    problems = refusals(caps, asked)
+    if problems:
+        return Check("driver", False, f"{caps.label}: a build of this catalog asks for what it cannot do", problems[0])
+    if not missing:
+        where = "; images land in the engine" if caps.into_engine else ""
+        return Check("driver", True, f"{caps.label}: attestations, cache export, OCI export, several platforms{where}")
+    detail = f"{caps.label}: cannot do {', '.join(missing)} (the catalog's plain build needs none of them)"
+    return Check("driver", True, detail, refusals(caps, Demands(cache_export=("--cache",)))[0], warning=True)
+
+
+GPU_FIX = (
+    "install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker`, then restart "
+    "dockerd (Docker Desktop on Windows: WSL 2 with a current NVIDIA driver); without a GPU, run the images on the "
+    "CPU: `llama-bake smoke --cpu`, or Compose with the override `llama-bake compose` writes: "
+    "`docker compose -f compose.yaml -f compose.cpu.yaml up`"
+)
+
+
+def gpu_check(engine: EngineInfo | None) -> Check:
+    """Whether the engine can give a container an NVIDIA GPU (the images' run time, not their build)."""
+    if engine is None:
+        return Check("engine GPU", True, "no Docker Engine answers (builds do not need one)", warning=True)
+    if engine.gpu:
+        return Check("engine GPU", True, f"Docker Engine {engine.version} gives containers a GPU through {engine.gpu}")
+    detail = f"Docker Engine {engine.version} has no NVIDIA runtime and no CDI GPU device"
+    return Check("engine GPU", True, detail, GPU_FIX, warning=True)
 
 
 EMULATION_FIX = (

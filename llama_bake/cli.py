@@ -219,6 +219,11 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
     show_default=True,
     help="two: bases first, then the models on the bases' exact digests (auto: whenever a cache is imported).",
 )
+@click.option(
+    "--network",
+    type=click.Choice(["default", "host", "none"]),
+    help="The RUN steps' network: host where the engine has no default bridge (dockerd --bridge=none, EKS nodes).",
+)
 @click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the summary as JSON.")
 @click.option("--dry-run", is_flag=True, help="Generate, then print the buildx commands instead of running them.")
 @click.option(
@@ -247,6 +252,7 @@ def build(
     cache_to: tuple[str, ...],
     image_overrides: tuple[str, ...],
     phases: str,
+    network: str | None,
     summary_json: Path | None,
     dry_run: bool,
     start_builder: bool,
@@ -275,6 +281,7 @@ def build(
         cache_to=cache_to,
         image_overrides=image_overrides,
         phases=phases,  # type: ignore[arg-type]
+        network=network,
     )
     paths = pipeline.Paths.from_options(catalog, bake_file)
     if dry_run:
@@ -300,7 +307,8 @@ def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None, as
         click.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2))
     else:
         for check in checks:
-            click.echo(f"{'ok ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+            word = "FAIL" if not check.ok else "warn" if check.warning else "ok "
+            click.echo(f"{word} {check.name}: {check.detail}")
             if check.fix:
                 click.echo(f"     fix: {check.fix}")
     pipeline.doctor_verdict(checks)

@@ -130,3 +130,19 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
         # Read from the environment at build time, like `llama-bake build`: never written to a file.
         document["secrets"] = {SECRET: {"environment": "HF_TOKEN"}}
     return document
+
+
+def cpu_override(document: dict[str, Any], title: str, command: str) -> str:
+    """A Compose override for hosts without an NVIDIA GPU: each service's GPU reservation removed (Compose's
+    ``!reset``, 2.24+) and no layer offloaded. ``docker compose -f compose.yaml -f compose.cpu.yaml up``. Service
+    names are target names (``[A-Za-z0-9_-]``), safe to write as they are."""
+    lines = [f"# {title}", f"# Regenerate with: {command}", "services:"]
+    for name, service in document["services"].items():
+        if "deploy" in service:
+            lines += [f"  {name}:", "    deploy: !reset null", "    environment:", '      LLAMA_ARG_N_GPU_LAYERS: "0"']
+    return "\n".join(lines) + "\n"
+
+
+def cpu_override_path(compose_file: Path) -> Path:
+    """``compose.yaml`` -> ``compose.cpu.yaml`` beside it."""
+    return compose_file.with_name(f"{compose_file.stem}.cpu{compose_file.suffix or '.yaml'}")

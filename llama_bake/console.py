@@ -184,7 +184,7 @@ def summary_text(summary: Summary) -> str:
     head = ("TARGET", "STATUS", "IMAGE", "DIGEST", "TIME", "STEPS RUN/CACHED")
     rows = [(*head, *(("ON BASE",) if pinned else ()), *(("PLATFORMS",) if multi else ()))]
     for t in summary.targets:
-        digest = t.digest[:19] if t.digest else "-"
+        digest = ("id " if t.digest_is_image_id else "") + t.digest[:19] if t.digest else "-"
         base = (t.base_digest[:19] if t.base_digest else "-",) if pinned else ()
         platforms = (",".join(p.removeprefix("linux/") for p in t.platforms),) if multi else ()
         timing = (f"{t.wall_seconds:.1f}s", f"{t.steps_executed}/{t.steps_cached}")
@@ -196,6 +196,8 @@ def summary_text(summary: Summary) -> str:
         f"{summary.steps_executed} steps run, {summary.steps_cached} cached"
     )
     lines += [f"buildx: {message}" for message in summary.messages]  # buildx's own words: warnings, notes
+    if any(t.digest_is_image_id for t in summary.targets):
+        lines.append("id: the engine's image ID (the classic image store keeps no manifest digest)")
     if not any(t.digest for t in summary.targets) and not any("No output specified" in m for m in summary.messages):
         lines.append("images stayed in the builder's cache: add --push, --load or --output to export them")
     return "\n".join(lines) + "\n"

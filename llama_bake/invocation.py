@@ -87,6 +87,8 @@ class BuildOptions:
     image_overrides: tuple[str, ...] = ()
     phases: PhaseMode = "auto"
     hand_over: HandOver = "oci-layout"
+    # The RUN steps' network: "host" where the engine has no default bridge (dockerd --bridge=none, EKS nodes).
+    network: str | None = None
 
     def cache_for(self, kind: str) -> CachePreset | None:
         preset = (self.base_cache if kind == "base" else self.model_cache) or self.cache
@@ -234,6 +236,11 @@ def make_invocation(
         for base in phase.targets:
             flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(workdir, base)},tar=false{rewrite}"]
         flags += _allow_path(workdir, cwd, "write")
+    if options.network:
+        # A bake variable: buildx ignores `--set *.network`.
+        flags += ["--var", f"BUILD_NETWORK={options.network}"]
+        if options.network == "host":
+            flags += ["--allow", "network.host"]
     for item in options.sets:
         flags += ["--set", item]
     return Invocation(

@@ -199,6 +199,7 @@ class BakePlan:
 
 
 CACHE_TYPES = ("", "registry", "gha", "local")
+NETWORKS = ("", "default", "host", "none")
 
 
 def dockerfiles_dir(bake_file: str) -> str:
@@ -216,6 +217,12 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path, dockerfiles: 
         Variable("TAG", catalog.project.tag, "Value of {tag} in the tag scheme."),
         Variable("CACHE_TYPE", "", "Per-target build cache: '' (none), registry, gha or local."),
         Variable("CACHE_REF", "", "registry: a repository prefix for cache refs; local: a directory."),
+        Variable(
+            "BUILD_NETWORK",
+            "",
+            "The RUN steps' network: '' (the engine's default), host (engines without a default bridge: "
+            "dockerd --bridge=none, EKS nodes; pass --allow network.host) or none.",
+        ),
     )
     if catalog.project.uses_git:
         variables += (

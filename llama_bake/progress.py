@@ -12,12 +12,14 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 _NAME = re.compile(r"^\[(?P<target>[A-Za-z0-9_-]+)(?: (?P<where>[^\]]*))?\] (?P<step>.*)$", re.DOTALL)
 _STEP = re.compile(r"^(?:\S+ )?\d+/\d+$")
 _CACHE_IMPORT = "importing cache manifest from "
+_UNNAMED = re.compile(r"^(?:\[(?P<where>[^\]]*)\] )?")
 
 
 @dataclass
@@ -166,7 +168,12 @@ def _time(value: object) -> datetime | None:
 class Progress:
     """Accumulates the rawjson stream. ``feed`` returns the vertices whose state changed."""
 
-    def __init__(self) -> None:
+    def __init__(self, links: Mapping[str, str] | None = None) -> None:
+        # target -> the target it builds on (a model's base). The docker driver solves a linked base inside each
+        # model's request and reports its steps once per request, under each name: they are the base's.
+        self.links = dict(links or {})
+        # The target a bake of one target builds: buildx then leaves its name out of each vertex's.
+        self.sole: str | None = None
         self.vertices: dict[str, Vertex] = {}
         self.targets: dict[str, TargetState] = {}
         self.messages: list[str] = []
@@ -221,6 +228,8 @@ class Progress:
         vertex = self.vertices.get(digest)
         if vertex is None:
             name = str(raw.get("name") or "")
+            if self.sole is not None:
+                name = _UNNAMED.sub(lambda m: f"[{self.sole} {m['where']}] " if m["where"] else f"[{self.sole}] ", name)
             vertex = Vertex(digest=digest, name=name)
             match = _NAME.match(name)
             if match:
@@ -229,6 +238,8 @@ class Progress:
                 vertex.is_step = bool(_STEP.match(where))
                 self.targets.setdefault(vertex.target, TargetState(vertex.target)).vertices.append(vertex)
             self.vertices[digest] = vertex
+        else:
+            self._reattribute(vertex, str(raw.get("name") or ""))
         vertex.started = _time(raw.get("started")) or vertex.started
         vertex.completed = _time(raw.get("completed")) or vertex.completed
         vertex.cached = bool(raw.get("cached")) or vertex.cached
@@ -237,6 +248,16 @@ class Progress:
         if isinstance(inputs, list) and inputs:
             vertex.inputs = tuple(str(i) for i in inputs)
         return vertex
+
+    def _reattribute(self, vertex: Vertex, name: str) -> None:
+        """A step already seen under a model, now reported under that model's base: it is the base's."""
+        match = _NAME.match(name)
+        owner = vertex.target
+        if match is None or owner is None or self.links.get(owner) != match.group("target"):
+            return
+        self.targets[owner].vertices.remove(vertex)
+        vertex.name, vertex.target = name, match.group("target")
+        self.targets.setdefault(vertex.target, TargetState(vertex.target)).vertices.append(vertex)
 
     def finished_targets(self) -> set[str]:
         """The targets whose every vertex is done: completed, or needed by nothing BuildKit still had to run

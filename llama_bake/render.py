@@ -19,7 +19,7 @@ import yaml
 
 from llama_bake.cache import BAKE_TEMPLATE, DOCKERFILE_TEMPLATES, PACKAGED_TEMPLATES
 from llama_bake.errors import TemplateError
-from llama_bake.plan import CACHE_TYPES, GENERATED, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
+from llama_bake.plan import CACHE_TYPES, GENERATED, NETWORKS, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -155,6 +155,7 @@ def render_bake(plan: BakePlan, header: Header, project_dir: Path, env: jinja2.E
         plan=plan,
         header=header,
         cache_types=CACHE_TYPES,
+        networks=NETWORKS,
         semver=SEMVER_PATTERN,
     )
     return text if text.endswith("\n") else text + "\n"

@@ -30,6 +30,8 @@ class TargetSummary:
     steps_cached: int
     base_digest: str = ""  # the exact base image a model was built on (two phases)
     platforms: tuple[str, ...] = ("linux/amd64",)
+    # The docker driver on the classic image store reports the image ID (its config's digest), not a manifest's.
+    digest_is_image_id: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def summarize(
                 steps_cached=state.cached,
                 base_digest=digest_of(metadata, base) if base and phases > 1 else "",
                 platforms=plan.target(name).platforms,
+                digest_is_image_id=_is_image_id(metadata, name),
             )
         )
     return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages), phases)
@@ -132,6 +135,12 @@ def image_name(plan: BakePlan, metadata: Mapping[str, object], name: str, variab
 def _meta(metadata: Mapping[str, object], name: str) -> Mapping[str, object]:
     found = metadata.get(name)
     return found if isinstance(found, dict) else {}
+
+
+def _is_image_id(metadata: Mapping[str, object], name: str) -> bool:
+    meta = _meta(metadata, name)
+    digest = meta.get("containerimage.digest")
+    return bool(digest) and digest == meta.get("containerimage.config.digest")
 
 
 def digest_of(metadata: Mapping[str, object], name: str) -> str:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 Store = Literal["classic", "containerd"]
 START_TIMEOUT = 60.0
@@ -45,6 +45,7 @@ class Engine:
     root: Path
     process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    _log: IO[bytes] | None = None
 
     @property
     def socket(self) -> Path:
@@ -67,7 +68,7 @@ class Engine:
         settings: dict[str, object] = {"features": {"containerd-snapshotter": self.store == "containerd"}}
         daemon_json.write_text(json.dumps(settings) + "\n")
         path = f"{tools_dir()}:{os.environ['PATH']}"
-        log = (self.root / "dockerd.log").open("wb")
+        self._log = (self.root / "dockerd.log").open("wb")
         self.process = subprocess.Popen(
             [
                 "dockerd",
@@ -85,7 +86,7 @@ class Engine:
                 "--config-file",
                 str(daemon_json),
             ],
-            stdout=log,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PATH": path},
             start_new_session=True,
@@ -137,6 +138,8 @@ class Engine:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         _unmount_below(self.root)
+        if self._log is not None:
+            self._log.close()
         self.process = None
 
 

@@ -202,7 +202,7 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
     contexts with `service:` read back as `target:`), and the image is the target's first tag."""
     paths = catalog_paths(case, tmp_path)
     compose = paths.bake_dir / "compose.yaml"
-    compose.write_text(pipeline.compose_text(paths, compose, "llama-bake compose"), encoding="utf-8")
+    compose.write_text(pipeline.compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
     plan = pipeline.plan_catalog(paths)[1]
     printed = subprocess.run(
         ["docker", "buildx", "bake", "-f", "compose.yaml", "--print", *[t.name for t in plan.targets]],
@@ -233,7 +233,7 @@ def test_docker_compose_itself_loads_the_compose_file(case: str, tmp_path: Path)
         pytest.fail("the docker compose plugin is missing: run .ci/install-tools.sh")
     paths = catalog_paths(case, tmp_path)
     compose = paths.bake_dir / "compose.yaml"
-    compose.write_text(pipeline.compose_text(paths, compose, "llama-bake compose"), encoding="utf-8")
+    compose.write_text(pipeline.compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
     loaded = subprocess.run(
         ["docker", "compose", "-f", "compose.yaml", "config", "--format", "json"],
         cwd=paths.bake_dir,

@@ -529,3 +529,31 @@ def test_a_cache_that_cannot_be_imported_fails_no_target() -> None:
     assert "m1" in progress.finished_targets()
     progress.feed(json.dumps({"vertexes": [{**step, "digest": "s2", "name": "[m1 2/2] RUN x", "error": "exit 1"}]}))
     assert progress.target("m1").failed is not None, "a real step's error still fails it"
+
+
+def test_a_bake_of_one_target_has_its_unprefixed_steps_counted_under_it() -> None:
+    """buildx leaves the target's name out of each vertex when a bake builds one target (the first of two phases
+    with one base); the steps are that target's all the same."""
+    t0, t1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"
+    progress = Progress()
+    progress.sole = "base"
+    for digest, name in (("a", "[build 2/3] RUN make"), ("b", "[1/2] RUN echo"), ("c", "[internal] load x")):
+        progress.feed(json.dumps({"vertexes": [{"digest": digest, "name": name, "started": t0, "completed": t1}]}))
+    assert progress.target("base").executed == 2
+    assert progress.executed_steps() == ["RUN echo", "RUN make"]
+    assert set(progress.targets) == {"base"}
+
+
+def test_a_base_step_reported_under_each_model_and_under_the_base_is_the_bases() -> None:
+    """The docker driver solves a linked base inside each model's request and reports its steps once per request."""
+    t0, t1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"
+    progress = Progress({"m1": "base", "m2": "base"})
+    for name in ("[m1 build 2/3] RUN make", "[m2 build 2/3] RUN make", "[base build 2/3] RUN make"):
+        progress.feed(json.dumps({"vertexes": [{"digest": "same", "name": name, "started": t0, "completed": t1}]}))
+    assert progress.target("base").executed == 1
+    assert progress.target("m1").executed == 0
+    assert progress.target("m2").executed == 0
+    unlinked = Progress()
+    unlinked.feed(json.dumps({"vertexes": [{"digest": "same", "name": "[m1 build 2/3] RUN make", "started": t0}]}))
+    unlinked.feed(json.dumps({"vertexes": [{"digest": "same", "name": "[base build 2/3] RUN make", "started": t0}]}))
+    assert unlinked.target("m1").steps, "without the link, BuildKit's first name stands"

@@ -123,3 +123,34 @@ def test_a_build_that_buildx_calls_a_success_but_left_a_target_unfinished_exits_
         run_build(paths, BuildOptions(targets=("model-a",)), runner)
     assert caught.value.exit_code != 0
     assert [t.status for t in caught.value.summary.targets] == ["built", "not started"]
+
+
+def test_doctor_names_the_driver_and_store_and_fails_only_where_the_catalogs_build_would() -> None:
+    from llama_bake.builder import driver_check
+
+    classic = capabilities("docker", CLASSIC)
+    plain = driver_check(classic, Demands())
+    assert plain.ok
+    assert plain.warning
+    assert plain.detail.startswith("the docker driver, classic image store: cannot do attestations, cache export")
+    assert "containerd-snapshotter" in plain.fix
+    refused = driver_check(classic, Demands(attestations=("m1",)))
+    assert not refused.ok
+    assert "provenance" in refused.fix
+    able = driver_check(capabilities("docker", CONTAINERD), Demands(attestations=("m1",)))
+    assert (able.ok, able.warning) == (True, False)
+    assert "images land in the engine" in able.detail
+
+
+def test_doctor_says_whether_the_engine_gives_containers_a_gpu_with_the_fix() -> None:
+    from llama_bake.builder import gpu_check
+
+    none = gpu_check(CLASSIC)
+    assert none.warning
+    assert "no NVIDIA runtime and no CDI GPU device" in none.detail
+    assert "nvidia-ctk runtime configure" in none.fix
+    assert "smoke --cpu" in none.fix
+    assert "-f compose.cpu.yaml up" in none.fix
+    nvidia = gpu_check(EngineInfo("28.5.2", "classic", "overlay2", runtimes=("nvidia", "runc")))
+    assert (nvidia.ok, nvidia.warning, nvidia.fix) == (True, False, "")
+    assert gpu_check(None).detail.startswith("no Docker Engine answers")

@@ -26,6 +26,15 @@ variable "CACHE_REF" {
   description = "registry: a repository prefix for cache refs; local: a directory."
 }
 
+variable "BUILD_NETWORK" {
+  default     = ""
+  description = "The RUN steps' network: '' (the engine's default), host (engines without a default bridge: dockerd --bridge=none, EKS nodes; pass --allow network.host) or none."
+  validation {
+    condition     = contains(["", "default", "host", "none"], BUILD_NETWORK)
+    error_message = "BUILD_NETWORK must be '', default, host or none."
+  }
+}
+
 # One cache per target, so targets never overwrite each other's cache.
 function "cache_from" {
   params = [name]
@@ -133,6 +142,7 @@ target "ada" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ada")
   cache-to   = cache_to("ada")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "ampere" {
@@ -165,6 +175,7 @@ target "ampere" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ampere")
   cache-to   = cache_to("ampere")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "ampere-datacenter" {
@@ -197,6 +208,7 @@ target "ampere-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ampere-datacenter")
   cache-to   = cache_to("ampere-datacenter")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "blackwell-consumer" {
@@ -229,6 +241,7 @@ target "blackwell-consumer" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("blackwell-consumer")
   cache-to   = cache_to("blackwell-consumer")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "blackwell-datacenter" {
@@ -261,6 +274,7 @@ target "blackwell-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("blackwell-datacenter")
   cache-to   = cache_to("blackwell-datacenter")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "gb10" {
@@ -293,6 +307,7 @@ target "gb10" {
   platforms  = ["linux/arm64"]
   cache-from = cache_from("gb10")
   cache-to   = cache_to("gb10")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "hopper" {
@@ -325,6 +340,7 @@ target "hopper" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("hopper")
   cache-to   = cache_to("hopper")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-ada" {
@@ -356,6 +372,7 @@ target "on-ada" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ada"), cache_from("ada"))
   cache-to   = cache_to("on-ada")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-ampere" {
@@ -387,6 +404,7 @@ target "on-ampere" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ampere"), cache_from("ampere"))
   cache-to   = cache_to("on-ampere")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-ampere-datacenter" {
@@ -418,6 +436,7 @@ target "on-ampere-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ampere-datacenter"), cache_from("ampere-datacenter"))
   cache-to   = cache_to("on-ampere-datacenter")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-blackwell-consumer" {
@@ -449,6 +468,7 @@ target "on-blackwell-consumer" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-blackwell-consumer"), cache_from("blackwell-consumer"))
   cache-to   = cache_to("on-blackwell-consumer")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-blackwell-datacenter" {
@@ -480,6 +500,7 @@ target "on-blackwell-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-blackwell-datacenter"), cache_from("blackwell-datacenter"))
   cache-to   = cache_to("on-blackwell-datacenter")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-gb10" {
@@ -511,6 +532,7 @@ target "on-gb10" {
   platforms  = ["linux/arm64"]
   cache-from = concat(cache_from("on-gb10"), cache_from("gb10"))
   cache-to   = cache_to("on-gb10")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-hopper" {
@@ -542,6 +564,7 @@ target "on-hopper" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-hopper"), cache_from("hopper"))
   cache-to   = cache_to("on-hopper")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-turing" {
@@ -573,6 +596,7 @@ target "on-turing" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-turing"), cache_from("turing"))
   cache-to   = cache_to("on-turing")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "on-volta" {
@@ -604,6 +628,7 @@ target "on-volta" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-volta"), cache_from("volta"))
   cache-to   = cache_to("on-volta")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "turing" {
@@ -636,6 +661,7 @@ target "turing" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("turing")
   cache-to   = cache_to("turing")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "volta" {
@@ -668,4 +694,5 @@ target "volta" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("volta")
   cache-to   = cache_to("volta")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }

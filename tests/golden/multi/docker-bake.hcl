@@ -26,6 +26,15 @@ variable "CACHE_REF" {
   description = "registry: a repository prefix for cache refs; local: a directory."
 }
 
+variable "BUILD_NETWORK" {
+  default     = ""
+  description = "The RUN steps' network: '' (the engine's default), host (engines without a default bridge: dockerd --bridge=none, EKS nodes; pass --allow network.host) or none."
+  validation {
+    condition     = contains(["", "default", "host", "none"], BUILD_NETWORK)
+    error_message = "BUILD_NETWORK must be '', default, host or none."
+  }
+}
+
 variable "GIT_SHA" {
   default     = ""
   description = "The commit built (CI sets it; llama-bake build reads the checkout)."
@@ -140,6 +149,7 @@ target "cpu" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("cpu")
   cache-to   = cache_to("cpu")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "cuda-129" {
@@ -179,6 +189,7 @@ target "cuda-129" {
   platforms  = ["linux/arm64"]
   cache-from = cache_from("cuda-129")
   cache-to   = cache_to("cuda-129")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "gated" {
@@ -217,6 +228,7 @@ target "gated" {
   secret     = ["id=hf_token,env=HF_TOKEN"]
   cache-from = concat(cache_from("gated"), cache_from("cuda-129"))
   cache-to   = cache_to("gated")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "local" {
@@ -254,6 +266,7 @@ target "local" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("local"), cache_from("cpu"))
   cache-to   = cache_to("local")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "tiny-cpu" {
@@ -289,6 +302,7 @@ target "tiny-cpu" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("tiny-cpu"), cache_from("cpu"))
   cache-to   = cache_to("tiny-cpu")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
 target "vision" {
@@ -336,4 +350,5 @@ target "vision" {
   platforms  = ["linux/arm64"]
   cache-from = concat(cache_from("vision"), cache_from("cuda-129"))
   cache-to   = cache_to("vision")
+  network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
