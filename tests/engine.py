@@ -8,6 +8,7 @@ what ``docker buildx bake`` uses, and a user's own docker configuration is never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -153,3 +154,16 @@ def _unmount_below(root: Path) -> None:
 
 def client_env(engine: Engine, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **engine.env, **(extra or {})}
+
+
+@contextlib.contextmanager
+def running_engine(store: Store) -> Iterator[Engine]:
+    """A started engine with its private root (short: unix socket paths), stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="lbe-", dir="/tmp"))
+    engine = Engine(store, root)
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 
 from llama_bake.cli import main
 from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
-from tests.engine import Engine, missing_engine_tools
+from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.standins import _native_busybox, _rootfs
 
 pytestmark = pytest.mark.engine
@@ -41,17 +41,10 @@ def engine(request: pytest.FixtureRequest, buildx: None) -> Iterator[Engine]:
     missing = missing_engine_tools()
     if missing:
         pytest.fail(f"the engine tier needs {', '.join(missing)}: run .ci/install-tools.sh")
-    root = Path(tempfile.mkdtemp(prefix="lbe-", dir="/tmp"))  # short: unix socket paths
-    running = Engine(request.param, root)
-    try:
-        running.start()
-        with tempfile.TemporaryDirectory() as tmp:
-            _rootfs(_native_busybox(), Path(tmp) / "rootfs")
-            running.import_rootfs(Path(tmp) / "rootfs", STAND_IN)
+    with running_engine(request.param) as running, tempfile.TemporaryDirectory() as tmp:
+        _rootfs(_native_busybox(), Path(tmp) / "rootfs")
+        running.import_rootfs(Path(tmp) / "rootfs", STAND_IN)
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -35,6 +36,7 @@ import yaml
 
 from llama_bake.progress import Progress
 from tests.conftest import executed, free_port, write_yaml
+from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.hub import StandInHub
 from tests.standins import cache_dir, debian_layout, llama_cpp_tree
 from tests.tinymodel import write_tiny_gguf
@@ -416,3 +418,96 @@ def test_llama_cpp_from_a_source_archive(embedded_builder: str, tmp_path: Path, 
     )
     files = dict(OciArchive(out).layer_files())
     assert files["app/llama-server"] == b"#!/bin/sh\necho fake llama-server\n"
+
+
+# --- on a real Docker Engine: smoke and Compose ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine_with_image(built: Built) -> Iterator[Engine]:
+    """A Docker Engine (classic image store: what most installs have) holding the real tiny-file image, under
+    the name the catalog gives it."""
+    missing = missing_engine_tools()
+    if missing:
+        pytest.fail(f"the engine tests need {', '.join(missing)}: run .ci/install-tools.sh")
+    with running_engine("classic") as engine:
+        loaded = engine.docker("load", "--input", str(built.out / "tiny-file.tar")).stdout
+        image = loaded.strip().splitlines()[-1].split(": ", 1)[1]  # "Loaded image: NAME" or "Loaded image ID: ID"
+        engine.docker("tag", image, "localhost:5000/real/tiny-file:latest")
+        yield engine
+
+
+def test_smoke_runs_the_image_on_the_engine_and_reports_tokens_per_second(
+    built: Built, engine_with_image: Engine
+) -> None:
+    env = {**engine_with_image.env, "LLAMA_BAKE_BUILDER": "none"}
+    done = _run_code(
+        ["llama-bake", "smoke", "--cpu", "--host-network", "--timeout", "120", "tiny-file"], built.project, env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = done.stdout.strip()
+    assert line.startswith("ok   tiny-file (localhost:5000/real/tiny-file:latest, CPU): healthy in "), line
+    assert re.search(r"\d+ tokens, [\d.]+ tokens/s", line), line
+    leftovers = engine_with_image.docker("ps", "-aq", "--filter", "label=io.llama-bake.smoke").stdout
+    assert leftovers.strip() == "", "smoke removes its containers"
+
+
+def test_smoke_fails_with_a_non_zero_exit_when_the_image_does_not_serve(
+    built: Built, engine_with_image: Engine
+) -> None:
+    """An image whose server cannot start (its weights replaced by a file that is not a GGUF)."""
+    broken = built.project / "broken"
+    broken.mkdir(exist_ok=True)
+    (broken / "Dockerfile").write_text(
+        "FROM localhost:5000/real/tiny-file:latest\nRUN echo not-a-gguf > /models/tiny.gguf\n", encoding="utf-8"
+    )
+    engine_with_image.docker(
+        "buildx", "build", "--network", "host", "--tag", "localhost:5000/real/tiny-file:broken", str(broken)
+    )
+    env = {**engine_with_image.env, "LLAMA_BAKE_BUILDER": "none"}
+    argv = ["llama-bake", "smoke", "--cpu", "--host-network", "--timeout", "60", "--var", "TAG=broken", "tiny-file"]
+    done = _run_code(argv, built.project, env)
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert done.stdout.startswith("FAIL tiny-file (localhost:5000/real/tiny-file:broken, CPU): the container exited")
+    assert "1 of 1 image(s) failed: tiny-file" in done.stderr
+
+
+def test_compose_up_of_the_generated_file_serves_a_completion(built: Built, engine_with_image: Engine) -> None:
+    """`docker compose up` of what `llama-bake compose` wrote, on the image the build made. The test's own override
+    puts the service on the host network (this engine has no bridge) on a free port of 127.0.0.1."""
+    _run(["llama-bake", "compose"], built.project)
+    port = free_port()
+    override = built.project / "compose.test.yaml"
+    services: dict[str, dict[str, Any]] = {
+        name: {"network_mode": "host", "ports": [], "pull_policy": "never"}
+        for name in ("llama-cpu", "tiny-file", "tiny-url", "tiny-gated")
+    }
+    services["tiny-file"]["environment"] = {"LLAMA_ARG_HOST": "127.0.0.1", "LLAMA_ARG_PORT": str(port)}
+    override.write_text(yaml.safe_dump({"services": services}).replace("ports: []", "ports: !reset []"))
+    compose = ["docker", "compose", "-f", "compose.yaml", "-f", override.name, "--project-name", "lbtest"]
+    env = engine_with_image.env
+    try:
+        up = _run_code([*compose, "up", "--detach", "--no-build", "tiny-file"], built.project, env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        deadline = time.monotonic() + START_PERIOD_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                logs = _run_code([*compose, "logs"], built.project, env).stdout
+                pytest.fail(f"/health not 200 within {START_PERIOD_S}s:\n{logs[-3000:]}")
+            time.sleep(0.5)
+        body = json.dumps({"prompt": "Hello", "n_predict": 4}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=body)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert json.loads(response.read())["tokens_predicted"] > 0
+    finally:
+        _run_code([*compose, "down", "--volumes"], built.project, env)
+
+
+def _run_code(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **env})
