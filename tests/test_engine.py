@@ -221,12 +221,16 @@ def test_provenance_asked_for_is_refused_on_the_classic_store_and_attached_on_co
 ) -> None:
     project.project(provenance="max")
     result = project.build()
+    doctor = project.llama_bake("doctor")
     if project.engine.store == "classic":
         assert result.exit_code == 5, result.output
         assert "cannot attach provenance attestations" in result.output
         assert "`provenance: auto`" in result.output
+        assert doctor.exit_code == 5, "doctor fails where the catalog's build would"
+        assert "FAIL driver: the docker driver, classic image store: a build of this catalog asks" in doctor.output
     else:
         assert result.exit_code == 0, result.output
+        assert doctor.exit_code == 0, doctor.output
 
 
 def test_a_two_platform_base_is_refused_on_the_classic_store_and_built_whole_on_containerd(
