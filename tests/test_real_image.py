@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -430,10 +431,21 @@ def engine_with_image(built: Built) -> Iterator[Engine]:
     missing = missing_engine_tools()
     if missing:
         pytest.fail(f"the engine tests need {', '.join(missing)}: run .ci/install-tools.sh")
-    with running_engine("classic") as engine:
-        loaded = engine.docker("load", "--input", str(built.out / "tiny-file.tar")).stdout
-        image = loaded.strip().splitlines()[-1].split(": ", 1)[1]  # "Loaded image: NAME" or "Loaded image ID: ID"
-        engine.docker("tag", image, "localhost:5000/real/tiny-file:latest")
+    with running_engine("classic") as engine, tempfile.TemporaryDirectory() as tmp:
+        # The classic store loads docker archives only: skopeo converts the build's OCI archive, naming the image.
+        image = "localhost:5000/real/tiny-file:latest"
+        archive = Path(tmp) / "tiny-file.docker.tar"
+        _run(
+            [
+                "skopeo",
+                "copy",
+                "--quiet",
+                f"oci-archive:{built.out / 'tiny-file.tar'}",
+                f"docker-archive:{archive}:{image}",
+            ],
+            built.project,
+        )
+        engine.docker("load", "--input", str(archive))
         yield engine
 
 
@@ -475,7 +487,16 @@ def test_smoke_fails_with_a_non_zero_exit_when_the_image_does_not_serve(
 def test_compose_up_of_the_generated_file_serves_a_completion(built: Built, engine_with_image: Engine) -> None:
     """`docker compose up` of what `llama-bake compose` wrote, on the image the build made. The test's own override
     puts the service on the host network (this engine has no bridge) on a free port of 127.0.0.1."""
-    _run(["llama-bake", "compose"], built.project)
+    models = built.project / "catalog" / "models"
+    originals = {name: (models / f"{name}.yaml").read_text() for name in ("tiny-url", "tiny-gated")}
+    for offset, name in enumerate(originals, start=1):  # three models on port 8080: Compose needs distinct host ports
+        data = yaml.safe_load(originals[name])
+        write_yaml(models / f"{name}.yaml", {**data, "compose": {"host_port": 18080 + offset}})
+    try:
+        _run(["llama-bake", "compose"], built.project)
+    finally:
+        for name, text in originals.items():
+            (models / f"{name}.yaml").write_text(text)
     port = free_port()
     override = built.project / "compose.test.yaml"
     services: dict[str, dict[str, Any]] = {
