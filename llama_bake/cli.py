@@ -431,7 +431,10 @@ def add(catalog: Path | None, bake_file: Path | None, spec: str, **settings: Any
     paths = pipeline.Paths.from_options(catalog, bake_file)
     added = pipeline.add_model(paths, spec, settings)
     extra = f" and {added.mmproj}" if added.mmproj else ""
-    click.echo(f"wrote {added.path}: {added.weights}{extra} at commit {added.commit[:12]}", err=True)
+    weights = (
+        added.weights[0] if len(added.weights) == 1 else f"{len(added.weights)} parts ({', '.join(added.weights)})"
+    )
+    click.echo(f"wrote {added.path}: {weights}{extra} at commit {added.commit[:12]}", err=True)
 
 
 @main.command()

@@ -619,7 +619,7 @@ class Added:
     path: Path
     name: str
     commit: str
-    weights: str
+    weights: tuple[str, ...]  # a split model's parts in order
     mmproj: str | None
 
 
@@ -646,7 +646,7 @@ def add_model(paths: Paths, text: str, settings: dict[str, Any]) -> Added:
     except CatalogError:
         target.unlink()
         raise
-    return Added(target, name, repo.commit, weights.path, mmproj.path if mmproj else None)
+    return Added(target, name, repo.commit, tuple(w.path for w in weights), mmproj.path if mmproj else None)
 
 
 @dataclass(frozen=True)
@@ -683,11 +683,14 @@ def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str)
             if key not in looked_up:
                 looked_up[key] = hub.fetch(entry.repo, revision, endpoint)
             repo = looked_up[key]
-            found = repo.file(entry.file)
-            values = {"revision": repo.commit, "sha256": found.sha256}
+            values = {"revision": repo.commit}
+            written = {"revision": entry.revision}
+            for item in entry.files:
+                found = repo.file(item.file)
+                values |= {f"{item.keys}sha256": found.sha256, f"{item.keys}size": str(found.size)}
+                written |= {f"{item.keys}sha256": item.sha256, f"{item.keys}size": item.size}
             if repo.gated:
                 values["gated"] = "true"
-            written = {"revision": entry.revision, "sha256": entry.sha256}
             changed = {k: v for k, v in values.items() if written.get(k) != v}
             if changed:
                 updates[entry.field] = changed

@@ -87,6 +87,8 @@ class Shape:
     # model: where the weights (and the vision projector, when there is one) come from: remote, gated or local
     sources: tuple[str, ...] = ()
     health: tuple[str, str, str, int] = ("", "", "", 0)
+    # model: how many files the weights are (a split GGUF has several); each file is its own layer
+    weight_parts: int = 1
 
     @property
     def mmproj(self) -> bool:
@@ -102,9 +104,21 @@ class Shape:
 
     @property
     def items(self) -> tuple[tuple[str, str, str], ...]:
-        """(env prefix, directory in the image, source) of each weights file, for the templates."""
-        dirs = (f"{MODELS_DIR}/", f"{MODELS_DIR}/mmproj/")
-        return tuple(zip(("WEIGHTS", "MMPROJ"), dirs, self.sources, strict=False))
+        """(env prefix, directory in the image, source) of each weights file, for the templates: the weights'
+        parts in order (``WEIGHTS``, ``WEIGHTS_2``, ...), then the vision projector."""
+        prefixes = [part_prefix("WEIGHTS", n) for n in range(1, self.weight_parts + 1)]
+        dirs = [f"{MODELS_DIR}/"] * self.weight_parts
+        sources = list(self.sources[:1]) * self.weight_parts
+        if self.mmproj:
+            prefixes.append("MMPROJ")
+            dirs.append(f"{MODELS_DIR}/mmproj/")
+            sources.append(self.sources[1])
+        return tuple(zip(prefixes, dirs, sources, strict=True))
+
+
+def part_prefix(prefix: str, number: int) -> str:
+    """The environment prefix of a weights file: ``WEIGHTS`` for the first part, ``WEIGHTS_2`` for the second."""
+    return prefix if number == 1 else f"{prefix}_{number}"
 
 
 @dataclass(frozen=True)
@@ -432,27 +446,36 @@ def _file_context(
 
 
 def _weights_env(prefix: str, weights: Weights, hf_endpoint: str) -> dict[str, str]:
+    """Each file's checksum, name in the image and URL (``PREFIX_2_...`` for a split model's second part)."""
     from llama_bake.catalog import HfWeights, UrlWeights
 
-    env = {f"LLAMA_BAKE_{prefix}_SHA256": weights.sha256, f"LLAMA_BAKE_{prefix}_FILE": weights.filename}
-    if isinstance(weights, HfWeights):
-        env[f"LLAMA_BAKE_{prefix}_URL"] = weights.url(hf_endpoint)
-        if weights.gated:
-            # Only these downloads are sent the Hugging Face token.
-            env[f"LLAMA_BAKE_{prefix}_GATED"] = "hf"
-    elif isinstance(weights, UrlWeights):
-        env[f"LLAMA_BAKE_{prefix}_URL"] = weights.url
+    env: dict[str, str] = {}
+    files = weights.files
+    if len(files) > 1:
+        env[f"LLAMA_BAKE_{prefix}_PARTS"] = str(len(files))
+    for number, item in enumerate(files, start=1):
+        key = f"LLAMA_BAKE_{part_prefix(prefix, number)}"
+        env[f"{key}_SHA256"] = item.sha256
+        env[f"{key}_FILE"] = item.filename
+        if isinstance(weights, HfWeights):
+            env[f"{key}_URL"] = weights.url(hf_endpoint, item.source)
+        elif isinstance(weights, UrlWeights):
+            env[f"{key}_URL"] = item.source
+    if isinstance(weights, HfWeights) and weights.gated:
+        # Only these downloads are sent the Hugging Face token.
+        env[f"LLAMA_BAKE_{prefix}_GATED"] = "hf"
     return env
 
 
 def _weights_label(weights: Weights) -> str:
     from llama_bake.catalog import FileWeights, HfWeights
 
+    first = weights.files[0]
     if isinstance(weights, HfWeights):
-        return f"hf://{weights.hf}/{weights.file}@{weights.revision}"
+        return f"hf://{weights.hf}/{first.source}@{weights.revision}"
     if isinstance(weights, FileWeights):
-        return f"file:{weights.source_name}"
-    return weights.url
+        return f"file:{first.source.rstrip('/').rsplit('/', 1)[-1]}"
+    return first.source
 
 
 def server_env(model: Model, hf_endpoint: str = "https://huggingface.co") -> dict[str, str]:
@@ -472,11 +495,11 @@ def server_env(model: Model, hf_endpoint: str = "https://huggingface.co") -> dic
     if server.n_gpu_layers is not None:
         env["LLAMA_ARG_N_GPU_LAYERS"] = str(server.n_gpu_layers)
     if model.delivery == "baked":
-        env["LLAMA_ARG_MODEL"] = f"{MODELS_DIR}/{model.weights.filename}"
+        env["LLAMA_ARG_MODEL"] = f"{MODELS_DIR}/{model.weights.files[0].filename}"
     if model.mmproj is not None:
         env.update(_weights_env("MMPROJ", model.mmproj, hf_endpoint))
         if model.delivery == "baked":
-            env["LLAMA_ARG_MMPROJ"] = f"{MODELS_DIR}/mmproj/{model.mmproj.filename}"
+            env["LLAMA_ARG_MMPROJ"] = f"{MODELS_DIR}/mmproj/{model.mmproj.files[0].filename}"
     if server.extra_args:
         env["LLAMA_BAKE_EXTRA_ARGS"] = "\n".join(server.extra_args)
     env.update(server.env)
@@ -494,9 +517,11 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
     sources: list[str] = []
     for prefix, item in (("WEIGHTS", model.weights), ("MMPROJ", model.mmproj)):
         if isinstance(item, FileWeights):
-            directory, name = _file_context(project_dir, bake_dir, item.path)
-            contexts.append((f"{prefix.lower()}-file", directory))
-            file_args[f"{prefix}_SOURCE"] = name
+            for number, part in enumerate(item.files, start=1):
+                key = part_prefix(prefix, number)
+                directory, name = _file_context(project_dir, bake_dir, part.source)
+                contexts.append((f"{key.lower().replace('_', '-')}-file", directory))
+                file_args[f"{key}_SOURCE"] = name
             sources.append("local")
         elif item is not None:
             sources.append("gated" if isinstance(item, HfWeights) and item.gated else "remote")
@@ -508,6 +533,7 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         delivery=model.delivery,
         sources=tuple(sources),
         health=(health.start_period, health.interval, health.timeout, health.retries),
+        weight_parts=len(model.weights.files),
     )
     args: dict[str, str | Interp] = {**file_args, **{f"ENV_{k}": v for k, v in env.items()}, **_epoch(catalog)}
     labels: dict[str, str | Interp] = {
@@ -515,7 +541,7 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         "org.opencontainers.image.title": model.name,
         f"{LABEL_PREFIX}.base": base.name,
         f"{LABEL_PREFIX}.model.weights": _weights_label(model.weights),
-        f"{LABEL_PREFIX}.model.sha256": model.weights.sha256,
+        f"{LABEL_PREFIX}.model.sha256": model.weights.files[0].sha256,
         f"{LABEL_PREFIX}.model.delivery": model.delivery,
     }
     if model.description:
