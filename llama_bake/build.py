@@ -37,6 +37,7 @@ from llama_bake.invocation import (
 )
 from llama_bake.pipeline import Paths, compile_catalog, write_compiled
 from llama_bake.plan import BakePlan
+from llama_bake.preflight import check_push, pushed_repositories
 from llama_bake.progress import Progress, Vertex
 from llama_bake.summary import Summary, digest_of, failure_message, image_name, summarize
 
@@ -183,6 +184,7 @@ def dry_run(paths: Paths, options: BuildOptions, runner: Builders) -> str:
 def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLine | None = None) -> Summary:
     """Generate, then build each phase in order; a phase that fails stops the build."""
     plan, env = _prepare(paths, options)
+    check_push(pushed_repositories(plan, options))
     # The one `builder up` made, without asking buildx first (`buildx ls` costs a docker call on every build);
     # when it does not exist, `_bake` falls back to buildx's current builder.
     fallback = options.builder is None

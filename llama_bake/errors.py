@@ -57,3 +57,9 @@ class UsageError(LlamaBakeError):
     """Command-line values that click cannot check on its own: the same code as click's own usage errors."""
 
     exit_code = 2
+
+
+class PushRefused(LlamaBakeError):
+    """Before a build that pushes: a registry does not answer, or the docker config's login cannot push to it."""
+
+    exit_code = 10
