@@ -235,6 +235,28 @@ class Strict(BaseModel):
 
 # --- project ------------------------------------------------------------------------------------
 
+# ghcr.io documents 10 GB per layer, ECR Public 10,000 MiB: 9 GB fits both, with room for the tar and gzip framing.
+DEFAULT_MAX_LAYER_SIZE = 9_000_000_000
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``9GB`` (decimal, as llama-gguf-split and the registries count), ``10GiB``, ``9500MB`` or bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        msg = f"{text!r} is not a size; write bytes, or a number with GB, MB, GiB or MiB (e.g. 9GB)"
+        raise ValueError(msg)
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def format_size(size: int) -> str:
+    """Bytes as people read a weights file's size: ``16.5 GB``."""
+    for unit, factor in (("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} B"
+
 
 TAG_PLACEHOLDERS = ("tag", "ref", "cuda", "backend", "git_sha", "git_branch", "git_version")
 # Filled at build time from GIT_SHA, GIT_BRANCH and GIT_VERSION (CI sets them; `llama-bake build` reads the
@@ -335,6 +357,15 @@ class Project(Strict):
             "Clamp the file times in every layer to source_date_epoch, so a cold rebuild on an empty builder "
             "gives the same digests. It costs a pass over every layer at each export (minutes for 16 GB "
             "weights), so it is off by default; a cached build keeps its digests without it."
+        ),
+    )
+    max_layer_size: Annotated[int, BeforeValidator(lambda v: parse_size(v) if isinstance(v, str) else v)] = Field(
+        DEFAULT_MAX_LAYER_SIZE,
+        ge=1_000_000,
+        description=(
+            "The largest image layer the registry accepts, in bytes or with a unit (9GB, 9500MB, 10GiB). Default "
+            "9GB: ghcr.io refuses layers over 10 GB and ECR Public over 10,000 MiB. validate warns of a weights "
+            "file above it."
         ),
     )
     image_overrides: dict[str, str] = Field(

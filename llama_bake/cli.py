@@ -175,10 +175,21 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
+    from llama_bake.catalog import format_size
+
     platforms = [",".join(p.removeprefix("linux/") for p in r.platforms) for r in rows]
+    weights = [
+        ("-", "-")
+        if r.kind == "base"
+        else ("?" if r.weight_size is None else format_size(r.weight_size), str(r.weight_layers))
+        for r in rows
+    ]
     table = [
-        ("TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS"),
-        *((r.target, r.kind, r.base, r.image, shown) for r, shown in zip(rows, platforms, strict=True)),
+        ("TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS"),
+        *(
+            (r.target, r.kind, r.base, r.image, shown, *sizes)
+            for r, shown, sizes in zip(rows, platforms, weights, strict=True)
+        ),
     ]
     for line in columns(table):
         click.echo(line)

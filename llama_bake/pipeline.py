@@ -331,6 +331,27 @@ def catalog_warnings(catalog: Catalog) -> list[str]:
         for model in catalog.models
         for pin in model.placeholders
     ]
+    return warnings + size_warnings(catalog)
+
+
+def size_warnings(catalog: Catalog) -> list[str]:
+    """Weights files over the registry's layer limit: the push would fail after the whole build."""
+    from llama_bake.catalog import format_size
+
+    limit = catalog.project.max_layer_size
+    warnings = []
+    for model in catalog.models:
+        for field, weights in (("weights", model.weights), ("mmproj", model.mmproj)):
+            if weights is None:
+                continue
+            for item in weights.files:
+                if item.size is not None and item.size > limit:
+                    warnings.append(
+                        f"model {model.name}: {field} {item.filename} is {format_size(item.size)}, one image layer "
+                        f"over max_layer_size ({format_size(limit)}): registries such as ghcr.io refuse it at push; "
+                        "pick a split quantisation of it (`llama-bake add OWNER/REPO:QUANT` pins every part), or "
+                        "raise max_layer_size in project.yaml if your registry takes it"
+                    )
     return warnings
 
 
@@ -375,6 +396,8 @@ class Row:
     tags: tuple[str, ...]
     dockerfile: str
     platforms: tuple[str, ...]
+    weight_size: int | None  # bytes; None for a base, or where a file's size is not recorded
+    weight_layers: int  # one per weights file (a split model's parts, the vision projector)
 
 
 def list_targets(paths: Paths) -> list[Row]:
@@ -389,6 +412,8 @@ def list_targets(paths: Paths) -> list[Row]:
             tuple(tag for tag in (plan.resolve(i) for i in t.tags) if tag),
             t.dockerfile,
             t.platforms,
+            t.weight_size,
+            len(t.weight_sizes),
         )
         for t in plan.targets
     ]

@@ -143,6 +143,15 @@ class Target:
     placeholders: tuple[str, ...] = ()
     # The platforms built (a model has its base's): one image per platform under one tag.
     platforms: tuple[str, ...] = ("linux/amd64",)
+    # A model's weights files (its parts, then the vision projector), one layer each: their sizes where the
+    # catalog records them.
+    weight_sizes: tuple[int | None, ...] = ()
+
+    @property
+    def weight_size(self) -> int | None:
+        """The weights' total size, or None for a base and where a file's size is not recorded."""
+        sizes = self.weight_sizes
+        return None if not sizes or None in sizes else sum(s for s in sizes if s is not None)
 
     @property
     def unpinned(self) -> str:
@@ -568,4 +577,5 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         attest=_attest(catalog),
         placeholders=model.placeholders,
         platforms=base.target_platforms,
+        weight_sizes=tuple(f.size for w in (model.weights, model.mmproj) if w is not None for f in w.files),
     )
