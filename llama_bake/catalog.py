@@ -235,6 +235,9 @@ class Strict(BaseModel):
 
 # --- project ------------------------------------------------------------------------------------
 
+LLAMA_CPP_GIT = "https://github.com/ggml-org/llama.cpp.git"
+# The llama.cpp whose llama-gguf-split re-splits big weights unless project.split_tool names another.
+SPLIT_TOOL_REF = "b6500"
 # ghcr.io documents 10 GB per layer, ECR Public 10,000 MiB: 9 GB fits both, with room for the tar and gzip framing.
 DEFAULT_MAX_LAYER_SIZE = 9_000_000_000
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
@@ -368,6 +371,17 @@ class Project(Strict):
             "file above it."
         ),
     )
+    split_tool: LlamaSource = Field(
+        default_factory=lambda: GitSource(git=LLAMA_CPP_GIT, ref=SPLIT_TOOL_REF),
+        description=(
+            "The llama.cpp whose llama-gguf-split re-splits a weights file over max_layer_size (git + ref, or a "
+            "local source directory). Pinned apart from the bases, so a new llama.cpp in a base re-splits "
+            "nothing and re-pushes no weight layer."
+        ),
+    )
+    split_image: str = Field(
+        "ubuntu:24.04", description="The image llama-gguf-split is compiled and run in (image_overrides apply)."
+    )
     image_overrides: dict[str, str] = Field(
         default_factory=dict,
         description=(
@@ -375,6 +389,14 @@ class Project(Strict):
             "(docker-image://...), a local OCI layout (oci-layout://...), a directory or target:NAME."
         ),
     )
+
+    @field_validator("split_tool")
+    @classmethod
+    def _split_tool_is_a_tree(cls, value: GitSource | LocalSource) -> GitSource | LocalSource:
+        if isinstance(value, LocalSource) and value.is_archive:
+            msg = "split_tool takes a git repository or a source directory, not an archive; unpack it"
+            raise ValueError(msg)
+        return value
 
     @model_validator(mode="after")
     def _rewrite_needs_an_epoch(self) -> Project:

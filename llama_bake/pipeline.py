@@ -335,12 +335,16 @@ def catalog_warnings(catalog: Catalog) -> list[str]:
 
 
 def size_warnings(catalog: Catalog) -> list[str]:
-    """Weights files over the registry's layer limit: the push would fail after the whole build."""
+    """Weights files over the registry's layer limit that the build does not re-split: the push would fail
+    after the whole build."""
     from llama_bake.catalog import format_size
+    from llama_bake.plan import resplit
 
     limit = catalog.project.max_layer_size
     warnings = []
     for model in catalog.models:
+        if model.delivery != "baked" or resplit(model, limit) is not None:
+            continue
         for field, weights in (("weights", model.weights), ("mmproj", model.mmproj)):
             if weights is None:
                 continue
@@ -348,9 +352,10 @@ def size_warnings(catalog: Catalog) -> list[str]:
                 if item.size is not None and item.size > limit:
                     warnings.append(
                         f"model {model.name}: {field} {item.filename} is {format_size(item.size)}, one image layer "
-                        f"over max_layer_size ({format_size(limit)}): registries such as ghcr.io refuse it at push; "
-                        "pick a split quantisation of it (`llama-bake add OWNER/REPO:QUANT` pins every part), or "
-                        "raise max_layer_size in project.yaml if your registry takes it"
+                        f"over max_layer_size ({format_size(limit)}), which llama-bake re-splits only for a single "
+                        "ungated weights file: registries such as ghcr.io refuse it at push; pick a split "
+                        "quantisation of it (`llama-bake add OWNER/REPO:QUANT` pins every part), or raise "
+                        "max_layer_size in project.yaml if your registry takes it"
                     )
     return warnings
 
@@ -397,7 +402,7 @@ class Row:
     dockerfile: str
     platforms: tuple[str, ...]
     weight_size: int | None  # bytes; None for a base, or where a file's size is not recorded
-    weight_layers: int  # one per weights file (a split model's parts, the vision projector)
+    weight_layers: int  # one per weights file (a split model's parts, the vision projector); a re-split: its parts
 
 
 def list_targets(paths: Paths) -> list[Row]:
@@ -413,7 +418,7 @@ def list_targets(paths: Paths) -> list[Row]:
             t.dockerfile,
             t.platforms,
             t.weight_size,
-            len(t.weight_sizes),
+            t.weight_layers,
         )
         for t in plan.targets
     ]

@@ -238,6 +238,38 @@ def test_a_local_split_model_is_one_context_per_part() -> None:
     assert dict(target.args)["WEIGHTS_2_SOURCE"] == "m-00002-of-00002.gguf"
 
 
+def test_one_file_over_the_layer_limit_is_re_split_by_a_tool_pinned_apart_from_the_base() -> None:
+    weights = {"url": "https://h/big.gguf", "sha256": SHA_A, "size": 16_500_000_000}
+    overrides = {"ubuntu:24.04": "oci-layout:///mirror/ubuntu"}
+    plan = make_plan(catalog(models=[{"name": "m", "weights": weights}], image_overrides=overrides), ROOT, ROOT)
+    target = plan.target("m")
+    args = dict(target.args)
+    assert args["SPLIT_MAX_MB"] == "8488", "room under 9 GB for the first part's metadata"
+    assert args["MAX_LAYER_SIZE"] == "9000000000"
+    assert args["ENV_LLAMA_ARG_MODEL"] == "/models/big-00001-of-*.gguf"
+    assert target.shape.resplit_layers == 4, "at most twice the two parts a perfect packing needs"
+    assert target.weight_layers == 2
+    contexts = dict(target.contexts)
+    assert contexts["gguf-split-src"] == "https://github.com/ggml-org/llama.cpp.git#b6500", "not the base's llama.cpp"
+    assert contexts["ubuntu:24.04"] == "oci-layout:///mirror/ubuntu"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"weights": {"url": "https://h/m.gguf", "sha256": SHA_A, "size": 9_000_000_000}},
+        {"weights": {"url": "https://h/m.gguf", "sha256": SHA_A}},
+        {"weights": {"url": "https://h/m.gguf", "sha256": SHA_A, "size": 10**11}, "delivery": "fetch"},
+        {"weights": {**MODEL["weights"], "size": 10**11, "gated": True}},
+    ],
+    ids=["at-the-limit", "size-unknown", "fetched", "gated"],
+)
+def test_weights_that_are_not_re_split(model: dict[str, Any]) -> None:
+    target = make_plan(catalog(models=[{"name": "m", **model}]), ROOT, ROOT).target("m")
+    assert target.shape.resplit_layers == 0
+    assert "gguf-split-src" not in dict(target.contexts)
+
+
 def test_hf_endpoint_moves_downloads_to_a_mirror_and_only_gated_files_get_the_token() -> None:
     gated = {**MODEL["weights"], "gated": True}
     mmproj = {"url": "https://cdn.example/p.gguf", "sha256": SHA_B}

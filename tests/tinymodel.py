@@ -35,9 +35,22 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
 
 def write_tiny_gguf(path: Path, seed: int = 0) -> str:
     """Write the model to ``path``; return its sha256. The same ``seed`` gives the same bytes."""
+    _write(path, seed, 0)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_tiny_split_gguf(path: Path, seed: int = 0, tensors_per_part: int = 8) -> list[tuple[Path, str]]:
+    """The model as a split GGUF, as llama.cpp's tools write one: ``STEM-00001-of-0000N.gguf``, ... beside
+    ``path`` (which is not written), at most ``tensors_per_part`` tensors each; returns each part and its sha256."""
+    _write(path, seed, tensors_per_part)
+    parts = sorted(path.parent.glob(f"{path.stem}-*-of-*.gguf"))
+    return [(part, hashlib.sha256(part.read_bytes()).hexdigest()) for part in parts]
+
+
+def _write(path: Path, seed: int, split_max_tensors: int) -> None:
     rng = np.random.default_rng(seed)
     tokens, scores, types = _vocab()
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split_max_tensors)
     writer.add_name(f"llama-bake tiny test model {seed}")
     writer.add_context_length(N_CTX)
     writer.add_embedding_length(N_EMBD)
@@ -78,4 +91,3 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> str:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -97,6 +97,10 @@ if [ "${LLAMA_BAKE_DELIVERY:-baked}" = fetch ]; then
         export LLAMA_ARG_MMPROJ="$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE"
     fi
 fi
+# Weights re-split in the build are named by how many parts llama-gguf-split made: the first part is the model.
+case "${LLAMA_ARG_MODEL:-}" in
+*'*'*) for first in $LLAMA_ARG_MODEL; do export LLAMA_ARG_MODEL="$first"; break; done ;;
+esac
 set -f
 IFS='
 '

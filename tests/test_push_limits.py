@@ -1,0 +1,171 @@
+"""Pushing to registries that are stricter than the tests' docker-registry: one that refuses any blob over a size
+limit (as ghcr.io refuses layers over 10 GB) and one that demands a login through a token service (as ghcr.io and
+Docker Hub do). Both are a small proxy on 127.0.0.1 in front of the real registry (tests/registry_proxy.py); the
+builds are real (buildx bake on the tests' buildkitd), with the real model template and a busybox stand-in base.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from llama_bake.cli import main
+from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
+from tests.registry_proxy import RegistryProxy
+
+pytestmark = pytest.mark.buildkit
+
+DEVEL = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
+RUNTIME = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+MIB = 1 << 20
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedded_builder: str) -> Path:
+    """A docker config of the test's own (its logins), that still finds buildx and the session's builder."""
+    home = Path.home() / ".docker"
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    plugin = Path(shutil.which("docker-buildx") or home / "cli-plugins" / "docker-buildx")
+    (config / "cli-plugins").mkdir()
+    (config / "cli-plugins" / "docker-buildx").symlink_to(plugin.resolve())
+    (config / "buildx").symlink_to(home / "buildx")
+    (config / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    return config
+
+
+def login(config: Path, registry: str, user: str, password: str) -> None:
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry: {"auth": auth}}}))
+
+
+@pytest.fixture
+def project(tmp_path: Path, stand_in_image: str) -> Path:
+    """The fixture base (a cheap stand-in for the compile) and the real model template: one ADD per weights file."""
+    (tmp_path / "templates").mkdir()
+    shutil.copy(FIXTURE_TEMPLATES / "base.Dockerfile.j2", tmp_path / "templates")
+    (tmp_path / "src" / "llama.cpp").mkdir(parents=True)
+    (tmp_path / "src" / "llama.cpp" / "VERSION").write_text("fixture source\n")
+    catalog = tmp_path / "catalog"
+    write_yaml(
+        catalog / "bases" / "base.yaml", {"llama_cpp": {"path": "src/llama.cpp", "ref": "b1"}, "gpu_families": ["ada"]}
+    )
+    write_yaml(catalog / "project.yaml", {"image_overrides": {DEVEL: stand_in_image, RUNTIME: stand_in_image}})
+    return catalog
+
+
+@pytest.fixture
+def server() -> Iterator[WeightsServer]:
+    served = WeightsServer()
+    yield served
+    served.close()
+
+
+def build(catalog: Path, registry: str, *targets: str) -> Result:
+    argv = ["build", "-c", str(catalog), "--progress", "plain", "--push", "--var", f"REGISTRY={registry}/lb"]
+    return CliRunner().invoke(main, [*argv, *targets])
+
+
+def layers(image: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{image}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    manifest = json.loads(out)
+    if "manifests" in manifest:  # an index: the image of the platform built
+        digest = next(m["digest"] for m in manifest["manifests"] if m.get("platform", {}).get("os") == "linux")
+        name = image.rsplit(":", 1)[0]
+        out = subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{name}@{digest}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        manifest = json.loads(out)
+    return list(manifest["layers"])
+
+
+def test_a_model_over_the_layer_limit_pushes_as_one_layer_per_part_and_a_single_file_is_refused(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path
+) -> None:
+    proxy = RegistryProxy(registry, max_blob=3 * MIB)
+    try:
+        parts = []
+        for number in (1, 2, 3):
+            url, sha = server.add(f"big-{number:05d}-of-00003.gguf", size=2 * MIB)
+            parts.append({"url": url, "sha256": sha, "size": 2 * MIB})
+        url, sha = server.add("huge.gguf", size=5 * MIB)
+        write_yaml(project / "models" / "split.yaml", {"weights": {"parts": parts}})
+        write_yaml(project / "models" / "huge.yaml", {"weights": {"url": url, "sha256": sha, "size": 5 * MIB}})
+        project_file = project / "project.yaml"
+        write_yaml(project_file, {**_yaml(project_file), "max_layer_size": 3 * MIB})
+        warned = CliRunner().invoke(main, ["validate", "-c", str(project), "--json"])
+        assert [w.split(":")[0] for w in json.loads(warned.stdout)["warnings"]] == ["model huge"]
+
+        pushed = build(project, proxy.address, "split")
+        assert pushed.exit_code == 0, pushed.output
+        sizes = [layer["size"] for layer in layers(f"{proxy.address}/lb/split:latest")]
+        assert all(size <= 3 * MIB for size in sizes)
+        assert len([s for s in sizes if s > 2 * MIB - 4096]) == 3, f"one layer per part: {sizes}"
+        assert proxy.refused == []
+
+        refused = build(project, proxy.address, "huge")
+        assert refused.exit_code == 6, refused.output
+        assert proxy.refused, "the proxy refused the 5 MiB layer, as ghcr.io refuses one over its limit"
+    finally:
+        proxy.close()
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    return data
+
+
+def test_push_without_a_login_fails_in_seconds_before_any_step(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path
+) -> None:
+    proxy = RegistryProxy(registry, auth=True, users={"ci": ("secret", frozenset({"lb/base", "lb/m"}))})
+    try:
+        url, sha = server.add("m.gguf")
+        write_yaml(project / "models" / "m.yaml", {"weights": {"url": url, "sha256": sha}})
+        write_yaml(project / "models" / "other.yaml", {"weights": {"url": url, "sha256": sha}})
+
+        started = time.monotonic()
+        refused = build(project, proxy.address)
+        elapsed = time.monotonic() - started
+        assert refused.exit_code == 10, refused.output
+        assert f"needs a login to push and the docker config has none for it: run `docker login {proxy.address}`" in (
+            refused.output
+        )
+        assert elapsed < 15, f"refused in {elapsed:.1f} s"
+        assert server.gets == {}, "no step ran: nothing was downloaded"
+        assert proxy.uploads == {}, "nothing was pushed"
+
+        login(docker_config, proxy.address, "ci", "wrong")
+        assert "refuses the docker config's login (user `ci`)" in build(project, proxy.address).output
+
+        login(docker_config, proxy.address, "ci", "secret")
+        scoped = build(project, proxy.address)
+        assert scoped.exit_code == 10, scoped.output
+        assert f"cannot push to {proxy.address}/lb/other (missing scope: repository:lb/other:push)" in scoped.output
+        assert server.gets == {}
+
+        pushed = build(project, proxy.address, "m")
+        assert pushed.exit_code == 0, pushed.output
+        assert proxy.uploads, "with the login, buildx pushed through the token service"
+    finally:
+        proxy.close()
