@@ -63,11 +63,19 @@ class RegistryProxy:
     # --- the token service --------------------------------------------------------------------------
 
     def _token(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        """GET with basic auth (docker's login and pre-flight) or POST with a form (containerd's OAuth, BuildKit)."""
         query = parse_qs(urlsplit(handler.path).query)
         header = handler.headers.get("Authorization", "")
-        user = ""
-        if header.startswith("Basic "):
+        name = password = None
+        if handler.command == "POST":
+            form = parse_qs(self._body(handler).decode())
+            query |= form
+            if form.get("grant_type") == ["password"]:
+                name, password = form.get("username", [""])[0], form.get("password", [""])[0]
+        elif header.startswith("Basic "):
             name, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        user = ""
+        if name is not None:
             if self.users.get(name, ("",))[0] != password or not password:
                 self._reply(handler, 401, {"Content-Type": "application/json"}, b'{"details":"bad credentials"}')
                 return
@@ -76,7 +84,8 @@ class RegistryProxy:
         allowed = self.users.get(user, ("", frozenset()))[1]
         token = secrets.token_hex(16)
         self.tokens[token] = Grant(user, frozenset(r for r in wanted if "*" in allowed or r in allowed))
-        self._reply(handler, 200, {"Content-Type": "application/json"}, json.dumps({"token": token}).encode())
+        answer = json.dumps({"token": token, "access_token": token}).encode()
+        self._reply(handler, 200, {"Content-Type": "application/json"}, answer)
 
     def _challenge(self, handler: http.server.BaseHTTPRequestHandler, repository: str) -> None:
         realm = f'Bearer realm="http://{self.address}/token",service="stand-in"'
@@ -132,9 +141,10 @@ class RegistryProxy:
 
     def _forward(self, handler: http.server.BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
         connection = http.client.HTTPConnection(self.backend, timeout=120)
-        headers = {
-            k: v for k, v in handler.headers.items() if k.lower() not in ("host", "authorization", "transfer-encoding")
-        }
+        headers: dict[str, str] = {}
+        for key, value in handler.headers.items():  # a header given several times (Accept) is one list
+            if key.lower() not in ("host", "authorization", "transfer-encoding", "content-length"):
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
         headers["Content-Length"] = str(len(body))
         connection.request(handler.command, handler.path, body=body, headers=headers)
         response = connection.getresponse()

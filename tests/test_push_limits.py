@@ -76,28 +76,28 @@ def build(catalog: Path, registry: str, *targets: str) -> Result:
     return CliRunner().invoke(main, [*argv, *targets])
 
 
-def layers(image: str) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{image}"],
+def _skopeo_raw(reference: str) -> dict[str, Any]:
+    done = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{reference}"],
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    manifest = json.loads(out)
-    if "manifests" in manifest:  # an index: the image of the platform built
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    manifest: dict[str, Any] = json.loads(done.stdout)
+    return manifest
+
+
+def layers(repository: str, tag: str = "latest") -> list[dict[str, Any]]:
+    """The layers of the image pushed to ``repository`` (the platform's image, when the tag is an index)."""
+    manifest = _skopeo_raw(f"{repository}:{tag}")
+    if "manifests" in manifest:
         digest = next(m["digest"] for m in manifest["manifests"] if m.get("platform", {}).get("os") == "linux")
-        name = image.rsplit(":", 1)[0]
-        out = subprocess.run(
-            ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{name}@{digest}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        manifest = json.loads(out)
+        manifest = _skopeo_raw(f"{repository}@{digest}")
     return list(manifest["layers"])
 
 
-def test_a_model_over_the_layer_limit_pushes_as_one_layer_per_part_and_a_single_file_is_refused(
+def test_a_split_model_over_the_layer_limit_pushes_one_layer_per_part_and_an_unsplit_one_is_refused(
     project: Path, registry: str, server: WeightsServer, docker_config: Path
 ) -> None:
     proxy = RegistryProxy(registry, max_blob=3 * MIB)
@@ -108,15 +108,19 @@ def test_a_model_over_the_layer_limit_pushes_as_one_layer_per_part_and_a_single_
             parts.append({"url": url, "sha256": sha, "size": 2 * MIB})
         url, sha = server.add("huge.gguf", size=5 * MIB)
         write_yaml(project / "models" / "split.yaml", {"weights": {"parts": parts}})
-        write_yaml(project / "models" / "huge.yaml", {"weights": {"url": url, "sha256": sha, "size": 5 * MIB}})
+        # Its size not recorded, so nothing before the push can know it is over the limit.
+        write_yaml(project / "models" / "huge.yaml", {"weights": {"url": url, "sha256": sha}})
         project_file = project / "project.yaml"
         write_yaml(project_file, {**_yaml(project_file), "max_layer_size": 3 * MIB})
-        warned = CliRunner().invoke(main, ["validate", "-c", str(project), "--json"])
-        assert [w.split(":")[0] for w in json.loads(warned.stdout)["warnings"]] == ["model huge"]
+        listed = {
+            r["target"]: r for r in json.loads(CliRunner().invoke(main, ["list", "-c", str(project), "--json"]).stdout)
+        }
+        assert (listed["split"]["weight_size"], listed["split"]["weight_layers"]) == (6 * MIB, 3)
+        assert listed["huge"]["weight_size"] is None
 
         pushed = build(project, proxy.address, "split")
         assert pushed.exit_code == 0, pushed.output
-        sizes = [layer["size"] for layer in layers(f"{proxy.address}/lb/split:latest")]
+        sizes = [layer["size"] for layer in layers(f"{proxy.address}/lb/split")]
         assert all(size <= 3 * MIB for size in sizes)
         assert len([s for s in sizes if s > 2 * MIB - 4096]) == 3, f"one layer per part: {sizes}"
         assert proxy.refused == []
