@@ -30,6 +30,7 @@ class RegistryProxy:
     max_blob: int | None = None
     auth: bool = False
     uploads: Counter[str] = field(default_factory=Counter)  # blob digest -> finished uploads
+    uploaded_sizes: dict[str, int] = field(default_factory=dict)  # blob digest -> its size
     refused: list[tuple[str, int]] = field(default_factory=list)  # (repository, bytes) refused for size
     denied: list[str] = field(default_factory=list)  # "METHOD path" refused for a missing login or scope
 
@@ -112,9 +113,9 @@ class RegistryProxy:
                 self._challenge(handler, repository)
                 return
         session = re.match(r"/v2/.+/blobs/uploads/([^/?]+)", path)
-        if session and self.max_blob is not None and handler.command in ("PATCH", "PUT"):
+        if session and handler.command in ("PATCH", "PUT"):
             self.sizes[session.group(1)] += len(body)
-            if self.sizes[session.group(1)] > self.max_blob:
+            if self.max_blob is not None and self.sizes[session.group(1)] > self.max_blob:
                 self.refused.append((repository, self.sizes[session.group(1)]))
                 message = f"blob exceeds the registry's limit of {self.max_blob} bytes"
                 error = json.dumps({"errors": [{"code": "SIZE_INVALID", "message": message}]}).encode()
@@ -124,6 +125,7 @@ class RegistryProxy:
         if session and handler.command == "PUT" and status == 201:
             digest = parse_qs(urlsplit(handler.path).query).get("digest", ["?"])[0]
             self.uploads[digest] += 1
+            self.uploaded_sizes[digest] = self.sizes[session.group(1)]
         self._reply(handler, status, headers, answer, head=handler.command == "HEAD")
 
     def _body(self, handler: http.server.BaseHTTPRequestHandler) -> bytes:

@@ -10,6 +10,7 @@ import base64
 import json
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,22 @@ def layers(repository: str, tag: str = "latest") -> list[dict[str, Any]]:
     return list(manifest["layers"])
 
 
+def layer_files(repository: str, workdir: Path) -> list[tuple[str, list[str]]]:
+    """Each layer of the pushed image (pulled with skopeo): its digest and the files it holds."""
+    layout = workdir / f"pulled-{len(list(workdir.glob('pulled-*')))}"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{repository}:latest", f"oci:{layout}:x"],
+        check=True,
+    )
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    out = []
+    for layer in manifest["layers"]:
+        with tarfile.open(layout / "blobs" / "sha256" / layer["digest"][7:]) as tar:
+            out.append((layer["digest"], sorted(m.name for m in tar.getmembers() if m.isfile())))
+    return out
+
+
 def test_a_split_model_over_the_layer_limit_pushes_one_layer_per_part_and_an_unsplit_one_is_refused(
     project: Path, registry: str, server: WeightsServer, docker_config: Path
 ) -> None:
@@ -171,5 +188,73 @@ def test_push_without_a_login_fails_in_seconds_before_any_step(
         pushed = build(project, proxy.address, "m")
         assert pushed.exit_code == 0, pushed.output
         assert proxy.uploads, "with the login, buildx pushed through the token service"
+    finally:
+        proxy.close()
+
+
+FAKE_SPLIT = """#!/bin/sh
+# A stand-in for llama-gguf-split --split --split-max-size NM IN OUT: parts of N MB, named as llama.cpp does.
+set -eu
+max=${3%M}; in=$4; out=$5
+size=$(wc -c < "$in"); n=$(( (size + max * 1000000 - 1) / (max * 1000000) ))
+i=1
+while [ "$i" -le "$n" ]; do
+    part=$(printf '%s-%05d-of-%05d.gguf' "$out" "$i" "$n")
+    dd if="$in" of="$part" bs=1000000 skip=$(( (i - 1) * max )) count="$max" 2>/dev/null
+    i=$((i + 1))
+done
+"""
+FAKE_SPLIT_TEMPLATE = """# Fixture: llama-gguf-split is a shell script (the real template compiles it).
+FROM ${SPLIT_IMAGE} AS gguf-split
+ARG SPLIT_TOOL_REF
+COPY --chmod=755 --from=gguf-split-src llama-gguf-split /usr/local/bin/llama-gguf-split
+"""
+
+
+def test_a_file_over_the_limit_is_re_split_and_a_new_llama_cpp_re_pushes_no_weight_layer(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path, stand_in_image: str
+) -> None:
+    """The re-split stages do not start from the base: a changed llama.cpp ref rebuilds the base and the
+    model's last stage, and the registry is sent no weights blob (counted at the proxy)."""
+    (project.parent / "templates" / "gguf-split.Dockerfile.j2").write_text(FAKE_SPLIT_TEMPLATE)
+    tool = project.parent / "src" / "gguf-split"
+    tool.mkdir(parents=True)
+    (tool / "llama-gguf-split").write_text(FAKE_SPLIT)
+    limit = 2_500_000
+    proxy = RegistryProxy(registry, max_blob=limit)
+    try:
+        url, sha = server.add("big.gguf", size=3_500_000)
+        write_yaml(project / "models" / "big.yaml", {"weights": {"url": url, "sha256": sha, "size": 3_500_000}})
+        project_file = project / "project.yaml"
+        settings = _yaml(project_file)
+        settings["image_overrides"]["ubuntu:24.04"] = stand_in_image
+        write_yaml(
+            project_file,
+            {**settings, "max_layer_size": limit, "split_tool": {"path": "src/gguf-split", "ref": "fake-1"}},
+        )
+        assert CliRunner().invoke(main, ["validate", "-c", str(project), "--strict"]).exit_code == 0
+
+        first = build(project, proxy.address, "big")
+        assert first.exit_code == 0, first.output
+        assert proxy.refused == []
+        before = layer_files(f"{proxy.address}/lb/big", project.parent)
+        parts = [(digest, files) for digest, files in before if any(f.startswith("models/") for f in files)]
+        assert [files for _, files in parts] == [[f"models/big-0000{n}-of-00004.gguf"] for n in (1, 2, 3, 4)], (
+            "3.5 MB in parts of 1 MB, one layer each"
+        )
+        assert all(layer["size"] <= limit for layer in layers(f"{proxy.address}/lb/big"))
+        sent = set(proxy.uploaded_sizes)
+
+        base = _yaml(project / "bases" / "base.yaml")
+        write_yaml(project / "bases" / "base.yaml", {**base, "llama_cpp": {"path": "src/llama.cpp", "ref": "b2"}})
+        second = build(project, proxy.address, "big")
+        assert second.exit_code == 0, second.output
+        after = layer_files(f"{proxy.address}/lb/big", project.parent)
+        assert [layer for layer in after if any(f.startswith("models/") for f in layer[1])] == parts, "same layers"
+        assert after != before, "the base changed"
+        again = {d: size for d, size in proxy.uploaded_sizes.items() if d not in sent}
+        assert again, "the new base's layers and the image were pushed"
+        assert max(again.values()) < 500_000, f"no weights blob was pushed again: {again}"
+
     finally:
         proxy.close()
