@@ -45,6 +45,7 @@ TOKEN = "hf_llamaBakeDummyToken0123456789secret"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 LLAMA_REF = "pypi-0.3.36"
 START_PERIOD_S = 60
+MAX_LAYER_SIZE = 2_500_000  # bytes: the tiny models fit, tiny-big (3.4 MB) is re-split into parts of 1 MB
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     hub_parts = write_tiny_split_gguf(scratch / "tiny-split.gguf", seed=fresh + 2)
     split_commit = hub.commit("acme/tiny-split", {p.name: p.read_bytes() for p, _ in hub_parts})
     shas |= {p.name: sha for p, sha in [*local_parts, *hub_parts]}
+    # A larger model, over the project's (tiny) layer limit: re-split in the build by the real llama-gguf-split.
+    shas["tiny-big"] = write_tiny_gguf(project / "weights" / "tiny-big.gguf", seed=3, n_ff=2048)
     shutil.rmtree(scratch)
     endpoint = hub.endpoint
 
@@ -99,6 +102,8 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "registry": "localhost:5000/real",
             "hf_endpoint": endpoint,
             "image_overrides": {"ubuntu:24.04": f"oci-layout://{debian_layout()}:latest"},
+            "max_layer_size": MAX_LAYER_SIZE,
+            "split_tool": {"path": str(llama_cpp_tree()), "ref": LLAMA_REF},
         },
     )
     write_yaml(
@@ -116,6 +121,13 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     models: dict[str, dict[str, Any]] = {
         "tiny-file": {"weights": {"path": "weights/tiny.gguf", "sha256": shas["tiny-file"]}},
         "tiny-url": {"weights": {"url": url, "sha256": shas["tiny-url"]}},
+        "tiny-big": {
+            "weights": {
+                "path": "weights/tiny-big.gguf",
+                "sha256": shas["tiny-big"],
+                "size": (project / "weights" / "tiny-big.gguf").stat().st_size,
+            },
+        },
         "tiny-split": {
             "weights": {"parts": [{"path": f"weights/{p.name}", "sha256": sha} for p, sha in local_parts]},
         },
@@ -337,6 +349,23 @@ def test_a_split_model_is_served_from_its_first_part(built: Built, run_image: An
     if model == "tiny-split-fetch":
         fetched = [p for p, auth in built.hub_requests if "/acme/tiny-split/" in p]
         assert sorted(p.rsplit("/", 1)[1] for p in fetched) == names, "each part fetched once, at start"
+
+
+def test_a_file_over_the_layer_limit_is_re_split_by_llama_gguf_split_and_served(built: Built, run_image: Any) -> None:
+    archive = OciArchive(built.out / "tiny-big.tar")
+    per_layer = [[n for n, _ in _files_of(archive, layer)] for layer in archive.manifest()["layers"]]
+    parts = [files for files in per_layer if any(f.startswith("models/") for f in files)]
+    count = len(parts)
+    assert count > 1
+    assert parts == [[f"models/tiny-big-{n:05d}-of-{count:05d}.gguf"] for n in range(1, count + 1)], per_layer
+    layers = archive.manifest()["layers"]
+    sizes = [layer["size"] for layer, files in zip(layers, per_layer, strict=True) if files in parts]
+    assert all(size <= MAX_LAYER_SIZE for size in sizes), sizes
+    env = dict(e.split("=", 1) for e in archive.config()["config"]["Env"])
+    assert env["LLAMA_ARG_MODEL"] == "/models/tiny-big-00001-of-*.gguf"
+    container = run_image(built.out / "tiny-big.tar")
+    _wait_healthy(container, START_PERIOD_S)
+    assert _complete(container)["tokens_predicted"] > 0
 
 
 def _files_of(archive: OciArchive, layer: dict[str, Any]) -> list[tuple[str, bytes]]:
