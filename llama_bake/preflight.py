@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from llama_bake.errors import PushRefused
 from llama_bake.invocation import BuildOptions, expand_targets, phases
@@ -55,12 +56,14 @@ class Reply:
     body: bytes
 
 
-Request = Callable[[str, str, Mapping[str, str]], Reply]  # (method, url, headers) -> reply
+class Request(Protocol):
+    def __call__(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Reply: ...
 
 
-def urllib_request(method: str, url: str, headers: Mapping[str, str]) -> Reply:
+def urllib_request(method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Reply:
     """One HTTP request; an HTTP error status is a reply, a network failure raises ``OSError``."""
-    request = urllib.request.Request(url, method=method, headers=dict(headers), data=b"" if method == "POST" else None)
+    data = body if method == "POST" else None
+    request = urllib.request.Request(url, method=method, headers=dict(headers), data=data)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             return Reply(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
@@ -197,15 +200,10 @@ class Registry:
         query = [("service", challenge.params["service"])] if "service" in challenge.params else []
         query += [("scope", f"repository:{r}:pull,push") for r in repositories]
         if self.login is not None and self.login.is_identity_token:
-            body = urllib.parse.urlencode(
-                [
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", self.login.secret),
-                    ("client_id", "llama-bake"),
-                    *query,
-                ]
-            )
-            reply = self.request("POST", realm + "?" + body, {})
+            # An identity token (`docker login` through a browser) is exchanged as an OAuth refresh token.
+            form = [("grant_type", "refresh_token"), ("refresh_token", self.login.secret), ("client_id", "llama-bake")]
+            body = urllib.parse.urlencode([*form, *query]).encode()
+            reply = self.request("POST", realm, {"Content-Type": "application/x-www-form-urlencoded"}, body)
         else:
             headers = {"Authorization": _basic(self.login)} if self.login is not None else {}
             reply = self.request("GET", realm + "?" + urllib.parse.urlencode(query), headers)

@@ -24,15 +24,20 @@ class FakeRegistry:
         self.writable = writable
         self.up = up
         self.calls: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []
 
-    def __call__(self, method: str, url: str, headers: Mapping[str, str]) -> Reply:
+    def __call__(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Reply:
         self.calls.append((method, url, dict(headers)))
+        self.bodies.append(body)
         if not self.up:
             msg = "connection refused"
             raise OSError(msg)
         if url == "https://reg.example/v2/":
             challenge = 'Bearer realm="https://auth.example/token",service="reg.example"'
             return Reply(401, {"www-authenticate": challenge}, b"")
+        if method == "POST" and url == "https://auth.example/token":
+            token = b"refresh_token=IDTOKEN" in body
+            return Reply(200 if token else 401, {}, json.dumps({"access_token": "T"}).encode() if token else b"")
         if url.startswith("https://auth.example/token"):
             good = "Basic " + base64.b64encode(b"user:password").decode()
             auth = headers.get("Authorization")
@@ -144,3 +149,11 @@ def test_pushed_repositories_are_every_tag_and_registry_cache_the_build_writes(w
         "ghcr.io/acme/cache/model-a",
     ]
     assert pushed_repositories(plan, BuildOptions(), environ={}) == [], "nothing pushed, nothing checked"
+
+
+def test_an_identity_token_is_exchanged_for_an_access_token(tmp_path: Path) -> None:
+    registry = FakeRegistry()
+    env = config(tmp_path, {"reg.example": {"identitytoken": "IDTOKEN"}})
+    check_push(["reg.example/acme/model"], environ=env, request=registry, helper=no_helper)
+    assert b"grant_type=refresh_token" in registry.bodies[1]
+    assert b"scope=repository%3Aacme%2Fmodel%3Apull%2Cpush" in registry.bodies[1]

@@ -91,6 +91,7 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     hub_parts = write_tiny_split_gguf(scratch / "tiny-split.gguf", seed=fresh + 2)
     split_commit = hub.commit("acme/tiny-split", {p.name: p.read_bytes() for p, _ in hub_parts})
     shas |= {p.name: sha for p, sha in [*local_parts, *hub_parts]}
+    hub_sizes = {p.name: p.stat().st_size for p, _ in hub_parts}
     # A larger model, over the project's (tiny) layer limit: re-split in the build by the real llama-gguf-split.
     shas["tiny-big"] = write_tiny_gguf(project / "weights" / "tiny-big.gguf", seed=3, n_ff=2048)
     shutil.rmtree(scratch)
@@ -135,7 +136,7 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "weights": {
                 "hf": "acme/tiny-split",
                 "revision": split_commit,
-                "parts": [{"file": p.name, "sha256": sha, "size": p.stat().st_size} for p, sha in hub_parts],
+                "parts": [{"file": p.name, "sha256": sha, "size": hub_sizes[p.name]} for p, sha in hub_parts],
             },
             "delivery": "fetch",
         },
