@@ -39,6 +39,7 @@ from llama_bake.invocation import (
 )
 from llama_bake.pipeline import Paths, compile_catalog, write_compiled
 from llama_bake.plan import BakePlan
+from llama_bake.preflight import check_push, pushed_repositories
 from llama_bake.progress import Progress, Vertex
 from llama_bake.summary import DONE, Summary, digest_of, failure_message, image_name, summarize
 
@@ -212,6 +213,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
     # A builder that did not answer the probe: when it is the default name, `_bake` falls back to buildx's own.
     fallback = options.builder is None and caps is None
     options = fit_to_builder(plan, dataclasses.replace(options, builder=builder), caps)
+    check_push(pushed_repositories(plan, options))
     steps = phases(options, plan)
     progress = Progress({t.name: t.base for t in plan.targets if t.base is not None})
     metadata: dict[str, object] = {}

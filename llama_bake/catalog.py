@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -234,6 +235,31 @@ class Strict(BaseModel):
 
 # --- project ------------------------------------------------------------------------------------
 
+LLAMA_CPP_GIT = "https://github.com/ggml-org/llama.cpp.git"
+# The llama.cpp whose llama-gguf-split re-splits big weights unless project.split_tool names another.
+SPLIT_TOOL_REF = "b6500"
+# ghcr.io documents 10 GB per layer, ECR Public 10,000 MiB: 9 GB fits both, with room for the tar and gzip framing.
+DEFAULT_MAX_LAYER_SIZE = 9_000_000_000
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``9GB`` (decimal, as llama-gguf-split and the registries count), ``10GiB``, ``9500MB`` or bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        msg = f"{text!r} is not a size; write bytes, or a number with GB, MB, GiB or MiB (e.g. 9GB)"
+        raise ValueError(msg)
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def format_size(size: int) -> str:
+    """Bytes as people read a weights file's size: ``16.5 GB``."""
+    for unit, factor in (("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} B"
+
 
 TAG_PLACEHOLDERS = ("tag", "ref", "cuda", "backend", "git_sha", "git_branch", "git_version")
 # Filled at build time from GIT_SHA, GIT_BRANCH and GIT_VERSION (CI sets them; `llama-bake build` reads the
@@ -337,6 +363,26 @@ class Project(Strict):
             "weights), so it is off by default; a cached build keeps its digests without it."
         ),
     )
+    max_layer_size: Annotated[int, BeforeValidator(lambda v: parse_size(v) if isinstance(v, str) else v)] = Field(
+        DEFAULT_MAX_LAYER_SIZE,
+        ge=1_000_000,
+        description=(
+            "The largest image layer the registry accepts, in bytes or with a unit (9GB, 9500MB, 10GiB). Default "
+            "9GB: ghcr.io refuses layers over 10 GB and ECR Public over 10,000 MiB. validate warns of a weights "
+            "file above it."
+        ),
+    )
+    split_tool: LlamaSource = Field(
+        default_factory=lambda: GitSource(git=LLAMA_CPP_GIT, ref=SPLIT_TOOL_REF),
+        description=(
+            "The llama.cpp whose llama-gguf-split re-splits a weights file over max_layer_size (git + ref, or a "
+            "local source directory). Pinned apart from the bases, so a new llama.cpp in a base re-splits "
+            "nothing and re-pushes no weight layer."
+        ),
+    )
+    split_image: str = Field(
+        "ubuntu:24.04", description="The image llama-gguf-split is compiled and run in (image_overrides apply)."
+    )
     image_overrides: dict[str, str] = Field(
         default_factory=dict,
         description=(
@@ -344,6 +390,14 @@ class Project(Strict):
             "(docker-image://...), a local OCI layout (oci-layout://...), a directory or target:NAME."
         ),
     )
+
+    @field_validator("split_tool")
+    @classmethod
+    def _split_tool_is_a_tree(cls, value: GitSource | LocalSource) -> GitSource | LocalSource:
+        if isinstance(value, LocalSource) and value.is_archive:
+            msg = "split_tool takes a git repository or a source directory, not an archive; unpack it"
+            raise ValueError(msg)
+        return value
 
     @model_validator(mode="after")
     def _rewrite_needs_an_epoch(self) -> Project:
@@ -632,24 +686,22 @@ PLACEHOLDER_REVISION = "0" * 40
 PLACEHOLDER_SHA256 = "0" * 64
 
 
-class HfWeights(Strict):
-    hf: HfRepo = Field(description="Hugging Face repo id, owner/name.")
-    file: RepoFile = Field(description="Path of the GGUF file in the repo.")
-    revision: Revision = Field(description="Commit sha the file is pinned to.")
-    sha256: Sha256 = Field(description="SHA-256 of the file; the build fails on a mismatch.")
-    gated: bool = Field(False, description="Needs a Hugging Face token (passed as a BuildKit secret).")
-
-    @property
-    def filename(self) -> str:
-        return self.file.rsplit("/", 1)[-1]
-
-    def url(self, endpoint: str = "https://huggingface.co") -> str:
-        """Download URL at the pinned revision, from ``endpoint`` (the Hub or a mirror of it)."""
-        return f"{endpoint}/{self.hf}/resolve/{self.revision}/{self.file}"
-
-
+Size = Annotated[int, Field(ge=0)]
 _GGUF_NAME = r"[\w.-]+\.gguf"
 GgufName = Annotated[str, _pattern(_GGUF_NAME, "a GGUF file name", "end it in .gguf")]
+# llama.cpp's name for one part of a split model: it loads the first and finds the others beside it by name.
+SPLIT_NAME = re.compile(r"(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file of a model's weights as the image holds it: its name there, checksum, size (when the catalog
+    records it) and where it comes from (the repo file, the URL or the local path)."""
+
+    filename: str
+    sha256: str
+    size: int | None
+    source: str
 
 
 def _image_file_name(given: str | None, source_name: str) -> str:
@@ -659,45 +711,177 @@ def _image_file_name(given: str | None, source_name: str) -> str:
     return source_name if re.fullmatch(_GGUF_NAME, source_name) else "model.gguf"
 
 
+def _last_segment(text: str) -> str:
+    return text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+def _one_file_or_parts(single: Mapping[str, object], parts: tuple[object, ...] | None, first: str) -> None:
+    """Either the single-file keys (``first`` + ``sha256``) or ``parts``, never both."""
+    given = [k for k, v in single.items() if v is not None]
+    if parts is None:
+        missing = [k for k in (first, "sha256") if single.get(k) is None]
+        if missing:
+            msg = f"give `{first}` + `sha256` (one file), or `parts` (a split GGUF); missing: " + ", ".join(missing)
+            raise ValueError(msg)
+    elif given:
+        msg = f"a split model lists its files under `parts`; move {', '.join(f'`{k}`' for k in given)} into them"
+        raise ValueError(msg)
+
+
+def _check_split(names: list[str]) -> None:
+    """``names`` (in the image) are every part of one split GGUF, in order: llama.cpp's ``NAME-0000i-of-0000N``."""
+    if len(names) < 2:
+        msg = "`parts` lists the parts of a split GGUF (two or more); for one file use the single-file form"
+        raise ValueError(msg)
+    stems = set()
+    for number, name in enumerate(names, start=1):
+        match = SPLIT_NAME.fullmatch(name)
+        expected = f"-{number:05d}-of-{len(names):05d}.gguf"
+        if match is None or not name.endswith(expected):
+            msg = (
+                f"part {number} is {name!r}, but llama.cpp finds the parts of a split model by name: part {number} "
+                f"of {len(names)} must end in `{expected}` (list every part, in order)"
+            )
+            raise ValueError(msg)
+        stems.add(match.group("stem"))
+    if len(stems) > 1:
+        msg = "the parts must share one name before -0000i-of-0000N.gguf; found " + ", ".join(sorted(stems))
+        raise ValueError(msg)
+
+
+class HfPart(Strict):
+    file: RepoFile = Field(description="Path of this part in the repo (NAME-0000i-of-0000N.gguf).")
+    sha256: Sha256 = Field(description="SHA-256 of this part; the build fails on a mismatch.")
+    size: Size | None = Field(None, description="Size in bytes (`add` and `pin` record it).")
+
+
+class HfWeights(Strict):
+    hf: HfRepo = Field(description="Hugging Face repo id, owner/name.")
+    file: RepoFile | None = Field(None, description="Path of the GGUF file in the repo.")
+    revision: Revision = Field(description="Commit sha the file is pinned to.")
+    sha256: Sha256 | None = Field(None, description="SHA-256 of the file; the build fails on a mismatch.")
+    size: Size | None = Field(None, description="Size in bytes (`add` and `pin` record it).")
+    parts: tuple[HfPart, ...] | None = Field(None, description="A split GGUF: every part, in order.")
+    gated: bool = Field(False, description="Needs a Hugging Face token (passed as a BuildKit secret).")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> HfWeights:
+        _one_file_or_parts({"file": self.file, "sha256": self.sha256, "size": self.size}, self.parts, "file")
+        if self.parts is not None:
+            _check_split([_last_segment(p.file) for p in self.parts])
+        return self
+
+    @property
+    def filename(self) -> str:
+        """The name in the image of the file llama-server loads (a split model's first part)."""
+        return self.files[0].filename
+
+    @property
+    def files(self) -> tuple[WeightFile, ...]:
+        if self.parts is not None:
+            return tuple(WeightFile(_last_segment(p.file), p.sha256, p.size, p.file) for p in self.parts)
+        assert self.file is not None  # checked by the validator
+        assert self.sha256 is not None
+        return (WeightFile(_last_segment(self.file), self.sha256, self.size, self.file),)
+
+    def url(self, endpoint: str = "https://huggingface.co", file: str | None = None) -> str:
+        """Download URL of ``file`` (default: the first) at the pinned revision, from ``endpoint`` (the Hub or a
+        mirror of it)."""
+        return f"{endpoint}/{self.hf}/resolve/{self.revision}/{file or self.files[0].source}"
+
+
+class UrlPart(Strict):
+    url: HttpsUrl = Field(description="Where to download this part (its name: NAME-0000i-of-0000N.gguf).")
+    sha256: Sha256 = Field(description="SHA-256 of this part; the build fails on a mismatch.")
+    size: Size | None = Field(None, description="Size in bytes.")
+
+
 class UrlWeights(Strict):
-    url: HttpsUrl = Field(description="Where to download the GGUF file.")
-    sha256: Sha256 = Field(description="SHA-256 of the file; the build fails on a mismatch.")
+    url: HttpsUrl | None = Field(None, description="Where to download the GGUF file.")
+    sha256: Sha256 | None = Field(None, description="SHA-256 of the file; the build fails on a mismatch.")
     filename_: GgufName | None = Field(
         None, alias="filename", description="File name in the image (default: from the URL)."
     )
+    size: Size | None = Field(None, description="Size in bytes.")
+    parts: tuple[UrlPart, ...] | None = Field(None, description="A split GGUF: every part, in order.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @model_validator(mode="after")
+    def _one_form(self) -> UrlWeights:
+        single = {"url": self.url, "sha256": self.sha256, "filename": self.filename_, "size": self.size}
+        _one_file_or_parts(single, self.parts, "url")
+        if self.parts is not None:
+            _check_split([_last_segment(p.url) for p in self.parts])
+        return self
+
     @property
     def filename(self) -> str:
-        return _image_file_name(self.filename_, self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+        """The name in the image of the file llama-server loads (a split model's first part)."""
+        return self.files[0].filename
+
+    @property
+    def files(self) -> tuple[WeightFile, ...]:
+        if self.parts is not None:
+            return tuple(WeightFile(_last_segment(p.url), p.sha256, p.size, p.url) for p in self.parts)
+        assert self.url is not None  # checked by the validator
+        assert self.sha256 is not None
+        return (
+            WeightFile(_image_file_name(self.filename_, _last_segment(self.url)), self.sha256, self.size, self.url),
+        )
+
+
+class FilePart(Strict):
+    path: RelPath = Field(description="This part on this machine (NAME-0000i-of-0000N.gguf).")
+    sha256: Sha256 = Field(description="SHA-256 of this part; the build fails on a mismatch.")
+    size: Size | None = Field(None, description="Size in bytes.")
 
 
 class FileWeights(Strict):
-    path: RelPath = Field(description="A GGUF file on this machine, relative to the project directory.")
-    sha256: Sha256 = Field(description="SHA-256 of the file; the build fails on a mismatch.")
+    path: RelPath | None = Field(None, description="A GGUF file on this machine, relative to the project directory.")
+    sha256: Sha256 | None = Field(None, description="SHA-256 of the file; the build fails on a mismatch.")
     filename_: GgufName | None = Field(
         None, alias="filename", description="File name in the image (default: the file's own name)."
     )
+    size: Size | None = Field(None, description="Size in bytes.")
+    parts: tuple[FilePart, ...] | None = Field(None, description="A split GGUF: every part, in order.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    @property
-    def source_name(self) -> str:
-        return self.path.rstrip("/").rsplit("/", 1)[-1]
+    @model_validator(mode="after")
+    def _one_form(self) -> FileWeights:
+        single = {"path": self.path, "sha256": self.sha256, "filename": self.filename_, "size": self.size}
+        _one_file_or_parts(single, self.parts, "path")
+        if self.parts is not None:
+            _check_split([_last_segment(p.path) for p in self.parts])
+        return self
 
     @property
     def filename(self) -> str:
-        return _image_file_name(self.filename_, self.source_name)
+        """The name in the image of the file llama-server loads (a split model's first part)."""
+        return self.files[0].filename
+
+    @property
+    def files(self) -> tuple[WeightFile, ...]:
+        if self.parts is not None:
+            return tuple(WeightFile(_last_segment(p.path), p.sha256, p.size, p.path) for p in self.parts)
+        assert self.path is not None  # checked by the validator
+        assert self.sha256 is not None
+        name = _image_file_name(self.filename_, _last_segment(self.path))
+        return (WeightFile(name, self.sha256, self.size, self.path),)
 
 
 def _weights_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        if "hf" in value:
+        keys = set(value)
+        parts = value.get("parts")
+        if "hf" not in keys and isinstance(parts, list) and parts and isinstance(parts[0], dict):
+            keys |= set(parts[0])  # a split url or path model names its source in each part
+        if "hf" in keys:
             return "hf"
-        if "url" in value:
+        if "url" in keys:
             return "url"
-        if "path" in value:
+        if "path" in keys:
             return "local"
     if isinstance(value, HfWeights):
         return "hf"
@@ -714,7 +898,8 @@ Weights = Annotated[
         _weights_kind,
         custom_error_type="weights_kind",
         custom_error_message=(
-            "give either `hf` + `file` + `revision` + `sha256`, `url` + `sha256`, or a local `path` + `sha256`"
+            "give either `hf` + `file` + `revision` + `sha256`, `url` + `sha256`, or a local `path` + `sha256` "
+            "(a split GGUF: `parts`, each with its `file`, `url` or `path` and `sha256`)"
         ),
     ),
 ]
@@ -813,7 +998,7 @@ class Model(Strict):
         for field, item in (("weights", self.weights), ("mmproj", self.mmproj)):
             if isinstance(item, HfWeights) and item.revision == PLACEHOLDER_REVISION:
                 found.append(f"{field}.revision")
-            if item is not None and item.sha256 == PLACEHOLDER_SHA256:
+            if item is not None and any(f.sha256 == PLACEHOLDER_SHA256 for f in item.files):
                 found.append(f"{field}.sha256")
         return tuple(found)
 

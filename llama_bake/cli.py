@@ -175,10 +175,21 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
+    from llama_bake.catalog import format_size
+
     platforms = [",".join(p.removeprefix("linux/") for p in r.platforms) for r in rows]
+    weights = [
+        ("-", "-")
+        if r.kind == "base"
+        else ("?" if r.weight_size is None else format_size(r.weight_size), str(r.weight_layers))
+        for r in rows
+    ]
     table = [
-        ("TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS"),
-        *((r.target, r.kind, r.base, r.image, shown) for r, shown in zip(rows, platforms, strict=True)),
+        ("TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS"),
+        *(
+            (r.target, r.kind, r.base, r.image, shown, *sizes)
+            for r, shown, sizes in zip(rows, platforms, weights, strict=True)
+        ),
     ]
     for line in columns(table):
         click.echo(line)
@@ -476,7 +487,10 @@ def add(catalog: Path | None, bake_file: Path | None, spec: str, **settings: Any
     paths = pipeline.Paths.from_options(catalog, bake_file)
     added = pipeline.add_model(paths, spec, settings)
     extra = f" and {added.mmproj}" if added.mmproj else ""
-    click.echo(f"wrote {added.path}: {added.weights}{extra} at commit {added.commit[:12]}", err=True)
+    weights = (
+        added.weights[0] if len(added.weights) == 1 else f"{len(added.weights)} parts ({', '.join(added.weights)})"
+    )
+    click.echo(f"wrote {added.path}: {weights}{extra} at commit {added.commit[:12]}", err=True)
 
 
 @main.command()

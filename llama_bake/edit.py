@@ -28,7 +28,7 @@ def _quoted(value: str) -> str:
 def model_text(
     spec: str,
     repo: HubRepo,
-    weights: HubFile,
+    weights: tuple[HubFile, ...],
     mmproj: HubFile | None,
     settings: dict[str, Any],
 ) -> str:
@@ -41,16 +41,21 @@ def model_text(
         lines.append(f"name: {settings['name']}")
     if settings.get("base"):
         lines.append(f"base: {settings['base']}")
-    for key, item in (("weights", weights), ("mmproj", mmproj)):
-        if item is None:
+    for key, files in (("weights", weights), ("mmproj", (mmproj,) if mmproj else ())):
+        if not files:
             continue
-        lines += [
-            f"{key}:",
-            f"  hf: {repo.repo}",
-            f"  file: {item.path}",
-            f"  revision: {_quoted(repo.commit)}",
-            f"  sha256: {_quoted(item.sha256)}",
-        ]
+        lines += [f"{key}:", f"  hf: {repo.repo}"]
+        if len(files) == 1:
+            lines += [f"  file: {files[0].path}", f"  revision: {_quoted(repo.commit)}"]
+            lines += [f"  sha256: {_quoted(files[0].sha256)}", f"  size: {files[0].size}"]
+        else:  # a split GGUF: llama-server loads the first part and finds the others beside it
+            lines += [f"  revision: {_quoted(repo.commit)}", "  parts:"]
+            for item in files:
+                lines += [
+                    f"    - file: {item.path}",
+                    f"      sha256: {_quoted(item.sha256)}",
+                    f"      size: {item.size}",
+                ]
         if repo.gated:
             lines.append("  gated: true")
     if settings.get("delivery"):
@@ -61,15 +66,25 @@ def model_text(
 
 
 @dataclass(frozen=True)
+class PinnedFile:
+    """One file of a weights entry as written: where its keys are (``""`` for the entry itself, ``parts.N.`` for
+    a part of a split model), its path in the repository, checksum and size."""
+
+    keys: str
+    file: str
+    sha256: str
+    size: str
+
+
+@dataclass(frozen=True)
 class Pin:
     """One weights entry of one model file, and what ``pin`` makes of it."""
 
     path: Path
     field: str  # weights or mmproj
     repo: str
-    file: str
+    files: tuple[PinnedFile, ...]  # one, or every part of a split model
     revision: str  # as written: a commit, a branch, a tag or the placeholder
-    sha256: str
 
     @property
     def pinned(self) -> bool:
@@ -77,7 +92,10 @@ class Pin:
 
     @property
     def complete(self) -> bool:
-        return self.pinned and bool(SHA256.fullmatch(self.sha256)) and self.sha256 != PLACEHOLDER_SHA256
+        """Commit, checksums and sizes are all written."""
+        return self.pinned and all(
+            SHA256.fullmatch(f.sha256) and f.sha256 != PLACEHOLDER_SHA256 and f.size.isdigit() for f in self.files
+        )
 
     def to_resolve(self, update: bool, branch: str) -> str | None:
         """The revision to look up, or None when nothing needs doing."""
@@ -86,7 +104,7 @@ class Pin:
         if self.complete:
             return None
         if self.pinned:
-            return self.revision  # the commit is right; its file's sha256 is missing
+            return self.revision  # the commit is right; a file's sha256 or size is missing
         return branch if self.revision in ("", PLACEHOLDER_REVISION) else self.revision
 
 
@@ -96,6 +114,12 @@ def _yaml() -> Any:
     yaml = YAML(typ="rt")
     yaml.version = (1, 2)  # as the loader reads the catalog
     return yaml
+
+
+def _pinned_file(keys: str, node: Any) -> PinnedFile | None:
+    if not isinstance(node, dict) or "file" not in node:
+        return None
+    return PinnedFile(keys, str(node["file"]), str(node.get("sha256", "") or ""), str(node.get("size", "") or ""))
 
 
 def read_pins(path: Path) -> list[Pin]:
@@ -108,41 +132,44 @@ def read_pins(path: Path) -> list[Pin]:
     pins = []
     for field in ("weights", "mmproj"):
         node = data.get(field) if isinstance(data, dict) else None
-        if isinstance(node, dict) and "hf" in node and "file" in node:
-            pins.append(
-                Pin(
-                    path,
-                    field,
-                    str(node["hf"]),
-                    str(node["file"]),
-                    str(node.get("revision", "") or ""),
-                    str(node.get("sha256", "") or ""),
-                )
-            )
+        if not isinstance(node, dict) or "hf" not in node:
+            continue
+        parts = node.get("parts")
+        if isinstance(parts, list):
+            found = [_pinned_file(f"parts.{i}.", part) for i, part in enumerate(parts)]
+        else:
+            found = [_pinned_file("", node)]
+        files = tuple(f for f in found if f is not None)
+        if files:
+            pins.append(Pin(path, field, str(node["hf"]), files, str(node.get("revision", "") or "")))
     return pins
 
 
-def _scalar(value: str) -> str:
-    """A value as written into a model file: booleans plain, hex pins quoted (all digits would read as a number)."""
-    return value if value in ("true", "false") else _quoted(value)
+def _scalar(key: str, value: str) -> str:
+    """A value as written into a model file: booleans and sizes plain, hex pins quoted (all digits would read as
+    a number)."""
+    return value if value in ("true", "false") or key == "size" else _quoted(value)
 
 
 def pin_text(text: str, updates: dict[str, dict[str, str]]) -> str:
-    """``text`` with ``updates`` (field -> key -> new value) written in place: each changed value is replaced on
-    its own line (keeping its quotes), a missing key is added under the entry's last line; every other byte
-    stays."""
+    """``text`` with ``updates`` (field -> key -> new value; a part's key is ``parts.N.sha256``) written in place:
+    each changed value is replaced on its own line (keeping its quotes), a missing key is added under the entry's
+    last line; every other byte stays."""
     data = _yaml().load(text)
     lines = text.splitlines(keepends=True)
     edits: list[tuple[int, bool, int, str]] = []  # (line, a new line under it?, column, value or new line)
     for field, values in updates.items():
-        node = data[field]
-        for key, value in values.items():
+        for dotted, value in values.items():
+            *path, key = dotted.split(".")
+            node = data[field]
+            for step in path:
+                node = node[int(step) if step.isdigit() else step]
             if key in node:
                 line, column = node.lc.value(key)
-                edits.append((line, False, column, value))
+                edits.append((line, False, column, _scalar(key, value)))
             else:  # indented as the entry's keys
                 last = max(node.lc.value(k)[0] for k in node)
-                edits.append((last, True, node.lc.key("file")[1], f"{key}: {_scalar(value)}"))
+                edits.append((last, True, node.lc.key("file")[1], f"{key}: {_scalar(key, value)}"))
     # From the bottom up, so that earlier lines keep their numbers; lines added under one line keep their order.
     order = sorted(range(len(edits)), key=lambda i: (edits[i][0], i), reverse=True)
     for line, insert, column, value in (edits[i] for i in order):
@@ -154,8 +181,8 @@ def pin_text(text: str, updates: dict[str, dict[str, str]]) -> str:
         current = lines[line]
         token = re.match(r'"[^"]*"|\'[^\']*\'|[^\s#]+', current[column:])
         old = token.group(0) if token else ""
-        quoted = old[:1] in ('"', "'") and value not in ("true", "false")
-        new = f"{old[0]}{value}{old[0]}" if quoted else _scalar(value)
+        bare = value.strip('"')
+        new = f"{old[0]}{bare}{old[0]}" if old[:1] in ('"', "'") and value.startswith('"') else value
         lines[line] = current[:column] + new + current[column + len(old) :]
     return "".join(lines)
 

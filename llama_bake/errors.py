@@ -63,3 +63,9 @@ class SmokeFailed(LlamaBakeError):
     """``smoke``: an image did not become healthy or did not answer a completion."""
 
     exit_code = 7
+
+
+class PushRefused(LlamaBakeError):
+    """Before a build that pushes: a registry does not answer, or the docker config's login cannot push to it."""
+
+    exit_code = 10

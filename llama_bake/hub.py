@@ -115,35 +115,54 @@ def _quant_of(name: str, quant: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(quant)}(?![A-Za-z0-9])", name, re.IGNORECASE) is not None
 
 
-def choose(repo: HubRepo, spec: Spec) -> HubFile:
-    """The model file ``spec`` means: the file named, or the one whose name carries the quantisation (as
-    llama.cpp's ``-hf owner/repo:QUANT`` does). Ambiguous or missing: the candidates are listed."""
+def choose(repo: HubRepo, spec: Spec) -> tuple[HubFile, ...]:
+    """The model files ``spec`` means: the file named, or the one whose name carries the quantisation (as
+    llama.cpp's ``-hf owner/repo:QUANT`` does); for a split GGUF, every part in order. Ambiguous or missing: the
+    candidates are listed."""
     if spec.file is not None:
         chosen = repo.file(spec.file)
     else:
         models = [f for f in repo.files if not f.is_mmproj]
+        whole = [f for f in models if not SPLIT.search(f.name) or "-00001-of-" in f.name]
         if spec.quant is None:
-            if len(models) != 1:
-                msg = f"{repo.repo} has {len(models)} GGUF files; add :QUANT or use hf://{repo.repo}/FILE: "
-                raise HubError(msg + _names(models))
-            chosen = models[0]
-        else:
-            matching = [f for f in models if _quant_of(f.name, spec.quant)]
-            whole = [f for f in matching if not SPLIT.search(f.name) or "-00001-of-" in f.name]
             if len(whole) != 1:
-                if not whole:
+                msg = f"{repo.repo} has {len(whole)} GGUF models; add :QUANT or use hf://{repo.repo}/FILE: "
+                raise HubError(msg + _names(whole))
+            chosen = whole[0]
+        else:
+            matching = [f for f in whole if _quant_of(f.path, spec.quant)]
+            if len(matching) != 1:
+                if not matching:
                     msg = f"{repo.repo} has no {spec.quant} file; its GGUF files: {_names(models)}"
                 else:
-                    msg = f"{spec.quant} is ambiguous in {repo.repo}: {_names(whole)}; name one with hf://{repo.repo}/FILE"
+                    msg = f"{spec.quant} is ambiguous in {repo.repo}: {_names(matching)}; name one with hf://{repo.repo}/FILE"
                 raise HubError(msg)
-            chosen = whole[0]
-    if SPLIT.search(chosen.name):
-        msg = f"{chosen.path} is one part of a split GGUF; llama-bake bakes single files: pick an unsplit quantisation"
+            chosen = matching[0]
+    files = split_parts(repo, chosen) if SPLIT.search(chosen.name) else (chosen,)
+    for item in files:
+        if not re.fullmatch(r"[0-9a-f]{64}", item.sha256):
+            msg = f"the Hub gave no SHA-256 for {item.path} (not an LFS file?); pin it by hand"
+            raise HubError(msg)
+    return files
+
+
+def split_parts(repo: HubRepo, one: HubFile) -> tuple[HubFile, ...]:
+    """Every part of the split GGUF that ``one`` belongs to, in order; a missing part is an error."""
+    match = SPLIT.search(one.path)
+    assert match is not None
+    stem = one.path[: match.start()]
+    count = int(match.group(0).split("-of-")[1].removesuffix(".gguf"))
+    by_path = {f.path: f for f in repo.files}
+    wanted = [f"{stem}-{n:05d}-of-{count:05d}.gguf" for n in range(1, count + 1)]
+    missing = [w for w in wanted if w not in by_path]
+    if missing:
+        msg = (
+            f"{repo.repo} at {repo.commit[:12]} has {count - len(missing)} of the {count} parts of {stem}: "
+            f"missing {', '.join(missing)}; llama.cpp needs every part (pick another quantisation, or a commit "
+            "that has them all)"
+        )
         raise HubError(msg)
-    if not re.fullmatch(r"[0-9a-f]{64}", chosen.sha256):
-        msg = f"the Hub gave no SHA-256 for {chosen.path} (not an LFS file?); pin it by hand"
-        raise HubError(msg)
-    return chosen
+    return tuple(by_path[w] for w in wanted)
 
 
 def choose_mmproj(repo: HubRepo, name: str | None) -> HubFile | None:

@@ -332,6 +332,32 @@ def catalog_warnings(catalog: Catalog) -> list[str]:
         for model in catalog.models
         for pin in model.placeholders
     ]
+    return warnings + size_warnings(catalog)
+
+
+def size_warnings(catalog: Catalog) -> list[str]:
+    """Weights files over the registry's layer limit that the build does not re-split: the push would fail
+    after the whole build."""
+    from llama_bake.catalog import format_size
+    from llama_bake.plan import resplit
+
+    limit = catalog.project.max_layer_size
+    warnings = []
+    for model in catalog.models:
+        if model.delivery != "baked" or resplit(model, limit) is not None:
+            continue
+        for field, weights in (("weights", model.weights), ("mmproj", model.mmproj)):
+            if weights is None:
+                continue
+            for item in weights.files:
+                if item.size is not None and item.size > limit:
+                    warnings.append(
+                        f"model {model.name}: {field} {item.filename} is {format_size(item.size)}, one image layer "
+                        f"over max_layer_size ({format_size(limit)}), which llama-bake re-splits only for a single "
+                        "ungated weights file: registries such as ghcr.io refuse it at push; pick a split "
+                        "quantisation of it (`llama-bake add OWNER/REPO:QUANT` pins every part), or raise "
+                        "max_layer_size in project.yaml if your registry takes it"
+                    )
     return warnings
 
 
@@ -376,6 +402,8 @@ class Row:
     tags: tuple[str, ...]
     dockerfile: str
     platforms: tuple[str, ...]
+    weight_size: int | None  # bytes; None for a base, or where a file's size is not recorded
+    weight_layers: int  # one per weights file (a split model's parts, the vision projector); a re-split: its parts
 
 
 def list_targets(paths: Paths) -> list[Row]:
@@ -390,6 +418,8 @@ def list_targets(paths: Paths) -> list[Row]:
             tuple(tag for tag in (plan.resolve(i) for i in t.tags) if tag),
             t.dockerfile,
             t.platforms,
+            t.weight_size,
+            t.weight_layers,
         )
         for t in plan.targets
     ]
@@ -682,7 +712,7 @@ class Added:
     path: Path
     name: str
     commit: str
-    weights: str
+    weights: tuple[str, ...]  # a split model's parts in order
     mmproj: str | None
 
 
@@ -709,7 +739,7 @@ def add_model(paths: Paths, text: str, settings: dict[str, Any]) -> Added:
     except CatalogError:
         target.unlink()
         raise
-    return Added(target, name, repo.commit, weights.path, mmproj.path if mmproj else None)
+    return Added(target, name, repo.commit, tuple(w.path for w in weights), mmproj.path if mmproj else None)
 
 
 @dataclass(frozen=True)
@@ -746,11 +776,14 @@ def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str)
             if key not in looked_up:
                 looked_up[key] = hub.fetch(entry.repo, revision, endpoint)
             repo = looked_up[key]
-            found = repo.file(entry.file)
-            values = {"revision": repo.commit, "sha256": found.sha256}
+            values = {"revision": repo.commit}
+            written = {"revision": entry.revision}
+            for item in entry.files:
+                found = repo.file(item.file)
+                values |= {f"{item.keys}sha256": found.sha256, f"{item.keys}size": str(found.size)}
+                written |= {f"{item.keys}sha256": item.sha256, f"{item.keys}size": item.size}
             if repo.gated:
                 values["gated"] = "true"
-            written = {"revision": entry.revision, "sha256": entry.sha256}
             changed = {k: v for k, v in values.items() if written.get(k) != v}
             if changed:
                 updates[entry.field] = changed

@@ -552,8 +552,10 @@ def test_the_real_cuda_templates_pass_buildx_check(
     shutil.copytree(REPO / "catalog", catalog)
     project = yaml.safe_load((catalog / "project.yaml").read_text(encoding="utf-8"))
     cuda_129 = ("nvidia/cuda:12.9.1-devel-ubuntu24.04", "nvidia/cuda:12.9.1-runtime-ubuntu24.04")
-    project["image_overrides"] = dict.fromkeys((DEVEL, RUNTIME, *cuda_129), stand_in_image)
+    project["image_overrides"] = dict.fromkeys((DEVEL, RUNTIME, *cuda_129, "ubuntu:24.04"), stand_in_image)
     project.pop("stack")  # the shipped stack pins CUDA 12.8; a GB10 needs 12.9
+    (tmp_path / "split-src").mkdir()
+    project["split_tool"] = {"path": "split-src", "ref": "local"}  # check resolves contexts: no GitHub here
     write_yaml(catalog / "project.yaml", project)
     spark = {"llama_cpp": {"git": "https://github.com/ggml-org/llama.cpp.git", "ref": "b6500"}, "cuda": "12.9.1"}
     write_yaml(catalog / "bases" / "spark.yaml", {**spark, "gpu_families": ["gb10"]})
@@ -573,6 +575,10 @@ def test_the_real_cuda_templates_pass_buildx_check(
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "local.gguf").write_bytes(b"GGUF")
     write_yaml(catalog / "models" / "local.yaml", {**on_cuda, "weights": {"path": "weights/local.gguf", "sha256": SHA}})
+    big = {"url": "https://models.invalid/big.gguf", "sha256": SHA, "size": 16_500_000_000}
+    write_yaml(catalog / "models" / "resplit.yaml", {**on_cuda, "weights": big})
+    parts = [{"url": f"https://models.invalid/p-0000{n}-of-00002.gguf", "sha256": SHA} for n in (1, 2)]
+    write_yaml(catalog / "models" / "parts.yaml", {**on_cuda, "weights": {"parts": parts}})
     paths = pipeline.Paths.from_options(catalog, None)
     pipeline.generate(paths, check=False)
     plan = pipeline.plan_catalog(paths)[1]
@@ -584,6 +590,7 @@ def test_the_real_cuda_templates_pass_buildx_check(
         ("model", "fetch", ("remote",)),
         ("model", "baked", ("local",)),
     }, kinds
+    assert {(s.weight_parts, s.resplit_layers) for s in plan.shapes if s.kind == "model"} >= {(2, 0), (1, 4)}
     spark_base, on_spark = plan.target("spark"), plan.target("on-spark")
     assert spark_base.platforms == on_spark.platforms == ("linux/arm64",)
     args = dict(spark_base.args)

@@ -327,10 +327,15 @@ def test_ctrl_c_is_an_interruption_whichever_process_sees_it_first(write_catalog
     assert caught.value.exit_code == 130
 
 
-def test_pushed_bases_pin_their_models_by_repository_and_digest(write_catalog: WriteCatalog) -> None:
+def test_pushed_bases_pin_their_models_by_repository_and_digest(
+    write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = pipeline.Paths.from_options(write_catalog(), None)
     runner = FakeBaker()
+    checked: list[list[str]] = []
+    monkeypatch.setattr("llama_bake.build.check_push", lambda repositories: checked.append(list(repositories)))
     summary = run_build(paths, BuildOptions(builder="b", push=True, cache=CachePreset("gha")), runner)
+    assert checked == [["localhost:5000/llama-bake/llama-cpp-cuda", "localhost:5000/llama-bake/model-a"]], "once"
     assert [c.targets for c in runner.calls] == [("llama-cpp-cuda",), ("model-a",)]
     assert "model-a.contexts.base=docker-image://127.0.0.1:5000/lb/llama-cpp-cuda@sha256:llama-cpp-cuda" in (
         runner.calls[1].flags

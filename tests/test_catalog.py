@@ -132,6 +132,50 @@ def test_weights_without_a_source_say_what_to_give() -> None:
     assert "give either `hf`" in error_text(exc)
 
 
+def split(stem: str, count: int, key: str = "url", prefix: str = "https://h/") -> list[dict[str, Any]]:
+    return [{key: f"{prefix}{stem}-{n:05d}-of-{count:05d}.gguf", "sha256": SHA_A} for n in range(1, count + 1)]
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"url": None, "parts": split("m", 3)},
+        {"path": None, "parts": split("m", 3, "path", "models/")},
+        {"hf": "o/r", "revision": "a" * 40, "parts": split("sub/m", 3, "file", "")},
+    ],
+    ids=["url", "path", "hf"],
+)
+def test_a_split_model_lists_its_parts_and_loads_the_first(weights: dict[str, Any]) -> None:
+    weights = {k: v for k, v in weights.items() if v is not None}
+    parsed = Model.model_validate({"name": "m", "weights": weights})
+    assert [f.filename for f in parsed.weights.files] == [f"m-0000{n}-of-00003.gguf" for n in (1, 2, 3)]
+    assert parsed.weights.filename == "m-00001-of-00003.gguf"
+
+
+@pytest.mark.parametrize(
+    ("parts", "said"),
+    [
+        (split("m", 3)[::-1], "part 1 is 'm-00003-of-00003.gguf'"),
+        (split("m", 3)[:2], "part 1 of 2 must end in `-00001-of-00002.gguf`"),
+        (split("m", 2)[:1] + split("n", 2)[1:], "share one name"),
+        (split("m", 1), "two or more"),
+        ([{"url": "https://h/m.gguf", "sha256": SHA_A}, *split("m", 2)[1:]], "part 1 is 'm.gguf'"),
+    ],
+)
+def test_split_parts_must_be_every_part_in_order(parts: list[dict[str, Any]], said: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        Model.model_validate({"name": "m", "weights": {"parts": parts}})
+    assert said in error_text(exc)
+
+
+def test_a_split_model_keeps_its_files_under_parts() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Model.model_validate(
+            {"name": "m", "weights": {"url": "https://h/m.gguf", "sha256": SHA_A, "parts": split("m", 2)}}
+        )
+    assert "move `url`, `sha256` into them" in error_text(exc)
+
+
 def test_server_env_cannot_override_managed_settings() -> None:
     with pytest.raises(ValidationError) as exc:
         Model.model_validate({"name": "m", **MODEL, "server": {"env": {"LLAMA_ARG_PORT": "1"}}})
@@ -194,3 +238,18 @@ def test_hf_endpoint_must_be_a_url_without_a_trailing_slash() -> None:
     assert Project.model_validate({"hf_endpoint": "https://hf-mirror.example/hub"}).hf_endpoint.endswith("/hub")
     with pytest.raises(ValidationError, match="no trailing /"):
         Project.model_validate({"hf_endpoint": "https://hf-mirror.example/"})
+
+
+@pytest.mark.parametrize(
+    ("written", "size"),
+    [("9GB", 9_000_000_000), ("9500MB", 9_500_000_000), ("10GiB", 10 * 1024**3), (12_000_000_000, 12_000_000_000)],
+)
+def test_max_layer_size_takes_bytes_or_a_unit(written: object, size: int) -> None:
+    assert Project.model_validate({"max_layer_size": written}).max_layer_size == size
+    assert Project().max_layer_size == 9_000_000_000, "below ghcr.io's 10 GB and ECR Public's 10,000 MiB"
+
+
+def test_max_layer_size_refuses_what_is_not_a_size() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Project.model_validate({"max_layer_size": "9 gigs"})
+    assert "write bytes, or a number with GB, MB, GiB or MiB" in error_text(exc)

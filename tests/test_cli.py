@@ -175,8 +175,8 @@ def test_the_schemas_are_valid_json_schemas_that_carry_what_validate_knows() -> 
 
 def test_list_shows_targets_bases_and_images(write_catalog: WriteCatalog) -> None:
     output = run("list", "--catalog", str(write_catalog())).output.splitlines()
-    assert output[0].split() == ["TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS"]
-    base = ["llama-cpp-cuda", "base", "-", "localhost:5000/llama-bake/llama-cpp-cuda:latest", "amd64"]
+    assert output[0].split() == ["TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS"]
+    base = ["llama-cpp-cuda", "base", "-", "localhost:5000/llama-bake/llama-cpp-cuda:latest", "amd64", "-", "-"]
     assert output[1].split() == base
     assert output[2].split() == [
         "model-a",
@@ -184,7 +184,40 @@ def test_list_shows_targets_bases_and_images(write_catalog: WriteCatalog) -> Non
         "llama-cpp-cuda",
         "localhost:5000/llama-bake/model-a:latest",
         "amd64",
+        "?",
+        "1",
+    ], "a size the catalog does not record is unknown"
+
+
+def test_list_shows_each_models_weight_size_and_layers_and_validate_warns_over_the_layer_limit(
+    write_catalog: WriteCatalog,
+) -> None:
+    def parts(size: int) -> list[dict[str, Any]]:
+        return [{"url": f"https://h/big-{n:05d}-of-00002.gguf", "sha256": "a" * 64, "size": size} for n in (1, 2)]
+
+    projector = {"url": "https://h/p.gguf", "sha256": "b" * 64, "size": 500_000_000}
+    models = {
+        "big": {"weights": {"parts": parts(8_000_000_000)}, "mmproj": projector},
+        "huge": {"weights": {"url": "https://h/huge.gguf", "sha256": "c" * 64, "size": 16_500_000_000}},
+        "huge-parts": {"weights": {"parts": parts(12_000_000_000)}},
+    }
+    catalog = write_catalog(models=models)
+    rows = {line.split()[0]: line.split() for line in run("list", "-c", str(catalog)).output.splitlines()}
+    assert rows["big"][-3:] == ["16.5", "GB", "3"], "two parts and the projector, one layer each"
+    assert rows["huge"][-3:] == ["16.5", "GB", "2"], "one file over the limit, re-split in the build"
+    report = json.loads(CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"]).stdout)
+    assert report["valid"] is True
+    assert report["warnings"] == [
+        f"model huge-parts: weights big-0000{n}-of-00002.gguf is 12.0 GB, one image layer over max_layer_size "
+        "(9.0 GB), which llama-bake re-splits only for a single ungated weights file: registries such as ghcr.io "
+        "refuse it at push; pick a split quantisation of it (`llama-bake add OWNER/REPO:QUANT` pins every part), "
+        "or raise max_layer_size in project.yaml if your registry takes it"
+        for n in (1, 2)
     ]
+    write_yaml(catalog / "project.yaml", {"registry": "127.0.0.1:5000/lb", "max_layer_size": "20GB"})
+    assert json.loads(CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"]).stdout)["warnings"] == []
+    rows = {line.split()[0]: line.split() for line in run("list", "-c", str(catalog)).output.splitlines()}
+    assert rows["huge"][-1] == "1", "under the limit: one layer"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
@@ -390,8 +423,11 @@ def test_json_outputs_of_list_validate_and_graph_have_the_documented_shapes(writ
         "tags": ["localhost:5000/llama-bake/llama-cpp-cuda:latest"],
         "dockerfile": "dockerfiles/llama-cpp-cuda.Dockerfile",
         "platforms": ["linux/amd64"],
+        "weight_size": None,
+        "weight_layers": 0,
     }
     assert [r["target"] for r in listed] == ["llama-cpp-cuda", "model-a", "zero"]
+    assert (listed[1]["weight_size"], listed[1]["weight_layers"]) == (None, 1), "a size not recorded is null"
     result = CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"])
     report = json.loads(result.stdout)
     assert result.exit_code == 0

@@ -63,6 +63,7 @@ def test_add_by_quantisation_pins_the_commit_the_file_and_the_vision_projector(h
         "file": "tiny-Q4_K_M.gguf",
         "revision": commit,
         "sha256": sha(FILES["tiny-Q4_K_M.gguf"]),
+        "size": len(FILES["tiny-Q4_K_M.gguf"]),
     }
     assert data["mmproj"]["file"] == "mmproj-tiny-f16.gguf", "of two projectors, the F16 one"
     assert data["mmproj"]["sha256"] == sha(FILES["mmproj-tiny-f16.gguf"])
@@ -90,7 +91,7 @@ def test_add_by_file_with_settings(hub: StandInHub, catalog: Path) -> None:
     [
         (f"{REPO}:Q4_K", "Q4_K is ambiguous in acme/Tiny-Model-GGUF: tiny-Q4_K.gguf, tiny-Q4_K_M.gguf"),
         (f"{REPO}:Q2_K", "has no Q2_K file; its GGUF files: tiny-Q4_K.gguf, tiny-Q4_K_M.gguf"),
-        (REPO, "has 2 GGUF files; add :QUANT"),
+        (REPO, "has 2 GGUF models; add :QUANT"),
         (f"hf://{REPO}/nope.gguf", "has no file 'nope.gguf'"),
         ("acme/missing:Q4_K_M", "acme/missing was not found on"),
         ("not a spec", "write hf://OWNER/REPO/FILE.gguf, or OWNER/REPO:QUANT"),
@@ -162,7 +163,12 @@ def test_pin_fills_placeholders_and_branch_names_and_changes_nothing_else(hub: S
     expected = (
         PLACEHOLDER_FILE.replace('"0000000000000000000000000000000000000000"', f'"{commit}"')
         .replace("'" + "0" * 64 + "'", "'" + sha(FILES["tiny-Q4_K_M.gguf"]) + "'")
-        .replace("  revision: main\n", f'  revision: "{commit}"\n  sha256: "{sha(FILES["mmproj-tiny-f16.gguf"])}"\n')
+        .replace("'\n\n# projector", f"'\n  size: {len(FILES['tiny-Q4_K_M.gguf'])}\n\n# projector")
+        .replace(
+            "  revision: main\n",
+            f'  revision: "{commit}"\n  sha256: "{sha(FILES["mmproj-tiny-f16.gguf"])}"\n'
+            f"  size: {len(FILES['mmproj-tiny-f16.gguf'])}\n",
+        )
     )
     assert path.read_text() == expected
     assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
@@ -184,6 +190,7 @@ def test_pin_update_moves_a_pinned_model_to_the_new_commit(hub: StandInHub, cata
     data = yaml.safe_load(path.read_text())
     assert data["weights"]["revision"] == newer
     assert data["weights"]["sha256"] == sha(b"GGUF q4 weights, requantised")
+    assert data["weights"]["size"] == len(b"GGUF q4 weights, requantised")
     assert before.splitlines()[:2] == path.read_text().splitlines()[:2], "the header comment stays"
     unknown = run("pin", "-c", str(catalog), "nope")
     assert unknown.exit_code == 2
@@ -209,3 +216,66 @@ def test_init_reads_the_cards_from_nvidia_smi() -> None:
 
     assert detect_families(lambda argv: "8.9\n12.0\n8.9\n") == ["ada", "blackwell-consumer"]
     assert detect_families(lambda argv: "") == []
+
+
+SPLIT_FILES = {
+    "Q4_K_M/big-Q4_K_M-00001-of-00003.gguf": b"GGUF part one",
+    "Q4_K_M/big-Q4_K_M-00002-of-00003.gguf": b"part two",
+    "Q4_K_M/big-Q4_K_M-00003-of-00003.gguf": b"part three, the last",
+    "big-Q8_0.gguf": b"GGUF q8, one file",
+}
+SPLIT_PARTS = sorted(f for f in SPLIT_FILES if f.startswith("Q4_K_M/"))
+
+
+@pytest.mark.parametrize("spec", ["acme/Big-GGUF:Q4_K_M", "hf://acme/Big-GGUF/Q4_K_M/big-Q4_K_M-00001-of-00003.gguf"])
+def test_add_pins_every_part_of_a_split_model_in_order(hub: StandInHub, catalog: Path, spec: str) -> None:
+    commit = hub.commit("acme/Big-GGUF", SPLIT_FILES)
+    result = run("add", "-c", str(catalog), spec)
+    assert result.exit_code == 0, result.output
+    assert "3 parts" in result.output
+    data = yaml.safe_load((catalog / "models" / "big.yaml").read_text())
+    assert data["weights"] == {
+        "hf": "acme/Big-GGUF",
+        "revision": commit,
+        "parts": [{"file": f, "sha256": sha(SPLIT_FILES[f]), "size": len(SPLIT_FILES[f])} for f in SPLIT_PARTS],
+    }
+    assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
+    assert run("generate", "-c", str(catalog)).exit_code == 0
+    dockerfile = (catalog.parent / "dockerfiles" / "big.Dockerfile").read_text()
+    adds = [line for line in dockerfile.splitlines() if line.startswith("ADD --link")]
+    assert len(adds) == 3, "each part is its own verified layer"
+    bake = (catalog.parent / "docker-bake.hcl").read_text()
+    assert f'"/models/{SPLIT_PARTS[0].split("/")[1]}"' in bake, "llama-server loads the first part"
+
+
+def test_add_refuses_a_split_model_with_a_missing_part(hub: StandInHub, catalog: Path) -> None:
+    hub.commit("acme/Big-GGUF", {k: v for k, v in SPLIT_FILES.items() if "00002" not in k})
+    result = run("add", "-c", str(catalog), "acme/Big-GGUF:Q4_K_M")
+    assert result.exit_code == 9, result.output
+    assert "has 2 of the 3 parts of Q4_K_M/big-Q4_K_M: missing Q4_K_M/big-Q4_K_M-00002-of-00003.gguf" in result.output
+    assert list((catalog / "models").iterdir()) == []
+
+
+def test_pin_fills_and_moves_every_part_of_a_split_model(hub: StandInHub, catalog: Path) -> None:
+    commit = hub.commit("acme/Big-GGUF", SPLIT_FILES)
+    parts = "".join(f"    - file: {f}\n      sha256: '{'0' * 64}'\n" for f in SPLIT_PARTS)
+    path = catalog / "models" / "big.yaml"
+    path.write_text(f"weights:\n  hf: acme/Big-GGUF\n  revision: main  # follows main\n  parts:\n{parts}")
+    result = run("pin", "-c", str(catalog))
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(path.read_text())
+    assert data["weights"]["revision"] == commit
+    assert [p["sha256"] for p in data["weights"]["parts"]] == [sha(SPLIT_FILES[f]) for f in SPLIT_PARTS]
+    assert [p["size"] for p in data["weights"]["parts"]] == [len(SPLIT_FILES[f]) for f in SPLIT_PARTS]
+    assert "# follows main" in path.read_text(), "comments stay"
+    assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
+    newer = hub.commit("acme/Big-GGUF", {**SPLIT_FILES, SPLIT_PARTS[1]: b"part two, requantised"})
+    assert run("pin", "-c", str(catalog), "--update").exit_code == 0
+    data = yaml.safe_load(path.read_text())
+    assert data["weights"]["revision"] == newer
+    assert data["weights"]["parts"][1] == {
+        "file": SPLIT_PARTS[1],
+        "sha256": sha(b"part two, requantised"),
+        "size": len(b"part two, requantised"),
+    }
+    assert data["weights"]["parts"][0]["sha256"] == sha(SPLIT_FILES[SPLIT_PARTS[0]])

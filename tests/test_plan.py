@@ -214,6 +214,62 @@ def test_local_weights_are_a_named_context_and_carry_no_url() -> None:
     assert dict(target.labels)["io.llama-bake.model.weights"] == "file:tiny.gguf"
 
 
+def test_a_split_model_gets_each_part_as_its_own_download_and_loads_the_first() -> None:
+    parts = [{"file": f"q/m-{n:05d}-of-00003.gguf", "sha256": SHA_A, "size": n} for n in (1, 2, 3)]
+    weights = {"hf": "o/r", "revision": "a" * 40, "parts": parts}
+    plan = make_plan(catalog(models=[{"name": "m", "weights": weights, "mmproj": MODEL["weights"]}]), ROOT, ROOT)
+    target = plan.target("m")
+    args = dict(target.args)
+    assert args["ENV_LLAMA_BAKE_WEIGHTS_PARTS"] == "3"
+    assert (
+        args["ENV_LLAMA_BAKE_WEIGHTS_3_URL"] == f"https://huggingface.co/o/r/resolve/{'a' * 40}/q/m-00003-of-00003.gguf"
+    )
+    assert args["ENV_LLAMA_BAKE_WEIGHTS_2_FILE"] == "m-00002-of-00003.gguf"
+    assert args["ENV_LLAMA_ARG_MODEL"] == "/models/m-00001-of-00003.gguf"
+    assert [i[0] for i in target.shape.items] == ["WEIGHTS", "WEIGHTS_2", "WEIGHTS_3", "MMPROJ"]
+    assert {i[1] for i in target.shape.items[:3]} == {"/models/"}, "the parts lie side by side"
+
+
+def test_a_local_split_model_is_one_context_per_part() -> None:
+    parts = [{"path": f"w/m-{n:05d}-of-00002.gguf", "sha256": SHA_A} for n in (1, 2)]
+    plan = make_plan(catalog(models=[{"name": "m", "weights": {"parts": parts}}]), ROOT, ROOT)
+    target = plan.target("m")
+    assert dict(target.contexts) == {"base": "target:base", "weights-file": "w", "weights-2-file": "w"}
+    assert dict(target.args)["WEIGHTS_2_SOURCE"] == "m-00002-of-00002.gguf"
+
+
+def test_one_file_over_the_layer_limit_is_re_split_by_a_tool_pinned_apart_from_the_base() -> None:
+    weights = {"url": "https://h/big.gguf", "sha256": SHA_A, "size": 16_500_000_000}
+    overrides = {"ubuntu:24.04": "oci-layout:///mirror/ubuntu"}
+    plan = make_plan(catalog(models=[{"name": "m", "weights": weights}], image_overrides=overrides), ROOT, ROOT)
+    target = plan.target("m")
+    args = dict(target.args)
+    assert args["SPLIT_MAX_MB"] == "8488", "room under 9 GB for the first part's metadata"
+    assert args["MAX_LAYER_SIZE"] == "9000000000"
+    assert args["ENV_LLAMA_ARG_MODEL"] == "/models/big-00001-of-*.gguf"
+    assert target.shape.resplit_layers == 4, "at most twice the two parts a perfect packing needs"
+    assert target.weight_layers == 2
+    contexts = dict(target.contexts)
+    assert contexts["gguf-split-src"] == "https://github.com/ggml-org/llama.cpp.git#b6500", "not the base's llama.cpp"
+    assert contexts["ubuntu:24.04"] == "oci-layout:///mirror/ubuntu"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"weights": {"url": "https://h/m.gguf", "sha256": SHA_A, "size": 9_000_000_000}},
+        {"weights": {"url": "https://h/m.gguf", "sha256": SHA_A}},
+        {"weights": {"url": "https://h/m.gguf", "sha256": SHA_A, "size": 10**11}, "delivery": "fetch"},
+        {"weights": {**MODEL["weights"], "size": 10**11, "gated": True}},
+    ],
+    ids=["at-the-limit", "size-unknown", "fetched", "gated"],
+)
+def test_weights_that_are_not_re_split(model: dict[str, Any]) -> None:
+    target = make_plan(catalog(models=[{"name": "m", **model}]), ROOT, ROOT).target("m")
+    assert target.shape.resplit_layers == 0
+    assert "gguf-split-src" not in dict(target.contexts)
+
+
 def test_hf_endpoint_moves_downloads_to_a_mirror_and_only_gated_files_get_the_token() -> None:
     gated = {**MODEL["weights"], "gated": True}
     mmproj = {"url": "https://cdn.example/p.gguf", "sha256": SHA_B}

@@ -40,7 +40,7 @@ from tests.conftest import executed, free_port, write_yaml
 from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.hub import StandInHub
 from tests.standins import cache_dir, debian_layout, llama_cpp_tree
-from tests.tinymodel import write_tiny_gguf
+from tests.tinymodel import write_tiny_gguf, write_tiny_split_gguf
 
 pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
 
@@ -48,6 +48,7 @@ TOKEN = "hf_llamaBakeDummyToken0123456789secret"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 LLAMA_REF = "pypi-0.3.36"
 START_PERIOD_S = 60
+MAX_LAYER_SIZE = 2_500_000  # bytes: the tiny models fit, tiny-big (3.4 MB) is re-split into parts of 1 MB
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,15 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     hub = StandInHub(token=TOKEN)
     url_commit = hub.commit("acme/tiny-url", {"tiny-url.gguf": (scratch / "tiny-url.gguf").read_bytes()})
     hub.commit("acme/tiny-gated", {"tiny.gguf": (scratch / "tiny.gguf").read_bytes()}, gated=True)
+    # A split model (three parts, as llama.cpp's tools name them): from local files, baked; and from the Hub,
+    # fetched by the container at start.
+    local_parts = write_tiny_split_gguf(project / "weights" / "tiny-split.gguf", seed=2)
+    hub_parts = write_tiny_split_gguf(scratch / "tiny-split.gguf", seed=fresh + 2)
+    split_commit = hub.commit("acme/tiny-split", {p.name: p.read_bytes() for p, _ in hub_parts})
+    shas |= {p.name: sha for p, sha in [*local_parts, *hub_parts]}
+    hub_sizes = {p.name: p.stat().st_size for p, _ in hub_parts}
+    # A larger model, over the project's (tiny) layer limit: re-split in the build by the real llama-gguf-split.
+    shas["tiny-big"] = write_tiny_gguf(project / "weights" / "tiny-big.gguf", seed=3, n_ff=2048)
     shutil.rmtree(scratch)
     endpoint = hub.endpoint
 
@@ -96,6 +106,8 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "registry": "localhost:5000/real",
             "hf_endpoint": endpoint,
             "image_overrides": {"ubuntu:24.04": f"oci-layout://{debian_layout()}:latest"},
+            "max_layer_size": MAX_LAYER_SIZE,
+            "split_tool": {"path": str(llama_cpp_tree()), "ref": LLAMA_REF},
         },
     )
     write_yaml(
@@ -113,6 +125,24 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     models: dict[str, dict[str, Any]] = {
         "tiny-file": {"weights": {"path": "weights/tiny.gguf", "sha256": shas["tiny-file"]}},
         "tiny-url": {"weights": {"url": url, "sha256": shas["tiny-url"]}},
+        "tiny-big": {
+            "weights": {
+                "path": "weights/tiny-big.gguf",
+                "sha256": shas["tiny-big"],
+                "size": (project / "weights" / "tiny-big.gguf").stat().st_size,
+            },
+        },
+        "tiny-split": {
+            "weights": {"parts": [{"path": f"weights/{p.name}", "sha256": sha} for p, sha in local_parts]},
+        },
+        "tiny-split-fetch": {
+            "weights": {
+                "hf": "acme/tiny-split",
+                "revision": split_commit,
+                "parts": [{"file": p.name, "sha256": sha, "size": hub_sizes[p.name]} for p, sha in hub_parts],
+            },
+            "delivery": "fetch",
+        },
     }
     for name, data in models.items():
         write_yaml(
@@ -291,6 +321,63 @@ def test_image_serves_health_and_completions_within_the_start_period(built: Buil
     with urllib.request.urlopen(container.url("/props"), timeout=10) as response:
         props = json.loads(response.read())
     assert props["default_generation_settings"]["n_ctx"] == 512
+
+
+def _complete(container: Container) -> dict[str, Any]:
+    request = urllib.request.Request(
+        container.url("/completion"),
+        data=json.dumps({"prompt": "hello llama", "n_predict": 8, "temperature": 0}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+@pytest.mark.parametrize("model", ["tiny-split", "tiny-split-fetch"])
+def test_a_split_model_is_served_from_its_first_part(built: Built, run_image: Any, model: str) -> None:
+    """Baked: each part is a layer of its own, verified, side by side in /models; fetched: every part is
+    downloaded and verified at start. llama-server loads the first part and finds the others."""
+    archive = OciArchive(built.out / f"{model}.tar")
+    names = [f"tiny-split-{n:05d}-of-00003.gguf" for n in (1, 2, 3)]
+    if model == "tiny-split":
+        per_layer = [[n for n, _ in _files_of(archive, layer)] for layer in archive.manifest()["layers"]]
+        assert all([f"models/{n}"] in per_layer for n in names), f"each part alone in a layer: {per_layer}"
+        files = dict(archive.layer_files())
+        assert [hashlib.sha256(files[f"models/{n}"]).hexdigest() for n in names] == [built.shas[n] for n in names]
+    env = dict(e.split("=", 1) for e in archive.config()["config"]["Env"])
+    assert env.get("LLAMA_ARG_MODEL", f"/models/{names[0]}") == f"/models/{names[0]}"
+    container = run_image(built.out / f"{model}.tar")
+    _wait_healthy(container, START_PERIOD_S)
+    assert _complete(container)["tokens_predicted"] > 0
+    if model == "tiny-split-fetch":
+        fetched = [p for p, auth in built.hub_requests if "/acme/tiny-split/" in p]
+        assert sorted(p.rsplit("/", 1)[1] for p in fetched) == names, "each part fetched once, at start"
+
+
+def test_a_file_over_the_layer_limit_is_re_split_by_llama_gguf_split_and_served(built: Built, run_image: Any) -> None:
+    archive = OciArchive(built.out / "tiny-big.tar")
+    per_layer = [[n for n, _ in _files_of(archive, layer)] for layer in archive.manifest()["layers"]]
+    parts = [files for files in per_layer if any(f.startswith("models/") for f in files)]
+    count = len(parts)
+    assert count > 1
+    assert parts == [[f"models/tiny-big-{n:05d}-of-{count:05d}.gguf"] for n in range(1, count + 1)], per_layer
+    layers = archive.manifest()["layers"]
+    sizes = [layer["size"] for layer, files in zip(layers, per_layer, strict=True) if files in parts]
+    assert all(size <= MAX_LAYER_SIZE for size in sizes), sizes
+    env = dict(e.split("=", 1) for e in archive.config()["config"]["Env"])
+    assert env["LLAMA_ARG_MODEL"] == "/models/tiny-big-00001-of-*.gguf"
+    container = run_image(built.out / "tiny-big.tar")
+    _wait_healthy(container, START_PERIOD_S)
+    assert _complete(container)["tokens_predicted"] > 0
+
+
+def _files_of(archive: OciArchive, layer: dict[str, Any]) -> list[tuple[str, bytes]]:
+    data = archive.blob(layer["digest"])
+    if layer["mediaType"].endswith("gzip"):
+        data = gzip.decompress(data)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return [(m.name, b"") for m in tar.getmembers() if m.isfile()]
 
 
 def test_image_config_has_entrypoint_health_check_labels_and_env(built: Built) -> None:

@@ -33,16 +33,30 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, [int(t) for t in types]
 
 
-def write_tiny_gguf(path: Path, seed: int = 0) -> str:
-    """Write the model to ``path``; return its sha256. The same ``seed`` gives the same bytes."""
+def write_tiny_gguf(path: Path, seed: int = 0, n_ff: int = N_FF) -> str:
+    """Write the model to ``path``; return its sha256. The same ``seed`` gives the same bytes; a larger ``n_ff``
+    gives a larger model (2048: about 3.4 MB, in tensors of at most 0.5 MB)."""
+    _write(path, seed, 0, n_ff)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_tiny_split_gguf(path: Path, seed: int = 0, tensors_per_part: int = 8) -> list[tuple[Path, str]]:
+    """The model as a split GGUF, as llama.cpp's tools write one: ``STEM-00001-of-0000N.gguf``, ... beside
+    ``path`` (which is not written), at most ``tensors_per_part`` tensors each; returns each part and its sha256."""
+    _write(path, seed, tensors_per_part, N_FF)
+    parts = sorted(path.parent.glob(f"{path.stem}-*-of-*.gguf"))
+    return [(part, hashlib.sha256(part.read_bytes()).hexdigest()) for part in parts]
+
+
+def _write(path: Path, seed: int, split_max_tensors: int, n_ff: int) -> None:
     rng = np.random.default_rng(seed)
     tokens, scores, types = _vocab()
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split_max_tensors)
     writer.add_name(f"llama-bake tiny test model {seed}")
     writer.add_context_length(N_CTX)
     writer.add_embedding_length(N_EMBD)
     writer.add_block_count(N_LAYER)
-    writer.add_feed_forward_length(N_FF)
+    writer.add_feed_forward_length(n_ff)
     writer.add_head_count(N_HEAD)
     writer.add_head_count_kv(N_HEAD)
     writer.add_layer_norm_rms_eps(1e-5)
@@ -71,11 +85,10 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> str:
         for part in ("attn_q", "attn_k", "attn_v", "attn_output"):
             tensor(f"blk.{i}.{part}.weight", N_EMBD, N_EMBD)
         norm(f"blk.{i}.ffn_norm.weight")
-        tensor(f"blk.{i}.ffn_gate.weight", N_FF, N_EMBD)
-        tensor(f"blk.{i}.ffn_up.weight", N_FF, N_EMBD)
-        tensor(f"blk.{i}.ffn_down.weight", N_EMBD, N_FF)
+        tensor(f"blk.{i}.ffn_gate.weight", n_ff, N_EMBD)
+        tensor(f"blk.{i}.ffn_up.weight", n_ff, N_EMBD)
+        tensor(f"blk.{i}.ffn_down.weight", N_EMBD, n_ff)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return hashlib.sha256(path.read_bytes()).hexdigest()

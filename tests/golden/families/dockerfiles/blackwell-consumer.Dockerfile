@@ -82,8 +82,14 @@ COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-serve
 set -eu
 if [ "${LLAMA_BAKE_DELIVERY:-baked}" = fetch ]; then
     dir="${LLAMA_CACHE:-/var/cache/llama}/llama-bake"
-    llama-bake-fetch "$LLAMA_BAKE_WEIGHTS_URL" "$LLAMA_BAKE_WEIGHTS_SHA256" \
-        "$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE" "${LLAMA_BAKE_WEIGHTS_GATED:-}"
+    # A split model's parts (LLAMA_BAKE_WEIGHTS_2_URL, ...) go beside its first, where llama.cpp looks for them.
+    i=1
+    while [ "$i" -le "${LLAMA_BAKE_WEIGHTS_PARTS:-1}" ]; do
+        if [ "$i" = 1 ]; then key=LLAMA_BAKE_WEIGHTS; else key=LLAMA_BAKE_WEIGHTS_$i; fi
+        eval "url=\${${key}_URL} sum=\${${key}_SHA256} file=\${${key}_FILE}"
+        llama-bake-fetch "$url" "$sum" "$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$file" "${LLAMA_BAKE_WEIGHTS_GATED:-}"
+        i=$((i + 1))
+    done
     export LLAMA_ARG_MODEL="$dir/$LLAMA_BAKE_WEIGHTS_SHA256/$LLAMA_BAKE_WEIGHTS_FILE"
     if [ -n "${LLAMA_BAKE_MMPROJ_URL:-}" ]; then
         llama-bake-fetch "$LLAMA_BAKE_MMPROJ_URL" "$LLAMA_BAKE_MMPROJ_SHA256" \
@@ -91,6 +97,10 @@ if [ "${LLAMA_BAKE_DELIVERY:-baked}" = fetch ]; then
         export LLAMA_ARG_MMPROJ="$dir/$LLAMA_BAKE_MMPROJ_SHA256/$LLAMA_BAKE_MMPROJ_FILE"
     fi
 fi
+# Weights re-split in the build are named by how many parts llama-gguf-split made: the first part is the model.
+case "${LLAMA_ARG_MODEL:-}" in
+*'*'*) for first in $LLAMA_ARG_MODEL; do export LLAMA_ARG_MODEL="$first"; break; done ;;
+esac
 set -f
 IFS='
 '

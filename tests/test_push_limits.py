@@ -1,0 +1,260 @@
+"""Pushing to registries that are stricter than the tests' docker-registry: one that refuses any blob over a size
+limit (as ghcr.io refuses layers over 10 GB) and one that demands a login through a token service (as ghcr.io and
+Docker Hub do). Both are a small proxy on 127.0.0.1 in front of the real registry (tests/registry_proxy.py); the
+builds are real (buildx bake on the tests' buildkitd), with the real model template and a busybox stand-in base.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from llama_bake.cli import main
+from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
+from tests.registry_proxy import RegistryProxy
+
+pytestmark = pytest.mark.buildkit
+
+DEVEL = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
+RUNTIME = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+MIB = 1 << 20
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedded_builder: str) -> Path:
+    """A docker config of the test's own (its logins), that still finds buildx and the session's builder."""
+    home = Path.home() / ".docker"
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    plugin = Path(shutil.which("docker-buildx") or home / "cli-plugins" / "docker-buildx")
+    (config / "cli-plugins").mkdir()
+    (config / "cli-plugins" / "docker-buildx").symlink_to(plugin.resolve())
+    (config / "buildx").symlink_to(home / "buildx")
+    (config / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    return config
+
+
+def login(config: Path, registry: str, user: str, password: str) -> None:
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry: {"auth": auth}}}))
+
+
+@pytest.fixture
+def project(tmp_path: Path, stand_in_image: str) -> Path:
+    """The fixture base (a cheap stand-in for the compile) and the real model template: one ADD per weights file."""
+    (tmp_path / "templates").mkdir()
+    shutil.copy(FIXTURE_TEMPLATES / "base.Dockerfile.j2", tmp_path / "templates")
+    (tmp_path / "src" / "llama.cpp").mkdir(parents=True)
+    (tmp_path / "src" / "llama.cpp" / "VERSION").write_text("fixture source\n")
+    catalog = tmp_path / "catalog"
+    write_yaml(
+        catalog / "bases" / "base.yaml", {"llama_cpp": {"path": "src/llama.cpp", "ref": "b1"}, "gpu_families": ["ada"]}
+    )
+    write_yaml(catalog / "project.yaml", {"image_overrides": {DEVEL: stand_in_image, RUNTIME: stand_in_image}})
+    return catalog
+
+
+@pytest.fixture
+def server() -> Iterator[WeightsServer]:
+    served = WeightsServer()
+    yield served
+    served.close()
+
+
+def build(catalog: Path, registry: str, *targets: str) -> Result:
+    argv = ["build", "-c", str(catalog), "--progress", "plain", "--push", "--var", f"REGISTRY={registry}/lb"]
+    return CliRunner().invoke(main, [*argv, *targets])
+
+
+def _skopeo_raw(reference: str) -> dict[str, Any]:
+    done = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{reference}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    manifest: dict[str, Any] = json.loads(done.stdout)
+    return manifest
+
+
+def layers(repository: str, tag: str = "latest") -> list[dict[str, Any]]:
+    """The layers of the image pushed to ``repository`` (the platform's image, when the tag is an index)."""
+    manifest = _skopeo_raw(f"{repository}:{tag}")
+    if "manifests" in manifest:
+        digest = next(m["digest"] for m in manifest["manifests"] if m.get("platform", {}).get("os") == "linux")
+        manifest = _skopeo_raw(f"{repository}@{digest}")
+    return list(manifest["layers"])
+
+
+def layer_files(repository: str, workdir: Path) -> list[tuple[str, list[str]]]:
+    """Each layer of the pushed image (pulled with skopeo): its digest and the files it holds."""
+    layout = workdir / f"pulled-{len(list(workdir.glob('pulled-*')))}"
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{repository}:latest", f"oci:{layout}:x"],
+        check=True,
+    )
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    out = []
+    for layer in manifest["layers"]:
+        with tarfile.open(layout / "blobs" / "sha256" / layer["digest"][7:]) as tar:
+            out.append((layer["digest"], sorted(m.name for m in tar.getmembers() if m.isfile())))
+    return out
+
+
+def test_a_split_model_over_the_layer_limit_pushes_one_layer_per_part_and_an_unsplit_one_is_refused(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path
+) -> None:
+    proxy = RegistryProxy(registry, max_blob=3 * MIB)
+    try:
+        parts = []
+        for number in (1, 2, 3):
+            url, sha = server.add(f"big-{number:05d}-of-00003.gguf", size=2 * MIB)
+            parts.append({"url": url, "sha256": sha, "size": 2 * MIB})
+        url, sha = server.add("huge.gguf", size=5 * MIB)
+        write_yaml(project / "models" / "split.yaml", {"weights": {"parts": parts}})
+        # Its size not recorded, so nothing before the push can know it is over the limit.
+        write_yaml(project / "models" / "huge.yaml", {"weights": {"url": url, "sha256": sha}})
+        project_file = project / "project.yaml"
+        write_yaml(project_file, {**_yaml(project_file), "max_layer_size": 3 * MIB})
+        listed = {
+            r["target"]: r for r in json.loads(CliRunner().invoke(main, ["list", "-c", str(project), "--json"]).stdout)
+        }
+        assert (listed["split"]["weight_size"], listed["split"]["weight_layers"]) == (6 * MIB, 3)
+        assert listed["huge"]["weight_size"] is None
+
+        pushed = build(project, proxy.address, "split")
+        assert pushed.exit_code == 0, pushed.output
+        sizes = [layer["size"] for layer in layers(f"{proxy.address}/lb/split")]
+        assert all(size <= 3 * MIB for size in sizes)
+        assert len([s for s in sizes if s > 2 * MIB - 4096]) == 3, f"one layer per part: {sizes}"
+        assert proxy.refused == []
+
+        refused = build(project, proxy.address, "huge")
+        assert refused.exit_code == 6, refused.output
+        assert proxy.refused, "the proxy refused the 5 MiB layer, as ghcr.io refuses one over its limit"
+    finally:
+        proxy.close()
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    return data
+
+
+def test_push_without_a_login_fails_in_seconds_before_any_step(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path
+) -> None:
+    proxy = RegistryProxy(registry, auth=True, users={"ci": ("secret", frozenset({"lb/base", "lb/m"}))})
+    try:
+        url, sha = server.add("m.gguf")
+        write_yaml(project / "models" / "m.yaml", {"weights": {"url": url, "sha256": sha}})
+        write_yaml(project / "models" / "other.yaml", {"weights": {"url": url, "sha256": sha}})
+
+        started = time.monotonic()
+        refused = build(project, proxy.address)
+        elapsed = time.monotonic() - started
+        assert refused.exit_code == 10, refused.output
+        assert f"needs a login to push and the docker config has none for it: run `docker login {proxy.address}`" in (
+            refused.output
+        )
+        assert elapsed < 15, f"refused in {elapsed:.1f} s"
+        assert server.gets == {}, "no step ran: nothing was downloaded"
+        assert proxy.uploads == {}, "nothing was pushed"
+
+        login(docker_config, proxy.address, "ci", "wrong")
+        assert "refuses the docker config's login (user `ci`)" in build(project, proxy.address).output
+
+        login(docker_config, proxy.address, "ci", "secret")
+        scoped = build(project, proxy.address)
+        assert scoped.exit_code == 10, scoped.output
+        assert f"cannot push to {proxy.address}/lb/other (missing scope: repository:lb/other:push)" in scoped.output
+        assert server.gets == {}
+
+        pushed = build(project, proxy.address, "m")
+        assert pushed.exit_code == 0, pushed.output
+        assert proxy.uploads, "with the login, buildx pushed through the token service"
+    finally:
+        proxy.close()
+
+
+FAKE_SPLIT = """#!/bin/sh
+# A stand-in for llama-gguf-split --split --split-max-size NM IN OUT: parts of N MB, named as llama.cpp does.
+set -eu
+max=${3%M}; in=$4; out=$5
+size=$(wc -c < "$in"); n=$(( (size + max * 1000000 - 1) / (max * 1000000) ))
+i=1
+while [ "$i" -le "$n" ]; do
+    part=$(printf '%s-%05d-of-%05d.gguf' "$out" "$i" "$n")
+    dd if="$in" of="$part" bs=1000000 skip=$(( (i - 1) * max )) count="$max" 2>/dev/null
+    i=$((i + 1))
+done
+"""
+FAKE_SPLIT_TEMPLATE = """# Fixture: llama-gguf-split is a shell script (the real template compiles it).
+FROM ${SPLIT_IMAGE} AS gguf-split
+ARG SPLIT_TOOL_REF
+COPY --chmod=755 --from=gguf-split-src llama-gguf-split /usr/local/bin/llama-gguf-split
+"""
+
+
+def test_a_file_over_the_limit_is_re_split_and_a_new_llama_cpp_re_pushes_no_weight_layer(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path, stand_in_image: str
+) -> None:
+    """The re-split stages do not start from the base: a changed llama.cpp ref rebuilds the base and the
+    model's last stage, and the registry is sent no weights blob (counted at the proxy)."""
+    (project.parent / "templates" / "gguf-split.Dockerfile.j2").write_text(FAKE_SPLIT_TEMPLATE)
+    tool = project.parent / "src" / "gguf-split"
+    tool.mkdir(parents=True)
+    (tool / "llama-gguf-split").write_text(FAKE_SPLIT)
+    limit = 2_500_000
+    proxy = RegistryProxy(registry, max_blob=limit)
+    try:
+        url, sha = server.add("big.gguf", size=3_500_000)
+        write_yaml(project / "models" / "big.yaml", {"weights": {"url": url, "sha256": sha, "size": 3_500_000}})
+        project_file = project / "project.yaml"
+        settings = _yaml(project_file)
+        settings["image_overrides"]["ubuntu:24.04"] = stand_in_image
+        write_yaml(
+            project_file,
+            {**settings, "max_layer_size": limit, "split_tool": {"path": "src/gguf-split", "ref": "fake-1"}},
+        )
+        assert CliRunner().invoke(main, ["validate", "-c", str(project), "--strict"]).exit_code == 0
+
+        first = build(project, proxy.address, "big")
+        assert first.exit_code == 0, first.output
+        assert proxy.refused == []
+        before = layer_files(f"{proxy.address}/lb/big", project.parent)
+        parts = [(digest, files) for digest, files in before if any(f.startswith("models/") for f in files)]
+        assert [files for _, files in parts] == [[f"models/big-0000{n}-of-00004.gguf"] for n in (1, 2, 3, 4)], (
+            "3.5 MB in parts of 1 MB, one layer each"
+        )
+        assert all(layer["size"] <= limit for layer in layers(f"{proxy.address}/lb/big"))
+        sent = set(proxy.uploaded_sizes)
+
+        base = _yaml(project / "bases" / "base.yaml")
+        write_yaml(project / "bases" / "base.yaml", {**base, "llama_cpp": {"path": "src/llama.cpp", "ref": "b2"}})
+        second = build(project, proxy.address, "big")
+        assert second.exit_code == 0, second.output
+        after = layer_files(f"{proxy.address}/lb/big", project.parent)
+        assert [layer for layer in after if any(f.startswith("models/") for f in layer[1])] == parts, "same layers"
+        assert after != before, "the base changed"
+        again = {d: size for d, size in proxy.uploaded_sizes.items() if d not in sent}
+        assert again, "the new base's layers and the image were pushed"
+        assert max(again.values()) < 500_000, f"no weights blob was pushed again: {again}"
+
+    finally:
+        proxy.close()
