@@ -554,9 +554,11 @@ def dry_run(paths: Paths, options: BuildOptions) -> str:
 def doctor(builder: str | None, paths: Paths | None = None) -> list[Check]:
     """The tool, the builder, and (when ``paths`` has a catalog that loads) each platform it builds."""
     from llama_bake import builder as builders
+    from llama_bake import driver
     from llama_bake.bake import WhalesRunner
 
     platforms: tuple[str, ...] = ()
+    plan = None
     if paths is not None and paths.catalog.is_dir():
         try:
             plan = compile_catalog(paths).plan
@@ -564,7 +566,7 @@ def doctor(builder: str | None, paths: Paths | None = None) -> list[Check]:
             plan = None
         if plan is not None:
             platforms = tuple(sorted({p for t in plan.targets for p in t.platforms}))
-    return builders.doctor(WhalesRunner(), builder, platforms)
+    return builders.doctor(WhalesRunner(), builder, platforms) + driver.checks(plan)
 
 
 def doctor_verdict(checks: list[Check]) -> None:
