@@ -177,7 +177,10 @@ def test_every_library_resolves_in_the_runtime_image_except_the_drivers(built: B
     container = run_image(built.model.path)
     wait_healthy(container, START_PERIOD_S)
     listed = container.exec("sh", "-c", 'for f in /app/llama-server /app/*.so; do echo "== $f"; ldd "$f"; done')
-    assert listed.returncode == 0, listed.stderr
+    # ldd's own status is that of the last file; what counts is that each file was listed.
+    for listed_file in ("/app/llama-server", "/app/libggml-cuda.so", "/app/libggml-cpu.so"):
+        assert f"== {listed_file}\n" in listed.stdout, listed
+    assert "libllama.so" in listed.stdout
     missing: dict[str, set[str]] = {}
     current = ""
     for line in listed.stdout.splitlines():
@@ -190,9 +193,7 @@ def test_every_library_resolves_in_the_runtime_image_except_the_drivers(built: B
     resolved = container.exec("ldd", "/app/libggml-cuda.so").stdout
     assert re.search(r"libcublas\.so\.13 => /usr/local/cuda[^ ]*/lib[^ ]*/libcublas\.so\.13", resolved), resolved
     assert re.search(r"libcudart\.so\.13 => /usr/local/cuda[^ ]*/lib[^ ]*/libcudart\.so\.13", resolved), resolved
-    assert not any(
-        name.startswith(("app/libcudart", "app/libcublas", "app/libcuda.")) for name, _ in built.model.layer_files()
-    )
+    assert not [name for name in built.app if name.startswith(("app/libcudart", "app/libcublas", "app/libcuda."))]
 
 
 def test_without_a_gpu_the_server_skips_cuda_and_serves_on_the_cpu(built: Built, run_image: Any) -> None:
