@@ -15,8 +15,9 @@ mkdir -p "$TOOLS"
 need_apt=()
 # debootstrap makes the Debian stand-in for ubuntu:24.04 (the real-image tier).
 # qemu-user-static: arm64 emulation for the two-platform builds (binfmt_misc, registered by the tests).
+# gcc and libc6-dev: the CUDA stand-in's driver stub (libcuda.so) is compiled from cuda.h (tests/cuda_standins.py).
 for pair in runc:runc docker-registry:docker-registry skopeo:skopeo umoci:umoci debootstrap:debootstrap \
-        qemu-aarch64-static:qemu-user-static; do
+        qemu-aarch64-static:qemu-user-static gcc:gcc; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
@@ -25,6 +26,7 @@ done
 command -v docker >/dev/null 2>&1 || need_apt+=(docker.io)
 # The busybox stand-in image is FROM scratch: only a static busybox runs there, so ask for the package.
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+dpkg -s libc6-dev >/dev/null 2>&1 || need_apt+=(libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "install-tools: apt-get install ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -109,7 +109,9 @@ SCRIPT
 ARG LLAMA_CPP_REF
 ARG ENV_CUDA_DEVICE_MAX_CONNECTIONS
 ARG ENV_LLAMA_CACHE
-ENV LD_LIBRARY_PATH=/app \
+# /app first, then what the OS image set: NVIDIA's images put the driver's directories there (/usr/local/nvidia,
+# where some hosts, e.g. GKE, mount libcuda.so.1 instead of the system library directory).
+ENV LD_LIBRARY_PATH=/app${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
     LLAMA_BAKE_LLAMA_CPP_REF=${LLAMA_CPP_REF} \
     CUDA_DEVICE_MAX_CONNECTIONS=${ENV_CUDA_DEVICE_MAX_CONNECTIONS} \
     LLAMA_CACHE=${ENV_LLAMA_CACHE}

@@ -600,11 +600,13 @@ def dry_run(paths: Paths, options: BuildOptions) -> str:
 def doctor(builder: str | None, paths: Paths | None = None) -> list[Check]:
     """The tool, the builder, and (when ``paths`` has a catalog that loads) each platform it builds."""
     from llama_bake import builder as builders
+    from llama_bake import nvidia
     from llama_bake.bake import WhalesRunner
     from llama_bake.invocation import BuildOptions, demands, phases
 
     platforms: tuple[str, ...] = ()
     asked = None
+    plan = None
     if paths is not None and paths.catalog.is_dir():
         try:
             plan = compile_catalog(paths).plan
@@ -615,7 +617,7 @@ def doctor(builder: str | None, paths: Paths | None = None) -> list[Check]:
             if any(t.kind == "model" for t in plan.targets):
                 plain = BuildOptions()
                 asked = demands(plain, plan, phases(plain, plan))
-    return builders.doctor(WhalesRunner(), builder, platforms, asked)
+    return builders.doctor(WhalesRunner(), builder, platforms, asked) + nvidia.checks(plan)
 
 
 def doctor_verdict(checks: list[Check]) -> None:

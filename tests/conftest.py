@@ -258,3 +258,13 @@ def weights_server() -> Any:
     server = WeightsServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def run_image(tmp_path: Path) -> Any:
+    """``run_image(archive)`` runs an exported image with runc (tests/images.py); stopped after the test."""
+    from tests.images import Runner
+
+    runner = Runner(tmp_path)
+    yield runner.run
+    runner.stop()

@@ -39,6 +39,7 @@ from llama_bake.progress import Progress
 from tests.conftest import executed, free_port, write_yaml
 from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.hub import StandInHub
+from tests.images import OciArchive, complete, run_checked, wait_healthy
 from tests.standins import cache_dir, debian_layout, llama_cpp_tree
 from tests.tinymodel import write_tiny_gguf, write_tiny_split_gguf
 
@@ -58,15 +59,6 @@ class Built:
     hub_requests: list[tuple[str, str | None]]
     shas: dict[str, str]
     summary: dict[str, Any]
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +141,9 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
             project / "catalog" / "models" / f"{name}.yaml",
             {**data, "server": {"ctx_size": 512, "jinja": False}, "health": health},
         )
-    _run(["llama-bake", "add", "hf://acme/tiny-gated/tiny.gguf", "--name", "tiny-gated"], project, {"HF_TOKEN": TOKEN})
+    run_checked(
+        ["llama-bake", "add", "hf://acme/tiny-gated/tiny.gguf", "--name", "tiny-gated"], project, {"HF_TOKEN": TOKEN}
+    )
     added = project / "catalog" / "models" / "tiny-gated.yaml"
     pinned = yaml.safe_load(added.read_text(encoding="utf-8"))
     assert pinned["weights"]["sha256"] == shas["tiny-gated"]
@@ -158,7 +152,7 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
     out = project / "out"
     cache = cache_dir() / "bake-cache"
-    _run(
+    run_checked(
         [
             "llama-bake",
             "build",
@@ -179,141 +173,19 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     hub.close()
 
 
-# --- reading an OCI archive ---------------------------------------------------------------------
-
-
-class OciArchive:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with tarfile.open(path) as tar:
-            self.files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
-
-    def blob(self, digest: str) -> bytes:
-        return self.files["blobs/" + digest.replace(":", "/")]
-
-    def manifest(self) -> dict[str, Any]:
-        index = json.loads(self.files["index.json"])
-        manifest: dict[str, Any] = json.loads(self.blob(index["manifests"][0]["digest"]))
-        if "manifests" in manifest:  # an index of one platform
-            manifest = json.loads(self.blob(manifest["manifests"][0]["digest"]))
-        return manifest
-
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = json.loads(self.blob(self.manifest()["config"]["digest"]))
-        return config
-
-    def layer_files(self) -> Iterator[tuple[str, bytes]]:
-        """Every regular file of every layer, with its path."""
-        for layer in self.manifest()["layers"]:
-            data = self.blob(layer["digest"])
-            if layer["mediaType"].endswith("gzip"):
-                data = gzip.decompress(data)
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                for member in tar.getmembers():
-                    if member.isfile():
-                        yield member.name, tar.extractfile(member).read()  # type: ignore[union-attr]
-
-
-# --- running an image with runc -----------------------------------------------------------------
-
-
-@dataclass
-class Container:
-    name: str
-    root: Path
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def exec(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["runc", "--root", str(self.root), "exec", self.name, *argv],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-
-
-@pytest.fixture
-def run_image(tmp_path: Path) -> Iterator[Any]:
-    started: list[Container] = []
-
-    def run(archive: Path) -> Container:
-        layout = tmp_path / "layout"
-        bundle = tmp_path / "bundle"
-        _run(["skopeo", "copy", "--quiet", f"oci-archive:{archive}", f"oci:{layout}:image"], cwd=tmp_path)
-        _run(["umoci", "unpack", "--image", f"{layout}:image", str(bundle)], cwd=tmp_path)
-        spec = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
-        port = free_port()
-        # Share the host's network, so the test reaches the server on 127.0.0.1; a port of our choosing.
-        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
-        spec["process"]["env"] = [e for e in spec["process"]["env"] if not e.startswith("LLAMA_ARG_PORT=")]
-        spec["process"]["env"].append(f"LLAMA_ARG_PORT={port}")
-        spec["process"]["terminal"] = False
-        (bundle / "config.json").write_text(json.dumps(spec), encoding="utf-8")
-        root = tmp_path / "runc"
-        name = f"llama-bake-test-{os.getpid()}-{len(started)}"
-        log = tmp_path / f"{name}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                ["runc", "--root", str(root), "run", "--bundle", str(bundle), name],
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        container = Container(name, root, port, process, log)
-        started.append(container)
-        return container
-
-    yield run
-    for container in started:
-        subprocess.run(["runc", "--root", str(container.root), "kill", container.name, "KILL"], check=False)
-        try:
-            container.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            container.process.kill()
-        subprocess.run(["runc", "--root", str(container.root), "delete", "--force", container.name], check=False)
-
-
-def _wait_healthy(container: Container, limit_s: float) -> float:
-    started = time.monotonic()
-    while True:
-        try:
-            with urllib.request.urlopen(container.url("/health"), timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - started
-        except (urllib.error.URLError, OSError):
-            pass
-        if container.process.poll() is not None:
-            pytest.fail(f"the container exited {container.process.returncode}:\n{container.log.read_text()[-3000:]}")
-        if time.monotonic() - started > limit_s:
-            pytest.fail(f"/health not 200 after {limit_s}s:\n{container.log.read_text()[-3000:]}")
-        time.sleep(0.5)
-
-
 # --- the tests ----------------------------------------------------------------------------------
 
 
 def test_image_serves_health_and_completions_within_the_start_period(built: Built, run_image: Any) -> None:
     container = run_image(built.out / "tiny-file.tar")
-    took = _wait_healthy(container, START_PERIOD_S)
+    took = wait_healthy(container, START_PERIOD_S)
     assert took < START_PERIOD_S
     # The image's own health check, run inside the container, agrees.
     check = container.exec(
         "sh", "-c", OciArchive(built.out / "tiny-file.tar").config()["config"]["Healthcheck"]["Test"][1]
     )
     assert check.returncode == 0, check.stderr
-    request = urllib.request.Request(
-        container.url("/completion"),
-        data=json.dumps({"prompt": "hello llama", "n_predict": 8, "temperature": 0}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.loads(response.read())
+    answer = complete(container, "hello llama")
     assert answer["tokens_predicted"] > 0
     assert answer["content"]
     # The catalog's server settings reached llama-server through LLAMA_ARG_*: ctx_size 512, where the model's
@@ -321,17 +193,6 @@ def test_image_serves_health_and_completions_within_the_start_period(built: Buil
     with urllib.request.urlopen(container.url("/props"), timeout=10) as response:
         props = json.loads(response.read())
     assert props["default_generation_settings"]["n_ctx"] == 512
-
-
-def _complete(container: Container) -> dict[str, Any]:
-    request = urllib.request.Request(
-        container.url("/completion"),
-        data=json.dumps({"prompt": "hello llama", "n_predict": 8, "temperature": 0}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer: dict[str, Any] = json.loads(response.read())
-    return answer
 
 
 @pytest.mark.parametrize("model", ["tiny-split", "tiny-split-fetch"])
@@ -348,8 +209,8 @@ def test_a_split_model_is_served_from_its_first_part(built: Built, run_image: An
     env = dict(e.split("=", 1) for e in archive.config()["config"]["Env"])
     assert env.get("LLAMA_ARG_MODEL", f"/models/{names[0]}") == f"/models/{names[0]}"
     container = run_image(built.out / f"{model}.tar")
-    _wait_healthy(container, START_PERIOD_S)
-    assert _complete(container)["tokens_predicted"] > 0
+    wait_healthy(container, START_PERIOD_S)
+    assert complete(container, "hello llama")["tokens_predicted"] > 0
     if model == "tiny-split-fetch":
         fetched = [p for p, auth in built.hub_requests if "/acme/tiny-split/" in p]
         assert sorted(p.rsplit("/", 1)[1] for p in fetched) == names, "each part fetched once, at start"
@@ -368,8 +229,8 @@ def test_a_file_over_the_layer_limit_is_re_split_by_llama_gguf_split_and_served(
     env = dict(e.split("=", 1) for e in archive.config()["config"]["Env"])
     assert env["LLAMA_ARG_MODEL"] == "/models/tiny-big-00001-of-*.gguf"
     container = run_image(built.out / "tiny-big.tar")
-    _wait_healthy(container, START_PERIOD_S)
-    assert _complete(container)["tokens_predicted"] > 0
+    wait_healthy(container, START_PERIOD_S)
+    assert complete(container, "hello llama")["tokens_predicted"] > 0
 
 
 def _files_of(archive: OciArchive, layer: dict[str, Any]) -> list[tuple[str, bytes]]:
@@ -459,7 +320,7 @@ def test_a_second_build_compiles_nothing(built: Built) -> None:
     --checksum the layer stays the same)."""
     progress = Progress()
     command = ["llama-bake", "build", "--progress", "rawjson", "--cache", f"local={cache_dir() / 'bake-cache'}"]
-    result = _run(command, cwd=built.project, env={"HF_TOKEN": TOKEN})
+    result = run_checked(command, cwd=built.project, env={"HF_TOKEN": TOKEN})
     for line in result.stderr.splitlines():
         progress.feed(line)
     ran = executed(progress)
@@ -500,7 +361,7 @@ def test_llama_cpp_from_a_source_archive(embedded_builder: str, tmp_path: Path, 
         {"weights": {"url": "https://models.invalid/m.gguf", "sha256": "0" * 64}},
     )
     out = tmp_path / "fake.tar"
-    _run(
+    run_checked(
         ["llama-bake", "build", "--progress", "plain", "--output", f"type=oci,dest={out}", "fake"],
         cwd=project,
     )
@@ -522,7 +383,7 @@ def engine_with_image(built: Built) -> Iterator[Engine]:
         # The classic store loads docker archives only: skopeo converts the build's OCI archive, naming the image.
         image = "localhost:5000/real/tiny-file:latest"
         archive = Path(tmp) / "tiny-file.docker.tar"
-        _run(
+        run_checked(
             [
                 "skopeo",
                 "copy",
@@ -580,7 +441,7 @@ def test_compose_up_of_the_generated_file_serves_a_completion(built: Built, engi
         data = yaml.safe_load(originals[name])
         write_yaml(models / f"{name}.yaml", {**data, "compose": {"host_port": 18080 + offset}})
     try:
-        _run(["llama-bake", "compose"], built.project)
+        run_checked(["llama-bake", "compose"], built.project)
     finally:
         for name, text in originals.items():
             (models / f"{name}.yaml").write_text(text)

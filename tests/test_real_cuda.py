@@ -1,0 +1,233 @@
+"""The CUDA path of the packaged templates, compiled for real: a `backend: cuda` base (CUDA 13.0, one GPU family)
+built by `llama-bake build` with a real nvcc, a tiny model on it, and the images checked and run without a GPU.
+
+- NVIDIA's images are replaced by stand-ins (tests/cuda_standins.py: the Debian stand-in plus NVIDIA's CUDA 13.0
+  wheels from PyPI) through the catalog's `image_overrides`; nothing else is replaced.
+- The compile is trimmed through the base's `cmake_options` to what two cores build in minutes: one GPU family
+  (ada, 89-real), one CPU variant, and the FlashAttention kernels compiled out (GGML_CUDA_FA=OFF: with it on,
+  their template instances are most of a CUDA compile). The CUDA CMake line, launcher, libraries and runtime
+  image are the ones every catalog gets.
+- The base's build cache is exported to the test cache, so a second run compiles nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llama_bake.progress import Progress
+from tests.conftest import executed, write_yaml
+from tests.cuda_standins import CUDA_VERSION, image_overrides
+from tests.images import OciArchive, complete, run_checked, wait_healthy
+from tests.standins import cache_dir, llama_cpp_tree
+from tests.tinymodel import write_tiny_gguf
+
+pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
+
+LLAMA_REF = "pypi-0.3.36"
+FAMILY = "ada"
+ARCH = 89
+START_PERIOD_S = 60
+# The driver's library: the NVIDIA container runtime brings it; no image may (the stub only links).
+DRIVER = "libcuda.so.1"
+
+
+@dataclass(frozen=True)
+class Built:
+    project: Path
+    model: OciArchive
+    app: dict[str, bytes]  # the files under /app, read once (the archive's layers hold cuBLAS: 600 MB)
+
+
+def _cache() -> str:
+    return f"local={cache_dir() / 'bake-cache-cuda'}"
+
+
+@pytest.fixture(scope="module")
+def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    project = tmp_path_factory.mktemp("cuda")
+    write_yaml(
+        project / "catalog" / "project.yaml",
+        {"registry": "localhost:5000/real-cuda", "image_overrides": image_overrides()},
+    )
+    write_yaml(
+        project / "catalog" / "bases" / "llama-cuda.yaml",
+        {
+            "backend": "cuda",
+            "cuda": CUDA_VERSION,
+            "gpu_families": [FAMILY],
+            "llama_cpp": {"path": str(llama_cpp_tree()), "ref": LLAMA_REF},
+            "build_jobs": 2,
+            # What the test trims (and why) is in the module's docstring and the README.
+            "cmake_options": {"GGML_CPU_ALL_VARIANTS": "OFF", "GGML_CUDA_FA": "OFF"},
+        },
+    )
+    (project / "weights").mkdir()
+    sha = write_tiny_gguf(project / "weights" / "tiny.gguf", seed=3)
+    health = {"start_period": f"{START_PERIOD_S}s", "interval": "5s", "timeout": "3s", "retries": 3}
+    write_yaml(
+        project / "catalog" / "models" / "tiny-cuda.yaml",
+        {
+            "weights": {"path": "weights/tiny.gguf", "sha256": sha},
+            "server": {"ctx_size": 512, "jinja": False, "n_gpu_layers": 999},
+            "health": health,
+        },
+    )
+    out = project / "out"
+    run_checked(
+        [
+            "llama-bake",
+            "build",
+            "--progress",
+            "plain",
+            "--cache",
+            _cache(),
+            "--output",
+            f"type=oci,dest={out}/{{target}}.tar",
+            "tiny-cuda",
+        ],
+        cwd=project,
+    )
+    model = OciArchive(out / "tiny-cuda.tar")
+    return Built(project, model, {name: data for name, data in model.layer_files() if name.startswith("app/")})
+
+
+# --- what nvcc put into libggml-cuda.so ----------------------------------------------------------------
+
+FATBIN_MAGIC = 0xBA55ED50
+
+
+def elf_section(data: bytes, name: str) -> bytes:
+    """The bytes of the section ``name`` of a 64-bit little-endian ELF file."""
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def header(index: int) -> tuple[int, int, int]:
+        at = shoff + index * shentsize
+        (sh_name,) = struct.unpack_from("<I", data, at)
+        offset, size = struct.unpack_from("<QQ", data, at + 0x18)
+        return sh_name, offset, size
+
+    _, names_at, _ = header(shstrndx)
+    for index in range(shnum):
+        sh_name, offset, size = header(index)
+        end = data.index(b"\0", names_at + sh_name)
+        if data[names_at + sh_name : end].decode() == name:
+            return data[offset : offset + size]
+    msg = f"no section {name}"
+    raise AssertionError(msg)
+
+
+def fatbin_images(section: bytes) -> list[tuple[str, int]]:
+    """(kind, sm) of every device image in an ``.nv_fatbin`` section: kind ``cubin`` (machine code for that
+    sm) or ``ptx`` (JIT-compiled by the driver). A section is one fatbin per translation unit, each a 16-byte
+    header (magic, version, header size, size) and entries with a 64-byte header: kind at 0 (1 PTX, 2 ELF),
+    its header size at 4, its payload size at 8, the sm at 28."""
+    images = []
+    at = 0
+    while at + 16 <= len(section):
+        magic, _, header_size, size = struct.unpack_from("<IHHQ", section, at)
+        if magic != FATBIN_MAGIC:
+            at += 8  # alignment padding between fatbins
+            continue
+        entry = at + header_size
+        while entry < at + header_size + size:
+            kind, _, entry_header, payload = struct.unpack_from("<HHIQ", section, entry)
+            (sm,) = struct.unpack_from("<I", section, entry + 28)
+            images.append(({1: "ptx", 2: "cubin"}.get(kind, f"kind {kind}"), sm))
+            entry += entry_header + payload
+        at += header_size + size
+    return images
+
+
+def dynamic_needs(data: bytes) -> list[str]:
+    """DT_NEEDED of a 64-bit ELF shared object."""
+    dynamic = elf_section(data, ".dynamic")
+    strings = elf_section(data, ".dynstr")
+    needed = []
+    for at in range(0, len(dynamic), 16):
+        tag, value = struct.unpack_from("<qQ", dynamic, at)
+        if tag == 1:  # DT_NEEDED
+            needed.append(strings[value : strings.index(b"\0", value)].decode())
+    return needed
+
+
+# --- the tests -------------------------------------------------------------------------------------------
+
+
+def test_nvcc_compiled_device_code_for_the_catalogs_architecture_only(built: Built) -> None:
+    library = built.app["app/libggml-cuda.so"]
+    images = fatbin_images(elf_section(library, ".nv_fatbin"))
+    # Hundreds of kernels (mmq, mmvq, softmax, ...): every one compiled to sm_89 machine code, and no PTX
+    # (the family's "89-real" asks for none).
+    assert len(images) > 50
+    assert set(images) == {("cubin", ARCH)}
+    assert {"libcudart.so.13", "libcublas.so.13", DRIVER} <= set(dynamic_needs(library))
+    labels = built.model.config()["config"]["Labels"]
+    assert labels["io.llama-bake.cuda"] == CUDA_VERSION
+    assert labels["io.llama-bake.cuda-architectures"] == f"{ARCH}-real"
+
+
+def test_every_library_resolves_in_the_runtime_image_except_the_drivers(built: Built, run_image: Any) -> None:
+    container = run_image(built.model.path)
+    wait_healthy(container, START_PERIOD_S)
+    listed = container.exec("sh", "-c", 'for f in /app/llama-server /app/*.so; do echo "== $f"; ldd "$f"; done')
+    # ldd's own status is that of the last file; what counts is that each file was listed.
+    for listed_file in ("/app/llama-server", "/app/libggml-cuda.so", "/app/libggml-cpu.so"):
+        assert f"== {listed_file}\n" in listed.stdout, listed
+    assert "libllama.so" in listed.stdout
+    missing: dict[str, set[str]] = {}
+    current = ""
+    for line in listed.stdout.splitlines():
+        if line.startswith("== "):
+            current = line[3:]
+        elif "=> not found" in line:
+            missing.setdefault(current, set()).add(line.split("=>")[0].strip())
+    assert missing == {"/app/libggml-cuda.so": {DRIVER}}
+    # cudart and cuBLAS come from the runtime image (NVIDIA's place for them), not copied into /app.
+    resolved = container.exec("ldd", "/app/libggml-cuda.so").stdout
+    assert re.search(r"libcublas\.so\.13 => /usr/local/cuda[^ ]*/lib[^ ]*/libcublas\.so\.13", resolved), resolved
+    assert re.search(r"libcudart\.so\.13 => /usr/local/cuda[^ ]*/lib[^ ]*/libcudart\.so\.13", resolved), resolved
+    assert not [name for name in built.app if name.startswith(("app/libcudart", "app/libcublas", "app/libcuda."))]
+
+
+def test_without_a_gpu_the_server_skips_cuda_and_serves_on_the_cpu(built: Built, run_image: Any) -> None:
+    container = run_image(built.model.path)
+    wait_healthy(container, START_PERIOD_S)
+    answer = complete(container, "hello llama")
+    assert answer["tokens_predicted"] > 0
+    assert answer["content"]
+    log = container.log.read_text(errors="replace")
+    # The model asks for GPU layers; with no driver the CUDA backend does not load, and llama-server says so.
+    assert "no usable GPU found" in log
+    assert "CUDA0" not in log
+    devices = container.exec("/app/llama-server", "--list-devices")
+    assert devices.returncode == 0, devices.stderr
+    assert "CUDA" not in devices.stdout + devices.stderr
+    assert container.process.poll() is None
+
+
+def test_the_runtime_image_keeps_nvidias_environment(built: Built) -> None:
+    env = dict(e.split("=", 1) for e in built.model.config()["config"]["Env"])
+    # /app first, then NVIDIA's driver directories, which some hosts mount libcuda.so.1 into.
+    assert env["LD_LIBRARY_PATH"] == "/app:/usr/local/nvidia/lib:/usr/local/nvidia/lib64"
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+    assert env["NVIDIA_REQUIRE_CUDA"].startswith("cuda>=13.0")
+    assert env["LLAMA_ARG_N_GPU_LAYERS"] == "999"
+
+
+def test_a_second_build_compiles_nothing(built: Built) -> None:
+    progress = Progress()
+    result = run_checked(
+        ["llama-bake", "build", "--progress", "rawjson", "--cache", _cache(), "tiny-cuda"], cwd=built.project
+    )
+    for line in result.stderr.splitlines():
+        progress.feed(line)
+    assert executed(progress) == []
+    cached = [v.step for v in progress.vertices.values() if v.is_step and v.cached]
+    assert any("cmake" in step for step in cached)
