@@ -195,6 +195,12 @@ def summary_text(summary: Summary) -> str:
         f"{len(summary.targets)} targets on builder {summary.builder}{how} in {summary.wall_seconds:.1f}s: "
         f"{summary.steps_executed} steps run, {summary.steps_cached} cached"
     )
+    for t in summary.targets:
+        if t.ccache_hit_rate is not None:
+            lines.append(
+                f"{t.name}: compiler cache {t.ccache_hit_rate:.0%} hits "
+                f"({t.ccache_hits} of {(t.ccache_hits or 0) + (t.ccache_misses or 0)} compiles)"
+            )
     lines += [f"buildx: {message}" for message in summary.messages]  # buildx's own words: warnings, notes
     if not any(t.digest for t in summary.targets) and not any("No output specified" in m for m in summary.messages):
         lines.append("images stayed in the builder's cache: add --push, --load or --output to export them")
