@@ -125,3 +125,16 @@ def test_the_summary_gives_a_compiled_base_its_hit_rate(write_catalog: WriteCata
     assert rows["base-a"]["ccache_hit_rate"] == 0.9
     assert rows["model-a"]["ccache_hit_rate"] is None
     assert "base-a: compiler cache 90% hits (9 of 10 compiles)" in summary_text(summary)
+
+
+def test_in_a_bake_of_the_base_alone_a_stage_named_line_counts_for_it(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    plan = _plan(write_catalog, tmp_path)
+    progress = Progress()
+    # One target: bake names the steps after their stages, not the target.
+    vertex = {"digest": "sha256:1", "name": "[build 1/1] RUN cmake", "started": "2026-01-01T00:00:00Z"}
+    progress.feed(json.dumps({"vertexes": [vertex]}))
+    log = base64.b64encode(b"llama-bake: ccache: 0 hits, 7 misses\n").decode()
+    progress.feed(json.dumps({"logs": [{"vertex": "sha256:1", "stream": 1, "data": log}]}))
+    assert ccache.compiled(progress, plan, ["base-a"]) == {"base-a": ccache.Stats(0, 7)}
