@@ -1,11 +1,11 @@
 """A base's compiler cache (ccache), carried from one builder to the next through the base's cache backend.
 
 BuildKit exports layers, never the contents of a ``RUN --mount=type=cache``, so the ccache of a base's compile
-is lost with its builder (a CI runner starts empty). The base Dockerfile therefore has three more stages: the
-named context ``ccache`` (the last export; an empty stage when none is given), ``ccache-import`` (copies it into
-the compile's cache mount), and ``ccache-export`` (the cache after a successful compile, cut to
-``CCACHE_MAXSIZE``). This module says where a base's export lives, how a build imports it, and the bake that
-exports it after a base compiled:
+is lost with its builder (a CI runner starts empty). The base Dockerfile therefore has more stages: the named
+context ``ccache`` (the last export; an empty stage when none is given), ``ccache-import`` (copies it into the
+compile's cache mount), and ``ccache-snapshot``/``ccache-export`` (the cache after a successful compile, cut to
+``CCACHE_MAXSIZE``, alone in an image). This module says where a base's export lives, how a build imports it,
+and the bake that exports it after a base compiled:
 
 - ``registry=REF``: an image ``REF/<base>:ccache`` beside the build cache ``REF/<base>:buildcache``;
 - ``local=DIR``: an OCI layout ``DIR/<base>.ccache`` beside the build cache ``DIR/<base>`` (a dot, which no
@@ -18,13 +18,15 @@ exports it after a base compiled:
 
 The import is keyed by what the export holds (a digest), never by the llama.cpp source: an update to a new
 release imports the cache its predecessor left. A failed compile exports nothing, so the last good export stays.
-Pure except ``last_export``, which reads the local layout or asks the registry (through ``bake``).
+Pure except ``last_export`` (reads a local layout's index, or asks the registry through the function given) and
+``publish`` (moves a finished local export into place).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,8 +210,6 @@ def _unique_allows(flags: list[str]) -> list[str]:
 
 def publish(where: Store) -> None:
     """Move a finished local export into place (the old one is removed only after the new one is complete)."""
-    import shutil
-
     if where.kind != "local":
         return
     staging = staging_dir(where)
