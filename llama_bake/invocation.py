@@ -198,12 +198,8 @@ def make_invocation(
     ``base_images`` (phase ``models``) maps each base to the pinned image source its models build on;
     ``ccache_imports`` each base's last exported compiler cache (``ccache``)."""
     flags = override_flags(options, plan)
-    flags += [
-        arg
-        for base in phase.targets
-        if base in (ccache_imports or {})
-        for arg in ("--set", f"{base}.contexts.ccache={(ccache_imports or {})[base]}")
-    ]
+    imports = ccache_imports or {}
+    flags += [arg for b in phase.targets if b in imports for arg in ("--set", f"{b}.contexts.ccache={imports[b]}")]
     if phase.name == "models":
         for model in phase.targets:
             base = plan.target(model).base
