@@ -1,20 +1,20 @@
 """A llama.cpp update with and without the compiler cache, on the real CPU template.
 
-    python bench/ccache.py           # about 25 minutes on 2 cores; writes its section of bench/RESULTS.md
-    python bench/ccache.py --smoke   # a small CMake tree instead of llama.cpp, nothing written
+    python bench/ccache.py                 # about 45 minutes on 2 busy cores; writes its section of bench/RESULTS.md
+    python bench/ccache.py --work DIR      # keep caches and results in DIR: a second run resumes where it stopped
+    python bench/ccache.py --smoke         # a small CMake tree instead of llama.cpp, nothing written
 
 Two llama.cpp trees that differ as real releases do: the ones vendored by two nearby llama-cpp-python sdists from
-PyPI. On a builder of its own, each build on an emptied builder (``docker buildx prune --all``):
+PyPI. Each build on an emptied builder (``docker buildx prune --all``), with ``--cache local=A``:
 
-1. the older tree, with ``--cache local=A``: its build cache and its compiler cache are exported to A;
-2. the newer tree, cold: ``--cache local=B``, where B is A without the compiler cache (the same build cache is
-   imported, so both runs skip the same apt steps and differ only in the compiler cache);
-3. the newer tree with ``--cache local=A``: the older tree's compiler cache is imported;
-4. the newer tree with one source file changed (as one merged pull request is), ``--cache local=A``.
+1. ``cold``: the older tree, nothing imported; its build cache and compiler cache are exported to A;
+2. ``one-file``: the older tree with one source file changed (one merged pull request, as a llama.cpp release
+   is), A imported;
+3. ``release``: the newer tree, A imported (the sdists are weeks of llama.cpp commits apart, and ggml.h, which
+   nearly every file includes, changes in between).
 
-Two sdists are weeks of llama.cpp commits apart (ggml.h, which nearly every file includes, changes in between);
-a llama.cpp release is one merged pull request, so (4) is the common update. The figures are (3) / (2) and
-(4) / (2), each the wall time of the whole ``llama-bake build`` (the export included).
+The figures are (2) / (1) and (3) / (1), each the wall time of the whole ``llama-bake build`` (generate, build,
+compiler cache export). The cold build also downloads the apt packages the later ones import with the build cache.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -47,7 +47,7 @@ LLAMA_BAKE = [sys.executable, "-m", "llama_bake"]
 BASE = "llama-cpu"
 SECTION = "## A llama.cpp update with the compiler cache"
 # The one-file change of step 4: a new function in one of llama.cpp's own translation units.
-EDITED = "src/llama-sampling.cpp"
+EDITED = "src/llama-chat.cpp"
 EDIT = "\nint llama_bake_bench_edit(int x);\nint llama_bake_bench_edit(int x) { return x + 1; }\n"
 
 
@@ -101,28 +101,31 @@ class Bench:
 
 
 @contextmanager
-def bench() -> Iterator[Bench]:
-    """A private builder (``llama-bake builder up``, stopped at the end) and a project on the Debian stand-in."""
+def bench(work: Path | None, builder: str | None) -> Iterator[Bench]:
+    """A builder (a private one from ``llama-bake builder up``, stopped at the end, unless one is named) and a
+    project on the Debian stand-in, in ``work`` (kept) or a temporary directory."""
     tools = Path(os.environ.get("LLAMA_BAKE_TOOLS", str(Path.home() / ".cache" / "llama-bake" / "tools")))
     state = Path(tempfile.mkdtemp(prefix="lb-ccache-", dir="/tmp"))  # short: unix socket paths are limited
-    builder = f"llama-bake-ccache-{os.getpid()}"
+    name = builder or f"llama-bake-ccache-{os.getpid()}"
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{tools}:{os.environ['PATH']}",
         "LLAMA_BAKE_STATE_DIR": str(state),
-        "LLAMA_BAKE_BUILDER": builder,
+        "LLAMA_BAKE_BUILDER": name,
     }
-    root = state / "project"
-    (root / "catalog" / "bases").mkdir(parents=True)
-    (root / "catalog" / "models").mkdir()
+    root = work or state / "project"
+    (root / "catalog" / "bases").mkdir(parents=True, exist_ok=True)
+    (root / "catalog" / "models").mkdir(exist_ok=True)
     project = {"image_overrides": {"ubuntu:24.04": f"oci-layout://{debian_layout()}:latest"}}
     (root / "catalog" / "project.yaml").write_text(yaml.safe_dump(project), encoding="utf-8")
-    proj = Bench(root, builder, env)
+    proj = Bench(root, name, env)
     try:
-        proj.run([*LLAMA_BAKE, "builder", "up"])
+        if builder is None:
+            proj.run([*LLAMA_BAKE, "builder", "up"])
         yield proj
     finally:
-        subprocess.run([*LLAMA_BAKE, "builder", "down"], env=env, capture_output=True, check=False)
+        if builder is None:
+            subprocess.run([*LLAMA_BAKE, "builder", "down"], env=env, capture_output=True, check=False)
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -139,8 +142,8 @@ def smoke_trees(root: Path) -> tuple[Path, Path]:
 
     write_tree(root / "older")
     write_tree(root / "newer", {3: "return 33;"})
-    (root / "newer" / "src").mkdir()
-    (root / "newer" / "src" / "llama-sampling.cpp").write_text("// not compiled in the smoke run\n")
+    (root / "older" / "src").mkdir()
+    (root / "older" / "src" / "llama-chat.cpp").write_text("// not compiled in the smoke run\n")
     return root / "older", root / "newer"
 
 
@@ -148,10 +151,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a small CMake tree, nothing written")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
+    parser.add_argument("--work", type=Path, help="keep caches and results here; a second run resumes")
+    parser.add_argument("--builder", help="an existing builder to use (default: a private one, started and stopped)")
     args = parser.parse_args()
     # One CPU variant, as in the slow tests: the real template's compile, minutes instead of most of an hour.
     options = {"GGML_CPU_ALL_VARIANTS": "OFF", "GGML_BACKEND_DL": "OFF"}
-    with bench() as proj:
+    with bench(args.work, args.builder) as proj:
         if args.smoke:
             older, newer = smoke_trees(proj.root / "trees")
             names = ("older", "newer")
@@ -159,47 +164,43 @@ def main() -> int:
             older, newer = llama_cpp_tree(OLDER), llama_cpp_tree(NEWER)
             names = (OLDER, NEWER)
         changed, total = changed_sources(older, newer)
-        a, b = proj.root / "cache-a", proj.root / "cache-b"
-        print(f"1/4 {names[0]}, exporting to A", file=sys.stderr)
-        proj.base(older, "older", options)
-        first = proj.build(a)
-        shutil.copytree(a, b, ignore=shutil.ignore_patterns(f"{BASE}.ccache"))
-        proj.base(newer, "newer", options)
-        print(f"2/4 {names[1]}, cold compiler cache (B: A's build cache only)", file=sys.stderr)
-        cold = proj.build(b)
-        print(f"3/4 {names[1]}, with the compiler cache {names[0]} exported (A)", file=sys.stderr)
-        warm = proj.build(a)
+        cache = proj.root / "cache-a"
+        results_file = proj.root / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.exists() else {}
         edited = proj.root / "edited"
-        shutil.copytree(newer, edited, symlinks=True)
-        unit = edited / EDITED
-        unit.write_text(unit.read_text(encoding="utf-8") + EDIT, encoding="utf-8")
-        proj.base(edited, "newer-edited", options)
-        print(f"4/4 {names[1]} with {EDITED} changed, with the compiler cache (A)", file=sys.stderr)
-        one = proj.build(a)
+        if not edited.exists():
+            shutil.copytree(older, edited, symlinks=True)
+            unit = edited / EDITED
+            unit.write_text(unit.read_text(encoding="utf-8") + EDIT, encoding="utf-8")
+        steps = (("cold", older, "older"), ("one-file", edited, "older-edited"), ("release", newer, "newer"))
+        for index, (step, tree, ref) in enumerate(steps, 1):
+            if step in results:
+                print(f"{index}/3 {step}: kept from an earlier run", file=sys.stderr)
+                continue
+            print(f"{index}/3 {step}", file=sys.stderr)
+            proj.base(tree, ref, options)
+            results[step] = asdict(proj.build(cache))
+            results_file.write_text(json.dumps(results, indent=2))
         versions = proj.run(["docker", "buildx", "version"]).stdout.strip()
-    ratio, one_ratio = warm.seconds / cold.seconds, one.seconds / cold.seconds
+    cold, one, release = (Run(**results[s]) for s in ("cold", "one-file", "release"))
     lines = [
         SECTION,
         "",
-        f"Run {dt.date.today().isoformat()} with `python bench/ccache.py` ({versions}; 2 CPUs, `build_jobs: 2`).",
-        f"The real CPU template (`GGML_CPU_ALL_VARIANTS=OFF`, `GGML_BACKEND_DL=OFF`) on the Debian stand-in; "
-        f"the llama.cpp trees vendored by `{names[0]}` and `{names[1]}` from PyPI: {changed} of {total} C/C++ "
-        "files differ or are new. Each build on an emptied builder (`docker buildx prune --all`), timed whole "
-        "(generate, build, compiler cache export).",
+        f"Run {dt.date.today().isoformat()} with `python bench/ccache.py` ({versions}; 2 CPUs shared with other "
+        "builds, `build_jobs: 2`).",
+        f"The real CPU template (`GGML_CPU_ALL_VARIANTS=OFF`, `GGML_BACKEND_DL=OFF`) on the Debian stand-in; the "
+        f"llama.cpp trees vendored by `{names[0]}` and `{names[1]}` from PyPI ({changed} of {total} C/C++ files of "
+        f"the newer differ or are new). Each build on an emptied builder (`docker buildx prune --all`), timed whole "
+        "(generate, build, compiler cache export); the cold one also downloads the apt packages that the later ones "
+        "import with the build cache.",
         "",
-        "| build | wall (s) | base (s) | ccache hits |",
+        "| build | wall (s) | vs cold | ccache hits |",
         "| --- | ---: | ---: | ---: |",
-        f"| {names[0]}, cold (fills the cache) | {first.seconds:.1f} | {first.base_seconds:.1f} | {first.rate} |",
-        f"| {names[1]}, cold compiler cache (same build cache imported) | {cold.seconds:.1f} | "
-        f"{cold.base_seconds:.1f} | {cold.rate} |",
-        f"| {names[1]}, {names[0]}'s compiler cache imported | {warm.seconds:.1f} | {warm.base_seconds:.1f} | "
-        f"{warm.rate} |",
-        f"| {names[1]} with `{EDITED}` changed, the cache imported | {one.seconds:.1f} | "
-        f"{one.base_seconds:.1f} | {one.rate} |",
-        "",
-        f"The update from `{names[0]}` to `{names[1]}` with the compiler cache takes **{ratio:.2f}x** the cold "
-        f"compile; a one-file update (one merged pull request, as a llama.cpp release is) **{one_ratio:.2f}x** "
-        "(goal: at most 0.3x).",
+        f"| {names[0]}, cold (fills the cache) | {cold.seconds:.1f} | 1.00x | {cold.rate} |",
+        f"| {names[0]} with `{EDITED}` changed (one merged pull request) | {one.seconds:.1f} | "
+        f"{one.seconds / cold.seconds:.2f}x | {one.rate} |",
+        f"| {names[1]} (weeks of llama.cpp commits later) | {release.seconds:.1f} | "
+        f"{release.seconds / cold.seconds:.2f}x | {release.rate} |",
         "",
     ]
     text = "\n".join(lines)
