@@ -153,7 +153,10 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
     parser.add_argument("--work", type=Path, help="keep caches and results here; a second run resumes")
     parser.add_argument("--builder", help="an existing builder to use (default: a private one, started and stopped)")
+    parser.add_argument("--report-only", action="store_true", help="write what --work holds; build nothing")
     args = parser.parse_args()
+    if args.report_only:
+        return report(args, json.loads((args.work / "results.json").read_text()), (OLDER, NEWER), None, "")
     # One CPU variant, as in the slow tests: the real template's compile, minutes instead of most of an hour.
     options = {"GGML_CPU_ALL_VARIANTS": "OFF", "GGML_BACKEND_DL": "OFF"}
     with bench(args.work, args.builder) as proj:
@@ -182,7 +185,30 @@ def main() -> int:
             results[step] = asdict(proj.build(cache))
             results_file.write_text(json.dumps(results, indent=2))
         versions = proj.run(["docker", "buildx", "version"]).stdout.strip()
-    cold, one, release = (Run(**results[s]) for s in ("cold", "one-file", "release"))
+    return report(args, results, names, (changed, total), versions)
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, float]],
+    names: tuple[str, str],
+    files: tuple[int, int] | None,
+    versions: str,
+) -> int:
+    """The section of RESULTS.md from the results at hand (a step not run yet is said to be so)."""
+    if files is None:
+        files = changed_sources(llama_cpp_tree(OLDER), llama_cpp_tree(NEWER))
+    if not versions:
+        versions = subprocess.run(["docker", "buildx", "version"], capture_output=True, text=True).stdout.strip()
+    changed, total = files
+    cold = Run(**results["cold"])  # type: ignore[arg-type]
+
+    def row(step: str, label: str) -> str:
+        if step not in results:
+            return f"| {label} | not run (stopped at the deadline) | - | - |"
+        run = Run(**results[step])  # type: ignore[arg-type]
+        return f"| {label} | {run.seconds:.1f} | {run.seconds / cold.seconds:.2f}x | {run.rate} |"
+
     lines = [
         SECTION,
         "",
@@ -197,10 +223,8 @@ def main() -> int:
         "| build | wall (s) | vs cold | ccache hits |",
         "| --- | ---: | ---: | ---: |",
         f"| {names[0]}, cold (fills the cache) | {cold.seconds:.1f} | 1.00x | {cold.rate} |",
-        f"| {names[0]} with `{EDITED}` changed (one merged pull request) | {one.seconds:.1f} | "
-        f"{one.seconds / cold.seconds:.2f}x | {one.rate} |",
-        f"| {names[1]} (weeks of llama.cpp commits later) | {release.seconds:.1f} | "
-        f"{release.seconds / cold.seconds:.2f}x | {release.rate} |",
+        row("one-file", f"{names[0]} with `{EDITED}` changed (one merged pull request)"),
+        row("release", f"{names[1]} (weeks of llama.cpp commits later)"),
         "",
     ]
     text = "\n".join(lines)
