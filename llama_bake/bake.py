@@ -328,6 +328,25 @@ class WhalesRunner:
             run(["docker", "buildx", "prune", "--force", "--all", "--builder", builder])
 
 
+def registry_digest(reference: str, builder: str | None = None) -> str | None:
+    """The digest of ``reference`` in its registry (``docker buildx imagetools inspect``, with ``builder``'s
+    registry settings), or None when it does not exist or cannot be read (the caller goes on without it)."""
+    from python_on_whales.exceptions import DockerException
+    from python_on_whales.utils import run
+
+    try:
+        _client()
+    except DockerError:
+        return None
+    where = ["--builder", builder] if builder else []
+    try:
+        out = run(["docker", "buildx", "imagetools", "inspect", *where, "--format", "{{.Manifest.Digest}}", reference])
+    except DockerException:
+        return None
+    digest = str(out or "").strip()
+    return digest if digest.startswith("sha256:") else None
+
+
 def resolve(
     text: str, targets: Sequence[str], variables: Mapping[str, str], cwd: Path, runner: Printer
 ) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 
-from llama_bake.bake import BakeFailed, Baker, Invocation
+from llama_bake import ccache
+from llama_bake.bake import BakeFailed, Baker, Invocation, registry_digest
 from llama_bake.driver import Capabilities, refusals
 from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
 from llama_bake.invocation import (
@@ -197,17 +198,33 @@ def dry_run(paths: Paths, options: BuildOptions, runner: Baker) -> str:
         if t.kind == "base"
     }
     lines = []
-    for phase in phases(options, plan):
+    steps = phases(options, plan)
+    stores = ccache.stores(options, plan, [t for phase in steps for t in phase.targets])
+    imports = _ccache_imports(stores, lambda ref: registry_digest(ref, builder))
+    for phase in steps:
         metadata_file = workdir / f"{phase.name}-metadata.json"
         invocation = make_invocation(
-            options, plan, phase, paths.output, metadata_file, paths.bake_dir, workdir, placeholders, env
+            options, plan, phase, paths.output, metadata_file, paths.bake_dir, workdir, placeholders, env, imports
         )
         lines.append(command_text(invocation))
     return "\n".join(lines)
 
 
-def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLine | None = None) -> Summary:
-    """Generate, then build each phase in order; a phase that fails stops the build."""
+def _ccache_imports(stores: Mapping[str, ccache.Store], lookup: ccache.Digest) -> dict[str, str]:
+    """Each base's last exported compiler cache, where there is one."""
+    found = {base: ccache.last_export(where, lookup) for base, where in stores.items()}
+    return {base: source for base, source in found.items() if source}
+
+
+def run_build(
+    paths: Paths,
+    options: BuildOptions,
+    runner: Baker,
+    on_line: OnLine | None = None,
+    lookup: ccache.Digest | None = None,
+) -> Summary:
+    """Generate, then build each phase in order; a phase that fails stops the build. A base that compiled has
+    its compiler cache exported after the last phase (``ccache``); ``lookup`` finds the last export's digest."""
     plan, env = _prepare(paths, options)
     builder, caps = probe_builder(runner, options.builder)
     # A builder that did not answer the probe: when it is the default name, `_bake` falls back to buildx's own.
@@ -215,6 +232,8 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
     options = fit_to_builder(plan, dataclasses.replace(options, builder=builder), caps)
     check_push(pushed_repositories(plan, options))
     steps = phases(options, plan)
+    stores = ccache.stores(options, plan, [t for phase in steps for t in phase.targets])
+    imports = _ccache_imports(stores, lookup or (lambda ref: registry_digest(ref, options.builder)))
     progress = Progress({t.name: t.base for t in plan.targets if t.base is not None})
     metadata: dict[str, object] = {}
     started = time.monotonic()
@@ -242,6 +261,7 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
                         workdir,
                         base_images,
                         env,
+                        imports,
                     )
                     try:
                         invocation = _bake(runner, invocation, paths.bake_dir, progress, on_line, fallback)
@@ -298,7 +318,45 @@ def run_build(paths: Paths, options: BuildOptions, runner: Baker, on_line: OnLin
             "finished: " + (", ".join(summary.finished) or "none")
         )
         raise BuildFailed(msg, summary)
+    if options.cache_export and stores:
+        built = [t for phase in steps for t in phase.targets]
+        export_options = dataclasses.replace(options, builder=builder)
+        try:
+            _export_ccache(built, runner, export_options, plan, paths, env, stores, imports, progress)
+        except BuildError as exc:
+            raise BuildFailed(str(exc), summary) from exc
+        except KeyboardInterrupt:
+            msg = "interrupted while exporting the compiler cache; the images were built, the last export stays"
+            raise BuildInterrupted(msg, summary) from None
     return summary
+
+
+def _export_ccache(
+    built: list[str],
+    runner: Baker,
+    options: BuildOptions,
+    plan: BakePlan,
+    paths: Paths,
+    env: Mapping[str, str],
+    stores: Mapping[str, ccache.Store],
+    imports: Mapping[str, str],
+    progress: Progress,
+) -> None:
+    """Export the compiler cache of each base whose compile ran (a cached base has nothing new to export)."""
+    compiled = ccache.compiled(progress, plan, built)
+    exports = {base: where for base, where in stores.items() if base in compiled}
+    if not exports:
+        return
+    invocation = ccache.export_invocation(options, plan, exports, imports, paths.output, paths.bake_dir, env)
+    try:
+        for _ in runner.bake(invocation, paths.bake_dir):
+            pass
+    except BakeFailed as exc:
+        tail = "\n".join(exc.stderr.strip().splitlines()[-20:])
+        msg = f"the images were built, but exporting the compiler cache of {', '.join(exports)} failed:\n{tail}"
+        raise BuildError(msg) from exc
+    for where in exports.values():
+        ccache.publish(where)
 
 
 def _make_directories(options: BuildOptions, plan: BakePlan, steps: list[Phase]) -> None:

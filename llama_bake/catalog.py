@@ -221,6 +221,14 @@ TagName = Annotated[
     str,
     _pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a valid image tag", "use letters, digits, '.', '-', '_'"),
 ]
+CcacheSize = Annotated[
+    str,
+    _pattern(
+        r"[1-9][0-9]{0,5}(\.[0-9]{1,3})?(k|M|G|T|Ki|Mi|Gi|Ti)",
+        "a ccache size",
+        "write it as ccache does, e.g. 500M, 2G or 4Gi",
+    ),
+]
 PackageName = Annotated[
     str,
     _pattern(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name", "for example `libopenblas-dev`"),
@@ -578,6 +586,13 @@ class Base(Strict):
     build_jobs: int = Field(8, ge=1, le=256, description="Cap on parallel compile jobs (nvcc is memory hungry).")
     build_packages: tuple[PackageName, ...] = Field(
         default=(), description="Extra Debian/Ubuntu packages for the build stage."
+    )
+    ccache_max_size: CcacheSize = Field(
+        "2G",
+        description=(
+            "Bound of the compiler cache that `llama-bake build` exports with a base cache preset (ccache's "
+            "max_size). Raise it when a compile with many CUDA architectures misses after an update."
+        ),
     )
     runtime_env: dict[EnvName, OneLine] = Field(
         default_factory=dict, description="Environment of the runtime image (CUDA_DEVICE_MAX_CONNECTIONS, ...)."

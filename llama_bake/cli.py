@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from llama_bake.errors import LlamaBakeError
+from llama_bake.errors import LlamaBakeError, UsageError
 
 if TYPE_CHECKING:
     from llama_bake import pipeline
@@ -498,14 +498,29 @@ def add(catalog: Path | None, bake_file: Path | None, spec: str, **settings: Any
 @click.argument("models", nargs=-1, shell_complete=_complete_targets)
 @click.option("--update", is_flag=True, help="Move pinned models to the repository's newest commit too.")
 @click.option("--branch", default="main", show_default=True, help="The branch --update (and a placeholder) follows.")
-def pin(catalog: Path | None, bake_file: Path | None, models: tuple[str, ...], update: bool, branch: str) -> None:
+@click.option("--ref", help="For a BASE: the release tag (or commit) to move its llama.cpp ref to.")
+def pin(
+    catalog: Path | None, bake_file: Path | None, models: tuple[str, ...], update: bool, branch: str, ref: str | None
+) -> None:
     """Fill in revision and sha256 from the Hub for MODELS (default: every model) that have placeholders or a
-    branch name; --update moves pinned ones too. Prints what changed; comments and layout stay."""
+    branch name; --update moves pinned ones too. A BASE named moves its llama.cpp ref: --update to the newest
+    release tag of its git URL (git ls-remote), --ref to the one given. Prints what changed; comments stay."""
+    from llama_bake import releases
+
     paths = pipeline.Paths.from_options(catalog, bake_file)
-    pinned = pipeline.pin_models(paths, models, update=update, branch=branch)
-    for item in pinned:
-        click.echo(item.diff, nl=False)
-    click.echo(f"pinned {len(pinned)} file(s)" if pinned else "every model is pinned; nothing changed", err=True)
+    bases = [n for n in models if n in releases.base_files(paths.catalog)]
+    if ref is not None and not bases:
+        msg = "--ref moves a base's llama.cpp ref: name the base (`llama-bake pin BASE --ref b6600`)"
+        raise UsageError(msg)
+    rest = tuple(n for n in models if n not in bases)
+    for result in releases.pin_bases(paths.catalog, bases, update=update, ref=ref):
+        click.echo(result.diff, nl=False)
+        click.echo(result.message, err=True)
+    if rest or not bases:
+        pinned = pipeline.pin_models(paths, rest, update=update, branch=branch)
+        for item in pinned:
+            click.echo(item.diff, nl=False)
+        click.echo(f"pinned {len(pinned)} file(s)" if pinned else "every model is pinned; nothing changed", err=True)
 
 
 @main.command()

@@ -195,6 +195,12 @@ def summary_text(summary: Summary) -> str:
         f"{len(summary.targets)} targets on builder {summary.builder}{how} in {summary.wall_seconds:.1f}s: "
         f"{summary.steps_executed} steps run, {summary.steps_cached} cached"
     )
+    for t in summary.targets:
+        if t.ccache_hit_rate is not None:
+            lines.append(
+                f"{t.name}: compiler cache {t.ccache_hit_rate:.0%} hits "
+                f"({t.ccache_hits} of {(t.ccache_hits or 0) + (t.ccache_misses or 0)} compiles)"
+            )
     lines += [f"buildx: {message}" for message in summary.messages]  # buildx's own words: warnings, notes
     if any(t.digest_is_image_id for t in summary.targets):
         lines.append("id: the engine's image ID (the classic image store keeps no manifest digest)")

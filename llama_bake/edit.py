@@ -169,7 +169,7 @@ def pin_text(text: str, updates: dict[str, dict[str, str]]) -> str:
                 edits.append((line, False, column, _scalar(key, value)))
             else:  # indented as the entry's keys
                 last = max(node.lc.value(k)[0] for k in node)
-                edits.append((last, True, node.lc.key("file")[1], f"{key}: {_scalar(key, value)}"))
+                edits.append((last, True, node.lc.key(next(iter(node)))[1], f"{key}: {_scalar(key, value)}"))
     # From the bottom up, so that earlier lines keep their numbers; lines added under one line keep their order.
     order = sorted(range(len(edits)), key=lambda i: (edits[i][0], i), reverse=True)
     for line, insert, column, value in (edits[i] for i in order):

@@ -199,22 +199,14 @@ def make_invocation(
     workdir: Path,
     base_images: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
+    ccache_imports: Mapping[str, str] | None = None,
 ) -> Invocation:
     """The buildx command of ``phase``. ``workdir`` holds the bases' OCI layouts between two phases;
-    ``base_images`` (phase ``models``) maps each base to the pinned image source its models build on."""
-    flags: list[str] = []
-    for variable in options.variables:
-        if "=" not in variable:
-            msg = f"--var {variable!r}: write NAME=VALUE"
-            raise UsageError(msg)
-        flags += ["--var", variable]
-    bases = [t.name for t in plan.targets if t.kind == "base"]
-    for override in options.image_overrides:
-        ref, sep, source = override.partition("=")
-        if not sep or not ref or not source:
-            msg = f"--image-override {override!r}: write IMAGE=SOURCE, e.g. ubuntu:24.04=oci-layout:///mirror/ubuntu"
-            raise UsageError(msg)
-        flags += [arg for base in bases for arg in ("--set", f"{base}.contexts.{ref}={source}")]
+    ``base_images`` (phase ``models``) maps each base to the pinned image source its models build on;
+    ``ccache_imports`` each base's last exported compiler cache (``ccache``)."""
+    flags = override_flags(options, plan)
+    imports = ccache_imports or {}
+    flags += [arg for b in phase.targets if b in imports for arg in ("--set", f"{b}.contexts.ccache={imports[b]}")]
     if phase.name == "models":
         for model in phase.targets:
             base = plan.target(model).base
@@ -254,6 +246,24 @@ def make_invocation(
         env=dict(env or {}),
         metadata_file=str(metadata_file),
     )
+
+
+def override_flags(options: BuildOptions, plan: BakePlan) -> list[str]:
+    """``--var`` and the image overrides (on every base): what every bake of a build passes alike."""
+    flags: list[str] = []
+    for variable in options.variables:
+        if "=" not in variable:
+            msg = f"--var {variable!r}: write NAME=VALUE"
+            raise UsageError(msg)
+        flags += ["--var", variable]
+    bases = [t.name for t in plan.targets if t.kind == "base"]
+    for override in options.image_overrides:
+        ref, sep, source = override.partition("=")
+        if not sep or not ref or not source:
+            msg = f"--image-override {override!r}: write IMAGE=SOURCE, e.g. ubuntu:24.04=oci-layout:///mirror/ubuntu"
+            raise UsageError(msg)
+        flags += [arg for base in bases for arg in ("--set", f"{base}.contexts.{ref}={source}")]
+    return flags
 
 
 def _cache_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path) -> list[str]:

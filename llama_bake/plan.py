@@ -401,6 +401,7 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         **{f"CMAKE_ARGS_{p.split('/')[1].upper()}": CPU_ARGS[p] for p in base.target_platforms},
         "BUILD_JOBS": str(base.build_jobs),
         "BUILD_PACKAGES": " ".join(base.build_packages),
+        "CCACHE_MAXSIZE": base.ccache_max_size,
         "LLAMA_CPP_REF": source.ref,
         **source_args,
         **{f"ENV_{k}": v for k, v in env.items()},

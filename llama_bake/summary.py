@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from llama_bake import ccache
 from llama_bake.plan import BakePlan
 from llama_bake.progress import Progress, TargetState, Vertex
 
@@ -32,6 +33,16 @@ class TargetSummary:
     platforms: tuple[str, ...] = ("linux/amd64",)
     # The docker driver on the classic image store reports the image ID (its config's digest), not a manifest's.
     digest_is_image_id: bool = False
+    # A base whose compile ran: its compiler cache's hits and misses (None: it did not compile).
+    ccache_hits: int | None = None
+    ccache_misses: int | None = None
+
+    @property
+    def ccache_hit_rate(self) -> float | None:
+        if self.ccache_hits is None or self.ccache_misses is None:
+            return None
+        total = self.ccache_hits + self.ccache_misses
+        return self.ccache_hits / total if total else 0.0
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,17 @@ class Summary:
             "wall_seconds": round(self.wall_seconds, 3),
             "steps_executed": self.steps_executed,
             "steps_cached": self.steps_cached,
-            "targets": [asdict(t) | {"wall_seconds": round(t.wall_seconds, 3)} for t in self.targets],
+            "targets": [
+                asdict(t) | {"wall_seconds": round(t.wall_seconds, 3), "ccache_hit_rate": _rounded(t.ccache_hit_rate)}
+                for t in self.targets
+            ],
             "messages": list(self.messages),
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _rounded(rate: float | None) -> float | None:
+    return None if rate is None else round(rate, 4)
 
 
 def image_of(plan: BakePlan, name: str, variables: tuple[str, ...]) -> str:
@@ -105,6 +123,7 @@ def summarize(
             statuses[base] = statuses[name]
     for name in skipped:
         statuses[name] = "skipped"
+    compiled = ccache.compiled(progress, plan, targets)
     rows = []
     for name in targets:
         state = progress.target(name)
@@ -122,6 +141,8 @@ def summarize(
                 base_digest=digest_of(metadata, base) if base and phases > 1 else "",
                 platforms=plan.target(name).platforms,
                 digest_is_image_id=_is_image_id(metadata, name),
+                ccache_hits=compiled[name].hits if name in compiled else None,
+                ccache_misses=compiled[name].misses if name in compiled else None,
             )
         )
     return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages), phases)

@@ -141,9 +141,11 @@ def debian_layout() -> Path:
     return final
 
 
-def llama_cpp_tree() -> Path:
-    """The llama.cpp source tree vendored in the llama-cpp-python sdist from PyPI."""
-    final = cache_dir() / "llama.cpp"
+def llama_cpp_tree(requirement: str = LLAMA_CPP_PYTHON) -> Path:
+    """The llama.cpp source tree vendored in the llama-cpp-python sdist from PyPI (``requirement``: another
+    pinned version, for the compiler cache benchmark's second release)."""
+    version = requirement.partition("==")[2]
+    final = cache_dir() / ("llama.cpp" if requirement == LLAMA_CPP_PYTHON else f"llama.cpp-{version}")
     if (final / "CMakeLists.txt").exists():
         return final
     work = cache_dir() / f".sdist-{os.getpid()}"
@@ -161,7 +163,7 @@ def llama_cpp_tree() -> Path:
             ":all:",
             "--dest",
             str(work),
-            LLAMA_CPP_PYTHON,
+            requirement,
         ],
         check=True,
     )

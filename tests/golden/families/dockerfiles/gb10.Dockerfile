@@ -5,7 +5,11 @@
 ARG BUILD_IMAGE
 ARG RUNTIME_IMAGE
 
-FROM ${BUILD_IMAGE} AS build
+# The compiler cache exported by the last compile (`llama-bake build` with a cache preset passes it as the named
+# context `ccache`); without it this empty stage stands in and the compile starts cold.
+FROM scratch AS ccache
+
+FROM ${BUILD_IMAGE} AS build-src
 ARG BUILD_PACKAGES=""
 # build-essential is not optional: without a C++ compiler CMake fails, and not always loudly.
 RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \
@@ -17,6 +21,27 @@ RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing
     command -v g++ >/dev/null; command -v cmake >/dev/null
 COPY --from=llama-src . /src
 WORKDIR /src
+
+# The imported compiler cache goes into the compile's cache mount. This step sees what the compile sees, so it
+# runs again whenever the compile would; the compile reads only the constant marker it writes (by content), so
+# a new import alone never makes an unchanged source compile again.
+FROM build-src AS ccache-import
+ARG CMAKE_ARGS
+ARG TARGETARCH
+ARG CMAKE_ARGS_AMD64=""
+ARG CMAKE_ARGS_ARM64=""
+ARG BUILD_JOBS=8
+ARG LLAMA_CPP_REF
+RUN --mount=type=bind,from=ccache,target=/tmp/ccache-import \
+    --mount=type=cache,id=llama-bake-ccache-cuda,target=/root/.cache/ccache \
+    set -eu; \
+    if [ -d /tmp/ccache-import ] && [ -n "$(ls -A /tmp/ccache-import)" ]; then \
+        cp -a /tmp/ccache-import/. /root/.cache/ccache/; \
+        echo "llama-bake: compiler cache imported: $(du -sh /tmp/ccache-import | cut -f1)"; \
+    fi; \
+    echo llama-bake-ccache-1 > /tmp/ccache-imported
+
+FROM build-src AS build
 ARG CMAKE_ARGS
 ARG TARGETARCH
 ARG CMAKE_ARGS_AMD64=""
@@ -25,8 +50,10 @@ ARG BUILD_JOBS=8
 ARG LLAMA_CPP_REF
 # The compile is capped at BUILD_JOBS (and the machine's cores): an unbounded -j runs out of memory.
 # Each platform's CPU options come first, so the catalog's cmake_options (in CMAKE_ARGS) win.
-RUN --mount=type=cache,id=llama-bake-ccache-cuda,target=/root/.cache/ccache \
+RUN --mount=type=bind,from=ccache-import,source=/tmp/ccache-imported,target=/tmp/ccache-imported \
+    --mount=type=cache,id=llama-bake-ccache-cuda,target=/root/.cache/ccache \
     set -eu; \
+    ccache -z >/dev/null; \
     jobs=$(nproc); if [ "$jobs" -gt "$BUILD_JOBS" ]; then jobs=$BUILD_JOBS; fi; \
     case "$TARGETARCH" in arm64) cpu_args=$CMAKE_ARGS_ARM64 ;; *) cpu_args=$CMAKE_ARGS_AMD64 ;; esac; \
     echo "llama-bake: llama.cpp $LLAMA_CPP_REF ($TARGETARCH): cmake $cpu_args $CMAKE_ARGS (-j $jobs)"; \
@@ -35,9 +62,28 @@ RUN --mount=type=cache,id=llama-bake-ccache-cuda,target=/root/.cache/ccache \
         -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \
         $cpu_args $CMAKE_ARGS; \
     cmake --build build --config Release --target llama-server -j "$jobs"; \
+    ccache --print-stats | awk '/^(direct|preprocessed)_cache_hit\t/ {h += $2} /^cache_miss\t/ {m += $2} \
+        END {printf "llama-bake: ccache: %d hits, %d misses\n", h, m}'; \
     mkdir -p /out; \
     find build -name '*.so*' -exec cp -P {} /out/ \; ; \
     cp build/bin/llama-server /out/
+
+# The compiler cache after a successful compile (the previous export merged in, so nothing is lost when this
+# builder's cache mount was empty), cut to CCACHE_MAXSIZE: `llama-bake build` exports the stage ccache-export
+# through the base's cache backend. It is never part of the image.
+FROM build AS ccache-snapshot
+ARG CCACHE_MAXSIZE=2G
+RUN --mount=type=bind,from=ccache,target=/tmp/ccache-import \
+    --mount=type=cache,id=llama-bake-ccache-cuda,target=/root/.cache/ccache \
+    set -eu; \
+    mkdir /tmp/ccache-export; \
+    if [ -d /tmp/ccache-import ]; then cp -a /tmp/ccache-import/. /tmp/ccache-export/; fi; \
+    cp -a /root/.cache/ccache/. /tmp/ccache-export/; \
+    CCACHE_DIR=/tmp/ccache-export CCACHE_MAXSIZE=$CCACHE_MAXSIZE ccache --cleanup; \
+    echo "llama-bake: compiler cache exported: $(du -sh /tmp/ccache-export | cut -f1) (at most $CCACHE_MAXSIZE)"
+
+FROM scratch AS ccache-export
+COPY --from=ccache-snapshot /tmp/ccache-export/ /
 
 FROM ${RUNTIME_IMAGE} AS runtime
 RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \
