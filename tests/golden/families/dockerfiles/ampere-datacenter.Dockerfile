@@ -154,9 +154,10 @@ exec /app/llama-server ${LLAMA_BAKE_EXTRA_ARGS:-} "$@"
 SCRIPT
 ARG LLAMA_CPP_REF
 ARG ENV_LLAMA_CACHE
-# /app first, then what the OS image set: NVIDIA's images put the driver's directories there (/usr/local/nvidia,
-# where some hosts, e.g. GKE, mount libcuda.so.1 instead of the system library directory).
-ENV LD_LIBRARY_PATH=/app${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+# /app first, then the driver's directories NVIDIA's images name (/usr/local/nvidia, where some hosts, e.g. GKE,
+# mount libcuda.so.1 instead of the system library directory). Spelled out, not read from the OS image: an
+# undefined variable is a lint warning wherever the image does not set it.
+ENV LD_LIBRARY_PATH=/app:/usr/local/nvidia/lib:/usr/local/nvidia/lib64 \
     LLAMA_BAKE_LLAMA_CPP_REF=${LLAMA_CPP_REF} \
     LLAMA_CACHE=${ENV_LLAMA_CACHE}
 WORKDIR /app
