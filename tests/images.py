@@ -162,3 +162,13 @@ def complete(container: Container, prompt: str, n_predict: int = 8) -> dict[str,
     with urllib.request.urlopen(request, timeout=60) as response:
         answer: dict[str, Any] = json.loads(response.read())
     return answer
+
+
+# The step that copies an imported compiler cache into the compile's cache mount: it runs again whenever a newer
+# export is imported (the last build exported one), while the compile it feeds stays cached.
+CCACHE_IMPORT_STEP = "echo llama-bake-ccache-1 > /tmp/ccache-imported"
+
+
+def compiled_again(steps: list[str]) -> list[str]:
+    """The steps that ran, less the compiler cache's import step."""
+    return [step for step in steps if CCACHE_IMPORT_STEP not in step]
