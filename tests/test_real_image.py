@@ -85,7 +85,8 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     local_parts = write_tiny_split_gguf(project / "weights" / "tiny-split.gguf", seed=2)
     hub_parts = write_tiny_split_gguf(scratch / "tiny-split.gguf", seed=fresh + 2)
     split_commit = hub.commit("acme/tiny-split", {p.name: p.read_bytes() for p, _ in hub_parts})
-    shas |= {p.name: sha for p, sha in [*local_parts, *hub_parts]}
+    # The baked parts' checksums (the Hub's parts have the same names and other bytes: the catalog holds theirs).
+    shas |= {p.name: sha for p, sha in local_parts}
     hub_sizes = {p.name: p.stat().st_size for p, _ in hub_parts}
     # A larger model, over the project's (tiny) layer limit: re-split in the build by the real llama-gguf-split.
     shas["tiny-big"] = write_tiny_gguf(project / "weights" / "tiny-big.gguf", seed=3, n_ff=2048)
@@ -436,7 +437,8 @@ def test_compose_up_of_the_generated_file_serves_a_completion(built: Built, engi
     """`docker compose up` of what `llama-bake compose` wrote, on the image the build made. The test's own override
     puts the service on the host network (this engine has no bridge) on a free port of 127.0.0.1."""
     models = built.project / "catalog" / "models"
-    originals = {name: (models / f"{name}.yaml").read_text() for name in ("tiny-url", "tiny-gated")}
+    others = sorted(path.stem for path in models.glob("*.yaml") if path.stem != "tiny-file")
+    originals = {name: (models / f"{name}.yaml").read_text() for name in others}
     for offset, name in enumerate(originals, start=1):  # three models on port 8080: Compose needs distinct host ports
         data = yaml.safe_load(originals[name])
         write_yaml(models / f"{name}.yaml", {**data, "compose": {"host_port": 18080 + offset}})
@@ -449,7 +451,7 @@ def test_compose_up_of_the_generated_file_serves_a_completion(built: Built, engi
     override = built.project / "compose.test.yaml"
     services: dict[str, dict[str, Any]] = {
         name: {"network_mode": "host", "ports": [], "pull_policy": "never"}
-        for name in ("llama-cpu", "tiny-file", "tiny-url", "tiny-gated")
+        for name in ("llama-cpu", "tiny-file", *others)
     }
     services["tiny-file"]["environment"] = {"LLAMA_ARG_HOST": "127.0.0.1", "LLAMA_ARG_PORT": str(port)}
     override.write_text(yaml.safe_dump({"services": services}).replace("ports: []", "ports: !reset []"))
