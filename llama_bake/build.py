@@ -40,7 +40,7 @@ from llama_bake.invocation import (
 )
 from llama_bake.pipeline import Paths, compile_catalog, write_compiled
 from llama_bake.plan import BakePlan
-from llama_bake.preflight import check_push, pushed_repositories
+from llama_bake.preflight import check_push, pushed_repositories, repository_of
 from llama_bake.progress import Progress, Vertex
 from llama_bake.summary import DONE, Summary, digest_of, failure_message, image_name, summarize
 
@@ -384,18 +384,12 @@ def _base_source(
         msg = f"the first phase built `{base}` but buildx reported no digest for it; cannot pin its models to it"
         raise BuildError(msg)
     if options.push:
-        return f"docker-image://{_repository(image_name(plan, metadata, base, options.variables))}@{digest}"
+        return f"docker-image://{repository_of(image_name(plan, metadata, base, options.variables))}@{digest}"
     return f"oci-layout://{layout_dir(workdir, base)}@{digest}"
 
 
 def _bases_of(plan: BakePlan, targets: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(b for t in targets if (b := plan.target(t).base) is not None))
-
-
-def _repository(image: str) -> str:
-    """``host:port/name:tag`` -> ``host:port/name``."""
-    head, _, last = image.rpartition("/")
-    return (f"{head}/" if head else "") + last.split(":", 1)[0].split("@", 1)[0]
 
 
 @contextlib.contextmanager

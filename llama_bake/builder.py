@@ -226,7 +226,7 @@ def _stop(daemon: Daemon) -> list[str]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
             _exits(daemon, STOP_TIMEOUT)
-            _unmount_below(daemon.root)  # the killed steps' root filesystems and cache mounts
+            unmount_below(daemon.root)  # the killed steps' root filesystems and cache mounts
             notes.append(f"killed buildkitd (pid {pid}) and the build steps it was running")
     daemon.pidfile.unlink(missing_ok=True)
     daemon.socket.unlink(missing_ok=True)
@@ -243,7 +243,7 @@ def _exits(daemon: Daemon, timeout: float) -> bool:
     return True
 
 
-def _unmount_below(root: Path) -> None:
+def unmount_below(root: Path) -> None:
     """Unmount what a killed buildkitd left mounted under ``root``, deepest first."""
     try:
         lines = Path("/proc/self/mounts").read_text().splitlines()

@@ -293,14 +293,14 @@ def pushed_repositories(plan: BakePlan, options: BuildOptions, environ: Mapping[
         for name in expand_targets(plan, phase.names):
             target = plan.target(name)
             if options.push:
-                repositories += [_repository(tag) for tag in (plan.resolve(t, values) for t in target.tags) if tag]
+                repositories += [repository_of(tag) for tag in (plan.resolve(t, values) for t in target.tags) if tag]
             preset = options.cache_for(target.kind)
             if options.cache_export and preset is not None and preset.kind == "registry":
-                repositories.append(_repository(f"{preset.ref}/{name}:buildcache"))
+                repositories.append(repository_of(f"{preset.ref}/{name}:buildcache"))
     return list(dict.fromkeys(repositories))
 
 
-def _repository(image: str) -> str:
+def repository_of(image: str) -> str:
     """``host:port/name:tag`` -> ``host:port/name``."""
     head, _, last = image.rpartition("/")
     return (f"{head}/" if head else "") + last.split(":", 1)[0].split("@", 1)[0]

@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
+from llama_bake.builder import tools_dir, unmount_below
+
 Store = Literal["classic", "containerd"]
 START_TIMEOUT = 60.0
-
-
-def tools_dir() -> Path:
-    return Path(os.environ.get("LLAMA_BAKE_TOOLS") or Path.home() / ".cache" / "llama-bake" / "tools")
 
 
 def missing_engine_tools() -> list[str]:
@@ -138,18 +136,10 @@ class Engine:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
-        _unmount_below(self.root)
+        unmount_below(self.root)
         if self._log is not None:
             self._log.close()
         self.process = None
-
-
-def _unmount_below(root: Path) -> None:
-    mounts = Path("/proc/self/mounts").read_text().splitlines()
-    prefix = f"{root.resolve()}/"
-    points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
 
 
 def client_env(engine: Engine, extra: Mapping[str, str] | None = None) -> dict[str, str]:
