@@ -233,7 +233,7 @@ def test_provenance_asked_for_is_refused_on_the_classic_store_and_attached_on_co
         assert doctor.exit_code == 0, doctor.output
 
 
-def test_a_two_platform_base_is_refused_on_the_classic_store_and_built_whole_on_containerd(
+def test_a_two_platform_base_is_refused_on_the_classic_store_and_its_exit_follows_the_summary_on_containerd(
     project: EngineProject,
 ) -> None:
     project.base(platforms=["linux/amd64", "linux/arm64"], gpu_families=["hopper"])
