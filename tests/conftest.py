@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llama_bake.progress import Progress
+from llama_bake.buildx.progress import Progress
 
 REPO = Path(__file__).resolve().parent.parent
 SHA_A = "a" * 64
@@ -149,9 +149,9 @@ def arm64_emulation() -> Any:
 @pytest.fixture(scope="session")
 def embedded_builder(buildx: None, session_env: Any, arm64_emulation: None) -> Any:
     """`llama-bake builder up` for the session; `builder down` at the end."""
-    from llama_bake import builder
-    from llama_bake.bake import WhalesRunner
-    from llama_bake.build import builder_name
+    from llama_bake.buildx import daemon as builder
+    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.run import builder_name
 
     runner = WhalesRunner()
     builder.up(runner)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
-from llama_bake.builder import tools_dir, unmount_below
+from llama_bake.buildx.daemon import tools_dir, unmount_below
 
 Store = Literal["classic", "containerd"]
 START_TIMEOUT = 60.0

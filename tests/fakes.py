@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from llama_bake.bake import BakeFailed, Invocation
-from llama_bake.driver import Capabilities
+from llama_bake.buildx.client import BakeFailed, Invocation
+from llama_bake.buildx.driver import Capabilities
 from llama_bake.errors import DockerError
 
 

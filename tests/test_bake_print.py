@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llama_bake import pipeline
-from llama_bake.bake import WhalesRunner, resolve
+from llama_bake import project as pipeline
+from llama_bake.buildx.client import WhalesRunner, resolve
+from llama_bake.buildx.invocation import with_bases
 from llama_bake.cli import main
 from llama_bake.errors import DockerError
-from llama_bake.invocation import with_bases
-from llama_bake.plan import BakePlan, Interp
+from llama_bake.plan.targets import BakePlan, Interp
 from tests.conftest import BASE, MODEL, REPO, WriteCatalog
 
 pytestmark = [pytest.mark.bake, pytest.mark.usefixtures("buildx")]

@@ -26,16 +26,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from llama_bake import builder as builders
-from llama_bake import pipeline
-from llama_bake.bake import WhalesRunner
-from llama_bake.build import builder_name, run_build
-from llama_bake.ci import GITHUB_GIT
+from llama_bake import project as pipeline
+from llama_bake.buildx import daemon as builders
+from llama_bake.buildx.client import WhalesRunner
+from llama_bake.buildx.invocation import BuildOptions, CachePreset
+from llama_bake.buildx.progress import Progress, Vertex
+from llama_bake.buildx.run import builder_name, run_build
+from llama_bake.buildx.summary import Summary
 from llama_bake.cli import main
 from llama_bake.errors import BuildError
-from llama_bake.invocation import BuildOptions, CachePreset
-from llama_bake.progress import Progress, Vertex
-from llama_bake.summary import Summary
+from llama_bake.render.ci import GITHUB_GIT
 from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, executed, write_yaml
 
 pytestmark = pytest.mark.buildkit

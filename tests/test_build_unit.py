@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from llama_bake import pipeline
-from llama_bake.bake import Invocation, WhalesRunner
-from llama_bake.build import BuildInterrupted, dry_run, git_environment, run_build
+from llama_bake import project as pipeline
+from llama_bake.buildx.client import Invocation, WhalesRunner
+from llama_bake.buildx.invocation import BuildOptions, CachePreset, Phase, expand_targets, make_invocation, phases
+from llama_bake.buildx.progress import Progress
+from llama_bake.buildx.run import BuildInterrupted, dry_run, git_environment, run_build
+from llama_bake.buildx.summary import Summary, TargetSummary
 from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
-from llama_bake.invocation import BuildOptions, CachePreset, Phase, expand_targets, make_invocation, phases
-from llama_bake.plan import BakePlan
-from llama_bake.progress import Progress
-from llama_bake.summary import Summary, TargetSummary
+from llama_bake.plan.targets import BakePlan
 from tests.conftest import MODEL, WriteCatalog
 from tests.fakes import FakeBaker
 
@@ -293,7 +293,7 @@ def test_a_builder_named_on_the_command_line_is_never_swapped_for_another(
 
 
 def test_the_summary_shows_buildxs_own_messages_once_and_does_not_repeat_them() -> None:
-    from llama_bake.console import summary_text
+    from llama_bake.cli.console import summary_text
 
     target = TargetSummary("m1", "localhost:5000/m1:latest", "", "built", 1.0, 1, 0)
     no_output = "WARNING: No output specified for m1 target(s) with remote driver."
@@ -333,7 +333,7 @@ def test_pushed_bases_pin_their_models_by_repository_and_digest(
     paths = pipeline.Paths.from_options(write_catalog(), None)
     runner = FakeBaker()
     checked: list[list[str]] = []
-    monkeypatch.setattr("llama_bake.build.check_push", lambda repositories: checked.append(list(repositories)))
+    monkeypatch.setattr("llama_bake.buildx.run.check_push", lambda repositories: checked.append(list(repositories)))
     summary = run_build(paths, BuildOptions(builder="b", push=True, cache=CachePreset("gha")), runner)
     assert checked == [["localhost:5000/llama-bake/llama-cpp-cuda", "localhost:5000/llama-bake/model-a"]], "once"
     assert [c.targets for c in runner.calls] == [("llama-cpp-cuda",), ("model-a",)]
@@ -394,7 +394,7 @@ def test_a_local_build_reads_the_git_values_from_the_checkout_unless_the_environ
 def test_ctrl_c_returns_at_once_where_there_is_no_os_wnohang(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from llama_bake import bake
+    from llama_bake.buildx import client as bake
 
     monkeypatch.delattr(os, "WNOHANG")  # as on Windows
     started = time.monotonic()
@@ -413,7 +413,7 @@ def test_progress_follows_the_bytes_of_pulls_and_pushes_and_streams_step_logs(
     output as it comes and a line on the transfers (at most every 15 s of the build, and when they end)."""
     import base64
 
-    from llama_bake.console import BuildDisplay
+    from llama_bake.cli.console import BuildDisplay
 
     progress = Progress()
     display = BuildDisplay("plain")
@@ -455,7 +455,7 @@ def test_the_terminal_view_shows_transfers_and_the_running_steps_last_lines() ->
 
     from rich.console import Console
 
-    from llama_bake.console import _live_view
+    from llama_bake.cli.console import _live_view
 
     progress = Progress()
     t0 = "2026-01-01T00:00:00Z"
@@ -501,8 +501,8 @@ def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog
 
 
 def test_doctor_says_for_each_platform_whether_a_node_builds_it_emulates_it_or_cannot() -> None:
-    from llama_bake.bake import BuilderInfo, NodeInfo
-    from llama_bake.builder import platform_check
+    from llama_bake.buildx.client import BuilderInfo, NodeInfo
+    from llama_bake.buildx.daemon import platform_check
 
     one = BuilderInfo(
         "b", "remote", "running", "unix:///s", "v0.32.2", (NodeInfo("b0", "", "running", ("linux/amd64",)),)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from llama_bake.catalog import GPU_FAMILIES, Base, LocalSource, Model, Project, cross_check
+from llama_bake.catalog.models import GPU_FAMILIES, Base, LocalSource, Model, Project, cross_check
 from tests.conftest import BASE, MODEL, SHA_A
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from llama_bake.bake import WhalesRunner
+from llama_bake.buildx.client import WhalesRunner
 from tests.conftest import write_yaml
 from tests.standins import debian_layout
 

@@ -6,11 +6,11 @@ import base64
 import json
 from pathlib import Path
 
-from llama_bake import ccache
-from llama_bake.invocation import BuildOptions, CachePreset, Phase, make_invocation
-from llama_bake.loader import load_catalog
-from llama_bake.plan import BakePlan, make_plan
-from llama_bake.progress import Progress
+from llama_bake.buildx import ccache
+from llama_bake.buildx.invocation import BuildOptions, CachePreset, Phase, make_invocation
+from llama_bake.buildx.progress import Progress
+from llama_bake.catalog.loader import load_catalog
+from llama_bake.plan.targets import BakePlan, make_plan
 from tests.conftest import BASE, MODEL, WriteCatalog
 
 
@@ -110,8 +110,8 @@ def test_a_compile_is_found_by_its_statistics_line_and_a_models_line_counts_for_
 
 
 def test_the_summary_gives_a_compiled_base_its_hit_rate(write_catalog: WriteCatalog, tmp_path: Path) -> None:
-    from llama_bake.console import summary_text
-    from llama_bake.summary import summarize
+    from llama_bake.buildx.summary import summarize
+    from llama_bake.cli.console import summary_text
 
     plan = _plan(write_catalog, tmp_path)
     progress = Progress()

@@ -228,7 +228,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_schema_choices_match_the_pipelines_kinds() -> None:
     """The CLI lists the kinds itself (so `--help` does not import pydantic); they must stay in step."""
-    from llama_bake import pipeline
+    from llama_bake import project as pipeline
 
     assert sorted(pipeline.schema_kinds()) == ["base", "model", "project"]
 
@@ -463,7 +463,8 @@ def test_preview_on_a_narrow_terminal_prints_long_lines_whole(
 ) -> None:
     import re
 
-    from llama_bake import console, pipeline
+    from llama_bake import project as pipeline
+    from llama_bake.cli import console
 
     monkeypatch.setenv("COLUMNS", "40")
     paths = pipeline.Paths.from_options(write_catalog(), None)
@@ -488,7 +489,7 @@ def test_the_fixes_llama_bake_prints_never_point_into_its_own_repository() -> No
 def test_the_compile_cache_follows_the_projects_templates_and_survives_a_broken_entry(
     write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llama_bake import cache
+    from llama_bake import compile_cache as cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     catalog = write_catalog()
@@ -519,7 +520,7 @@ def test_a_no_op_generate_loads_neither_the_catalog_models_nor_jinja(
     probe = (
         "import sys; from llama_bake.cli import main\n"
         f"try:\n    main(['generate', '--catalog', {str(catalog)!r}])\nexcept SystemExit:\n    pass\n"
-        "print(','.join(m for m in ('pydantic', 'jinja2', 'llama_bake.catalog') if m in sys.modules))"
+        "print(','.join(m for m in ('pydantic', 'jinja2', 'llama_bake.catalog.models') if m in sys.modules))"
     )
     loaded = [
         subprocess.run(
@@ -527,4 +528,4 @@ def test_a_no_op_generate_loads_neither_the_catalog_models_nor_jinja(
         ).stdout.splitlines()[-1]
         for _ in range(2)
     ]
-    assert loaded == ["pydantic,jinja2,llama_bake.catalog", ""]
+    assert loaded == ["pydantic,jinja2,llama_bake.catalog.models", ""]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from llama_bake import pipeline
-from llama_bake.build import BuilderCannot, run_build
-from llama_bake.driver import Capabilities, Demands, EngineInfo, capabilities, image_store_of, refusals
-from llama_bake.invocation import BuildOptions, CachePreset
+from llama_bake import project as pipeline
+from llama_bake.buildx.driver import Capabilities, Demands, EngineInfo, capabilities, image_store_of, refusals
+from llama_bake.buildx.invocation import BuildOptions, CachePreset
+from llama_bake.buildx.run import BuilderCannot, run_build
 from tests.conftest import BASE, MODEL, WriteCatalog
 from tests.fakes import FakeBaker
 
@@ -115,7 +115,7 @@ def test_two_phases_on_the_classic_store_hand_the_base_over_through_the_engine(w
 def test_a_build_that_buildx_calls_a_success_but_left_a_target_unfinished_exits_non_zero(
     write_catalog: WriteCatalog,
 ) -> None:
-    from llama_bake.build import BuildFailed
+    from llama_bake.buildx.run import BuildFailed
 
     paths = pipeline.Paths.from_options(write_catalog(), None)
     runner = FakeBaker(built=("llama-cpp-cuda",))  # buildx exits 0 with no word of model-a
@@ -126,7 +126,7 @@ def test_a_build_that_buildx_calls_a_success_but_left_a_target_unfinished_exits_
 
 
 def test_doctor_names_the_driver_and_store_and_fails_only_where_the_catalogs_build_would() -> None:
-    from llama_bake.builder import driver_check
+    from llama_bake.buildx.daemon import driver_check
 
     classic = capabilities("docker", CLASSIC)
     plain = driver_check(classic, Demands())
@@ -143,7 +143,7 @@ def test_doctor_names_the_driver_and_store_and_fails_only_where_the_catalogs_bui
 
 
 def test_doctor_says_whether_the_engine_gives_containers_a_gpu_with_the_fix() -> None:
-    from llama_bake.builder import gpu_check
+    from llama_bake.buildx.daemon import gpu_check
 
     none = gpu_check(CLASSIC)
     assert none.warning

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from llama_bake import pipeline
+from llama_bake import project as pipeline
 from llama_bake.cli import main
 from tests.conftest import REPO
 

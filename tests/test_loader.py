@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from llama_bake.catalog.loader import load_catalog
 from llama_bake.errors import CatalogError
-from llama_bake.loader import load_catalog
 from tests.conftest import BASE, MODEL, WriteCatalog, write_yaml
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llama_bake.catalog import Base, Catalog, Project
-from llama_bake.nvidia import MIN_DRIVER, checks, cuda_bases, driver_checks, parse_driver
-from llama_bake.plan import make_plan
+from llama_bake.buildx.nvidia import MIN_DRIVER, checks, cuda_bases, driver_checks, parse_driver
+from llama_bake.catalog.models import Base, Catalog, Project
+from llama_bake.plan.targets import make_plan
 from tests.conftest import BASE
 
 TWO_GPUS_580 = "580.65.06\n580.65.06\n"

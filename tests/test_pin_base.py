@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from llama_bake.catalog.releases import Refs
 from llama_bake.cli import main
-from llama_bake.releases import Refs
 
 UPSTREAM = "https://github.com/ggml-org/llama.cpp.git"
 TAGS = ("b99", "b100", "b999", "b1000", "b1001-rc1", "v0.0.1-beta")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from llama_bake.catalog import GPU_FAMILIES, Base, Catalog, Model, Project
-from llama_bake.plan import Interp, Var, cmake_args, make_plan, server_env
+from llama_bake.catalog.models import GPU_FAMILIES, Base, Catalog, Model, Project
+from llama_bake.plan.targets import Interp, Var, cmake_args, make_plan, server_env
 from tests.conftest import BASE, MODEL, SHA_A, SHA_B
 
 ROOT = Path("/project")
@@ -289,7 +289,7 @@ def test_windows_paths_resolve_with_windows_path_logic() -> None:
     import ntpath
     from pathlib import PureWindowsPath
 
-    from llama_bake.plan import _file_context, _relative
+    from llama_bake.plan.targets import _file_context, _relative
 
     project = PureWindowsPath(r"C:\Users\Jane Doe\llm")
     assert _relative(project, project, "models/x.gguf", ntpath) == "models/x.gguf"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from llama_bake.progress import Progress
+from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, write_yaml
 from tests.cuda_standins import CUDA_VERSION, image_overrides
 from tests.images import OciArchive, compiled_again, complete, run_checked, wait_healthy

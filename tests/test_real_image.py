@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llama_bake.progress import Progress
+from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, free_port, write_yaml
 from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.hub import StandInHub

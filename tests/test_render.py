@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from llama_bake.errors import TemplateError
-from llama_bake.plan import Interp, Shape, Var
-from llama_bake.render import environment, hcl, hcl_string, render_dockerfile
+from llama_bake.plan.targets import Interp, Shape, Var
+from llama_bake.render.templates import environment, hcl, hcl_string, render_dockerfile
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from llama_bake.buildx.smoke import Launch, launch_for, result_line, smoke_one
 from llama_bake.errors import DockerError
-from llama_bake.smoke import Launch, launch_for, result_line, smoke_one
 
 
 class FakeContainers:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from llama_bake.driver import Capabilities, EngineInfo, capabilities, image_store_of
+from llama_bake.buildx.driver import Capabilities, EngineInfo, capabilities, image_store_of
+from llama_bake.buildx.smoke import Launch
 from llama_bake.errors import DockerError
-from llama_bake.smoke import Launch
 
 
 @dataclass(frozen=True)

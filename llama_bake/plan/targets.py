@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from llama_bake.errors import CatalogError
 
 if TYPE_CHECKING:
-    from llama_bake.catalog import Base, Catalog, Model, Weights
+    from llama_bake.catalog.models import Base, Catalog, Model, Weights
 
 # The catalog's classes are imported where they are used: a plan read back from the compile cache (a no-op
 # generate or build) then never loads pydantic's models of the catalog.
@@ -303,7 +303,7 @@ def _image(name: str, tag: tuple[str | Var | Fn, ...]) -> Interp:
 
 
 def _tags(catalog: Catalog, name: str, base: Base, extra: tuple[str, ...]) -> tuple[Interp, ...]:
-    from llama_bake.catalog import GIT_PLACEHOLDERS
+    from llama_bake.catalog.models import GIT_PLACEHOLDERS
 
     values = {
         "ref": base.llama_cpp.ref,
@@ -373,7 +373,7 @@ def _overrides(catalog: Catalog, images: tuple[str, ...]) -> list[tuple[str, str
 
 
 def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path) -> Target:
-    from llama_bake.catalog import GitSource
+    from llama_bake.catalog.models import GitSource
 
     build_image, runtime_image = _os_images(base)
     source = base.llama_cpp
@@ -482,7 +482,7 @@ def _file_context(
 
 def _weights_env(prefix: str, weights: Weights, hf_endpoint: str) -> dict[str, str]:
     """Each file's checksum, name in the image and URL (``PREFIX_2_...`` for a split model's second part)."""
-    from llama_bake.catalog import HfWeights, UrlWeights
+    from llama_bake.catalog.models import HfWeights, UrlWeights
 
     env: dict[str, str] = {}
     files = weights.files
@@ -503,7 +503,7 @@ def _weights_env(prefix: str, weights: Weights, hf_endpoint: str) -> dict[str, s
 
 
 def _weights_label(weights: Weights) -> str:
-    from llama_bake.catalog import FileWeights, HfWeights
+    from llama_bake.catalog.models import FileWeights, HfWeights
 
     first = weights.files[0]
     if isinstance(weights, HfWeights):
@@ -526,7 +526,7 @@ class Resplit:
 def resplit(model: Model, limit: int) -> Resplit | None:
     """The re-split of ``model``'s weights, when they are one baked file whose recorded size is over ``limit``
     (a split model's parts, a gated download and a size not recorded are left as they are: validate warns)."""
-    from llama_bake.catalog import HfWeights
+    from llama_bake.catalog.models import HfWeights
 
     files = model.weights.files
     size = files[0].size
@@ -578,7 +578,7 @@ def server_env(
 
 def _split_contexts(catalog: Catalog, project_dir: Path, bake_dir: Path) -> list[tuple[str, str]]:
     """llama-gguf-split's llama.cpp source and the image it is compiled in (with its override)."""
-    from llama_bake.catalog import GitSource
+    from llama_bake.catalog.models import GitSource
 
     tool = catalog.project.split_tool
     source = f"{tool.git}#{tool.ref}" if isinstance(tool, GitSource) else _relative(project_dir, bake_dir, tool.path)
@@ -586,7 +586,7 @@ def _split_contexts(catalog: Catalog, project_dir: Path, bake_dir: Path) -> list
 
 
 def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: Path) -> Target:
-    from llama_bake.catalog import FileWeights, GitSource, HfWeights
+    from llama_bake.catalog.models import FileWeights, GitSource, HfWeights
 
     base = catalog.base_of(model)
     limit = catalog.project.max_layer_size

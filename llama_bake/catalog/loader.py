@@ -17,7 +17,7 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from llama_bake.catalog import (
+from llama_bake.catalog.models import (
     Base,
     Catalog,
     FileWeights,

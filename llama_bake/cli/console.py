@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llama_bake.progress import Progress, Transfers, Vertex
-    from llama_bake.summary import Summary
+    from llama_bake.buildx.progress import Progress, Transfers, Vertex
+    from llama_bake.buildx.summary import Summary
 
 # plain progress: a line on each target's transfers at most this often (BuildKit's clock), and at the end
 PLAIN_TRANSFER_EVERY = 15.0

@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llama_bake.errors import CatalogError, DockerError, StaleError, UsageError
-from llama_bake.output import read_existing, unified_diff, write_atomic
-from llama_bake.plan import GENERATED, BakePlan, dockerfiles_dir
+from llama_bake.files import read_existing, unified_diff, write_atomic
+from llama_bake.plan.targets import GENERATED, BakePlan, dockerfiles_dir
 
 # Each stage's module is imported where it is used: a no-op generate or build whose compiled set comes from
 # the cache (see ``compile_catalog``) never loads pydantic's catalog models, the loader or Jinja.
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from llama_bake.bake import Printer
-    from llama_bake.catalog import Catalog
-    from llama_bake.ci import CiOptions
-    from llama_bake.smoke import GpuMode, SmokeResult
+    from llama_bake.buildx.client import Printer
+    from llama_bake.buildx.smoke import GpuMode, SmokeResult
+    from llama_bake.catalog.models import Catalog
+    from llama_bake.render.ci import CiOptions
 
 DEFAULT_CATALOG = Path("catalog")
 DEFAULT_OUTPUT_NAME = "docker-bake.hcl"
@@ -91,8 +91,8 @@ class Compiled:
 
 
 def plan_catalog(paths: Paths) -> tuple[Catalog, BakePlan]:
-    from llama_bake.loader import load_catalog
-    from llama_bake.plan import make_plan
+    from llama_bake.catalog.loader import load_catalog
+    from llama_bake.plan.targets import make_plan
 
     catalog = load_catalog(paths.catalog)
     return catalog, make_plan(catalog, paths.project, paths.bake_dir, paths.dockerfiles)
@@ -102,7 +102,7 @@ def compile_catalog(paths: Paths) -> Compiled:
     """The plan, the bake file and the Dockerfiles of ``paths``' catalog. Compiled once per content: the result
     is kept under the user's cache directory, keyed on every input (the catalog's files, the templates,
     llama-bake's own code and the paths), so an unchanged catalog is not loaded, planned or rendered again."""
-    from llama_bake import cache
+    from llama_bake import compile_cache as cache
 
     key = cache.compile_key(paths.catalog, paths.project, paths.output)
     found = cache.load(key)
@@ -114,7 +114,7 @@ def compile_catalog(paths: Paths) -> Compiled:
 
 
 def _compile(paths: Paths) -> Compiled:
-    from llama_bake.render import Header, environment, render_bake, render_dockerfiles
+    from llama_bake.render.templates import Header, environment, render_bake, render_dockerfiles
 
     _, plan = plan_catalog(paths)
     header = Header(
@@ -287,7 +287,7 @@ def preview_text(paths: Paths) -> str:
 
 def resolved(paths: Paths, targets: Sequence[str], runner: Printer | None = None) -> dict[str, Any]:
     """What buildx resolves from the generated file (``docker buildx bake --print``)."""
-    from llama_bake.bake import WhalesRunner, resolve
+    from llama_bake.buildx.client import WhalesRunner, resolve
 
     compiled = compile_catalog(paths)
     return resolve(compiled.text, targets, {}, paths.bake_dir, runner or WhalesRunner())
@@ -311,7 +311,7 @@ class Validation:
 def validate(paths: Paths, *, strict: bool = False) -> Validation:
     """Every problem of the catalog and the warnings that do not stop a build; with ``strict`` (for CI), the
     warnings are problems too."""
-    from llama_bake.loader import load_catalog
+    from llama_bake.catalog.loader import load_catalog
 
     try:
         warnings = catalog_warnings(load_catalog(paths.catalog))
@@ -338,8 +338,8 @@ def catalog_warnings(catalog: Catalog) -> list[str]:
 def size_warnings(catalog: Catalog) -> list[str]:
     """Weights files over the registry's layer limit that the build does not re-split: the push would fail
     after the whole build."""
-    from llama_bake.catalog import format_size
-    from llama_bake.plan import resplit
+    from llama_bake.catalog.models import format_size
+    from llama_bake.plan.targets import resplit
 
     limit = catalog.project.max_layer_size
     warnings = []
@@ -362,7 +362,7 @@ def size_warnings(catalog: Catalog) -> list[str]:
 
 
 def schema_kinds() -> dict[str, type[BaseModel]]:
-    from llama_bake.catalog import Base, Model, Project
+    from llama_bake.catalog.models import Base, Model, Project
 
     return {"project": Project, "base": Base, "model": Model}
 
@@ -451,7 +451,7 @@ def regenerate_command(words: list[str], paths: Paths, out: Path, default: Path)
 def compose_file(paths: Paths, out: Path | None, *, check: bool, with_dockerfiles: bool = True) -> tuple[Path, bool]:
     """Write (or ``check``) the Compose file, its override for hosts without a GPU (``compose.cpu.yaml``) and the
     Dockerfiles its services build from: (its path, changed)."""
-    from llama_bake.compose import cpu_override_path
+    from llama_bake.render.compose import cpu_override_path
 
     default = paths.bake_dir / "compose.yaml"
     target = out or default
@@ -474,7 +474,7 @@ def ci_file(
 ) -> tuple[Path, bool]:
     """Write (or ``check``) a CI pipeline; ``settings`` are the ``ci`` command's options by name. Every
     setting that differs from its default is repeated in the header's command, which writes the same file."""
-    from llama_bake.ci import DEFAULT_PATHS, CiOptions, default_install
+    from llama_bake.render.ci import DEFAULT_PATHS, CiOptions, default_install
 
     default = paths.bake_dir / DEFAULT_PATHS[provider]
     target = out or default
@@ -511,8 +511,8 @@ def _changed_options(settings: dict[str, Any]) -> list[str]:
 
 def compose_text(paths: Paths, compose_file: Path, command: str) -> tuple[str, str | None]:
     """The Compose file, and its override for hosts without a GPU (None when no service reserves one)."""
-    from llama_bake.compose import compose_document, cpu_override, cpu_override_path
-    from llama_bake.render import Header, render_yaml
+    from llama_bake.render.compose import compose_document, cpu_override, cpu_override_path
+    from llama_bake.render.templates import Header, render_yaml
 
     catalog, plan = plan_catalog(paths)
     document = compose_document(catalog, plan, paths.bake_dir, compose_file.absolute().parent)
@@ -531,8 +531,8 @@ def compose_text(paths: Paths, compose_file: Path, command: str) -> tuple[str, s
 
 
 def ci_text(paths: Paths, options: CiOptions, command: str) -> str:
-    from llama_bake.ci import pipeline as ci_pipeline
-    from llama_bake.render import Header, render_yaml
+    from llama_bake.render.ci import pipeline as ci_pipeline
+    from llama_bake.render.templates import Header, render_yaml
 
     plan = compile_catalog(paths).plan
     name = {"github": "GitHub Actions", "gitlab": "GitLab CI"}[options.provider]
@@ -541,7 +541,7 @@ def ci_text(paths: Paths, options: CiOptions, command: str) -> str:
 
 
 def graph_text(paths: Paths, fmt: str) -> str:
-    from llama_bake.graph import render as render_graph
+    from llama_bake.render.graph import render as render_graph
 
     return render_graph(compile_catalog(paths).plan, fmt)
 
@@ -550,10 +550,10 @@ def graph_text(paths: Paths, fmt: str) -> str:
 
 
 if TYPE_CHECKING:
-    from llama_bake.build import OnLine
-    from llama_bake.builder import Check
-    from llama_bake.invocation import BuildOptions
-    from llama_bake.summary import Summary
+    from llama_bake.buildx.daemon import Check
+    from llama_bake.buildx.invocation import BuildOptions
+    from llama_bake.buildx.run import OnLine
+    from llama_bake.buildx.summary import Summary
 
 
 def build(
@@ -568,9 +568,9 @@ def build(
     """Generate, then build; the summary goes to ``summary_json`` whether the build succeeds or fails (CI
     shows what failed and what was skipped). With ``start_builder``, a build that finds no builder at all
     (none named, no Docker engine) starts the embedded one when buildkitd is installed, and says so."""
-    from llama_bake import build as builds
-    from llama_bake import builder as builders
-    from llama_bake.bake import WhalesRunner
+    from llama_bake.buildx import daemon as builders
+    from llama_bake.buildx import run as builds
+    from llama_bake.buildx.client import WhalesRunner
 
     try:
         try:
@@ -591,18 +591,18 @@ def build(
 
 
 def dry_run(paths: Paths, options: BuildOptions) -> str:
-    from llama_bake import build as builds
-    from llama_bake.bake import WhalesRunner
+    from llama_bake.buildx import run as builds
+    from llama_bake.buildx.client import WhalesRunner
 
     return builds.dry_run(paths, options, WhalesRunner())
 
 
 def doctor(builder: str | None, paths: Paths | None = None) -> list[Check]:
     """The tool, the builder, and (when ``paths`` has a catalog that loads) each platform it builds."""
-    from llama_bake import builder as builders
-    from llama_bake import nvidia
-    from llama_bake.bake import WhalesRunner
-    from llama_bake.invocation import BuildOptions, demands, phases
+    from llama_bake.buildx import daemon as builders
+    from llama_bake.buildx import nvidia
+    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.invocation import BuildOptions, demands, phases
 
     platforms: tuple[str, ...] = ()
     asked = None
@@ -633,10 +633,10 @@ def smoke(
 ) -> list[SmokeResult]:
     """Run each model image (default: every model) on the Docker Engine, one after another: healthy, one
     completion, removed. The images are the ones a build names (``--var`` as for build)."""
-    from llama_bake import smoke as smokes
-    from llama_bake.bake import WhalesRunner
-    from llama_bake.invocation import expand_targets
-    from llama_bake.summary import image_of
+    from llama_bake.buildx import smoke as smokes
+    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.invocation import expand_targets
+    from llama_bake.buildx.summary import image_of
 
     plan = compile_catalog(paths).plan
     names = [n for n in expand_targets(plan, models or ("default",)) if plan.target(n).kind == "model"]
@@ -671,21 +671,21 @@ def _free_port() -> int:
 
 
 def builder_up(platform: str | None = None) -> str:
-    from llama_bake import builder as builders
-    from llama_bake.bake import WhalesRunner
+    from llama_bake.buildx import daemon as builders
+    from llama_bake.buildx.client import WhalesRunner
 
     return builders.up(WhalesRunner(), platform)
 
 
 def builder_down() -> str:
-    from llama_bake import builder as builders
-    from llama_bake.bake import WhalesRunner
+    from llama_bake.buildx import daemon as builders
+    from llama_bake.buildx.client import WhalesRunner
 
     return builders.down(WhalesRunner())
 
 
 def ci_summary(text: str) -> str:
-    from llama_bake.ci import summary_markdown
+    from llama_bake.render.ci import summary_markdown
 
     return summary_markdown(text)
 
@@ -721,9 +721,9 @@ class Added:
 def add_model(paths: Paths, text: str, settings: dict[str, Any]) -> Added:
     """``llama-bake add``: resolve ``text`` on the Hub and write ``catalog/models/NAME.yaml`` with its pins;
     an existing file is never overwritten, and a file that would not validate is not left behind."""
-    from llama_bake import hub
-    from llama_bake.edit import model_text
-    from llama_bake.loader import load_catalog
+    from llama_bake.catalog import hub
+    from llama_bake.catalog.authoring import model_text
+    from llama_bake.catalog.loader import load_catalog
 
     spec = hub.Spec.parse(text)
     repo = hub.fetch(spec.repo, settings.get("revision") or "main", _hf_endpoint(paths))
@@ -753,8 +753,8 @@ class Pinned:
 def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str) -> list[Pinned]:
     """``llama-bake pin``: fill in (or with ``update`` move) the revision and sha256 of each named model's
     Hugging Face files (every model when none is named); each file keeps its comments and layout."""
-    from llama_bake import hub
-    from llama_bake.edit import pin_text, read_pins
+    from llama_bake.catalog import hub
+    from llama_bake.catalog.authoring import pin_text, read_pins
 
     models_dir = paths.catalog / "models"
     files = sorted(p for p in models_dir.glob("*.y*ml")) if models_dir.is_dir() else []
@@ -802,7 +802,7 @@ def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str)
 
 def init_catalog(directory: Path, families: Sequence[str]) -> list[Path]:
     """``llama-bake init``: a new catalog in ``directory/catalog`` for ``families`` (or this machine's cards)."""
-    from llama_bake.edit import detect_families, init_files
+    from llama_bake.catalog.authoring import detect_families, init_files
 
     catalog = directory / "catalog"
     if catalog.exists():
@@ -816,7 +816,7 @@ def init_catalog(directory: Path, families: Sequence[str]) -> list[Path]:
     for name, text in init_files(chosen).items():
         write_atomic(catalog / name, text)
         written.append(catalog / name)
-    from llama_bake.loader import load_catalog
+    from llama_bake.catalog.loader import load_catalog
 
     try:
         load_catalog(catalog)

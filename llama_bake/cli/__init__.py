@@ -13,7 +13,7 @@ import click
 from llama_bake.errors import LlamaBakeError, UsageError
 
 if TYPE_CHECKING:
-    from llama_bake import pipeline
+    from llama_bake import project as pipeline
 else:
 
     class _Lazy:
@@ -22,7 +22,7 @@ else:
         def __getattr__(self, name: str) -> Any:
             import importlib
 
-            return getattr(importlib.import_module("llama_bake.pipeline"), name)
+            return getattr(importlib.import_module("llama_bake.project"), name)
 
     pipeline = _Lazy()
 
@@ -123,7 +123,7 @@ def preview(
     targets: tuple[str, ...],
 ) -> None:
     """Print the generated HCL without writing it. TARGETS apply to --resolved."""
-    from llama_bake import console
+    from llama_bake.cli import console
 
     paths = pipeline.Paths.from_options(catalog, bake_file)
     if resolved:
@@ -169,13 +169,13 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
     """List targets, their base and image (with REGISTRY and TAG at their defaults)."""
     from dataclasses import asdict
 
-    from llama_bake.console import columns
+    from llama_bake.cli.console import columns
 
     rows = pipeline.list_targets(pipeline.Paths.from_options(catalog, bake_file))
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
-    from llama_bake.catalog import format_size
+    from llama_bake.catalog.models import format_size
 
     platforms = [",".join(p.removeprefix("linux/") for p in r.platforms) for r in rows]
     weights = [
@@ -269,8 +269,8 @@ def build(
     start_builder: bool,
 ) -> None:
     """Generate docker-bake.hcl, then build TARGETS (targets or groups; default: every model)."""
-    from llama_bake import console
-    from llama_bake.invocation import BuildOptions, CachePreset
+    from llama_bake.buildx.invocation import BuildOptions, CachePreset
+    from llama_bake.cli import console
 
     def preset(spec: str | None, option: str) -> CachePreset | None:
         return CachePreset.parse(spec, option) if spec else None
@@ -349,8 +349,8 @@ def smoke(
 ) -> None:
     """Run each built model image (default: every model) on the Docker Engine: wait for /health, ask for one
     completion, report time to healthy and tokens per second, remove the container. Exit 7 when one fails."""
+    from llama_bake.buildx.smoke import result_line
     from llama_bake.errors import SmokeFailed
-    from llama_bake.smoke import result_line
 
     paths = pipeline.Paths.from_options(catalog, bake_file)
     results = pipeline.smoke(paths, models, variables, mode, host_network, timeout)  # type: ignore[arg-type]
@@ -387,7 +387,7 @@ def ci_group() -> None:
 
 
 def _ci_command(provider: str) -> Callable[..., None]:
-    from llama_bake.ci import DEFAULT_PATHS
+    from llama_bake.render.ci import DEFAULT_PATHS
 
     github = provider == "github"
 
@@ -505,7 +505,7 @@ def pin(
     """Fill in revision and sha256 from the Hub for MODELS (default: every model) that have placeholders or a
     branch name; --update moves pinned ones too. A BASE named moves its llama.cpp ref: --update to the newest
     release tag of its git URL (git ls-remote), --ref to the one given. Prints what changed; comments stay."""
-    from llama_bake import releases
+    from llama_bake.catalog import releases
 
     paths = pipeline.Paths.from_options(catalog, bake_file)
     bases = [n for n in models if n in releases.base_files(paths.catalog)]

@@ -22,11 +22,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 
-from llama_bake import ccache
-from llama_bake.bake import BakeFailed, Baker, Invocation, registry_digest
-from llama_bake.driver import Capabilities, refusals
-from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
-from llama_bake.invocation import (
+from llama_bake.buildx import ccache
+from llama_bake.buildx.client import BakeFailed, Baker, Invocation, registry_digest
+from llama_bake.buildx.driver import Capabilities, refusals
+from llama_bake.buildx.invocation import (
     BuildOptions,
     Phase,
     command_text,
@@ -38,11 +37,12 @@ from llama_bake.invocation import (
     phases,
     with_bases,
 )
-from llama_bake.pipeline import Paths, compile_catalog, write_compiled
-from llama_bake.plan import BakePlan
-from llama_bake.preflight import check_push, pushed_repositories, repository_of
-from llama_bake.progress import Progress, Vertex
-from llama_bake.summary import DONE, Summary, digest_of, failure_message, image_name, summarize
+from llama_bake.buildx.preflight import check_push, pushed_repositories, repository_of
+from llama_bake.buildx.progress import Progress, Vertex
+from llama_bake.buildx.summary import DONE, Summary, digest_of, failure_message, image_name, summarize
+from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
+from llama_bake.plan.targets import BakePlan
+from llama_bake.project import Paths, compile_catalog, write_compiled
 
 DEFAULT_BUILDER = "llama-bake"
 OnLine = Callable[[str, Progress, list[Vertex]], None]

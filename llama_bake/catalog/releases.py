@@ -81,7 +81,7 @@ class BasePin:
 
 
 def _read(path: Path) -> tuple[str, str]:
-    from llama_bake.edit import _yaml
+    from llama_bake.catalog.authoring import _yaml
 
     try:
         data = _yaml().load(path.read_text(encoding="utf-8"))
@@ -120,11 +120,11 @@ def resolve(path: Path, *, update: bool, ref: str | None, remote: LsRemote = ls_
 
 def pinned_text(text: str, ref: str) -> str:
     """``text`` with ``llama_cpp.ref`` set to ``ref``; every other byte (comments, quoting) stays."""
-    from llama_bake.catalog import GitSource
-    from llama_bake.edit import pin_text
+    from llama_bake.catalog.authoring import pin_text
+    from llama_bake.catalog.models import GitSource
 
     new = pin_text(text, {"llama_cpp": {"ref": ref}})
-    from llama_bake.edit import _yaml
+    from llama_bake.catalog.authoring import _yaml
 
     source = dict(_yaml().load(new)["llama_cpp"])
     try:
@@ -162,7 +162,7 @@ def pin_bases(
     catalog: Path, names: list[str], *, update: bool, ref: str | None, remote: LsRemote = ls_remote
 ) -> list[BaseResult]:
     """``llama-bake pin BASE...``: move each named base's ref (see ``resolve``), writing only changed files."""
-    from llama_bake.output import unified_diff, write_atomic
+    from llama_bake.files import unified_diff, write_atomic
 
     files = base_files(catalog)
     results = []

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from llama_bake.buildx.invocation import BuildOptions, expand_targets, phases
 from llama_bake.errors import PushRefused
-from llama_bake.invocation import BuildOptions, expand_targets, phases
-from llama_bake.plan import BakePlan
+from llama_bake.plan.targets import BakePlan
 
 TIMEOUT = 10.0
 DOCKER_HUB = "docker.io"

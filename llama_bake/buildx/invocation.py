@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from llama_bake.bake import Invocation
-from llama_bake.driver import Demands
+from llama_bake.buildx.client import Invocation
+from llama_bake.buildx.driver import Demands
 from llama_bake.errors import UsageError, did_you_mean
-from llama_bake.plan import BakePlan
+from llama_bake.plan.targets import BakePlan
 
 CacheKind = Literal["registry", "gha", "local"]
 PhaseMode = Literal["auto", "one", "two"]

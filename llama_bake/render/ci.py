@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from llama_bake.errors import UsageError
 
 if TYPE_CHECKING:
-    from llama_bake.plan import BakePlan
+    from llama_bake.plan.targets import BakePlan
 
 Provider = Literal["github", "gitlab"]
 DEFAULT_PATHS = {"github": ".github/workflows/llama-bake.yml", "gitlab": ".gitlab-ci.yml"}
@@ -51,7 +51,7 @@ class CiOptions:
             defaults = ("registry=$CI_REGISTRY_IMAGE/cache", "registry=$CI_REGISTRY_IMAGE/cache")
         base = self.base_cache or self.cache or defaults[0]
         model = self.model_cache or self.cache or defaults[1]
-        from llama_bake.invocation import CachePreset  # not at import: `--help` loads this module, not pydantic
+        from llama_bake.buildx.invocation import CachePreset  # not at import: `--help` loads this module, not pydantic
 
         for spec in (base, model):
             try:

@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama_bake.bake import Invocation
-from llama_bake.invocation import BuildOptions, CachePreset, override_flags
-from llama_bake.plan import BakePlan
-from llama_bake.progress import Progress
+from llama_bake.buildx.client import Invocation
+from llama_bake.buildx.invocation import BuildOptions, CachePreset, override_flags
+from llama_bake.buildx.progress import Progress
+from llama_bake.plan.targets import BakePlan
 
 CONTEXT = "ccache"
 EXPORT_STAGE = "ccache-export"

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llama_bake.catalog import PLACEHOLDER_REVISION, PLACEHOLDER_SHA256
+from llama_bake.catalog.hub import HubFile, HubRepo
+from llama_bake.catalog.models import PLACEHOLDER_REVISION, PLACEHOLDER_SHA256
 from llama_bake.errors import CatalogError, UsageError
-from llama_bake.hub import HubFile, HubRepo
 
 Fetch = Callable[[str, str], HubRepo]  # (repo, revision) -> the repo at that revision
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -210,7 +210,7 @@ def init_files(families: list[str]) -> dict[str, str]:
 
 def detect_families(run: Callable[[list[str]], str] | None = None) -> list[str]:
     """The GPU families of this machine's cards, from ``nvidia-smi``'s compute capabilities ([] without it)."""
-    from llama_bake.catalog import GPU_FAMILIES
+    from llama_bake.catalog.models import GPU_FAMILIES
 
     if run is None:
         if shutil.which("nvidia-smi") is None:

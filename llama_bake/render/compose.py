@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from llama_bake.catalog import Catalog, Model
+from llama_bake.catalog.models import Catalog, Model
 from llama_bake.errors import CatalogError
-from llama_bake.plan import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
+from llama_bake.plan.targets import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
 
 CACHE_VOLUME = "llama-cache"
 SECRET = "hf_token"

@@ -42,7 +42,7 @@ def _templates(directory: Path) -> list[Path]:
 
 def compile_key(catalog: Path, project: Path, output: Path) -> str:
     digest = hashlib.sha256(f"{FORMAT}\0{catalog}\0{project}\0{output}\0".encode())
-    for module in sorted(Path(__file__).parent.glob("*.py")):
+    for module in sorted(Path(__file__).parent.rglob("*.py")):
         stat = module.stat()
         digest.update(f"{module.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     files = sorted(p for p in catalog.rglob("*") if p.is_file()) if catalog.is_dir() else []

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama_bake.bake import BuilderInfo, Builders
-from llama_bake.build import builder_name
-from llama_bake.driver import Capabilities, Demands, EngineInfo, capabilities, refusals
+from llama_bake.buildx.client import BuilderInfo, Builders
+from llama_bake.buildx.driver import Capabilities, Demands, EngineInfo, capabilities, refusals
+from llama_bake.buildx.run import builder_name
 from llama_bake.errors import DockerError, UsageError
 
 MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow fs entitlements

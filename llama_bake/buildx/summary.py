@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from llama_bake import ccache
-from llama_bake.plan import BakePlan
-from llama_bake.progress import Progress, TargetState, Vertex
+from llama_bake.buildx import ccache
+from llama_bake.buildx.progress import Progress, TargetState, Vertex
+from llama_bake.plan.targets import BakePlan
 
 LOG_TAIL = 20
 

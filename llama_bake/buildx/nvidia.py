@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 
-from llama_bake.builder import Check
-from llama_bake.plan import LABEL_PREFIX, BakePlan
+from llama_bake.buildx.daemon import Check
+from llama_bake.plan.targets import LABEL_PREFIX, BakePlan
 
 # The oldest Linux driver of each CUDA major version (NVIDIA's minor version compatibility: any 13.x toolkit runs
 # on a 580 driver). An image's CUDA newer than the driver fails at the first CUDA call, not at build time.

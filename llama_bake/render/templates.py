@@ -17,9 +17,9 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from llama_bake.cache import BAKE_TEMPLATE, DOCKERFILE_TEMPLATES, PACKAGED_TEMPLATES
+from llama_bake.compile_cache import BAKE_TEMPLATE, DOCKERFILE_TEMPLATES, PACKAGED_TEMPLATES
 from llama_bake.errors import TemplateError
-from llama_bake.plan import CACHE_TYPES, GENERATED, NETWORKS, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
+from llama_bake.plan.targets import CACHE_TYPES, GENERATED, NETWORKS, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 

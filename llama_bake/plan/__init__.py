@@ -1,0 +1,1 @@
+"""The plan: a loaded catalog resolved into targets, groups and variables (pure)."""
