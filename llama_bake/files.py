@@ -9,6 +9,12 @@ import difflib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llama_bake.errors import StaleError
+
+if TYPE_CHECKING:
+    from llama_bake.project import Paths
 
 
 def read_existing(path: Path) -> str | None:
@@ -52,3 +58,23 @@ def write_atomic(path: Path, text: str) -> bool:
         Path(tmp).unlink(missing_ok=True)
         raise
     return True
+
+
+def write_generated(path: Path, text: str, *, check: bool, command: str) -> bool:
+    """Write ``text`` to ``path`` (True when it changed); with ``check``, write nothing and raise
+    ``StaleError`` with a diff when the file differs."""
+    if check:
+        diff = unified_diff(path, read_existing(path), text)
+        if diff:
+            msg = f"{path} is stale; run `{command}` and commit it.\n{diff}"
+            raise StaleError(msg)
+        return False
+    return write_atomic(path, text)
+
+
+def regenerate_command(words: list[str], paths: Paths, out: Path, default: Path) -> str:
+    """The command line that writes ``out`` again, with only the options that differ from the defaults."""
+    words = paths.command(words)
+    if out.absolute() != default.absolute():
+        words += ["--file", Path(os.path.relpath(out.absolute(), paths.bake_dir)).as_posix()]
+    return " ".join(words)

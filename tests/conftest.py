@@ -151,7 +151,7 @@ def embedded_builder(buildx: None, session_env: Any, arm64_emulation: None) -> A
     """`llama-bake builder up` for the session; `builder down` at the end."""
     from llama_bake.buildx import daemon as builder
     from llama_bake.buildx.client import WhalesRunner
-    from llama_bake.buildx.run import builder_name
+    from llama_bake.buildx.probe import builder_name
 
     runner = WhalesRunner()
     builder.up(runner)

@@ -19,6 +19,7 @@ from llama_bake import project as pipeline
 from llama_bake.buildx.client import WhalesRunner, resolve
 from llama_bake.buildx.invocation import with_bases
 from llama_bake.cli import main
+from llama_bake.companions import compose_text
 from llama_bake.errors import DockerError
 from llama_bake.plan.targets import BakePlan, Interp
 from tests.conftest import BASE, MODEL, REPO, WriteCatalog
@@ -204,7 +205,7 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
     contexts with `service:` read back as `target:`), and the image is the target's first tag."""
     paths = catalog_paths(case, tmp_path)
     compose = paths.bake_dir / "compose.yaml"
-    compose.write_text(pipeline.compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
+    compose.write_text(compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
     plan = pipeline.plan_catalog(paths)[1]
     printed = subprocess.run(
         ["docker", "buildx", "bake", "-f", "compose.yaml", "--print", *[t.name for t in plan.targets]],
@@ -244,7 +245,7 @@ def test_docker_compose_itself_loads_the_compose_file(case: str, tmp_path: Path)
         pytest.fail("the docker compose plugin is missing: run .ci/install-tools.sh")
     paths = catalog_paths(case, tmp_path)
     compose = paths.bake_dir / "compose.yaml"
-    compose.write_text(pipeline.compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
+    compose.write_text(compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
     services = compose_services(paths.bake_dir, "compose.yaml")
     plan = pipeline.plan_catalog(paths)[1]
     assert set(services) == {t.name for t in plan.targets}

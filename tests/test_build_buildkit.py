@@ -29,12 +29,14 @@ from click.testing import CliRunner
 from llama_bake import project as pipeline
 from llama_bake.buildx import daemon as builders
 from llama_bake.buildx.client import WhalesRunner
-from llama_bake.buildx.invocation import BuildOptions, CachePreset
+from llama_bake.buildx.options import BuildOptions, CachePreset
+from llama_bake.buildx.probe import builder_name
 from llama_bake.buildx.progress import Progress, Vertex
-from llama_bake.buildx.run import builder_name, run_build
+from llama_bake.buildx.run import run_build
 from llama_bake.buildx.summary import Summary
 from llama_bake.cli import main
 from llama_bake.errors import BuildError
+from llama_bake.generated import generate_set
 from llama_bake.render.ci import GITHUB_GIT
 from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, executed, write_yaml
 
@@ -580,7 +582,7 @@ def test_the_real_cuda_templates_pass_buildx_check(
     parts = [{"url": f"https://models.invalid/p-0000{n}-of-00002.gguf", "sha256": SHA} for n in (1, 2)]
     write_yaml(catalog / "models" / "parts.yaml", {**on_cuda, "weights": {"parts": parts}})
     paths = pipeline.Paths.from_options(catalog, None)
-    pipeline.generate(paths, check=False)
+    generate_set(paths, pipeline.compile_catalog(paths), check=False)
     plan = pipeline.plan_catalog(paths)[1]
     kinds = {(s.kind, s.backend or s.delivery, s.sources) for s in plan.shapes}
     assert kinds >= {
@@ -647,7 +649,9 @@ def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(
         argv += ["--cache", f"registry={registry}/{provider}-cache"]  # GitHub's own cache service is not here
     assert CliRunner().invoke(main, argv).exit_code == 0
     workflow = yaml.safe_load(out.read_text())
-    pipeline.generate(project.paths, check=False)  # committed with the workflow, as `generate --check` expects
+    generate_set(
+        project.paths, pipeline.compile_catalog(project.paths), check=False
+    )  # committed with the workflow, as `generate --check` expects
     step_summary = tmp_path / "step-summary.md"
     sha = "0123456789abcdef0123456789abcdef01234567"
     if provider == "github":

@@ -17,12 +17,14 @@ import pytest
 
 from llama_bake import project as pipeline
 from llama_bake.buildx.client import Invocation, WhalesRunner
-from llama_bake.buildx.invocation import BuildOptions, CachePreset, Phase, expand_targets, make_invocation, phases
+from llama_bake.buildx.invocation import Phase, expand_targets, make_invocation, phases
+from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.progress import Progress
-from llama_bake.buildx.run import BuildInterrupted, dry_run, git_environment, run_build
+from llama_bake.buildx.run import BuildInterrupted, dry_run, run_build
 from llama_bake.buildx.summary import Summary, TargetSummary
 from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
 from llama_bake.plan.targets import BakePlan
+from llama_bake.project import git_environment
 from tests.conftest import MODEL, WriteCatalog
 from tests.fakes import FakeBaker
 
@@ -502,7 +504,7 @@ def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog
 
 def test_doctor_says_for_each_platform_whether_a_node_builds_it_emulates_it_or_cannot() -> None:
     from llama_bake.buildx.client import BuilderInfo, NodeInfo
-    from llama_bake.buildx.daemon import platform_check
+    from llama_bake.buildx.doctor import platform_check
 
     one = BuilderInfo(
         "b", "remote", "running", "unix:///s", "v0.32.2", (NodeInfo("b0", "", "running", ("linux/amd64",)),)

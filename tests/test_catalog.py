@@ -7,7 +7,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from llama_bake.catalog.models import GPU_FAMILIES, Base, LocalSource, Model, Project, cross_check
+from llama_bake.catalog.bases import Base, LocalSource
+from llama_bake.catalog.checks import cross_check
+from llama_bake.catalog.gpus import GPU_FAMILIES
+from llama_bake.catalog.models import Model
+from llama_bake.catalog.project import Project
 from tests.conftest import BASE, MODEL, SHA_A
 
 

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from llama_bake.buildx import ccache
-from llama_bake.buildx.invocation import BuildOptions, CachePreset, Phase, make_invocation
+from llama_bake.buildx.invocation import Phase, make_invocation
+from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.progress import Progress
 from llama_bake.catalog.loader import load_catalog
 from llama_bake.plan.targets import BakePlan, make_plan

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner, Result
@@ -226,11 +227,14 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert type(result.exception).__name__ == "CatalogError"
 
 
-def test_schema_choices_match_the_pipelines_kinds() -> None:
+def test_the_schema_commands_choices_are_the_catalogs_kinds() -> None:
     """The CLI lists the kinds itself (so `--help` does not import pydantic); they must stay in step."""
-    from llama_bake import project as pipeline
+    from llama_bake.catalog.schema import KINDS
+    from llama_bake.cli.catalog import schema
 
-    assert sorted(pipeline.schema_kinds()) == ["base", "model", "project"]
+    kind = next(p for p in schema.params if p.name == "kind")
+    assert isinstance(kind.type, click.Choice)
+    assert sorted(kind.type.choices) == sorted(KINDS)
 
 
 @pytest.mark.tools
@@ -465,10 +469,11 @@ def test_preview_on_a_narrow_terminal_prints_long_lines_whole(
 
     from llama_bake import project as pipeline
     from llama_bake.cli import console
+    from llama_bake.generated import preview_text
 
     monkeypatch.setenv("COLUMNS", "40")
     paths = pipeline.Paths.from_options(write_catalog(), None)
-    text = pipeline.preview_text(paths)
+    text = preview_text(paths)
     console.show(text, "terraform", color=True)
     shown = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
     assert shown.rstrip("\n") == text.rstrip("\n")

@@ -6,8 +6,9 @@ import pytest
 
 from llama_bake import project as pipeline
 from llama_bake.buildx.driver import Capabilities, Demands, EngineInfo, capabilities, image_store_of, refusals
-from llama_bake.buildx.invocation import BuildOptions, CachePreset
-from llama_bake.buildx.run import BuilderCannot, run_build
+from llama_bake.buildx.options import BuildOptions, CachePreset
+from llama_bake.buildx.probe import BuilderCannot
+from llama_bake.buildx.run import run_build
 from tests.conftest import BASE, MODEL, WriteCatalog
 from tests.fakes import FakeBaker
 
@@ -126,7 +127,7 @@ def test_a_build_that_buildx_calls_a_success_but_left_a_target_unfinished_exits_
 
 
 def test_doctor_names_the_driver_and_store_and_fails_only_where_the_catalogs_build_would() -> None:
-    from llama_bake.buildx.daemon import driver_check
+    from llama_bake.buildx.doctor import driver_check
 
     classic = capabilities("docker", CLASSIC)
     plain = driver_check(classic, Demands())
@@ -143,7 +144,7 @@ def test_doctor_names_the_driver_and_store_and_fails_only_where_the_catalogs_bui
 
 
 def test_doctor_says_whether_the_engine_gives_containers_a_gpu_with_the_fix() -> None:
-    from llama_bake.buildx.daemon import gpu_check
+    from llama_bake.buildx.doctor import gpu_check
 
     none = gpu_check(CLASSIC)
     assert none.warning

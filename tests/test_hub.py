@@ -212,7 +212,7 @@ def test_init_starts_a_catalog_that_generates(tmp_path: Path) -> None:
 
 
 def test_init_reads_the_cards_from_nvidia_smi() -> None:
-    from llama_bake.catalog.authoring import detect_families
+    from llama_bake.catalog.edits import detect_families
 
     assert detect_families(lambda argv: "8.9\n12.0\n8.9\n") == ["ada", "blackwell-consumer"]
     assert detect_families(lambda argv: "") == []

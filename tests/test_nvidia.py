@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from llama_bake.buildx.nvidia import MIN_DRIVER, checks, cuda_bases, driver_checks, parse_driver
-from llama_bake.catalog.models import Base, Catalog, Project
+from llama_bake.catalog.bases import Base
+from llama_bake.catalog.checks import Catalog
+from llama_bake.catalog.project import Project
 from llama_bake.plan.targets import make_plan
 from tests.conftest import BASE
 

@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
-from llama_bake.catalog.models import GPU_FAMILIES, Base, Catalog, Model, Project
+from llama_bake.catalog.bases import Base
+from llama_bake.catalog.checks import Catalog
+from llama_bake.catalog.gpus import GPU_FAMILIES
+from llama_bake.catalog.models import Model
+from llama_bake.catalog.project import Project
 from llama_bake.plan.targets import Interp, Var, cmake_args, make_plan, server_env
 from tests.conftest import BASE, MODEL, SHA_A, SHA_B
 

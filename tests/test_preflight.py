@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llama_bake import project as pipeline
-from llama_bake.buildx.invocation import BuildOptions, CachePreset
+from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.preflight import Login, Reply, check_push, pushed_repositories, split_repository
 from llama_bake.errors import PushRefused
 from tests.conftest import WriteCatalog

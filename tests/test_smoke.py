@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from llama_bake.buildx.smoke import Launch, launch_for, result_line, smoke_one
+from llama_bake.buildx.client import Launch
+from llama_bake.buildx.smoke import launch_for, result_line, smoke_one
 from llama_bake.errors import DockerError
 
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_bake.buildx.client import Invocation
-from llama_bake.buildx.invocation import BuildOptions, CachePreset, override_flags
+from llama_bake.buildx.invocation import override_flags
+from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.progress import Progress
 from llama_bake.plan.targets import BakePlan
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llama_bake.buildx.driver import Capabilities, EngineInfo, capabilities, image_store_of
-from llama_bake.buildx.smoke import Launch
 from llama_bake.errors import DockerError
 
 
@@ -52,6 +51,18 @@ class Invocation:
         if self.metadata_file:
             argv += ["--metadata-file", self.metadata_file]
         return argv + list(self.flags) + list(self.targets)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One container to start: its image, extra environment, the host port its server answers on, and how."""
+
+    image: str
+    env: Mapping[str, str]
+    host_port: int
+    container_port: int
+    host_network: bool  # no published port: the server listens on the host's 127.0.0.1 itself
+    gpu: str  # "" (none), "runtime" (--gpus all) or a CDI device name (--device nvidia.com/gpu=all)
 
 
 class BakeFailed(Exception):

@@ -18,12 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama_bake.buildx.client import BuilderInfo, Builders
-from llama_bake.buildx.driver import Capabilities, Demands, EngineInfo, capabilities, refusals
-from llama_bake.buildx.run import builder_name
+from llama_bake.buildx.client import Builders
+from llama_bake.buildx.probe import builder_name
 from llama_bake.errors import DockerError, UsageError
 
-MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow fs entitlements
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
@@ -90,13 +88,6 @@ INSTALL_HINT = (
     "install buildkitd (a release archive from https://github.com/moby/buildkit/releases, its bin/ on PATH; "
     "or `go install github.com/moby/buildkit/cmd/buildkitd@v0.32.2`, or a binary in "
     "~/.cache/llama-bake/tools) and runc (apt-get install runc)"
-)
-
-
-INSTALL_BUILDX_FIX = (
-    "install the buildx plugin: Docker's apt repository: docker-buildx-plugin; Ubuntu: docker-buildx; or a "
-    "release binary from https://github.com/docker/buildx/releases saved as ~/.docker/cli-plugins/docker-buildx "
-    "(chmod +x); Docker Desktop ships it"
 )
 
 
@@ -274,127 +265,3 @@ def _descendants(pid: int) -> list[int]:
         found.append(child)
         pending.extend(children.get(child, []))
     return found[::-1]
-
-
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
-    return (int(match[1]), int(match[2]), int(match[3])) if match else None
-
-
-def _fmt(version: tuple[int, int, int]) -> str:
-    return "v" + ".".join(map(str, version))
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    warning: bool = False  # ok for building, but worth knowing (e.g. no GPU for the containers)
-
-
-def doctor(
-    runner: Builders, builder: str | None, platforms: tuple[str, ...] = (), asked: Demands | None = None
-) -> list[Check]:
-    """Each check with its fix; stops at the first missing piece that later checks need. ``platforms``: what
-    the catalog builds, each said to be built on a node of its own, by emulation, or not at all; ``asked``: what
-    a plain build of the catalog asks of the builder."""
-    checks: list[Check] = []
-    docker = shutil.which("docker")
-    if docker is None:
-        fix = "install the docker CLI (Debian: docker.io or docker-ce-cli); no engine is needed"
-        return [Check("docker client", False, "not found on PATH", fix)]
-    checks.append(Check("docker client", True, docker))
-    try:
-        version_text = runner.version()
-    except DockerError as exc:
-        fix = INSTALL_BUILDX_FIX
-        checks.append(Check("buildx", False, str(exc), fix))
-        return checks
-    version = parse_version(version_text)
-    if version is None:
-        checks.append(
-            Check("buildx", False, f"unknown version in {version_text!r}", "install a released buildx (>= v0.20)")
-        )
-    elif version < MIN_BUILDX:
-        fix = f"upgrade buildx to {_fmt(MIN_BUILDX)} or newer (the generated file uses variable validation)"
-        checks.append(Check("buildx", False, f"{_fmt(version)} is too old", fix))
-    else:
-        checks.append(Check("buildx", True, _fmt(version)))
-    name = builder or (builder_name() if builder_name() in runner.builders() else None)
-    try:
-        info = runner.inspect(name, bootstrap=True)
-    except DockerError as exc:
-        fix = "run `llama-bake builder up` to start a local buildkitd, or pass --builder NAME"
-        checks.append(Check("builder", False, str(exc).splitlines()[0], fix))
-        return checks
-    if info.status != "running":
-        fix = "run `llama-bake builder up`, or pass --builder NAME of a running builder"
-        checks.append(Check("builder", False, f"`{info.name}` ({info.driver}) is {info.status}", fix))
-        return checks
-    checks.append(Check("builder", True, f"`{info.name}` ({info.driver}, {info.endpoint})"))
-    buildkit = parse_version(info.buildkit_version)
-    if buildkit is None:
-        checks.append(Check("BuildKit", True, f"version {info.buildkit_version or 'unknown'} (not checked)"))
-    else:
-        checks.append(Check("BuildKit", True, _fmt(buildkit)))
-    engine = runner.engine()
-    caps = capabilities(info.driver, engine if info.driver == "docker" else None)
-    checks.append(driver_check(caps, asked or Demands()))
-    checks += [platform_check(info, platform) for platform in platforms]
-    checks.append(gpu_check(engine))
-    return checks
-
-
-def driver_check(caps: Capabilities, asked: Demands) -> Check:
-    """The builder's driver (and image store), what it cannot do, and whether the catalog's build needs it."""
-    missing = caps.missing()
-    problems = refusals(caps, asked)
-    if problems:
-        return Check("driver", False, f"{caps.label}: a build of this catalog asks for what it cannot do", problems[0])
-    if not missing:
-        where = "; images land in the engine" if caps.into_engine else ""
-        return Check("driver", True, f"{caps.label}: attestations, cache export, OCI export, several platforms{where}")
-    detail = f"{caps.label}: cannot do {', '.join(missing)} (the catalog's plain build needs none of them)"
-    return Check("driver", True, detail, refusals(caps, Demands(cache_export=("--cache",)))[0], warning=True)
-
-
-GPU_FIX = (
-    "install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker`, then restart "
-    "dockerd (Docker Desktop on Windows: WSL 2 with a current NVIDIA driver); without a GPU, run the images on the "
-    "CPU: `llama-bake smoke --cpu`, or Compose with the override `llama-bake compose` writes: "
-    "`docker compose -f compose.yaml -f compose.cpu.yaml up`"
-)
-
-
-def gpu_check(engine: EngineInfo | None) -> Check:
-    """Whether the engine can give a container an NVIDIA GPU (the images' run time, not their build)."""
-    if engine is None:
-        return Check("engine GPU", True, "no Docker Engine answers (builds do not need one)", warning=True)
-    if engine.gpu:
-        return Check("engine GPU", True, f"Docker Engine {engine.version} gives containers a GPU through {engine.gpu}")
-    detail = f"Docker Engine {engine.version} has no NVIDIA runtime and no CDI GPU device"
-    return Check("engine GPU", True, detail, GPU_FIX, warning=True)
-
-
-EMULATION_FIX = (
-    "register its emulator (Debian: apt-get install qemu-user-static, which registers with binfmt_misc; "
-    "elsewhere: docker run --privileged --rm tonistiigi/binfmt --install arm64) and restart the builder "
-    "(`llama-bake builder down`, `up`); or give it a node of that platform: `llama-bake builder up --platform "
-    "PLATFORM`, or `docker buildx create --append --name BUILDER --platform PLATFORM ENDPOINT` for a machine of it"
-)
-
-
-def platform_check(info: BuilderInfo, platform: str) -> Check:
-    """Whether the builder builds ``platform``: on a node that is (or declares) it, by emulation, or not."""
-    name = f"platform {platform}"
-    own = next((n for n in info.nodes if n.platforms[:1] == (platform,)), None)
-    if own is not None:
-        return Check(name, True, f"node {own.name} builds it as its own platform")
-    emulated = next((n for n in info.nodes if platform in n.platforms), None)
-    if emulated is not None:
-        detail = f"node {emulated.name} emulates it: fine for small steps, hours for a CUDA compile"
-        return Check(name, True, detail)
-    nodes = ", ".join(f"{n.name}: {', '.join(n.platforms) or 'none'}" for n in info.nodes) or "no node"
-    return Check(name, False, f"the builder cannot build it ({nodes})", EMULATION_FIX.replace("PLATFORM", platform))

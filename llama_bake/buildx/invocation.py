@@ -15,88 +15,12 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from llama_bake.buildx.client import Invocation
 from llama_bake.buildx.driver import Demands
+from llama_bake.buildx.options import BuildOptions, PhaseName
 from llama_bake.errors import UsageError, did_you_mean
 from llama_bake.plan.targets import BakePlan
-
-CacheKind = Literal["registry", "gha", "local"]
-PhaseMode = Literal["auto", "one", "two"]
-PhaseName = Literal["all", "bases", "models"]
-# How the first of two phases hands each base to its models: an OCI layout in a temporary directory, or (on a
-# builder that cannot write OCI layouts: the docker driver's classic image store) the engine's own image store.
-HandOver = Literal["oci-layout", "engine"]
-
-
-@dataclass(frozen=True)
-class CachePreset:
-    """One cache per target: ``REF/<target>:buildcache``, gha scope ``llama-bake-<target>``, or ``DIR/<target>``."""
-
-    kind: CacheKind
-    ref: str = ""
-
-    @classmethod
-    def parse(cls, spec: str, option: str = "--cache") -> CachePreset:
-        kind, _, ref = spec.partition("=")
-        if kind == "gha" and not ref:
-            return cls("gha")
-        if kind in ("registry", "local") and ref:
-            return cls(kind, ref)  # type: ignore[arg-type]
-        msg = f"{option} {spec!r}: use registry=REF_PREFIX, gha or local=DIR"
-        raise UsageError(msg)
-
-    def absolute(self) -> CachePreset:
-        """A local directory as an absolute path: buildx resolves relative ones against its own directory."""
-        return CachePreset(self.kind, str(Path(self.ref).absolute())) if self.kind == "local" else self
-
-    def source(self, target: str) -> str:
-        return self._spec(target, "src")
-
-    def destination(self, target: str) -> str:
-        return self._spec(target, "dest") + ",mode=max"
-
-    def _spec(self, target: str, local_key: str) -> str:
-        match self.kind:
-            case "gha":
-                return f"type=gha,scope=llama-bake-{target}"
-            case "registry":
-                return f"type=registry,ref={self.ref}/{target}:buildcache"
-            case "local":
-                return f"type=local,{local_key}={self.ref}/{target}"
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    targets: tuple[str, ...] = ()
-    builder: str | None = None
-    push: bool = False
-    load: bool = False
-    outputs: tuple[str, ...] = ()
-    sets: tuple[str, ...] = ()
-    variables: tuple[str, ...] = ()
-    no_cache: bool = False
-    cache: CachePreset | None = None
-    # Per kind of target, in place of ``cache``: a CUDA base fits a CI cache of a few GB, a model's weights do not.
-    base_cache: CachePreset | None = None
-    model_cache: CachePreset | None = None
-    cache_export: bool = True  # False: import only (a pull request cannot write the cache)
-    cache_from: tuple[str, ...] = ()
-    cache_to: tuple[str, ...] = ()
-    image_overrides: tuple[str, ...] = ()
-    phases: PhaseMode = "auto"
-    hand_over: HandOver = "oci-layout"
-    # The RUN steps' network: "host" where the engine has no default bridge (dockerd --bridge=none, EKS nodes).
-    network: str | None = None
-
-    def cache_for(self, kind: str) -> CachePreset | None:
-        preset = (self.base_cache if kind == "base" else self.model_cache) or self.cache
-        return preset.absolute() if preset is not None else None
-
-    @property
-    def imports_cache(self) -> bool:
-        return bool(self.cache or self.base_cache or self.model_cache or self.cache_from)
 
 
 def expand_targets(plan: BakePlan, names: Iterable[str]) -> list[str]:

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 
-from llama_bake.buildx.daemon import Check
+from llama_bake.buildx.checks import Check
 from llama_bake.plan.targets import LABEL_PREFIX, BakePlan
 
 # The oldest Linux driver of each CUDA major version (NVIDIA's minor version compatibility: any 13.x toolkit runs

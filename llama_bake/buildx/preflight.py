@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from llama_bake.buildx.invocation import BuildOptions, expand_targets, phases
+from llama_bake.buildx.invocation import expand_targets, phases
+from llama_bake.buildx.options import BuildOptions
 from llama_bake.errors import PushRefused
 from llama_bake.plan.targets import BakePlan
 

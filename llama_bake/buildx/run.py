@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -24,12 +22,9 @@ from types import FrameType
 
 from llama_bake.buildx import ccache
 from llama_bake.buildx.client import BakeFailed, Baker, Invocation, registry_digest
-from llama_bake.buildx.driver import Capabilities, refusals
 from llama_bake.buildx.invocation import (
-    BuildOptions,
     Phase,
     command_text,
-    demands,
     expand_targets,
     layout_dir,
     make_invocation,
@@ -37,54 +32,18 @@ from llama_bake.buildx.invocation import (
     phases,
     with_bases,
 )
+from llama_bake.buildx.options import BuildOptions
 from llama_bake.buildx.preflight import check_push, pushed_repositories, repository_of
+from llama_bake.buildx.probe import NoBuilder, diagnose, fit_to_builder, missing_builder, probe_builder
 from llama_bake.buildx.progress import Progress, Vertex
 from llama_bake.buildx.summary import DONE, Summary, digest_of, failure_message, image_name, summarize
-from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
+from llama_bake.errors import BuildError, CatalogError, UsageError
+from llama_bake.files import write_atomic
+from llama_bake.generated import write_compiled
 from llama_bake.plan.targets import BakePlan
-from llama_bake.project import Paths, compile_catalog, write_compiled
+from llama_bake.project import Paths, compile_catalog, git_environment
 
-DEFAULT_BUILDER = "llama-bake"
 OnLine = Callable[[str, Progress, list[Vertex]], None]
-
-
-def builder_name() -> str:
-    """The name ``llama-bake builder up`` registers (``$LLAMA_BAKE_BUILDER``, default llama-bake)."""
-    return os.environ.get("LLAMA_BAKE_BUILDER", DEFAULT_BUILDER)
-
-
-NO_BUILDER_HINTS = (
-    "cannot connect to the docker daemon",
-    "no builder",
-    "failed to find driver",
-    "connect: no such file or directory",
-    "connection refused",
-    "is the docker daemon running",
-)
-
-
-def _missing_builder(name: str | None, stderr: str) -> bool:
-    """buildx refused ``--builder name``: there is no builder of that name."""
-    return bool(name) and f'no builder "{name}" found' in stderr
-
-
-# What the docker client says when the buildx plugin is not installed: it reads `buildx` as an unknown command,
-# or `--builder` as an unknown flag of its own.
-NO_BUILDX_HINTS = ("unknown flag: --builder", "'buildx' is not a docker command", "unknown command: docker buildx")
-INSTALL_BUILDX = (
-    "the docker client has no buildx plugin: install it (Docker's apt repository: docker-buildx-plugin; "
-    "Ubuntu: docker-buildx; or a buildx release binary at ~/.docker/cli-plugins/docker-buildx), then check with "
-    "`docker buildx version`"
-)
-
-
-def _no_buildx(text: str) -> bool:
-    return any(hint in text for hint in NO_BUILDX_HINTS)
-
-
-def _no_builder(text: str) -> bool:
-    lowered = text.lower()
-    return any(hint in lowered for hint in NO_BUILDER_HINTS)
 
 
 class BuildFailed(BuildError):
@@ -95,72 +54,8 @@ class BuildFailed(BuildError):
         self.summary = summary
 
 
-class NoBuilder(DockerError):
-    """No builder was named, the one `builder up` makes does not exist, and buildx's own is unreachable."""
-
-
 class BuildInterrupted(BuildFailed):
     exit_code = 130
-
-
-class BuilderCannot(DockerError):
-    """The build asks for something the builder cannot do (found before any step runs)."""
-
-
-def probe_builder(runner: Baker, requested: str | None) -> tuple[str | None, Capabilities | None]:
-    """The builder a build uses and what it can do: the requested one, else the one `builder up` made, else
-    buildx's current one (None). Capabilities are None when the builder does not answer: the bake then says why."""
-    if requested:
-        try:
-            return requested, runner.capabilities(requested)
-        except DockerError:
-            return requested, None
-    name = builder_name()
-    for candidate in (name, None):
-        try:
-            return candidate, runner.capabilities(candidate)
-        except DockerError:
-            continue
-    return name, None
-
-
-def fit_to_builder(plan: BakePlan, options: BuildOptions, caps: Capabilities | None) -> BuildOptions:
-    """Before any step runs: take the route the builder allows (two phases through the engine's image store when
-    it cannot write OCI layouts), then refuse, each with its fix, what it still cannot do."""
-    if caps is None:
-        return options
-    if not caps.oci_export and caps.into_engine and not options.push:
-        options = dataclasses.replace(options, hand_over="engine")
-    problems = refusals(caps, demands(options, plan, phases(options, plan)))
-    if problems:
-        raise BuilderCannot("\n".join(problems))
-    return options
-
-
-GIT_VARIABLES = ("GIT_SHA", "GIT_BRANCH", "GIT_VERSION")
-
-
-def git_environment(plan: BakePlan, directory: Path, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The git values the tag scheme uses, read from the checkout where the environment does not set them
-    (CI sets them), so a local build tags as CI does. Nothing when no tag uses git or outside a checkout."""
-    if not plan.uses_git or all(name in environ for name in GIT_VARIABLES):
-        return {}
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    if not git("rev-parse", "--is-inside-work-tree"):
-        return {}
-    found = {
-        "GIT_SHA": git("rev-parse", "HEAD"),
-        "GIT_BRANCH": git("symbolic-ref", "--short", "-q", "HEAD"),
-        "GIT_VERSION": git("describe", "--tags", "--exact-match", "HEAD"),
-    }
-    return {name: value for name, value in found.items() if name not in environ}
 
 
 def refuse_unbuildable(plan: BakePlan, options: BuildOptions) -> None:
@@ -295,20 +190,9 @@ def run_build(
         raise BuildInterrupted(msg, summary)
     if failed:
         failure = progress.failure()
-        if failure is None and _no_buildx(stderr):
-            raise DockerError(INSTALL_BUILDX)
-        if failure is None and _missing_builder(builder, stderr):
-            msg = (
-                f"there is no builder `{builder}` (`docker buildx ls` lists them); "
-                "`llama-bake builder up` starts a local one"
-            )
-            raise DockerError(msg)
-        if failure is None and _no_builder(stderr):
-            msg = (
-                "no BuildKit builder is reachable: start one with `llama-bake builder up` (a local buildkitd),"
-                " or pass --builder NAME.\n" + stderr.strip()
-            )
-            raise NoBuilder(msg)
+        problem = diagnose(stderr, builder) if failure is None else None
+        if problem is not None:
+            raise problem
         raise BuildFailed(failure_message(failure, summary, stderr), summary)
     unfinished = [f"{t.name} ({t.status})" for t in summary.targets if t.status not in DONE]
     if unfinished:
@@ -328,6 +212,37 @@ def run_build(
         except KeyboardInterrupt:
             msg = "interrupted while exporting the compiler cache; the images were built, the last export stays"
             raise BuildInterrupted(msg, summary) from None
+    return summary
+
+
+def build(
+    paths: Paths,
+    options: BuildOptions,
+    runner: Baker,
+    on_line: OnLine | None,
+    summary_json: Path | None,
+    *,
+    start_builder: Callable[[], str] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> Summary:
+    """``run_build``, with the summary written to ``summary_json`` whether the build succeeds or fails (CI shows
+    what failed and what was skipped). With ``start_builder``, a build that finds no builder at all (none named,
+    no Docker engine) calls it to start the embedded one, says so, and builds."""
+    try:
+        try:
+            summary = run_build(paths, options, runner, on_line=on_line)
+        except NoBuilder:
+            if start_builder is None or options.builder is not None:
+                raise
+            say("no builder is reachable: starting the embedded one (`llama-bake builder up`; `builder down` stops it)")
+            say(start_builder())
+            summary = run_build(paths, options, runner, on_line=on_line)
+    except BuildFailed as exc:
+        if summary_json is not None:
+            write_atomic(summary_json, exc.summary.to_json())
+        raise
+    if summary_json is not None:
+        write_atomic(summary_json, summary.to_json())
     return summary
 
 
@@ -429,7 +344,7 @@ def _bake(
             if on_line is not None:
                 on_line(line, progress, changed)
     except BakeFailed as exc:
-        if fallback and _missing_builder(invocation.builder, exc.stderr):
+        if fallback and missing_builder(invocation.builder, exc.stderr):
             current = dataclasses.replace(invocation, builder=None)
             return _bake(runner, current, cwd, progress, on_line, fallback=False)
         raise

@@ -7,6 +7,7 @@ removed whatever happened. Containers are reached through the ``Containers`` pro
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -14,23 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
-from llama_bake.errors import DockerError
+from llama_bake.buildx.client import Launch
+from llama_bake.buildx.driver import EngineInfo
+from llama_bake.buildx.invocation import expand_targets
+from llama_bake.buildx.summary import image_of
+from llama_bake.errors import DockerError, UsageError
+from llama_bake.plan.targets import BakePlan
 
 GpuMode = Literal["auto", "gpu", "cpu"]
 PROMPT = "The capital of France is"
 TOKENS = 8
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One container to start: its image, extra environment, the host port its server answers on, and how."""
-
-    image: str
-    env: Mapping[str, str]
-    host_port: int
-    container_port: int
-    host_network: bool  # no published port: the server listens on the host's 127.0.0.1 itself
-    gpu: str  # "" (none), "runtime" (--gpus all) or a CDI device name (--device nvidia.com/gpu=all)
 
 
 class Containers(Protocol):
@@ -45,6 +39,11 @@ class Containers(Protocol):
     def logs(self, container: str) -> str: ...
 
     def remove_container(self, container: str) -> None: ...
+
+
+class Engine(Containers, Protocol):
+    def engine(self) -> EngineInfo | None:
+        """The Docker Engine that runs the containers; None when none answers."""
 
 
 @dataclass(frozen=True)
@@ -172,3 +171,44 @@ def launch_for(
         env |= {"LLAMA_ARG_HOST": "127.0.0.1", "LLAMA_ARG_PORT": str(host_port)}
         port = host_port
     return Launch(image, env, host_port, port, host_network, gpu)
+
+
+def smoke(
+    plan: BakePlan,
+    runner: Engine,
+    models: tuple[str, ...],
+    variables: tuple[str, ...],
+    mode: GpuMode,
+    *,
+    host_network: bool,
+    timeout: float,
+) -> list[SmokeResult]:
+    """Run each model image (default: every model) on the Docker Engine, one after another: healthy, one
+    completion, removed. The images are the ones a build names (``--var`` as for build)."""
+    names = [n for n in expand_targets(plan, models or ("default",)) if plan.target(n).kind == "model"]
+    if not names:
+        msg = "nothing to smoke: name a model (see `llama-bake list`)"
+        raise UsageError(msg)
+    engine = runner.engine()
+    if engine is None:
+        msg = (
+            "no Docker Engine answers: smoke runs the images on it (start Docker Desktop or dockerd; DOCKER_HOST "
+            "or `docker context use` picks another)"
+        )
+        raise DockerError(msg)
+    results = []
+    for name in names:
+        target = plan.target(name)
+        base = plan.target(target.base) if target.base else target
+        args = {key: value for key, value in target.args if isinstance(value, str)}
+        image = image_of(plan, name, variables)
+        launch = launch_for(args, image, base.shape.backend, mode, engine.gpu, free_port(), host_network)
+        results.append(smoke_one(runner, name, launch, timeout))
+    return results
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the server binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

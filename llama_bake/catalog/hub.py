@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from llama_bake.catalog.constants import HF_REPO_PATTERN, SHA256_PATTERN
 from llama_bake.errors import LlamaBakeError
 
 SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
@@ -65,7 +66,7 @@ class Spec:
                 return cls(f"{parts[0]}/{parts[1]}", file=parts[2])
         else:
             repo, _, quant = text.partition(":")
-            if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo):
+            if re.fullmatch(HF_REPO_PATTERN, repo):
                 return cls(repo, quant=quant or None)
         msg = f"{text!r}: write hf://OWNER/REPO/FILE.gguf, or OWNER/REPO:QUANT (e.g. unsloth/gemma-3-4b-it-GGUF:Q4_K_M)"
         raise HubError(msg)
@@ -140,7 +141,7 @@ def choose(repo: HubRepo, spec: Spec) -> tuple[HubFile, ...]:
             chosen = matching[0]
     files = split_parts(repo, chosen) if SPLIT.search(chosen.name) else (chosen,)
     for item in files:
-        if not re.fullmatch(r"[0-9a-f]{64}", item.sha256):
+        if not re.fullmatch(SHA256_PATTERN, item.sha256):
             msg = f"the Hub gave no SHA-256 for {item.path} (not an LFS file?); pin it by hand"
             raise HubError(msg)
     return files

@@ -17,19 +17,10 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from llama_bake.catalog.models import (
-    Base,
-    Catalog,
-    FileWeights,
-    GitSource,
-    HfWeights,
-    LocalSource,
-    Model,
-    Problem,
-    Project,
-    UrlWeights,
-    cross_check,
-)
+from llama_bake.catalog.bases import Base, GitSource, LocalSource
+from llama_bake.catalog.checks import Catalog, Problem, cross_check
+from llama_bake.catalog.models import FileWeights, HfWeights, Model, UrlWeights
+from llama_bake.catalog.project import Project
 from llama_bake.errors import CatalogError, did_you_mean
 
 # libyaml is several times faster on large catalogs; the pure-Python loader is the fallback.

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from llama_bake.catalog.constants import COMMIT_PATTERN
 from llama_bake.errors import CatalogError, LlamaBakeError, UsageError
 
 # llama.cpp's releases are b1234; other projects' are v1.2.3 or 1.2 (no pre-releases: they carry a suffix).
 RELEASE = re.compile(r"b\d+|v?\d+(\.\d+)*")
-COMMIT = re.compile(r"[0-9a-f]{40}")
+COMMIT = re.compile(COMMIT_PATTERN)
 
 LsRemote = Callable[[str], str]  # URL -> `git ls-remote --heads --tags URL`
 
@@ -81,10 +82,10 @@ class BasePin:
 
 
 def _read(path: Path) -> tuple[str, str]:
-    from llama_bake.catalog.authoring import _yaml
+    from llama_bake.catalog.edits import round_trip_yaml
 
     try:
-        data = _yaml().load(path.read_text(encoding="utf-8"))
+        data = round_trip_yaml().load(path.read_text(encoding="utf-8"))
     except Exception as exc:  # ruamel's parser errors
         msg = f"{path}: not readable YAML: {exc}"
         raise CatalogError([msg]) from exc
@@ -120,13 +121,13 @@ def resolve(path: Path, *, update: bool, ref: str | None, remote: LsRemote = ls_
 
 def pinned_text(text: str, ref: str) -> str:
     """``text`` with ``llama_cpp.ref`` set to ``ref``; every other byte (comments, quoting) stays."""
-    from llama_bake.catalog.authoring import pin_text
-    from llama_bake.catalog.models import GitSource
+    from llama_bake.catalog.bases import GitSource
+    from llama_bake.catalog.edits import pin_text
 
     new = pin_text(text, {"llama_cpp": {"ref": ref}})
-    from llama_bake.catalog.authoring import _yaml
+    from llama_bake.catalog.edits import round_trip_yaml
 
-    source = dict(_yaml().load(new)["llama_cpp"])
+    source = dict(round_trip_yaml().load(new)["llama_cpp"])
     try:
         GitSource.model_validate({"git": source["git"], "ref": source["ref"]})
     except ValueError as exc:

@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from llama_bake.buildx.options import CachePreset
 from llama_bake.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,10 +32,12 @@ FREE_DISK = "sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/
 
 @dataclass(frozen=True)
 class CiOptions:
+    """A CI file's settings. The defaults here are the ``ci`` command's (its options read them)."""
+
     provider: Provider
     bake_file: str  # relative to the repository root
     catalog: str  # relative to the repository root
-    install: str  # pip requirement that installs llama-bake
+    install: str | None = None  # pip requirement that installs llama-bake; None: this version
     branch: str = "main"  # images are pushed (and caches written) from this branch only
     cache: str | None = None  # every target's cache; None: the provider's defaults
     base_cache: str | None = None
@@ -51,8 +54,6 @@ class CiOptions:
             defaults = ("registry=$CI_REGISTRY_IMAGE/cache", "registry=$CI_REGISTRY_IMAGE/cache")
         base = self.base_cache or self.cache or defaults[0]
         model = self.model_cache or self.cache or defaults[1]
-        from llama_bake.buildx.invocation import CachePreset  # not at import: `--help` loads this module, not pydantic
-
         for spec in (base, model):
             try:
                 kind = CachePreset.parse(spec).kind
@@ -142,8 +143,8 @@ def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         steps.append({"name": "Free disk space for the CUDA build", "run": FREE_DISK})
     steps += [
         {"uses": "actions/setup-python@v5", "with": {"python-version": "3.12"}},
-        {"name": "Install llama-bake", "run": f"pip install {shlex.quote(options.install)}"},
-        {"name": "The bake file matches the catalog", "run": f"llama-bake generate --check {_generate_args(options)}"},
+        {"name": "Install llama-bake", "run": f"pip install {shlex.quote(options.install or default_install())}"},
+        {"name": "The bake file matches the catalog", "run": f"llama-bake generate --check {_files(options)}"},
         {"uses": "docker/setup-buildx-action@v3"},
     ]
     if "gha" in options.caches(plan):
@@ -170,16 +171,12 @@ def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     }
 
 
-def _generate_args(options: CiOptions) -> str:
-    return f"--catalog {shlex.quote(options.catalog)} --bake-file {shlex.quote(options.bake_file)}"
-
-
 def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     publish = f'[ "$CI_COMMIT_BRANCH" = {shlex.quote(options.branch)} ]'
     if plan.uses_git:
         publish += ' || [ -n "${CI_COMMIT_TAG:-}" ]'  # a tag is a release: pushed, and tagged {git_version}
     script = [
-        f"llama-bake generate --check {_generate_args(options)}",
+        f"llama-bake generate --check {_files(options)}",
         build_script(plan, options, publish).rstrip("\n"),
     ]
     if plan.needs_hf_token:
@@ -195,7 +192,7 @@ def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         "variables": {"DOCKER_TLS_CERTDIR": "/certs", **(GITLAB_GIT if plan.uses_git else {})},
         "before_script": [
             "apk add --no-cache python3 py3-pip",
-            f"pip install --break-system-packages {shlex.quote(options.install)}",
+            f"pip install --break-system-packages {shlex.quote(options.install or default_install())}",
             # The job token can read the project's registry in every pipeline, merge requests included.
             'echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"',
             "docker buildx create --use --driver docker-container",

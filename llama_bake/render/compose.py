@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from llama_bake.catalog.models import Catalog, Model
+from llama_bake.catalog.checks import Catalog
+from llama_bake.catalog.models import Model
 from llama_bake.errors import CatalogError
 from llama_bake.plan.targets import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
 

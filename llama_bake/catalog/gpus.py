@@ -1,0 +1,108 @@
+"""The GPU families llama-bake compiles for (architectures, cards, the first CUDA of each, platforms), CUDA
+versions, and llama.cpp's CMake options that the catalog manages or that no longer exist. Pure data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from llama_bake.errors import did_you_mean
+
+# --- GPU families -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuFamily:
+    name: str
+    compute_capability: int
+    cuda_arch: str  # what goes into CMAKE_CUDA_ARCHITECTURES
+    min_cuda: tuple[int, int]
+    max_cuda: tuple[int, int] | None  # last toolkit line that can still compile for it
+    cards: str
+    # The CPU architectures its machines come in: a GB10 (DGX Spark) is arm64 only; Hopper and datacenter
+    # Blackwell exist as x86 servers and as Grace (arm64) superchips, GH200 and GB200.
+    platforms: tuple[str, ...] = ("linux/amd64",)
+
+
+# "-real" compiles device code for exactly the cards a team owns (no PTX JIT at first start).
+# Blackwell consumer parts use the architecture-specific "a" variant: its FP4 tensor-core instructions
+# (gpt-oss's MXFP4) need it, and ggml rewrites a plain 12X to 12Xa anyway, so the label stays truthful.
+PLATFORMS = ("linux/amd64", "linux/arm64")
+BOTH = PLATFORMS
+
+GPU_FAMILIES: dict[str, GpuFamily] = {
+    f.name: f
+    for f in (
+        GpuFamily("volta", 70, "70-real", (9, 0), (12, 9), "V100, Titan V"),
+        GpuFamily("turing", 75, "75-real", (10, 0), None, "RTX 20, T4, Quadro RTX"),
+        GpuFamily("ampere-datacenter", 80, "80-real", (11, 0), None, "A100, A30"),
+        GpuFamily("ampere", 86, "86-real", (11, 1), None, "RTX 30, A10, A40, RTX A6000"),
+        GpuFamily("ada", 89, "89-real", (11, 8), None, "RTX 40, L4, L40S, RTX 6000 Ada"),
+        GpuFamily("hopper", 90, "90-real", (11, 8), None, "H100, H200, GH200", BOTH),
+        GpuFamily("blackwell-datacenter", 100, "100-real", (12, 8), None, "B200, GB200", BOTH),
+        GpuFamily("blackwell-consumer", 120, "120a-real", (12, 8), None, "RTX 50, RTX PRO 6000 Blackwell"),
+        GpuFamily("gb10", 121, "121a-real", (12, 9), None, "GB10 (DGX Spark)", ("linux/arm64",)),
+    )
+}
+
+# What people write for a card (lower case, without spaces, '-' or '_') -> its family.
+_CARD_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"(geforce)?rtx20\d\d(ti|super)?|t4|quadrortx\d+|titanrtx", "turing"),
+    (r"(geforce)?rtx30\d\d(ti)?|a10g?|a40|rtxa\d+|a6000", "ampere"),
+    (r"a100|a30|a800", "ampere-datacenter"),
+    (r"(geforce)?rtx40\d\d(ti|super)?|l4|l40s?|rtx6000ada|rtx\d+ada", "ada"),
+    (r"gh200|h100|h200|h800|h20", "hopper"),
+    (r"gb200|b200|b100|gb300|b300", "blackwell-datacenter"),
+    (r"(geforce)?rtx50\d\d(ti)?|rtxpro\d+(blackwell)?", "blackwell-consumer"),
+    (r"dgxspark|spark", "gb10"),
+    (r"v100|titanv", "volta"),
+)
+
+
+def _family_hint(word: str) -> str:
+    """What a GPU family the user wrote as a card name or a compute capability stands for."""
+    compact = re.sub(r"[\s_-]", "", word.lower())
+    capability = re.fullmatch(r"(?:sm|compute|cc)?(\d{1,2})\.?(\d)a?", compact)
+    if capability:
+        cc = int(capability.group(1) + capability.group(2))
+        match = next((f for f in GPU_FAMILIES.values() if f.compute_capability == cc), None)
+        if match is not None:
+            return f"compute capability {cc} is the family `{match.name}` ({match.cards}): write `{match.name}`"
+        return f"no family llama-bake knows has compute capability {cc}"
+    for pattern, family in _CARD_PATTERNS:
+        if re.fullmatch(pattern, compact):
+            return f"{word} is in the family `{family}` ({GPU_FAMILIES[family].cards}): write `{family}`"
+    hint = did_you_mean(word, tuple(GPU_FAMILIES))
+    return hint or "not a family llama-bake knows"
+
+
+# CMake switches that look plausible but do not exist (any more) in llama.cpp, with what to do instead.
+OBSOLETE_CMAKE_OPTIONS: dict[str, str] = {
+    "GGML_FLASH_ATTN": (
+        "never existed: flash attention is a run-time choice; set the model's `server.flash_attn` "
+        "(on/off/auto). GGML_CUDA_FA (default ON) compiles the kernels"
+    ),
+    "GGML_CUDA_F16": "was removed from llama.cpp in 2025; drop it (FP16 paths are chosen at run time)",
+    "LLAMA_CUDA_F16": "was removed from llama.cpp; drop it",
+    "LLAMA_CURL": "is ignored by current llama.cpp (downloads no longer use libcurl); drop it",
+    "LLAMA_CUBLAS": "is a hard error in current llama.cpp; use `backend: cuda` (GGML_CUDA=ON)",
+    "LLAMA_CUDA": "was renamed GGML_CUDA; use `backend: cuda`",
+    "LLAMA_NATIVE": "was renamed GGML_NATIVE; llama-bake sets GGML_NATIVE=OFF for portable images",
+}
+
+# Options llama-bake derives from other catalog fields; setting them by hand would fight the generator.
+MANAGED_CMAKE_OPTIONS: dict[str, str] = {
+    "GGML_CUDA": "set by `backend` (cuda or cpu)",
+    "CMAKE_CUDA_ARCHITECTURES": "derived from `gpu_families`",
+    "GGML_NATIVE": "always OFF: a container image must not depend on the build machine's CPU",
+}
+
+
+def parse_cuda(version: str) -> tuple[int, int]:
+    major, minor, *_ = version.split(".")
+    return int(major), int(minor)
+
+
+def fmt_cuda(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"

@@ -1,0 +1,76 @@
+"""``llama-bake validate``: every problem of a catalog at once, and the warnings that do not stop a build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llama_bake.catalog.checks import Catalog
+from llama_bake.catalog.fields import format_size
+from llama_bake.catalog.loader import load_catalog
+from llama_bake.errors import CatalogError
+from llama_bake.plan.targets import resplit
+
+
+@dataclass(frozen=True)
+class Validation:
+    catalog: Path
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        valid = not self.problems
+        return {"catalog": str(self.catalog), "valid": valid, "problems": self.problems, "warnings": self.warnings}
+
+    def raise_if_invalid(self) -> None:
+        if self.problems:
+            raise CatalogError(list(self.problems))
+
+
+def validate(catalog_dir: Path, *, strict: bool = False) -> Validation:
+    """Every problem of the catalog and the warnings that do not stop a build; with ``strict`` (for CI), the
+    warnings are problems too."""
+    try:
+        warnings = catalog_warnings(load_catalog(catalog_dir))
+    except CatalogError as exc:
+        return Validation(catalog_dir, tuple(exc.problems), ())
+    if strict:
+        return Validation(catalog_dir, tuple(f"{w} (--strict)" for w in warnings), ())
+    return Validation(catalog_dir, (), tuple(warnings))
+
+
+def catalog_warnings(catalog: Catalog) -> list[str]:
+    warnings: list[str] = []
+    if not catalog.models:
+        warnings.append("the catalog has no model yet: add one with `llama-bake add OWNER/REPO:QUANT`")
+    warnings += [
+        f"model {model.name}: {pin} is the all-zero placeholder; `llama-bake pin {model.name}` fills it in "
+        "(build refuses it)"
+        for model in catalog.models
+        for pin in model.placeholders
+    ]
+    return warnings + size_warnings(catalog)
+
+
+def size_warnings(catalog: Catalog) -> list[str]:
+    """Weights files over the registry's layer limit that the build does not re-split: the push would fail
+    after the whole build."""
+    limit = catalog.project.max_layer_size
+    warnings = []
+    for model in catalog.models:
+        if model.delivery != "baked" or resplit(model, limit) is not None:
+            continue
+        for field, weights in (("weights", model.weights), ("mmproj", model.mmproj)):
+            if weights is None:
+                continue
+            for item in weights.files:
+                if item.size is not None and item.size > limit:
+                    warnings.append(
+                        f"model {model.name}: {field} {item.filename} is {format_size(item.size)}, one image layer "
+                        f"over max_layer_size ({format_size(limit)}), which llama-bake re-splits only for a single "
+                        "ungated weights file: registries such as ghcr.io refuse it at push; pick a split "
+                        "quantisation of it (`llama-bake add OWNER/REPO:QUANT` pins every part), or raise "
+                        "max_layer_size in project.yaml if your registry takes it"
+                    )
+    return warnings

@@ -1,0 +1,38 @@
+"""``llama-bake list``: a row per target of the plan, its image and tags with the variables at their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llama_bake.plan.targets import BakePlan
+
+
+@dataclass(frozen=True)
+class Row:
+    target: str
+    kind: str
+    base: str
+    image: str
+    tags: tuple[str, ...]
+    dockerfile: str
+    platforms: tuple[str, ...]
+    weight_size: int | None  # bytes; None for a base, or where a file's size is not recorded
+    weight_layers: int  # one per weights file (a split model's parts, the vision projector); a re-split: its parts
+
+
+def rows(plan: BakePlan) -> list[Row]:
+    """Each target, its base ("-" for a base), its image and every tag (variables at their defaults)."""
+    return [
+        Row(
+            t.name,
+            t.kind,
+            t.base or "-",
+            plan.resolve(t.image),
+            tuple(tag for tag in (plan.resolve(i) for i in t.tags) if tag),
+            t.dockerfile,
+            t.platforms,
+            t.weight_size,
+            t.weight_layers,
+        )
+        for t in plan.targets
+    ]
