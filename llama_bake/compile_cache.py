@@ -68,8 +68,8 @@ def load(key: str) -> object | None:
         return None
     try:
         with (cache_dir() / f"{key}.pickle").open("rb") as handle:
-            value: object = pickle.load(handle)
-    except Exception:  # a missing, partial or outdated entry: compile again
+            value: object = pickle.load(handle)  # noqa: S301 - only this user's own cache entries, written by `store` and keyed by content
+    except Exception:  # a missing, partial or outdated entry: compile again  # noqa: BLE001 - any error unpickling a stale or partial entry means: compile again
         return None
     return value
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llama_bake.errors import StaleError
 from llama_bake.files import read_existing, unified_diff, write_atomic
-from llama_bake.plan.targets import GENERATED
+from llama_bake.plan.ir import GENERATED
 from llama_bake.project import Compiled, Paths, compile_catalog
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llama_bake.plan.targets import BakePlan, dockerfiles_dir
+from llama_bake.plan.ir import BakePlan, dockerfiles_dir
 
 # Each stage's module is imported where it is used: a no-op generate or build whose compiled set comes from
 # the cache (see ``compile_catalog``) never loads pydantic's catalog models, the loader or Jinja.

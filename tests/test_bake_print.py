@@ -21,7 +21,7 @@ from llama_bake.buildx.invocation import with_bases
 from llama_bake.cli import main
 from llama_bake.companions import compose_text
 from llama_bake.errors import DockerError
-from llama_bake.plan.targets import BakePlan, Interp
+from llama_bake.plan.ir import BakePlan, Interp
 from tests.conftest import BASE, MODEL, REPO, WriteCatalog
 
 pytestmark = [pytest.mark.bake, pytest.mark.usefixtures("buildx")]

@@ -625,7 +625,7 @@ SETUP_STEPS = ("Free disk space for the CUDA build", "Install llama-bake")
 
 
 @pytest.mark.parametrize("provider", ["github", "gitlab"])
-def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(
+def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(  # noqa: PLR0915 - one CI run, step by step, as the generated workflow runs it
     project: Project,
     embedded_builder: str,
     registry: str,

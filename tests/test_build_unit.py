@@ -17,13 +17,13 @@ import pytest
 
 from llama_bake import project as pipeline
 from llama_bake.buildx.client import Invocation, WhalesRunner
-from llama_bake.buildx.invocation import Phase, expand_targets, make_invocation, phases
+from llama_bake.buildx.invocation import Phase, Site, expand_targets, make_invocation, phases
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.progress import Progress
 from llama_bake.buildx.run import BuildInterrupted, dry_run, run_build
 from llama_bake.buildx.summary import Summary, TargetSummary
 from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 from llama_bake.project import git_environment
 from tests.conftest import MODEL, WriteCatalog
 from tests.fakes import FakeBaker
@@ -88,7 +88,7 @@ def test_cache_presets_parse_and_reject_what_they_cannot_use() -> None:
 def _invocation(plan: BakePlan, options: BuildOptions, tmp_path: Path, phase: int = 0) -> Invocation:
     step = phases(options, plan)[phase]
     images = {"llama-cpp-cuda": "oci-layout:///w/bases/llama-cpp-cuda@sha256:d"}
-    return make_invocation(options, plan, step, tmp_path / "bake.hcl", tmp_path / "m", tmp_path, tmp_path, images)
+    return make_invocation(options, plan, step, Site(tmp_path / "bake.hcl", tmp_path, tmp_path), images)
 
 
 def _sets(invocation: Invocation) -> list[str]:

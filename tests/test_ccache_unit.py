@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from llama_bake.buildx import ccache
-from llama_bake.buildx.invocation import Phase, make_invocation
+from llama_bake.buildx.invocation import Phase, Site, make_invocation
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.progress import Progress
 from llama_bake.catalog.loader import load_catalog
-from llama_bake.plan.targets import BakePlan, make_plan
+from llama_bake.plan.ir import BakePlan
+from llama_bake.plan.targets import make_plan
 from tests.conftest import BASE, MODEL, WriteCatalog
 
 
@@ -57,11 +58,12 @@ def test_the_base_phase_imports_the_last_export_as_the_ccache_context(
         options,
         plan,
         Phase("bases", ("base-a",), ("base-a",)),
-        tmp_path / "docker-bake.hcl",
-        tmp_path / "m.json",
-        tmp_path,
-        tmp_path,
-        ccache_imports={"base-a": "docker-image://reg/cache/base-a@sha256:x"},
+        Site(
+            tmp_path / "docker-bake.hcl",
+            tmp_path,
+            tmp_path,
+            ccache_imports={"base-a": "docker-image://reg/cache/base-a@sha256:x"},
+        ),
     )
     flags = list(invocation.flags)
     assert flags[flags.index("base-a.contexts.ccache=docker-image://reg/cache/base-a@sha256:x") - 1] == "--set"
@@ -77,12 +79,7 @@ def test_the_export_bake_builds_the_export_stage_to_the_store_only(write_catalog
     stores = ccache.stores(options, plan, ["base-a", "model-a"])
     assert list(stores) == ["base-a"]
     invocation = ccache.export_invocation(
-        options,
-        plan,
-        stores,
-        {},
-        tmp_path / "docker-bake.hcl",
-        tmp_path / "elsewhere",
+        options, plan, stores, Site(tmp_path / "docker-bake.hcl", tmp_path / "elsewhere", tmp_path)
     )
     sets = [v for f, v in zip(invocation.flags[::2], invocation.flags[1::2], strict=True) if f == "--set"]
     assert "base-a.target=ccache-export" in sets

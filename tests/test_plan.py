@@ -13,7 +13,9 @@ from llama_bake.catalog.checks import Catalog
 from llama_bake.catalog.gpus import GPU_FAMILIES
 from llama_bake.catalog.models import Model
 from llama_bake.catalog.project import Project
-from llama_bake.plan.targets import Interp, Var, cmake_args, make_plan, server_env
+from llama_bake.plan.environment import cmake_args, server_env
+from llama_bake.plan.ir import Interp, Var
+from llama_bake.plan.targets import make_plan
 from tests.conftest import BASE, MODEL, SHA_A, SHA_B
 
 ROOT = Path("/project")

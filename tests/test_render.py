@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llama_bake.errors import TemplateError
-from llama_bake.plan.targets import Interp, Shape, Var
+from llama_bake.plan.ir import Interp, Shape, Var
 from llama_bake.render.templates import environment, hcl, hcl_string, render_dockerfile
 
 

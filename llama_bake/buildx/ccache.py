@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_bake.buildx.client import Invocation
-from llama_bake.buildx.invocation import override_flags
+from llama_bake.buildx.invocation import Site, override_flags
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.progress import Progress
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 
 CONTEXT = "ccache"
 EXPORT_STAGE = "ccache-export"
@@ -157,17 +157,10 @@ def staging_dir(where: Store) -> Path:
     return Path(where.location + ".new")
 
 
-def export_invocation(
-    options: BuildOptions,
-    plan: BakePlan,
-    exports: Mapping[str, Store],
-    imports: Mapping[str, str],
-    bake_file: Path,
-    cwd: Path,
-    env: Mapping[str, str] | None = None,
-) -> Invocation:
+def export_invocation(options: BuildOptions, plan: BakePlan, exports: Mapping[str, Store], site: Site) -> Invocation:
     """The bake that exports ``exports`` (base -> store) after the bases compiled on this builder: each base
-    built again (all of it cached) with its target stage ``ccache-export`` and the store as its only output."""
+    built again (all of it cached, on the caches ``site`` imported) with its target stage ``ccache-export`` and
+    the store as its only output."""
     flags = override_flags(options, plan)
     flags += [
         arg
@@ -175,20 +168,20 @@ def export_invocation(
         if not any(item.partition("=")[0].endswith(f".{key}") for key in OWN_KEYS)
         for arg in ("--set", item)
     ]
-    flags += import_flags(imports, exports)
+    flags += import_flags(site.ccache_imports, exports)
     for base, where in exports.items():
         staging = staging_dir(where) if where.kind == "local" else None
         # The store's name as the only tag: buildx names an image output after the target's tags.
         flags += ["--set", f"{base}.target={EXPORT_STAGE}", "--set", f"{base}.output={where.output(staging)}"]
         flags += ["--set", f"{base}.tags={where.name}"]
         if staging is not None:
-            flags += _allow(staging.parent, cwd)
+            flags += _allow(staging.parent, site.cwd)
     return Invocation(
-        files=(str(bake_file),),
+        files=(str(site.bake_file),),
         targets=tuple(exports),
         builder=options.builder,
         flags=tuple(_unique_allows(flags)),
-        env=dict(env or {}),
+        env=dict(site.env),
     )
 
 

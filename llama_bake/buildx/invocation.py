@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llama_bake.buildx.client import Invocation
 from llama_bake.buildx.driver import Demands
 from llama_bake.buildx.options import BuildOptions, PhaseName
 from llama_bake.errors import UsageError, did_you_mean
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 
 
 def expand_targets(plan: BakePlan, names: Iterable[str]) -> list[str]:
@@ -113,45 +113,36 @@ def outputs(options: BuildOptions, targets: Iterable[str]) -> list[tuple[str, st
     return found
 
 
+@dataclass(frozen=True)
+class Site:
+    """Where the bakes of one build run, and what each of them passes alike: the bake file and the directory buildx
+    runs in, the working directory that holds the bases' OCI layouts and the metadata files between two phases,
+    the git values (environment) and each base's last exported compiler cache (``ccache``)."""
+
+    bake_file: Path
+    cwd: Path
+    workdir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    ccache_imports: Mapping[str, str] = field(default_factory=dict)
+
+    def metadata_file(self, phase: Phase) -> Path:
+        return self.workdir / f"{phase.name}-metadata.json"
+
+
 def make_invocation(
-    options: BuildOptions,
-    plan: BakePlan,
-    phase: Phase,
-    bake_file: Path,
-    metadata_file: Path,
-    cwd: Path,
-    workdir: Path,
-    base_images: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
-    ccache_imports: Mapping[str, str] | None = None,
+    options: BuildOptions, plan: BakePlan, phase: Phase, site: Site, base_images: Mapping[str, str] | None = None
 ) -> Invocation:
-    """The buildx command of ``phase``. ``workdir`` holds the bases' OCI layouts between two phases;
-    ``base_images`` (phase ``models``) maps each base to the pinned image source its models build on;
-    ``ccache_imports`` each base's last exported compiler cache (``ccache``)."""
+    """The buildx command of ``phase``. ``base_images`` (phase ``models``) maps each base to the pinned image source
+    its models build on."""
     flags = override_flags(options, plan)
-    imports = ccache_imports or {}
+    imports = site.ccache_imports
     flags += [arg for b in phase.targets if b in imports for arg in ("--set", f"{b}.contexts.ccache={imports[b]}")]
     if phase.name == "models":
-        for model in phase.targets:
-            base = plan.target(model).base
-            assert base is not None
-            assert base_images is not None
-            flags += ["--set", f"{model}.contexts.base={base_images[base]}"]
-        if not options.push and options.hand_over == "oci-layout":
-            flags += _allow_path(workdir, cwd, "read")
-    flags += _cache_flags(options, plan, phase, cwd)
-    rewrite = REWRITE if plan.rewrite_timestamps else ""
-    if rewrite:
-        # The image (or, with --load, docker) exporter spelled out, to carry the option; --push sets push=true on it.
-        flags += ["--set", f"*.output=type={'docker' if options.load else 'image'}{rewrite}"]
-    for target, spec, out_dir in outputs(options, phase.targets):
-        flags += ["--set", f"{target}.output={_rewritten(spec) if rewrite else spec}"]
-        if out_dir is not None:
-            flags += _allow_path(out_dir, cwd, "write")
+        flags += _base_contexts(options, plan, phase, site, base_images or {})
+    flags += _cache_flags(options, plan, phase, site.cwd)
+    flags += _output_flags(options, plan, phase, site.cwd)
     if phase.name == "bases" and not options.push and options.hand_over == "oci-layout":
-        for base in phase.targets:
-            flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(workdir, base)},tar=false{rewrite}"]
-        flags += _allow_path(workdir, cwd, "write")
+        flags += _layout_outputs(plan, phase, site)
     if options.network:
         # A bake variable: buildx ignores `--set *.network`.
         flags += ["--var", f"BUILD_NETWORK={options.network}"]
@@ -160,16 +151,53 @@ def make_invocation(
     for item in options.sets:
         flags += ["--set", item]
     return Invocation(
-        files=(str(bake_file),),
+        files=(str(site.bake_file),),
         targets=phase.names,
         builder=options.builder,
         push=options.push,
         load=options.load,
         no_cache=options.no_cache,
         flags=tuple(flags),
-        env=dict(env or {}),
-        metadata_file=str(metadata_file),
+        env=dict(site.env),
+        metadata_file=str(site.metadata_file(phase)),
     )
+
+
+def _base_contexts(
+    options: BuildOptions, plan: BakePlan, phase: Phase, site: Site, base_images: Mapping[str, str]
+) -> list[str]:
+    """The second of two phases: each model builds on the image the first made of its base."""
+    flags: list[str] = []
+    for model in phase.targets:
+        base = plan.target(model).base
+        assert base is not None
+        flags += ["--set", f"{model}.contexts.base={base_images[base]}"]
+    if not options.push and options.hand_over == "oci-layout":
+        flags += _allow_path(site.workdir, site.cwd, "read")
+    return flags
+
+
+def _layout_outputs(plan: BakePlan, phase: Phase, site: Site) -> list[str]:
+    """The first of two phases, unpushed: each base written as an OCI layout in the working directory."""
+    rewrite = REWRITE if plan.rewrite_timestamps else ""
+    flags: list[str] = []
+    for base in phase.targets:
+        flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(site.workdir, base)},tar=false{rewrite}"]
+    return [*flags, *_allow_path(site.workdir, site.cwd, "write")]
+
+
+def _output_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path) -> list[str]:
+    """The exporters: ``--output`` per target, and (with reproducible timestamps) the image exporter spelled out."""
+    flags: list[str] = []
+    rewrite = REWRITE if plan.rewrite_timestamps else ""
+    if rewrite:
+        # The image (or, with --load, docker) exporter spelled out, to carry the option; --push sets push=true on it.
+        flags += ["--set", f"*.output=type={'docker' if options.load else 'image'}{rewrite}"]
+    for target, spec, out_dir in outputs(options, phase.targets):
+        flags += ["--set", f"{target}.output={_rewritten(spec) if rewrite else spec}"]
+        if out_dir is not None:
+            flags += _allow_path(out_dir, cwd, "write")
+    return flags
 
 
 def override_flags(options: BuildOptions, plan: BakePlan) -> list[str]:
@@ -212,6 +240,13 @@ def _cache_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path)
     if options.cache_export:
         for spec in options.cache_to:
             flags += ["--set", f"*.cache-to={spec}"]
+    flags += _local_cache_allows(options, cwd)
+    return _dedupe_allows(flags)
+
+
+def _local_cache_allows(options: BuildOptions, cwd: Path) -> list[str]:
+    """Local cache directories: read, and written when the cache is exported (buildx's fs entitlements)."""
+    flags: list[str] = []
     for kind in ("base", "model"):
         preset = options.cache_for(kind)
         if preset is not None and preset.kind == "local":
@@ -219,7 +254,7 @@ def _cache_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path)
             flags += _allow_path(directory, cwd, "read")
             if options.cache_export:
                 flags += _allow_path(directory, cwd, "write")
-    return _dedupe_allows(flags)
+    return flags
 
 
 def _dedupe_allows(flags: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Mapping
 
 from llama_bake.buildx.checks import Check
-from llama_bake.plan.targets import LABEL_PREFIX, BakePlan
+from llama_bake.plan.ir import LABEL_PREFIX, BakePlan
 
 # The oldest Linux driver of each CUDA major version (NVIDIA's minor version compatibility: any 13.x toolkit runs
 # on a 580 driver). An image's CUDA newer than the driver fails at the first CUDA call, not at build time.

@@ -29,7 +29,7 @@ from typing import Protocol
 from llama_bake.buildx.invocation import expand_targets, phases
 from llama_bake.buildx.options import BuildOptions
 from llama_bake.errors import PushRefused
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 
 TIMEOUT = 10.0
 DOCKER_HUB = "docker.io"

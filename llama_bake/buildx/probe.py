@@ -11,7 +11,7 @@ from llama_bake.buildx.driver import Capabilities, refusals
 from llama_bake.buildx.invocation import demands, phases
 from llama_bake.buildx.options import BuildOptions
 from llama_bake.errors import DockerError
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 
 DEFAULT_BUILDER = "llama-bake"
 

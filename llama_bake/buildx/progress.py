@@ -193,35 +193,43 @@ class Progress:
         except json.JSONDecodeError:
             self.messages.append(text)
             return []
-        changed: list[Vertex] = []
-        for raw in event.get("vertexes") or []:
-            changed.append(self._vertex(raw))
+        changed = [self._vertex(raw) for raw in event.get("vertexes") or []]
         for raw in event.get("logs") or []:
-            vertex = self.vertices.get(str(raw.get("vertex")))
-            if vertex is not None:
-                vertex.first_output = vertex.first_output or _time(raw.get("timestamp"))
-                vertex.last_output = _time(raw.get("timestamp")) or vertex.last_output
-                lines = _decode(raw.get("data")).splitlines()
-                vertex.log.extend(lines)
-                del vertex.log[:-200]  # the end of a log is what explains a failure
-                self.new_logs += [(vertex, text) for text in lines]
+            self._log(raw)
         for raw in event.get("statuses") or []:
-            vertex = self.vertices.get(str(raw.get("vertex")))
-            if vertex is not None:
-                ident = str(raw.get("id") or "")
-                transfer = vertex.transfers.setdefault(ident, Transfer(ident))
-                transfer.current = _int(raw.get("current"), transfer.current)
-                transfer.total = _int(raw.get("total"), transfer.total)
-                transfer.started = transfer.started or _time(raw.get("started"))
-                transfer.updated = _time(raw.get("timestamp")) or transfer.updated
-                transfer.completed = _time(raw.get("completed")) or transfer.completed
-                if vertex not in changed:
-                    changed.append(vertex)
+            vertex = self._status(raw)
+            if vertex is not None and vertex not in changed:
+                changed.append(vertex)
         for raw in event.get("warnings") or []:
             short = _decode(raw.get("short")).strip()
             if short:
                 self.messages.append(f"warning: {short}")
         return changed
+
+    def _log(self, raw: dict[str, object]) -> None:
+        vertex = self.vertices.get(str(raw.get("vertex")))
+        if vertex is None:
+            return
+        vertex.first_output = vertex.first_output or _time(raw.get("timestamp"))
+        vertex.last_output = _time(raw.get("timestamp")) or vertex.last_output
+        lines = _decode(raw.get("data")).splitlines()
+        vertex.log.extend(lines)
+        del vertex.log[:-200]  # the end of a log is what explains a failure
+        self.new_logs += [(vertex, text) for text in lines]
+
+    def _status(self, raw: dict[str, object]) -> Vertex | None:
+        """A transfer's progress (a download, an export), on the vertex it belongs to."""
+        vertex = self.vertices.get(str(raw.get("vertex")))
+        if vertex is None:
+            return None
+        ident = str(raw.get("id") or "")
+        transfer = vertex.transfers.setdefault(ident, Transfer(ident))
+        transfer.current = _int(raw.get("current"), transfer.current)
+        transfer.total = _int(raw.get("total"), transfer.total)
+        transfer.started = transfer.started or _time(raw.get("started"))
+        transfer.updated = _time(raw.get("timestamp")) or transfer.updated
+        transfer.completed = _time(raw.get("completed")) or transfer.completed
+        return vertex
 
     def _vertex(self, raw: dict[str, object]) -> Vertex:
         digest = str(raw.get("digest"))

@@ -24,6 +24,7 @@ from llama_bake.buildx import ccache
 from llama_bake.buildx.client import BakeFailed, Baker, Invocation, registry_digest
 from llama_bake.buildx.invocation import (
     Phase,
+    Site,
     command_text,
     expand_targets,
     layout_dir,
@@ -40,7 +41,7 @@ from llama_bake.buildx.summary import DONE, Summary, digest_of, failure_message,
 from llama_bake.errors import BuildError, CatalogError, UsageError
 from llama_bake.files import write_atomic
 from llama_bake.generated import write_compiled
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 from llama_bake.project import Paths, compile_catalog, git_environment
 
 OnLine = Callable[[str, Progress, list[Vertex]], None]
@@ -86,29 +87,85 @@ def dry_run(paths: Paths, options: BuildOptions, runner: Baker) -> str:
     plan, env = _prepare(paths, options)
     builder, caps = probe_builder(runner, options.builder)
     options = fit_to_builder(plan, dataclasses.replace(options, builder=builder), caps)
-    workdir = Path("<tmp>")
-    placeholders = {
-        t.name: _base_source(options, plan, t.name, workdir, {t.name: {"containerimage.digest": "<digest>"}})
-        for t in plan.targets
-        if t.kind == "base"
-    }
-    lines = []
     steps = phases(options, plan)
     stores = ccache.stores(options, plan, [t for phase in steps for t in phase.targets])
     imports = _ccache_imports(stores, lambda ref: registry_digest(ref, builder))
-    for phase in steps:
-        metadata_file = workdir / f"{phase.name}-metadata.json"
-        invocation = make_invocation(
-            options, plan, phase, paths.output, metadata_file, paths.bake_dir, workdir, placeholders, env, imports
-        )
-        lines.append(command_text(invocation))
-    return "\n".join(lines)
+    site = Site(paths.output, paths.bake_dir, Path("<tmp>"), env, imports)
+    placeholders = {
+        t.name: _base_source(options, plan, t.name, site.workdir, {t.name: {"containerimage.digest": "<digest>"}})
+        for t in plan.targets
+        if t.kind == "base"
+    }
+    return "\n".join(command_text(make_invocation(options, plan, phase, site, placeholders)) for phase in steps)
 
 
 def _ccache_imports(stores: Mapping[str, ccache.Store], lookup: ccache.Digest) -> dict[str, str]:
     """Each base's last exported compiler cache, where there is one."""
     found = {base: ccache.last_export(where, lookup) for base, where in stores.items()}
     return {base: source for base, source in found.items() if source}
+
+
+@dataclasses.dataclass
+class _Build:
+    """One build underway: what its phases share, and what they report as they run."""
+
+    paths: Paths
+    options: BuildOptions
+    plan: BakePlan
+    steps: list[Phase]
+    site: Site
+    progress: Progress
+    fallback: bool  # the default builder did not answer the probe: buildx's own may be used instead
+    metadata: dict[str, object] = dataclasses.field(default_factory=dict)
+    ran: list[Phase] = dataclasses.field(default_factory=list)
+    stderr: str = ""
+
+    @property
+    def targets(self) -> list[str]:
+        return [t for phase in self.steps for t in phase.targets]
+
+    def run_phases(self, runner: Baker, on_line: OnLine | None) -> str:
+        """Each phase in order; a phase that fails stops the build. Returns how it ended: done, failed or
+        interrupted (the stderr of a failed bake is kept)."""
+        try:
+            with _noting_sigint() as sigint:
+                for phase in self.steps:
+                    self.ran.append(phase)
+                    self._run_phase(phase, runner, on_line)
+        except BakeFailed as exc:
+            # buildx may exit from the same Ctrl-C before Python raises KeyboardInterrupt: the same outcome.
+            self.stderr = exc.stderr
+            return "interrupted" if sigint else "failed"
+        except KeyboardInterrupt:
+            # buildx got the same SIGINT (a terminal sends it to the whole job) and cancels the solve.
+            return "interrupted"
+        return "done"
+
+    def _run_phase(self, phase: Phase, runner: Baker, on_line: OnLine | None) -> None:
+        self.progress.sole = phase.targets[0] if len(phase.targets) == 1 else None
+        pinned = _bases_of(self.plan, phase.targets) if phase.name == "models" else []
+        workdir = self.site.workdir
+        images = {base: _base_source(self.options, self.plan, base, workdir, self.metadata) for base in pinned}
+        invocation = make_invocation(self.options, self.plan, phase, self.site, images)
+        try:
+            invocation = _bake(runner, invocation, self.paths.bake_dir, self.progress, on_line, self.fallback)
+        finally:
+            self.metadata.update(_read_metadata(Path(invocation.metadata_file or "")))
+        self.options = dataclasses.replace(self.options, builder=invocation.builder)
+
+    def summary(self, elapsed: float) -> Summary:
+        not_run = tuple(t for phase in self.steps[len(self.ran) :] for t in phase.targets)
+        return summarize(
+            self.plan,
+            self.targets,
+            self.progress,
+            self.metadata,
+            elapsed,
+            self.options.builder,
+            self.options.variables,
+            skipped=not_run,
+            phases=len(self.steps),
+        )
 
 
 def run_build(
@@ -130,83 +187,17 @@ def run_build(
     stores = ccache.stores(options, plan, [t for phase in steps for t in phase.targets])
     imports = _ccache_imports(stores, lookup or (lambda ref: registry_digest(ref, options.builder)))
     progress = Progress({t.name: t.base for t in plan.targets if t.base is not None})
-    metadata: dict[str, object] = {}
     started = time.monotonic()
-    stderr = ""
-    failed = interrupted = False
-    builder = options.builder
-    ran: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="llama-bake-") as tmp:
-        workdir = Path(tmp)
+        site = Site(paths.output, paths.bake_dir, Path(tmp), env, imports)
+        job = _Build(paths, options, plan, steps, site, progress, fallback)
         _make_directories(options, plan, steps)
+        outcome = job.run_phases(runner, on_line)
+    summary = job.summary(time.monotonic() - started)
+    _raise_unless_done(outcome, job, summary)
+    if job.options.cache_export and stores:
         try:
-            with _noting_sigint() as sigint:
-                for phase in steps:
-                    ran.append(phase)
-                    progress.sole = phase.targets[0] if len(phase.targets) == 1 else None
-                    pinned = _bases_of(plan, phase.targets) if phase.name == "models" else []
-                    base_images = {base: _base_source(options, plan, base, workdir, metadata) for base in pinned}
-                    invocation = make_invocation(
-                        dataclasses.replace(options, builder=builder),
-                        plan,
-                        phase,
-                        paths.output,
-                        workdir / f"{phase.name}-metadata.json",
-                        paths.bake_dir,
-                        workdir,
-                        base_images,
-                        env,
-                        imports,
-                    )
-                    try:
-                        invocation = _bake(runner, invocation, paths.bake_dir, progress, on_line, fallback)
-                    finally:
-                        metadata.update(_read_metadata(Path(invocation.metadata_file or "")))
-                    builder = invocation.builder
-        except BakeFailed as exc:
-            # buildx may exit from the same Ctrl-C before Python raises KeyboardInterrupt: the same outcome.
-            interrupted = bool(sigint)
-            failed = not interrupted
-            stderr = exc.stderr
-        except KeyboardInterrupt:
-            # buildx got the same SIGINT (a terminal sends it to the whole job) and cancels the solve.
-            interrupted = True
-    not_run = tuple(t for phase in steps[len(ran) :] for t in phase.targets)
-    summary = summarize(
-        plan,
-        [t for phase in steps for t in phase.targets],
-        progress,
-        metadata,
-        time.monotonic() - started,
-        builder,
-        options.variables,
-        skipped=not_run,
-        phases=len(steps),
-    )
-    if interrupted:
-        msg = "interrupted; the builder cancels the running steps. Targets that had finished: " + (
-            ", ".join(summary.finished) or "none"
-        )
-        raise BuildInterrupted(msg, summary)
-    if failed:
-        failure = progress.failure()
-        problem = diagnose(stderr, builder) if failure is None else None
-        if problem is not None:
-            raise problem
-        raise BuildFailed(failure_message(failure, summary, stderr), summary)
-    unfinished = [f"{t.name} ({t.status})" for t in summary.targets if t.status not in DONE]
-    if unfinished:
-        # buildx exited 0, yet a target did not finish: the exit code says so all the same.
-        msg = (
-            f"docker buildx bake reported success, but not every target finished: {', '.join(unfinished)}; "
-            "finished: " + (", ".join(summary.finished) or "none")
-        )
-        raise BuildFailed(msg, summary)
-    if options.cache_export and stores:
-        built = [t for phase in steps for t in phase.targets]
-        export_options = dataclasses.replace(options, builder=builder)
-        try:
-            _export_ccache(built, runner, export_options, plan, paths, env, stores, imports, progress)
+            _export_ccache(job, runner, stores)
         except BuildError as exc:
             raise BuildFailed(str(exc), summary) from exc
         except KeyboardInterrupt:
@@ -215,7 +206,29 @@ def run_build(
     return summary
 
 
-def build(
+def _raise_unless_done(outcome: str, job: _Build, summary: Summary) -> None:
+    """The exit code is the truth: an interrupted or failed build, and one where buildx exited 0 while a target
+    did not finish, each raise (naming what failed and what had finished)."""
+    finished = ", ".join(summary.finished) or "none"
+    if outcome == "interrupted":
+        msg = f"interrupted; the builder cancels the running steps. Targets that had finished: {finished}"
+        raise BuildInterrupted(msg, summary)
+    if outcome == "failed":
+        failure = job.progress.failure()
+        problem = diagnose(job.stderr, job.options.builder) if failure is None else None
+        if problem is not None:
+            raise problem
+        raise BuildFailed(failure_message(failure, summary, job.stderr), summary)
+    unfinished = [f"{t.name} ({t.status})" for t in summary.targets if t.status not in DONE]
+    if unfinished:
+        msg = (
+            f"docker buildx bake reported success, but not every target finished: {', '.join(unfinished)}; "
+            f"finished: {finished}"
+        )
+        raise BuildFailed(msg, summary)
+
+
+def build(  # noqa: PLR0913 - the CLI's display, summary file and builder starter are each optional
     paths: Paths,
     options: BuildOptions,
     runner: Baker,
@@ -246,25 +259,15 @@ def build(
     return summary
 
 
-def _export_ccache(
-    built: list[str],
-    runner: Baker,
-    options: BuildOptions,
-    plan: BakePlan,
-    paths: Paths,
-    env: Mapping[str, str],
-    stores: Mapping[str, ccache.Store],
-    imports: Mapping[str, str],
-    progress: Progress,
-) -> None:
+def _export_ccache(job: _Build, runner: Baker, stores: Mapping[str, ccache.Store]) -> None:
     """Export the compiler cache of each base whose compile ran (a cached base has nothing new to export)."""
-    compiled = ccache.compiled(progress, plan, built)
+    compiled = ccache.compiled(job.progress, job.plan, job.targets)
     exports = {base: where for base, where in stores.items() if base in compiled}
     if not exports:
         return
-    invocation = ccache.export_invocation(options, plan, exports, imports, paths.output, paths.bake_dir, env)
+    invocation = ccache.export_invocation(job.options, job.plan, exports, job.site)
     try:
-        for _ in runner.bake(invocation, paths.bake_dir):
+        for _ in runner.bake(invocation, job.paths.bake_dir):
             pass
     except BakeFailed as exc:
         tail = "\n".join(exc.stderr.strip().splitlines()[-20:])

@@ -20,7 +20,7 @@ from llama_bake.buildx.driver import EngineInfo
 from llama_bake.buildx.invocation import expand_targets
 from llama_bake.buildx.summary import image_of
 from llama_bake.errors import DockerError, UsageError
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 
 GpuMode = Literal["auto", "gpu", "cpu"]
 PROMPT = "The capital of France is"
@@ -73,7 +73,7 @@ def http(url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
         return 0, b""
 
 
-def smoke_one(
+def smoke_one(  # noqa: PLR0913 - the engine, the launch and how long to wait; the clock and HTTP are seams for tests
     containers: Containers,
     model: str,
     launch: Launch,
@@ -140,7 +140,7 @@ def result_line(result: SmokeResult) -> str:
     )
 
 
-def launch_for(
+def launch_for(  # noqa: PLR0913 - a pure function of the seven facts a container's launch depends on
     target_args: Mapping[str, str],
     image: str,
     backend: str,
@@ -173,7 +173,7 @@ def launch_for(
     return Launch(image, env, host_port, port, host_network, gpu)
 
 
-def smoke(
+def smoke(  # noqa: PLR0913 - the plan, the engine and the command's five options
     plan: BakePlan,
     runner: Engine,
     models: tuple[str, ...],

@@ -10,7 +10,7 @@ from typing import Literal
 
 from llama_bake.buildx import ccache
 from llama_bake.buildx.progress import Progress, TargetState, Vertex
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 
 LOG_TAIL = 20
 
@@ -100,7 +100,7 @@ def image_of(plan: BakePlan, name: str, variables: tuple[str, ...]) -> str:
     return plan.resolve(plan.target(name).image, overrides)
 
 
-def summarize(
+def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
     plan: BakePlan,
     targets: list[str],
     progress: Progress,

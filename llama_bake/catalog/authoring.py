@@ -72,7 +72,7 @@ class Pinned:
     diff: str
 
 
-def pin_models(catalog: Path, names: Sequence[str], *, update: bool, branch: str) -> list[Pinned]:
+def pin_models(catalog: Path, names: Sequence[str], *, update: bool, branch: str) -> list[Pinned]:  # noqa: C901 - one loop over files, pins and parts; each step is a line of the pin
     """``llama-bake pin``: fill in (or with ``update`` move) the revision and sha256 of each named model's
     Hugging Face files (every model when none is named); each file keeps its comments and layout."""
 

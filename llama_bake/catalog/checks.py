@@ -40,51 +40,49 @@ def cross_check(bases: list[Base | None], models: list[Model | None], project: P
     for i, base in enumerate(bases):
         if base is not None and base.backend == "cuda" and project is not None:
             problems += [Problem(("bases", i, "cuda"), m) for m in stack_mismatches(base, project)]
-    valid_bases = [b for b in bases if b is not None]
     if not bases:
         problems.append(Problem(("bases",), "the catalog has no base; add catalog/bases/<name>.yaml (see the README)"))
-    seen: dict[str, tuple[str | int, ...]] = {}
-    base_names = [b.name for b in valid_bases]
+    problems += _name_clashes(bases, models)
+    problems += _unknown_bases(bases, models)
+    return problems
 
-    def claim(name: str, loc: tuple[str | int, ...]) -> None:
+
+def _name_clashes(bases: list[Base | None], models: list[Model | None]) -> list[Problem]:
+    """Every target's name once: no two entries, no reserved group, no base's own group (``NAME-all``)."""
+    problems: list[Problem] = []
+    seen: dict[str, tuple[str | int, ...]] = {}
+    entries = [("bases", i, b.name) for i, b in enumerate(bases) if b] + [
+        ("models", i, m.name) for i, m in enumerate(models) if m
+    ]
+    for section, i, name in entries:
         if name in RESERVED_GROUPS:
-            problems.append(Problem((*loc, "name"), f"`{name}` is a reserved group name; choose another"))
+            problems.append(Problem((section, i, "name"), f"`{name}` is a reserved group name; choose another"))
         elif name in seen:
             other = seen[name]
-            problems.append(Problem((*loc, "name"), f"`{name}` is already used by {other[0]}[{other[1]}]"))
+            problems.append(Problem((section, i, "name"), f"`{name}` is already used by {other[0]}[{other[1]}]"))
         else:
-            seen[name] = loc
+            seen[name] = (section, i)
+    problems += [
+        Problem(("bases", i, "name"), f"`{base.name}-all` is the group of this base; rename the target")
+        for i, base in enumerate(bases)
+        if base is not None and f"{base.name}-all" in seen
+    ]
+    return problems
 
-    for i, base in enumerate(bases):
-        if base is not None:
-            claim(base.name, ("bases", i))
-    for i, model in enumerate(models):
-        if model is not None:
-            claim(model.name, ("models", i))
-    for i, base in enumerate(bases):
-        if base is not None and f"{base.name}-all" in seen:
-            problems.append(
-                Problem(("bases", i, "name"), f"`{base.name}-all` is the group of this base; rename the target")
-            )
+
+def _unknown_bases(bases: list[Base | None], models: list[Model | None]) -> list[Problem]:
+    """A model names a base the catalog has, or (with several bases) names one at all."""
+    base_names = [b.name for b in bases if b is not None]
+    problems: list[Problem] = []
     for i, model in enumerate(models):
         if model is None:
             continue
-        if model.base is None:
-            if len(base_names) > 1:
-                problems.append(
-                    Problem(
-                        ("models", i, "base"),
-                        "the catalog has several bases; name one: " + ", ".join(sorted(base_names)),
-                    )
-                )
-        elif valid_bases and model.base not in base_names:
-            hint = did_you_mean(model.base, base_names)
-            problems.append(
-                Problem(
-                    ("models", i, "base"),
-                    f"unknown base `{model.base}`; " + (hint if hint else "known: " + ", ".join(sorted(base_names))),
-                )
-            )
+        if model.base is None and len(base_names) > 1:
+            message = "the catalog has several bases; name one: " + ", ".join(sorted(base_names))
+            problems.append(Problem(("models", i, "base"), message))
+        elif model.base is not None and base_names and model.base not in base_names:
+            hint = did_you_mean(model.base, base_names) or "known: " + ", ".join(sorted(base_names))
+            problems.append(Problem(("models", i, "base"), f"unknown base `{model.base}`; {hint}"))
     return problems
 
 

@@ -218,7 +218,7 @@ class FileWeights(Strict):
         return (WeightFile(name, self.sha256, self.size, self.path),)
 
 
-def _weights_kind(value: Any) -> str | None:
+def _weights_kind(value: Any) -> str | None:  # noqa: PLR0911 - one return per kind of weights source
     if isinstance(value, dict):
         keys = set(value)
         parts = value.get("parts")

@@ -8,9 +8,9 @@ from typing import Any
 
 from llama_bake.catalog.checks import Catalog
 from llama_bake.catalog.fields import format_size
+from llama_bake.catalog.layers import resplit
 from llama_bake.catalog.loader import load_catalog
 from llama_bake.errors import CatalogError
-from llama_bake.plan.targets import resplit
 
 
 @dataclass(frozen=True)

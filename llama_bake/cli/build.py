@@ -59,7 +59,7 @@ from llama_bake.cli.options import JSON_OPTION, complete_targets, paths_options
     show_default=True,
     help="With no builder reachable and buildkitd installed, start the embedded one (`builder up`) and build.",
 )
-def build(
+def build(  # noqa: PLR0913 - click passes one parameter per option
     catalog: Path | None,
     bake_file: Path | None,
     progress: str,
@@ -136,7 +136,7 @@ def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None, as
     help="Share the host's network (the server listens on 127.0.0.1 only) instead of publishing a port.",
 )
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for /health.")
-def smoke(
+def smoke(  # noqa: PLR0913 - click passes one parameter per option
     catalog: Path | None,
     bake_file: Path | None,
     models: tuple[str, ...],

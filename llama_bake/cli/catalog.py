@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from llama_bake.cli.options import CHECK_OPTION, JSON_OPTION, complete_targets, paths_options
 from llama_bake.errors import StaleError
+
+if TYPE_CHECKING:
+    from llama_bake.project import Paths
 
 
 @click.command()
@@ -19,7 +23,6 @@ def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
     """Write docker-bake.hcl and dockerfiles/ from the catalog (atomically; unchanged files are not touched,
     Dockerfiles of removed targets are removed), and the Compose and CI files an earlier `compose` or `ci` wrote
     at their default places (each rewritten by its header's own command)."""
-    from llama_bake.cli.companions import regenerate
     from llama_bake.generated import Written, find_companions, generate_set, unpinned_warnings
     from llama_bake.project import Paths, compile_catalog
 
@@ -33,14 +36,8 @@ def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
     except StaleError as exc:
         stale.append(str(exc))
     wrote, unchanged = list(written.wrote), list(written.unchanged)
-    for path, words in companions:
-        try:
-            done = regenerate(paths.catalog, paths.output, path, words, check=check)
-        except StaleError as exc:
-            stale.append(str(exc))
-            continue
-        if done is not None:
-            (wrote if done[1] else unchanged).append(done[0])
+    for path, changed in _regenerate(paths, companions, stale, check=check):
+        (wrote if changed else unchanged).append(path)
     if stale:
         raise StaleError("\n".join(stale))
     for warning in unpinned_warnings(compiled):
@@ -54,6 +51,25 @@ def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
         click.echo(f"removed: {path}", err=True)
     if unchanged:
         click.echo(f"unchanged: {len(unchanged)} file(s)", err=True)
+
+
+def _regenerate(
+    paths: Paths, companions: list[tuple[Path, list[str]]], stale: list[str], *, check: bool
+) -> list[tuple[Path, bool]]:
+    """The Compose and CI files of this catalog, each written again (or checked) by its header's command; what
+    is stale is added to ``stale``."""
+    from llama_bake.cli.companions import regenerate
+
+    done = []
+    for path, words in companions:
+        try:
+            result = regenerate(paths.catalog, paths.output, path, words, check=check)
+        except StaleError as exc:
+            stale.append(str(exc))
+            continue
+        if result is not None:
+            done.append(result)
+    return done
 
 
 @click.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llama_bake.plan.targets import BakePlan
+from llama_bake.plan.ir import BakePlan
 
 
 @dataclass(frozen=True)

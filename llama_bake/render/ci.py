@@ -20,7 +20,7 @@ from llama_bake.buildx.options import CachePreset
 from llama_bake.errors import UsageError
 
 if TYPE_CHECKING:
-    from llama_bake.plan.targets import BakePlan
+    from llama_bake.plan.ir import BakePlan
 
 Provider = Literal["github", "gitlab"]
 DEFAULT_PATHS = {"github": ".github/workflows/llama-bake.yml", "gitlab": ".gitlab-ci.yml"}

@@ -16,7 +16,7 @@ from typing import Any
 from llama_bake.catalog.checks import Catalog
 from llama_bake.catalog.models import Model
 from llama_bake.errors import CatalogError
-from llama_bake.plan.targets import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
+from llama_bake.plan.ir import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
 
 CACHE_VOLUME = "llama-cache"
 SECRET = "hf_token"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llama_bake.plan.targets import BakePlan, Target
+from llama_bake.plan.ir import BakePlan, Target
 
 
 @dataclass(frozen=True)

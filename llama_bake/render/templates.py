@@ -19,7 +19,7 @@ import yaml
 
 from llama_bake.compile_cache import BAKE_TEMPLATE, DOCKERFILE_TEMPLATES, PACKAGED_TEMPLATES
 from llama_bake.errors import TemplateError
-from llama_bake.plan.targets import CACHE_TYPES, GENERATED, NETWORKS, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
+from llama_bake.plan.ir import CACHE_TYPES, GENERATED, NETWORKS, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -52,7 +52,7 @@ def hcl_string(text: str) -> str:
     return "".join(out)
 
 
-def hcl(value: object) -> str:
+def hcl(value: object) -> str:  # noqa: PLR0911 - one return per kind of value HCL spells differently
     """The one filter through which every value reaches HCL."""
     if isinstance(value, bool):
         return "true" if value else "false"
