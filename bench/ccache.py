@@ -138,7 +138,7 @@ def changed_sources(older: Path, newer: Path) -> tuple[int, int]:
 
 
 def smoke_trees(root: Path) -> tuple[Path, Path]:
-    from tests.test_ccache_buildkit import write_tree
+    from tests.integration.test_ccache_buildkit import write_tree
 
     write_tree(root / "older")
     write_tree(root / "newer", {3: "return 33;"})

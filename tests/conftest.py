@@ -40,6 +40,16 @@ def write_yaml(path: Path, data: Any) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def compile_cache_in_the_session(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The compile cache (``$XDG_CACHE_HOME/llama-bake/compiled``) in the session's temporary directory: no test
+    writes to the user's own cache directory, and no test reads an entry another run left there."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def write_catalog(tmp_path: Path) -> WriteCatalog:
     """Write a catalog under ``tmp_path/catalog``: ``write_catalog(bases={...}, models={...}, project={...})``."""

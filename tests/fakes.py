@@ -75,3 +75,8 @@ class FakeBaker:
         if invocation.metadata_file:
             Path(invocation.metadata_file).write_text(json.dumps(meta))
         yield from ()
+
+
+def event(**parts: object) -> str:
+    """One line of buildx's rawjson progress."""
+    return json.dumps(parts)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from llama_bake.errors import TemplateError
-from llama_bake.plan.ir import Interp, Shape, Var
-from llama_bake.render.templates import environment, hcl, hcl_string, render_dockerfile
+from llama_bake.plan.ir import BakePlan, Interp, Shape, Var
+from llama_bake.render.templates import Header, hcl, hcl_string, render_bake, render_dockerfile
 
 
 @pytest.mark.parametrize(
@@ -47,11 +47,12 @@ def test_hcl_filter_writes_lists_numbers_and_interpolations() -> None:
     assert hcl(Interp((Var("REGISTRY"), "/m:${x}", Var("TAG")))) == '"${REGISTRY}/m:$${x}${TAG}"'
 
 
-def test_environment_is_strict_about_undefined_values(tmp_path: Path) -> None:
+def test_a_template_using_a_value_the_plan_lacks_is_a_template_error_naming_the_file(tmp_path: Path) -> None:
+    """StrictUndefined: a typo in a project's template stops the render with our error, never renders as ''."""
     (tmp_path / "docker-bake.hcl.j2").write_text("{{ nothing.here }}", encoding="utf-8")
-    env = environment(tmp_path)
-    with pytest.raises(Exception, match="nothing"):
-        env.get_template("docker-bake.hcl.j2").render()
+    plan = BakePlan(variables=(), shapes=(), targets=(), groups=())
+    with pytest.raises(TemplateError, match=r"docker-bake\.hcl\.j2: 'nothing' is undefined \(a template uses a value"):
+        render_bake(plan, Header("t", "c"), tmp_path)
 
 
 def test_project_templates_override_packaged_ones(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Golden tests: the rendered HCL equals a reviewed file. Regenerate after a deliberate change with
-``LLAMA_BAKE_UPDATE_GOLDEN=1 pytest tests/test_golden.py`` and review the diff."""
+``LLAMA_BAKE_UPDATE_GOLDEN=1 pytest tests/render/test_golden.py`` and review the diff."""
 
 from __future__ import annotations
 

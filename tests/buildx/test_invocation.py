@@ -1,0 +1,128 @@
+"""Build options + the plan -> the bake command lines: phases, per-target caches, entitlements, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llama_bake import project as pipeline
+from llama_bake.buildx.client import Invocation
+from llama_bake.buildx.invocation import Phase, Site, expand_targets, make_invocation, phases
+from llama_bake.buildx.options import BuildOptions, CachePreset
+from llama_bake.errors import UsageError
+from llama_bake.plan.ir import BakePlan
+from tests.conftest import WriteCatalog
+
+FAKE_DIGEST = "sha256:" + "d" * 64
+
+
+def _invocation(plan: BakePlan, options: BuildOptions, tmp_path: Path, phase: int = 0) -> Invocation:
+    step = phases(options, plan)[phase]
+    images = {"llama-cpp-cuda": "oci-layout:///w/bases/llama-cpp-cuda@sha256:d"}
+    return make_invocation(options, plan, step, Site(tmp_path / "bake.hcl", tmp_path, tmp_path), images)
+
+
+def _sets(invocation: Invocation) -> list[str]:
+    flags = list(invocation.flags)
+    return [value for flag, value in zip(flags[::2], flags[1::2], strict=True) if flag == "--set"]
+
+
+def test_local_cache_outside_the_project_gets_exactly_read_and_write_entitlements(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    paths = pipeline.Paths.from_options(write_catalog(), None)
+    plan = pipeline.compile_catalog(paths).plan
+    outside = Path("/var/tmp/llama-bake-cache")
+    options = BuildOptions(cache=CachePreset("local", str(outside)), phases="one")
+    inv = _invocation(plan, options, tmp_path)
+    allows = [v for f, v in zip(inv.flags[::2], inv.flags[1::2], strict=True) if f == "--allow"]
+    assert allows == [f"fs.read={outside}", f"fs.write={outside}"]
+    inside = _invocation(plan, BuildOptions(cache=CachePreset("local", str(tmp_path / "c")), phases="one"), tmp_path)
+    assert "--allow" not in inside.flags
+    read_only = _invocation(plan, BuildOptions(cache=CachePreset("local", str(outside)), cache_export=False), tmp_path)
+    assert f"fs.write={outside}" not in read_only.flags
+
+
+def test_two_phases_whenever_a_cache_is_imported_or_when_asked(write_catalog: WriteCatalog) -> None:
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    cache = CachePreset("registry", "r/c")
+    one = Phase("all", ("default",), ("llama-cpp-cuda", "model-a"))
+    assert phases(BuildOptions(), plan) == [one]
+    two = [
+        Phase("bases", ("llama-cpp-cuda",), ("llama-cpp-cuda",)),
+        Phase("models", ("model-a",), ("model-a",)),
+    ]
+    assert phases(BuildOptions(cache=cache), plan) == two
+    assert phases(BuildOptions(cache_from=("type=gha",)), plan) == two
+    assert phases(BuildOptions(phases="two"), plan) == two
+    assert phases(BuildOptions(cache=cache, phases="one"), plan) == [one]
+    assert phases(BuildOptions(targets=("bases",), cache=cache), plan) == [
+        Phase("all", ("bases",), ("llama-cpp-cuda",))
+    ], "no model: nothing to pin"
+
+
+def test_each_target_gets_its_own_cache_and_a_pinned_model_reads_only_its_own(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    options = BuildOptions(cache=CachePreset("registry", "r/c"))
+    assert _sets(_invocation(plan, options, tmp_path, 0)) == [
+        "llama-cpp-cuda.cache-from=type=registry,ref=r/c/llama-cpp-cuda:buildcache",
+        "llama-cpp-cuda.cache-to=type=registry,ref=r/c/llama-cpp-cuda:buildcache,mode=max",
+        f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false",
+    ]
+    assert _sets(_invocation(plan, options, tmp_path, 1)) == [
+        "model-a.contexts.base=oci-layout:///w/bases/llama-cpp-cuda@sha256:d",
+        "model-a.cache-from=type=registry,ref=r/c/model-a:buildcache",
+        "model-a.cache-to=type=registry,ref=r/c/model-a:buildcache,mode=max",
+    ]
+    one = _invocation(plan, BuildOptions(cache=CachePreset("gha"), phases="one"), tmp_path)
+    assert "model-a.cache-from=type=gha,scope=llama-bake-llama-cpp-cuda" in _sets(one), "one bake: the base's too"
+
+
+def test_bases_and_models_can_use_different_caches_and_import_only(write_catalog: WriteCatalog, tmp_path: Path) -> None:
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    options = BuildOptions(
+        base_cache=CachePreset("gha"), model_cache=CachePreset("registry", "r/c"), cache_export=False, push=True
+    )
+    assert _sets(_invocation(plan, options, tmp_path, 0)) == [
+        "llama-cpp-cuda.cache-from=type=gha,scope=llama-bake-llama-cpp-cuda"
+    ], "pushed: no layout; import only: no cache-to"
+    assert _sets(_invocation(plan, options, tmp_path, 1))[1:] == [
+        "model-a.cache-from=type=registry,ref=r/c/model-a:buildcache"
+    ]
+
+
+def test_rewrite_timestamps_is_on_every_image_output_the_build_writes(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    catalog = write_catalog(project={"source_date_epoch": 1700000000, "rewrite_timestamps": True})
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(catalog, None)).plan
+    two = BuildOptions(phases="two")
+    assert _sets(_invocation(plan, two, tmp_path, 0)) == [
+        "*.output=type=image,rewrite-timestamp=true",
+        f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false,rewrite-timestamp=true",
+    ]
+    pushed = _invocation(plan, BuildOptions(push=True), tmp_path)
+    assert _sets(pushed) == ["*.output=type=image,rewrite-timestamp=true"]
+    assert pushed.push, "--push adds push=true to that output"
+    assert _sets(_invocation(plan, BuildOptions(load=True), tmp_path)) == [
+        "*.output=type=docker,rewrite-timestamp=true"
+    ]
+    own = BuildOptions(outputs=("type=oci,dest=out/{target}.tar", "type=cacheonly"))
+    assert _sets(_invocation(plan, own, tmp_path))[1:] == [
+        "llama-cpp-cuda.output=type=oci,dest=out/llama-cpp-cuda.tar,rewrite-timestamp=true",
+        "model-a.output=type=oci,dest=out/model-a.tar,rewrite-timestamp=true",
+        "*.output=type=cacheonly",
+    ]
+    plain = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(project={}), None)).plan
+    assert not any("rewrite-timestamp" in s for s in _sets(_invocation(plain, two, tmp_path, 0))), "off by default"
+
+
+def test_targets_and_groups_expand_and_unknown_names_suggest(write_catalog: WriteCatalog) -> None:
+    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    assert expand_targets(plan, ["default"]) == ["model-a"]
+    assert expand_targets(plan, ["llama-cpp-cuda-all"]) == ["llama-cpp-cuda", "model-a"]
+    with pytest.raises(UsageError, match="did you mean `model-a`"):
+        expand_targets(plan, ["model-b"])
