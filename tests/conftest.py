@@ -278,3 +278,10 @@ def run_image(tmp_path: Path) -> Any:
     runner = Runner(tmp_path)
     yield runner.run
     runner.stop()
+
+
+def prune_builder(builder: str) -> None:
+    """Empty ``builder``: every build cache record, cache mounts included (``docker buildx prune --all``)."""
+    subprocess.run(
+        ["docker", "buildx", "prune", "--force", "--all", "--builder", builder], check=True, capture_output=True
+    )

@@ -53,6 +53,9 @@ class FakeBaker:
     def builders_used(self) -> list[str | None]:
         return [call.builder for call in self.calls]
 
+    def command(self, invocation: Invocation) -> list[str]:
+        return ["docker", *invocation.argv()]
+
     def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
         self.calls.append(invocation)
         if self.before is not None:

@@ -6,22 +6,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
+import subprocess
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llama_bake.buildx.driver import Capabilities, EngineInfo, capabilities, image_store_of
 from llama_bake.errors import DockerError
 
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
 
 @dataclass(frozen=True)
 class Invocation:
-    """One ``docker buildx bake`` run. ``flags`` are passed in front of the targets: python-on-whales has
-    no parameter for ``--allow``, ``--var`` or a repeated ``--set``."""
+    """One ``docker buildx bake`` run: the one command line a build runs and ``--dry-run`` prints (``argv``).
+    ``flags`` (``--set``, ``--var``, ``--allow``) go in front of the targets."""
 
     files: tuple[str, ...]
     targets: tuple[str, ...]
@@ -35,8 +39,8 @@ class Invocation:
     progress: str = "rawjson"
 
     def argv(self) -> list[str]:
-        """The command exactly as python-on-whales builds it (used by ``--dry-run``)."""
-        argv = ["docker", "buildx", "bake"]
+        """The command line, from ``buildx`` on (the docker client and its global options come first)."""
+        argv = ["buildx", "bake"]
         if self.no_cache:
             argv.append("--no-cache")
         if self.builder:
@@ -98,6 +102,10 @@ class Baker(Protocol):
 
     def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]: ...
 
+    def command(self, invocation: Invocation) -> list[str]:
+        """The command line ``bake`` runs for ``invocation`` (what ``--dry-run`` prints)."""
+        ...
+
     def capabilities(self, builder: str | None) -> Capabilities:
         """What ``builder`` (None: buildx's current one) can do; ``DockerError`` when it does not exist or
         does not answer."""
@@ -113,7 +121,7 @@ class Printer(Protocol):
 
 
 class Builders(Protocol):
-    """buildx's builders: list, inspect, create, remove, prune (``builder up/down``, ``doctor``)."""
+    """buildx's builders: list, inspect, create, remove (``builder up/down``, ``doctor``)."""
 
     def version(self) -> str: ...
 
@@ -133,30 +141,11 @@ class Builders(Protocol):
 
     def remove(self, name: str) -> None: ...
 
-    def prune(self, builder: str) -> None: ...
-
 
 CANCEL_TIMEOUT = 30.0
 
 
-def _wait_for_children(timeout: float) -> None:
-    """After Ctrl-C: buildx got the same SIGINT and is cancelling the build; wait for it to exit (up to
-    ``timeout``; a second Ctrl-C stops waiting), so nothing of the build outlives the command."""
-    no_hang = getattr(os, "WNOHANG", None)
-    if no_hang is None:
-        # Windows has no waitpid(-1): the console's Ctrl-C reached buildx too, and it exits on its own.
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            pid, _ = os.waitpid(-1, no_hang)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            time.sleep(0.05)
-
-
-def _client() -> Any:
+def _client() -> DockerClient:
     if shutil.which("docker") is None:
         msg = "the docker client is not installed; install it (the engine is not needed) and the buildx plugin"
         raise DockerError(msg)
@@ -165,20 +154,64 @@ def _client() -> Any:
     return DockerClient()
 
 
+def _docker(client: DockerClient, args: Sequence[str]) -> list[str]:
+    """``docker`` with the client's own global options (context, host, config: python-on-whales' settings)."""
+    return [*map(str, client.client_config.docker_cmd), *args]
+
+
 def _detail(exc: Any) -> str:
     return str(exc.stderr or exc.stdout or exc).strip()
 
 
-@contextlib.contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    # python-on-whales has no cwd parameter, and bake resolves relative contexts against the working
-    # directory: run it from the bake file's directory.
-    previous = Path.cwd()
-    os.chdir(path)
+def _run(argv: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
+    """Run a docker command to its end: its stdout, or ``DockerError`` with what it said."""
     try:
-        yield
-    finally:
-        os.chdir(previous)
+        done = subprocess.run(
+            list(argv), cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
+        )
+    except OSError as exc:
+        msg = f"{argv[0]} did not start: {exc}"
+        raise DockerError(msg) from exc
+    if done.returncode != 0:
+        msg = f"{shlex.join(argv[1:4])} failed: {(done.stderr or done.stdout).strip()}"
+        raise DockerError(msg)
+    return done.stdout
+
+
+def _stream(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Generator[str, None, None]:
+    """Run a docker command in ``cwd``, yielding each line it writes (stdout and stderr, as they come);
+    ``BakeFailed`` with all it wrote when it exits non-zero. After Ctrl-C (which reached it too) it is
+    waited for, so nothing of it outlives the command."""
+    with subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as process:
+        said: list[str] = []
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                said.append(line)
+                yield line.rstrip("\n")
+            process.wait()
+        except (KeyboardInterrupt, GeneratorExit):
+            _wait_for(process, CANCEL_TIMEOUT)
+            raise
+    if process.returncode != 0:
+        raise BakeFailed(process.returncode, "".join(said))
+
+
+def _wait_for(process: subprocess.Popen[str], timeout: float) -> None:
+    """After Ctrl-C: buildx got the same SIGINT and is cancelling the build; wait for it to exit (up to
+    ``timeout``; a second Ctrl-C stops waiting), then stop it."""
+    try:
+        process.wait(timeout)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        process.kill()
 
 
 @contextlib.contextmanager
@@ -194,59 +227,41 @@ def _fails_as(what: str) -> Iterator[None]:
 
 
 class WhalesRunner:
-    """``BakeRunner`` on python-on-whales (imported lazily: it is slow to import)."""
+    """The docker client, through python-on-whales (imported lazily: it is slow to import) where it has the
+    command; ``bake`` runs ``Invocation.argv`` itself: python-on-whales' bake has no working directory and no
+    parameter for ``--allow``, ``--var`` or a repeated ``--set``, and the dry run prints this same line."""
 
     def print_config(
         self, bake_file: Path, targets: Sequence[str], variables: Mapping[str, str], cwd: Path
     ) -> dict[str, Any]:
-        client = _client()
-        with _fails_as("docker buildx bake --print failed"), _working_directory(cwd):
-            result = client.buildx.bake(
-                targets=list(targets), files=[str(bake_file)], print=True, variables=dict(variables)
-            )
+        argv = _docker(_client(), ["buildx", "bake", "--print", "--file", str(bake_file), *targets])
+        text = _run(argv, cwd, variables)
+        try:
+            result = json.loads(text)
+        except json.JSONDecodeError as exc:
+            msg = f"docker buildx bake --print did not print JSON: {text[:200]!r}"
+            raise DockerError(msg) from exc
         if not isinstance(result, dict):
             msg = f"docker buildx bake --print returned {type(result).__name__}, expected a JSON object"
             raise DockerError(msg)
         return result
 
-    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
-        client = _client()
-        from python_on_whales.exceptions import DockerException
+    def command(self, invocation: Invocation) -> list[str]:
+        return _docker(_client(), invocation.argv())
 
-        with _working_directory(cwd):
-            try:
-                yield from client.buildx.bake(
-                    targets=[*invocation.flags, *invocation.targets],
-                    builder=invocation.builder,
-                    files=list(invocation.files),
-                    load=invocation.load,
-                    push=invocation.push,
-                    cache=not invocation.no_cache,
-                    progress=invocation.progress,
-                    variables=dict(invocation.env),
-                    metadata_file=invocation.metadata_file,
-                    stream_logs=True,
-                )
-            except KeyboardInterrupt:
-                _wait_for_children(CANCEL_TIMEOUT)
-                raise
-            except DockerException as exc:
-                stderr = exc.stderr if isinstance(exc.stderr, str) else ""
-                raise BakeFailed(exc.return_code, stderr) from exc
+    def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
+        """Run the bake in ``cwd`` (bake resolves relative contexts against it), yielding its progress lines."""
+        yield from _stream(self.command(invocation), cwd, dict(invocation.env))
 
     def capabilities(self, builder: str | None) -> Capabilities:
         driver = self.inspect(builder, bootstrap=False).driver
         return capabilities(driver, self.engine() if driver == "docker" else None)
 
     def engine(self) -> EngineInfo | None:
-        from python_on_whales.exceptions import DockerException
-        from python_on_whales.utils import run
-
-        client = _client()
         # python-on-whales' SystemInfo drops the fields it does not know (the CDI devices): read docker's JSON.
         try:
-            text = run([*client.client_config.docker_cmd, "info", "--format", "{{json .}}"])
-        except DockerException:
+            text = _run(_docker(_client(), ["info", "--format", "{{json .}}"]))
+        except DockerError:
             return None
         try:
             data = json.loads(str(text))
@@ -330,29 +345,17 @@ class WhalesRunner:
         with _fails_as(f"docker buildx rm {name} failed"):
             _client().buildx.remove(name)
 
-    def prune(self, builder: str) -> None:
-        from python_on_whales.utils import run
-
-        _client()
-        # python-on-whales' prune has no --builder parameter.
-        with _fails_as("docker buildx prune failed"):
-            run(["docker", "buildx", "prune", "--force", "--all", "--builder", builder])
-
 
 def registry_digest(reference: str, builder: str | None = None) -> str | None:
     """The digest of ``reference`` in its registry (``docker buildx imagetools inspect``, with ``builder``'s
     registry settings), or None when it does not exist or cannot be read (the caller goes on without it)."""
-    from python_on_whales.exceptions import DockerException
-    from python_on_whales.utils import run
-
-    try:
-        _client()
-    except DockerError:
-        return None
     where = ["--builder", builder] if builder else []
     try:
-        out = run(["docker", "buildx", "imagetools", "inspect", *where, "--format", "{{.Manifest.Digest}}", reference])
-    except DockerException:
+        client = _client()
+        out = _run(
+            _docker(client, ["buildx", "imagetools", "inspect", *where, "--format", "{{.Manifest.Digest}}", reference])
+        )
+    except DockerError:
         return None
     digest = str(out or "").strip()
     return digest if digest.startswith("sha256:") else None

@@ -270,9 +270,10 @@ def _dedupe_allows(flags: list[str]) -> list[str]:
     return out
 
 
-def command_text(invocation: Invocation) -> str:
+def command_text(invocation: Invocation, command: list[str]) -> str:
+    """``command`` (what runs for ``invocation``) as a shell line, after the environment it runs with."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(invocation.env.items()))
-    return (env + " " if env else "") + shlex.join(invocation.argv())
+    return (env + " " if env else "") + shlex.join(command)
 
 
 def demands(options: BuildOptions, plan: BakePlan, steps: list[Phase]) -> Demands:

@@ -96,7 +96,8 @@ def dry_run(paths: Paths, options: BuildOptions, runner: Baker) -> str:
         for t in plan.targets
         if t.kind == "base"
     }
-    return "\n".join(command_text(make_invocation(options, plan, phase, site, placeholders)) for phase in steps)
+    invocations = [make_invocation(options, plan, phase, site, placeholders) for phase in steps]
+    return "\n".join(command_text(invocation, runner.command(invocation)) for invocation in invocations)
 
 
 def _ccache_imports(stores: Mapping[str, ccache.Store], lookup: ccache.Digest) -> dict[str, str]:

@@ -26,7 +26,7 @@ from tests.fakes import FakeBaker
 FAKE_DIGEST = "sha256:" + "d" * 64
 
 
-def test_dry_run_prints_exactly_the_commands_python_on_whales_runs(
+def test_dry_run_prints_exactly_the_commands_the_build_runs(
     write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both phases: the fake docker records each call and writes bake's metadata file as buildx would."""
@@ -162,17 +162,6 @@ def test_a_docker_client_without_buildx_gets_told_how_to_install_it(write_catalo
     with pytest.raises(DockerError, match="the docker client has no buildx plugin: install it") as caught:
         run_build(paths, BuildOptions(builder="b"), FakeBaker(stderr=said))
     assert caught.value.exit_code == 5
-
-
-def test_ctrl_c_returns_at_once_where_there_is_no_os_wnohang(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from llama_bake.buildx import client as bake
-
-    monkeypatch.delattr(os, "WNOHANG")  # as on Windows
-    started = time.monotonic()
-    bake._wait_for_children(30.0)
-    assert time.monotonic() - started < 1.0
 
 
 def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog: WriteCatalog) -> None:

@@ -38,7 +38,7 @@ from llama_bake.cli import main
 from llama_bake.errors import BuildError
 from llama_bake.generated import generate_set
 from llama_bake.render.ci import GITHUB_GIT
-from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, executed, write_yaml
+from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, executed, prune_builder, write_yaml
 
 pytestmark = pytest.mark.buildkit
 
@@ -148,10 +148,6 @@ def test_changing_the_llama_cpp_ref_reruns_the_base_and_every_model_on_it(projec
         assert not step(progress, text).cached, text
 
 
-def prune(builder: str) -> None:
-    WhalesRunner().prune(builder)
-
-
 IMPORT_RUNS = 3
 
 
@@ -185,14 +181,14 @@ def test_a_cache_import_into_an_empty_builder_downloads_nothing_and_runs_no_step
     # digests build after build.
     settings = yaml.safe_load((project.catalog / "project.yaml").read_text())
     write_yaml(project.catalog / "project.yaml", {**settings, "provenance": "off"})
-    prune(embedded_builder)
+    prune_builder(embedded_builder)
     cold, progress = project.build(**options)
     assert sorted(weights_server.gets.values()) == [1, 1, 1], "the cold build downloads each file once"
     assert cold.phases == 2
     base_digest = next(t.digest for t in cold.targets if t.name == "base")
     for run in range(IMPORT_RUNS):
         weights_server.gets.clear()
-        prune(embedded_builder)
+        prune_builder(embedded_builder)
         summary, progress = project.build(**options)
         assert dict(weights_server.gets) == {}, f"import run {run + 1} downloaded weights again"
         assert executed(progress) == [], f"import run {run + 1} ran steps"
@@ -216,7 +212,7 @@ def test_a_cold_rebuild_on_an_empty_builder_gives_the_same_digests_with_rewrite_
     options: dict[str, Any] = {"push": True, "variables": variables, "targets": ("base", *models)}
     digests = []
     for _ in range(2):
-        prune(embedded_builder)
+        prune_builder(embedded_builder)
         summary, progress = project.build(**options)
         assert {t.name: t.status for t in summary.targets} == dict.fromkeys(["base", *models], "built")
         assert any("fixture-compile" in name for name in executed(progress)), "the compile ran again"
@@ -427,7 +423,7 @@ def test_plain_progress_streams_the_compile_output_and_the_bytes_pulled(project:
     """`--progress plain` prints each step's own output as it runs (the compile's log, live), and the size and
     rate of what BuildKit reports in bytes: here the stand-in base image read from its OCI layout, as a
     pull of nvidia/cuda would be. (BuildKit v0.32 reports no bytes for `ADD <url>` nor for pushes.)"""
-    prune(builder_name())
+    prune_builder(builder_name())
     result = CliRunner().invoke(
         main,
         ["build", "-c", str(project.catalog), "--progress", "plain", "--push", "--var", f"REGISTRY={registry}/plain"],
@@ -685,7 +681,7 @@ def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(  
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result.stdout
 
-    prune(embedded_builder)
+    prune_builder(embedded_builder)
     run_pipeline(embedded_builder, {})
     assert sorted(weights_server.gets.values()) == [1, 1]
     weights_server.gets.clear()

@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from llama_bake.buildx.client import WhalesRunner
-from tests.conftest import write_yaml
+from tests.conftest import prune_builder, write_yaml
 from tests.standins import debian_layout
 
 pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
@@ -99,7 +98,7 @@ class Project:
         return Result(done.returncode, done.stdout + done.stderr, data)
 
     def empty_builder(self) -> None:
-        WhalesRunner().prune(self.builder)
+        prune_builder(self.builder)
 
 
 @pytest.fixture
