@@ -91,11 +91,7 @@ def preview_text(paths: Paths) -> str:
 
 def unpinned_warnings(compiled: Compiled) -> tuple[str, ...]:
     """A line per target whose pins are placeholders (build refuses it until then)."""
-    return tuple(
-        f"{t.unpinned}; `llama-bake pin {t.name}` fills it in (build refuses it until then)"
-        for t in compiled.plan.targets
-        if t.unpinned
-    )
+    return tuple(t.unpinned for t in compiled.plan.targets if t.unpinned)
 
 
 COMPANION_FILES = ("compose.yaml", ".github/workflows/llama-bake.yml", ".gitlab-ci.yml")

@@ -361,7 +361,7 @@ def registry_digest(reference: str, builder: str | None = None) -> str | None:
     return digest if digest.startswith("sha256:") else None
 
 
-def resolve(
+def bake_print(
     text: str, targets: Sequence[str], variables: Mapping[str, str], cwd: Path, runner: Printer
 ) -> dict[str, Any]:
     """What buildx resolves from ``text`` (``docker buildx bake --print``), without building."""

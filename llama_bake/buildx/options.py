@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from llama_bake.errors import UsageError
+from llama_bake.plan.ir import CACHE_SPECS
 
 CacheKind = Literal["registry", "gha", "local"]
 PhaseMode = Literal["auto", "one", "two"]
@@ -40,19 +41,10 @@ class CachePreset:
         return CachePreset(self.kind, str(Path(self.ref).absolute())) if self.kind == "local" else self
 
     def source(self, target: str) -> str:
-        return self._spec(target, "src")
+        return CACHE_SPECS[self.kind][0].format(ref=self.ref, target=target)
 
     def destination(self, target: str) -> str:
-        return self._spec(target, "dest") + ",mode=max"
-
-    def _spec(self, target: str, local_key: str) -> str:
-        match self.kind:
-            case "gha":
-                return f"type=gha,scope=llama-bake-{target}"
-            case "registry":
-                return f"type=registry,ref={self.ref}/{target}:buildcache"
-            case "local":
-                return f"type=local,{local_key}={self.ref}/{target}"
+        return CACHE_SPECS[self.kind][1].format(ref=self.ref, target=target)
 
 
 @dataclass(frozen=True)

@@ -294,7 +294,7 @@ def pushed_repositories(plan: BakePlan, options: BuildOptions, environ: Mapping[
         for name in expand_targets(plan, phase.names):
             target = plan.target(name)
             if options.push:
-                repositories += [repository_of(tag) for tag in (plan.resolve(t, values) for t in target.tags) if tag]
+                repositories += [repository_of(tag) for tag in (plan.value_of(t, values) for t in target.tags) if tag]
             preset = options.cache_for(target.kind)
             if options.cache_export and preset is not None and preset.kind == "registry":
                 repositories.append(repository_of(f"{preset.ref}/{name}:buildcache"))

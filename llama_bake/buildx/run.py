@@ -66,9 +66,7 @@ def refuse_unbuildable(plan: BakePlan, options: BuildOptions) -> None:
     if not targets:
         msg = "nothing to build: the catalog has no model yet; add one with `llama-bake add OWNER/REPO:QUANT`"
         raise UsageError(msg)
-    problems = [
-        f"{t.unpinned}; run `llama-bake pin {t.name}`" for t in plan.targets if t.name in targets and t.unpinned
-    ]
+    problems = [t.unpinned for t in plan.targets if t.name in targets and t.unpinned]
     if problems:
         raise CatalogError(problems)
 

@@ -97,7 +97,7 @@ def image_of(plan: BakePlan, name: str, variables: tuple[str, ...]) -> str:
         key, _, value = item.partition("=")
         if key in declared:
             overrides[key] = value
-    return plan.resolve(plan.target(name).image, overrides)
+    return plan.value_of(plan.target(name).image, overrides)
 
 
 def summarize(  # noqa: PLR0913 - a pure function of everything a build reports

@@ -91,7 +91,7 @@ def pin_models(catalog: Path, names: Sequence[str], *, update: bool, branch: str
     for path in files:
         updates: dict[str, dict[str, str]] = {}
         for entry in read_pins(path):
-            revision = entry.to_resolve(update, branch)
+            revision = entry.revision_to_pin(update, branch)
             if revision is None:
                 continue
             key = (entry.repo, revision)

@@ -2,6 +2,8 @@
 layer limit, the placeholders and the llama.cpp defaults. Plain Python (no pydantic): the plan, unpickled from the
 compile cache, imports this without loading the catalog's models."""
 
+from collections.abc import Sequence
+
 SHA256_PATTERN = r"[0-9a-f]{64}"
 COMMIT_PATTERN = r"[0-9a-f]{40}"
 HF_REPO_PATTERN = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
@@ -22,3 +24,12 @@ TAG_PLACEHOLDERS = ("tag", "ref", "cuda", "backend", "git_sha", "git_branch", "g
 # Filled at build time from GIT_SHA, GIT_BRANCH and GIT_VERSION (CI sets them; `llama-bake build` reads the
 # checkout); a tag whose value is empty (no branch on a tag build, no semver tag) is left out.
 GIT_PLACEHOLDERS = ("git_sha", "git_branch", "git_version")
+
+
+def unpinned(model: str, fields: Sequence[str]) -> str:
+    """The one text for a model whose pins are still placeholders: ``validate`` and ``generate`` warn of it,
+    ``build`` refuses it."""
+    return (
+        f"model {model}: {', '.join(fields)} still the all-zero placeholder; `llama-bake pin {model}` fills it in "
+        "(build refuses it until then)"
+    )

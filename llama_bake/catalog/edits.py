@@ -96,7 +96,7 @@ class Pin:
             SHA256.fullmatch(f.sha256) and f.sha256 != PLACEHOLDER_SHA256 and f.size.isdigit() for f in self.files
         )
 
-    def to_resolve(self, update: bool, branch: str) -> str | None:
+    def revision_to_pin(self, update: bool, branch: str) -> str | None:
         """The revision to look up, or None when nothing needs doing."""
         if update:
             return branch

@@ -96,7 +96,7 @@ def _read(path: Path) -> tuple[str, str]:
     return str(source["git"]), str(source.get("ref", "") or "")
 
 
-def resolve(path: Path, *, update: bool, ref: str | None, remote: LsRemote = ls_remote) -> BasePin:
+def pin_for(path: Path, *, update: bool, ref: str | None, remote: LsRemote = ls_remote) -> BasePin:
     """The ref ``path``'s base moves to: ``ref`` when given (a tag or a commit; a branch moves, so it is
     refused), the newest release with ``update``, else none (``newest`` still says what exists)."""
     url, current = _read(path)
@@ -162,14 +162,14 @@ def base_files(catalog: Path) -> dict[str, Path]:
 def pin_bases(
     catalog: Path, names: list[str], *, update: bool, ref: str | None, remote: LsRemote = ls_remote
 ) -> list[BaseResult]:
-    """``llama-bake pin BASE...``: move each named base's ref (see ``resolve``), writing only changed files."""
+    """``llama-bake pin BASE...``: move each named base's ref (see ``pin_for``), writing only changed files."""
     from llama_bake.files import unified_diff, write_atomic
 
     files = base_files(catalog)
     results = []
     for name in names:
         path = files[name]
-        found = resolve(path, update=update, ref=ref, remote=remote)
+        found = pin_for(path, update=update, ref=ref, remote=remote)
         diff = ""
         if found.target:
             old = path.read_text(encoding="utf-8")

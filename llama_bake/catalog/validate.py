@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llama_bake.catalog.checks import Catalog
+from llama_bake.catalog.constants import unpinned
 from llama_bake.catalog.fields import format_size
 from llama_bake.catalog.layers import resplit
 from llama_bake.catalog.loader import load_catalog
@@ -44,12 +45,7 @@ def catalog_warnings(catalog: Catalog) -> list[str]:
     warnings: list[str] = []
     if not catalog.models:
         warnings.append("the catalog has no model yet: add one with `llama-bake add OWNER/REPO:QUANT`")
-    warnings += [
-        f"model {model.name}: {pin} is the all-zero placeholder; `llama-bake pin {model.name}` fills it in "
-        "(build refuses it)"
-        for model in catalog.models
-        for pin in model.placeholders
-    ]
+    warnings += [unpinned(model.name, model.placeholders) for model in catalog.models if model.placeholders]
     return warnings + size_warnings(catalog)
 
 

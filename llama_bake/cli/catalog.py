@@ -93,9 +93,9 @@ def preview(
 
     paths = Paths.from_options(catalog, bake_file)
     if resolved:
-        from llama_bake.buildx.client import WhalesRunner, resolve
+        from llama_bake.buildx.client import WhalesRunner, bake_print
 
-        config = resolve(compile_catalog(paths).text, targets, {}, paths.bake_dir, WhalesRunner())
+        config = bake_print(compile_catalog(paths).text, targets, {}, paths.bake_dir, WhalesRunner())
         console.show(json.dumps(config, indent=2, sort_keys=True) + "\n", "json", color)
     elif show_diff:
         diff = preview_diff(paths)

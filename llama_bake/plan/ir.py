@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from llama_bake.catalog.constants import unpinned
+
 if TYPE_CHECKING:
     pass
 
@@ -165,9 +167,7 @@ class Target:
     @property
     def unpinned(self) -> str:
         """What `generate` warns of and `build` refuses: '' when every pin is real."""
-        if not self.placeholders:
-            return ""
-        return f"model {self.name}: {', '.join(self.placeholders)} still the all-zero placeholder"
+        return unpinned(self.name, self.placeholders) if self.placeholders else ""
 
     @property
     def image(self) -> Interp:
@@ -214,7 +214,7 @@ class BakePlan:
     def uses_git(self) -> bool:
         return any(v.name == "GIT_SHA" for v in self.variables)
 
-    def resolve(self, value: Interp, overrides: Mapping[str, str] | None = None) -> str:
+    def value_of(self, value: Interp, overrides: Mapping[str, str] | None = None) -> str:
         """``value`` as bake resolves it: variables at their defaults unless ``overrides`` sets them
         ("" when a git value it needs is empty)."""
         values = {v.name: v.default for v in self.variables} | dict(overrides or {})
@@ -231,6 +231,29 @@ class BakePlan:
 
 
 CACHE_TYPES = ("", "registry", "gha", "local")
+# Each target's own cache, by kind: (import, export), with the cache's {ref} and the {target}. The bake file's
+# cache_from/cache_to functions and `build --cache` both spell it from here.
+CACHE_SPECS = {
+    "gha": ("type=gha,scope=llama-bake-{target}", "type=gha,scope=llama-bake-{target},mode=max"),
+    "registry": ("type=registry,ref={ref}/{target}:buildcache", "type=registry,ref={ref}/{target}:buildcache,mode=max"),
+    "local": ("type=local,src={ref}/{target}", "type=local,dest={ref}/{target},mode=max"),
+}
+
+
+def cache_spec(kind: str, *, export: bool) -> Interp:
+    """The cache of kind ``kind`` with its ref and target as the bake file's ``CACHE_REF`` and ``name``."""
+    template = CACHE_SPECS[kind][export]
+    parts: list[str | Var | Fn] = []
+    for piece in re.split(r"(\{ref\}|\{target\})", template):
+        if piece == "{ref}":
+            parts.append(Var("CACHE_REF"))
+        elif piece == "{target}":
+            parts.append(Var("name"))
+        elif piece:
+            parts.append(piece)
+    return Interp(tuple(parts))
+
+
 NETWORKS = ("", "default", "host", "none")
 
 

@@ -53,13 +53,13 @@ def render_text(plan: BakePlan) -> str:
     lines: list[str] = []
     for base in (t for t in plan.targets if t.kind == "base"):
         platforms = ", ".join(base.platforms)
-        lines.append(f"{base.name}  [{base.description}; {platforms}]  -> {plan.resolve(base.image)}")
+        lines.append(f"{base.name}  [{base.description}; {platforms}]  -> {plan.value_of(base.image)}")
         for label, kind in _inputs(base):
             lines.append(f"│   {'image ' if kind == 'image' else ''}{label}")
         models = [t for t in plan.targets if t.base == base.name]
         for i, model in enumerate(models):
             branch = "└──" if i == len(models) - 1 else "├──"
-            lines.append(f"{branch} {model.name}  -> {plan.resolve(model.image)}")
+            lines.append(f"{branch} {model.name}  -> {plan.value_of(model.image)}")
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 

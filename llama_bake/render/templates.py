@@ -19,7 +19,18 @@ import yaml
 
 from llama_bake.compile_cache import BAKE_TEMPLATE, DOCKERFILE_TEMPLATES, PACKAGED_TEMPLATES
 from llama_bake.errors import TemplateError
-from llama_bake.plan.ir import CACHE_TYPES, GENERATED, NETWORKS, SEMVER_PATTERN, BakePlan, Fn, Interp, Shape, Var
+from llama_bake.plan.ir import (
+    CACHE_TYPES,
+    GENERATED,
+    NETWORKS,
+    SEMVER_PATTERN,
+    BakePlan,
+    Fn,
+    Interp,
+    Shape,
+    Var,
+    cache_spec,
+)
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -155,6 +166,7 @@ def render_bake(plan: BakePlan, header: Header, project_dir: Path, env: jinja2.E
         plan=plan,
         header=header,
         cache_types=CACHE_TYPES,
+        cache_spec=cache_spec,
         networks=NETWORKS,
         semver=SEMVER_PATTERN,
     )

@@ -130,7 +130,7 @@ def test_validate_reports_placeholder_checksums_as_warnings(write_catalog: Write
     weights = {**MODEL["weights"], "sha256": "0" * 64}
     result = run("validate", "--catalog", str(write_catalog(models={"m": {"weights": weights}})))
     assert result.exit_code == 0
-    assert "warning: model m: weights.sha256 is the all-zero placeholder" in result.output
+    assert "warning: model m: weights.sha256 still the all-zero placeholder; `llama-bake pin m`" in result.output
 
 
 def test_validate_lists_every_problem_and_exits_8(write_catalog: WriteCatalog) -> None:

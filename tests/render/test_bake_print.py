@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llama_bake import project as pipeline
-from llama_bake.buildx.client import WhalesRunner, resolve
+from llama_bake.buildx.client import WhalesRunner, bake_print
 from llama_bake.buildx.invocation import with_bases
 from llama_bake.cli import main
 from llama_bake.companions import compose_text
@@ -35,12 +35,12 @@ def unprint(value: str) -> str:
 
 def resolved(paths: pipeline.Paths, targets: list[str], variables: dict[str, str] | None = None) -> dict[str, Any]:
     text = pipeline.compile_catalog(paths).text
-    return resolve(text, targets, variables or {}, paths.bake_dir, WhalesRunner())
+    return bake_print(text, targets, variables or {}, paths.bake_dir, WhalesRunner())
 
 
 def as_resolved(plan: BakePlan, items: tuple[tuple[str, str | Interp], ...]) -> dict[str, str]:
     """Args or labels as bake resolves them with no git values set: a conditional one is left out."""
-    values = {k: v if isinstance(v, str) else plan.resolve(v) for k, v in items}
+    values = {k: v if isinstance(v, str) else plan.value_of(v) for k, v in items}
     return {k: v for k, v in values.items() if v or isinstance(dict(items)[k], str)}
 
 
@@ -64,7 +64,7 @@ def test_buildx_resolves_every_target_as_planned(case: str, tmp_path: Path) -> N
         assert got["contexts"] == dict(target.contexts)
         assert {k: unprint(v) for k, v in got["args"].items()} == as_resolved(plan, target.args)
         assert {k: unprint(v) for k, v in got["labels"].items()} == as_resolved(plan, target.labels)
-        assert got["tags"] == [t for t in (plan.resolve(t) for t in target.tags) if t]
+        assert got["tags"] == [t for t in (plan.value_of(t) for t in target.tags) if t]
         assert got["dockerfile"] == target.dockerfile
         assert target.dockerfile in compiled.dockerfiles
         assert "cache-from" not in got
@@ -225,7 +225,7 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
         # Compose has no git values: the labels they make are for the bake file (and CI) only.
         assert {k: unprint(v) for k, v in got.get("labels", {}).items()} == as_resolved(plan, target.labels)
         assert got.get("contexts", {}) == dict(target.contexts), target.name
-        assert got["tags"] == [plan.resolve(target.image)], target.name
+        assert got["tags"] == [plan.value_of(target.image)], target.name
 
 
 def compose_services(directory: Path, *files: str) -> dict[str, Any]:
@@ -297,7 +297,7 @@ def test_git_tags_and_labels_follow_metadata_action(
     for name in ("model-a", "llama-cpp-cuda"):
         got = config["target"][name]
         assert got["tags"] == [f"r.example/acme/{name}:{tag}" for tag in tags]
-        assert [t for t in (plan.resolve(i, git) for i in plan.target(name).tags) if t] == got["tags"]
+        assert [t for t in (plan.value_of(i, git) for i in plan.target(name).tags) if t] == got["tags"]
     model, base = config["target"]["model-a"]["labels"], config["target"]["llama-cpp-cuda"]["labels"]
     assert model.get("org.opencontainers.image.revision") == revision
     assert model.get("org.opencontainers.image.version") == version
