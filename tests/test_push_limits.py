@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -256,5 +257,68 @@ def test_a_file_over_the_limit_is_re_split_and_a_new_llama_cpp_re_pushes_no_weig
         assert again, "the new base's layers and the image were pushed"
         assert max(again.values()) < 500_000, f"no weights blob was pushed again: {again}"
 
+    finally:
+        proxy.close()
+
+
+def _ci_build_scripts(root: Path, provider: str) -> tuple[list[list[str]], dict[str, str]]:
+    """The shell scripts the generated CI file runs (in order, from the bake file check to the build), each as the
+    provider runs it, and the environment the provider gives a push to the default branch."""
+    import yaml
+
+    if provider == "github":
+        job = yaml.safe_load((root / ".github" / "workflows" / "llama-bake.yml").read_text())["jobs"]["build"]
+        runs = [step["run"] for step in job["steps"] if "run" in step and "llama-bake " in step["run"]]
+        runs = [run for run in runs if not run.startswith(("pip install", "test ! -f"))]
+        # GitHub's `run` is `bash -e {0}`; PUBLISH is the job's expression, true on a push to the branch.
+        return [["bash", "-e", "-c", run] for run in runs], {"PUBLISH": "true"}
+    job = yaml.safe_load((root / ".gitlab-ci.yml").read_text())["llama-bake"]
+    return [["sh", "-e", "-c", line] for line in job["script"]], {"CI_COMMIT_BRANCH": "main"}
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab"])
+def test_the_generated_ci_files_build_step_fails_in_seconds_without_a_login(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path, provider: str
+) -> None:
+    """What `llama-bake ci` writes runs `llama-bake build --push` with a per-target cache (two phases): the push
+    pre-flight runs there too, so a registry that demands a login the job does not have stops the build step
+    before any step, with the fix, and so does a login without the push scope (ghcr.io's GITHUB_TOKEN without
+    write access to the package)."""
+    proxy = RegistryProxy(registry, auth=True, users={"ci": ("secret", frozenset({"lb/base", "lb/m"}))})
+    try:
+        url, sha = server.add("m.gguf")
+        write_yaml(project / "models" / "m.yaml", {"weights": {"url": url, "sha256": sha}})
+        project_file = project / "project.yaml"
+        write_yaml(project_file, {**_yaml(project_file), "registry": f"{proxy.address}/lb"})
+        root = project.parent
+        for argv in (["generate", "-c", str(project)], ["ci", provider, "-c", str(project)]):
+            done = CliRunner().invoke(main, argv)
+            assert done.exit_code == 0, done.output
+        scripts, provided = _ci_build_scripts(root, provider)
+        assert "--push" in scripts[-1][-1], scripts
+        env = {**os.environ, **provided, "CI_REGISTRY_IMAGE": f"{proxy.address}/lb"}
+
+        def run_file() -> tuple[subprocess.CompletedProcess[str], float]:
+            started = time.monotonic()
+            for script in scripts:
+                done = subprocess.run(script, cwd=root, env=env, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    break
+            return done, time.monotonic() - started
+
+        refused, elapsed = run_file()
+        assert refused.returncode == 10, refused.stdout + refused.stderr
+        assert f"needs a login to push and the docker config has none for it: run `docker login {proxy.address}`" in (
+            refused.stderr
+        )
+        assert elapsed < 15, f"refused in {elapsed:.1f} s"
+
+        login(docker_config, proxy.address, "ci", "secret")
+        scoped, elapsed = run_file()
+        assert scoped.returncode == 10, scoped.stdout + scoped.stderr
+        assert f"cannot push to {proxy.address}/lb/cache/" in scoped.stderr, "the cache's repositories are checked"
+        assert elapsed < 15, f"refused in {elapsed:.1f} s"
+        assert server.gets == {}, "no step ran: nothing was downloaded"
+        assert proxy.uploads == {}, "nothing was pushed"
     finally:
         proxy.close()
