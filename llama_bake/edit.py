@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,10 @@ class Pin:
         return bool(COMMIT.fullmatch(self.revision)) and self.revision != PLACEHOLDER_REVISION
 
     @property
+    def split(self) -> bool:
+        return self.files[0].keys.startswith("parts.")
+
+    @property
     def complete(self) -> bool:
         """Commit, checksums and sizes are all written."""
         return self.pinned and all(
@@ -148,19 +152,39 @@ def read_pins(path: Path) -> list[Pin]:
 def _scalar(key: str, value: str) -> str:
     """A value as written into a model file: booleans and sizes plain, hex pins quoted (all digits would read as
     a number)."""
+    if key == "file" and re.fullmatch(r"\w[\w./-]*\.gguf", value):
+        return value  # as `add` writes it
     return value if value in ("true", "false") or key == "size" else _quoted(value)
 
 
-def pin_text(text: str, updates: dict[str, dict[str, str]]) -> str:
+def pin_text(text: str, updates: dict[str, dict[str, str]], counts: Mapping[str, int] | None = None) -> str:
     """``text`` with ``updates`` (field -> key -> new value; a part's key is ``parts.N.sha256``) written in place:
     each changed value is replaced on its own line (keeping its quotes), a missing key is added under the entry's
-    last line; every other byte stays."""
+    last line; every other byte stays. ``counts`` (field -> number of parts) gives a split model another number
+    of parts: the parts past it are removed, and new ones are added after the last, written as it is."""
     data = _yaml().load(text)
     lines = text.splitlines(keepends=True)
-    edits: list[tuple[int, bool, int, str]] = []  # (line, a new line under it?, column, value or new line)
+    edits: list[tuple[int, bool | None, int, str]] = []  # (line, a new line under it? None: drop it, column, value)
+    for field, count in (counts or {}).items():
+        parts = data[field]["parts"]
+        end = max(parts[-1].lc.value(k)[0] for k in parts[-1])  # the last part's last line
+        if count < len(parts):
+            edits += [(line, None, 0, "") for line in range(parts.lc.item(count)[0], end + 1)]
+        line, column = parts.lc.item(len(parts) - 1)
+        flow = lines[line][column] == "{"
+        dash = " " * lines[line].rindex("-", 0, column)
+        for i in range(len(parts), count):
+            keys = [f"{k}: {_scalar(k, updates[field][f'parts.{i}.{k}'])}" for k in ("file", "sha256", "size")]
+            if flow:
+                item = f"{dash}- {{{', '.join(keys)}}}"
+            else:
+                item = f"\n{' ' * column}".join([dash + "-".ljust(column - len(dash)) + keys[0], *keys[1:]])
+            edits.append((end, True, 0, item))
     for field, values in updates.items():
         for dotted, value in values.items():
             *path, key = dotted.split(".")
+            if path[:1] == ["parts"] and int(path[1]) >= len(data[field]["parts"]):
+                continue  # a new part, added above
             node = data[field]
             for step in path:
                 node = node[int(step) if step.isdigit() else step]
@@ -173,13 +197,17 @@ def pin_text(text: str, updates: dict[str, dict[str, str]]) -> str:
     # From the bottom up, so that earlier lines keep their numbers; lines added under one line keep their order.
     order = sorted(range(len(edits)), key=lambda i: (edits[i][0], i), reverse=True)
     for line, insert, column, value in (edits[i] for i in order):
+        if insert is None:
+            del lines[line]
+            continue
         if insert:
             if not lines[line].endswith("\n"):
                 lines[line] += "\n"
             lines.insert(line + 1, " " * column + value + "\n")
             continue
         current = lines[line]
-        token = re.match(r'"[^"]*"|\'[^\']*\'|[^\s#]+', current[column:])
+        plain = r"[^\s#,}]+" if "{" in current[:column] else r"[^\s#]+"  # in a flow mapping, `,` and `}` end it
+        token = re.match(rf'"[^"]*"|\'[^\']*\'|{plain}', current[column:])
         old = token.group(0) if token else ""
         bare = value.strip('"')
         new = f"{old[0]}{bare}{old[0]}" if old[:1] in ('"', "'") and value.startswith('"') else value

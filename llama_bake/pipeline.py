@@ -748,6 +748,7 @@ def add_model(paths: Paths, text: str, settings: dict[str, Any]) -> Added:
 class Pinned:
     path: Path
     diff: str
+    notes: tuple[str, ...] = ()  # what the diff does not say at a glance (a split model's new number of parts)
 
 
 def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str) -> list[Pinned]:
@@ -770,6 +771,8 @@ def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str)
     results = []
     for path in files:
         updates: dict[str, dict[str, str]] = {}
+        counts: dict[str, int] = {}  # field -> its new number of parts
+        notes: list[str] = []
         for entry in read_pins(path):
             revision = entry.to_resolve(update, branch)
             if revision is None:
@@ -780,10 +783,24 @@ def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str)
             repo = looked_up[key]
             values = {"revision": repo.commit}
             written = {"revision": entry.revision}
-            for item in entry.files:
-                found = repo.file(item.file)
-                values |= {f"{item.keys}sha256": found.sha256, f"{item.keys}size": str(found.size)}
-                written |= {f"{item.keys}sha256": item.sha256, f"{item.keys}size": item.size}
+            keys = [item.keys for item in entry.files]
+            present = {f.path for f in repo.files}
+            if entry.split and any(item.file not in present for item in entry.files):
+                # The same quantisation, cut into another number of parts at this revision.
+                found = hub.split_set(repo, entry.files[0].file)
+                keys = [f"parts.{i}." for i in range(len(found))]
+                counts[entry.field] = len(found)
+                notes.append(
+                    f"{path.stem}: {entry.field}: {entry.repo} at {repo.commit[:12]} has "
+                    f"{hub.SPLIT.sub('', found[0].path)} in {len(found)} parts, was {len(entry.files)}"
+                )
+            else:
+                found = tuple(repo.file(item.file) for item in entry.files)
+            for prefix, item in zip(keys, found, strict=True):
+                values |= {f"{prefix}file": item.path, f"{prefix}sha256": item.sha256, f"{prefix}size": str(item.size)}
+            for pinned in entry.files:
+                written |= {f"{pinned.keys}file": pinned.file, f"{pinned.keys}sha256": pinned.sha256}
+                written[f"{pinned.keys}size"] = pinned.size
             if repo.gated:
                 values["gated"] = "true"
             changed = {k: v for k, v in values.items() if written.get(k) != v}
@@ -792,11 +809,11 @@ def pin_models(paths: Paths, names: Sequence[str], *, update: bool, branch: str)
         if not updates:
             continue
         old = path.read_text(encoding="utf-8")
-        new = pin_text(old, updates)
+        new = pin_text(old, updates, counts)
         if new != old:
             diff = unified_diff(path, old, new)
             write_atomic(path, new)
-            results.append(Pinned(path, diff))
+            results.append(Pinned(path, diff, tuple(notes)))
     return results
 
 
