@@ -238,6 +238,22 @@ def test_progress_counts_executed_and_cached_steps_per_target() -> None:
     assert progress.messages == ["WARNING: plain text from buildx"]
 
 
+def test_a_vertex_another_build_started_earlier_counts_from_this_builds_start() -> None:
+    """BuildKit replays a shared vertex's history to a second build that reaches it (seen: two bakes of one
+    Dockerfile 10 s apart on one builder; the second's stream had the first's start times): a target that took
+    0.5 s must not be shown as taking the time since the other build began."""
+    progress = Progress()
+    for vertex in (
+        {"digest": "d", "name": "[m1 internal] load build definition from m1.Dockerfile"},
+        {"digest": "r", "name": "[m1 1/1] RUN x", "cached": True},
+    ):
+        stamps = {"started": "2026-01-01T00:01:52Z", "completed": "2026-01-01T00:01:52.5Z"}
+        if vertex["digest"] == "r":  # the other build's run of the shared step
+            stamps = {"started": "2026-01-01T00:00:00Z", "completed": "2026-01-01T00:01:50Z"}
+        progress.feed(json.dumps({"vertexes": [vertex | stamps]}))
+    assert progress.target("m1").wall_seconds == pytest.approx(0.5, abs=0.01)
+
+
 def test_a_target_is_finished_when_its_steps_completed_or_sit_below_a_cache_hit() -> None:
     t0, t1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"
     progress = Progress()
