@@ -19,6 +19,7 @@ from datetime import datetime
 _NAME = re.compile(r"^\[(?P<target>[A-Za-z0-9_-]+)(?: (?P<where>[^\]]*))?\] (?P<step>.*)$", re.DOTALL)
 _STEP = re.compile(r"^(?:\S+ )?\d+/\d+$")
 _CACHE_IMPORT = "importing cache manifest from "
+_LOAD_DEFINITION = "load build definition from "  # each build's own: its Dockerfile, sent in its session
 _UNNAMED = re.compile(r"^(?:\[(?P<where>[^\]]*)\] )?")
 
 
@@ -119,7 +120,12 @@ class TargetState:
 
     @property
     def wall_seconds(self) -> float:
-        starts = [v.started for v in self.vertices if v.started]
+        """From the target's first step to its last. BuildKit sends every build that reaches a vertex another
+        build on the builder is running (or ran while both were open) that vertex's history, with that build's
+        start times: this build's own start is when it loaded its Dockerfile, and nothing counts from before."""
+        own = [v.started for v in self.vertices if v.started and _LOAD_DEFINITION in v.step]
+        floor = min(own) if own else None
+        starts = [max(v.started, floor) if floor else v.started for v in self.vertices if v.started]
         ends = [v.completed for v in self.vertices if v.completed]
         if not starts or not ends:
             return 0.0

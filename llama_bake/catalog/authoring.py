@@ -5,7 +5,7 @@ load."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,12 +70,12 @@ def add_model(catalog: Path, text: str, settings: dict[str, Any]) -> Added:
 class Pinned:
     path: Path
     diff: str
+    notes: tuple[str, ...] = ()  # what the diff does not say at a glance (a split model's new number of parts)
 
 
-def pin_models(catalog: Path, names: Sequence[str], *, update: bool, branch: str) -> list[Pinned]:  # noqa: C901 - one loop over files, pins and parts; each step is a line of the pin
+def pin_models(catalog: Path, names: Sequence[str], *, update: bool, branch: str) -> list[Pinned]:
     """``llama-bake pin``: fill in (or with ``update`` move) the revision and sha256 of each named model's
     Hugging Face files (every model when none is named); each file keeps its comments and layout."""
-
     models_dir = catalog / "models"
     files = sorted(p for p in models_dir.glob("*.y*ml")) if models_dir.is_dir() else []
     if names:
@@ -87,37 +87,59 @@ def pin_models(catalog: Path, names: Sequence[str], *, update: bool, branch: str
         files = [by_name[n] for n in names]
     endpoint = _hf_endpoint(catalog)
     looked_up: dict[tuple[str, str], hub.HubRepo] = {}
+
+    def fetch(repo: str, revision: str) -> hub.HubRepo:
+        if (repo, revision) not in looked_up:
+            looked_up[repo, revision] = hub.fetch(repo, revision, endpoint)
+        return looked_up[repo, revision]
+
     results = []
     for path in files:
-        updates: dict[str, dict[str, str]] = {}
-        for entry in read_pins(path):
-            revision = entry.revision_to_pin(update, branch)
-            if revision is None:
-                continue
-            key = (entry.repo, revision)
-            if key not in looked_up:
-                looked_up[key] = hub.fetch(entry.repo, revision, endpoint)
-            repo = looked_up[key]
-            values = {"revision": repo.commit}
-            written = {"revision": entry.revision}
-            for item in entry.files:
-                found = repo.file(item.file)
-                values |= {f"{item.keys}sha256": found.sha256, f"{item.keys}size": str(found.size)}
-                written |= {f"{item.keys}sha256": item.sha256, f"{item.keys}size": item.size}
-            if repo.gated:
-                values["gated"] = "true"
-            changed = {k: v for k, v in values.items() if written.get(k) != v}
-            if changed:
-                updates[entry.field] = changed
-        if not updates:
-            continue
-        old = path.read_text(encoding="utf-8")
-        new = pin_text(old, updates)
-        if new != old:
-            diff = unified_diff(path, old, new)
-            write_atomic(path, new)
-            results.append(Pinned(path, diff))
+        pinned = _pin_file(path, fetch, update=update, branch=branch)
+        if pinned is not None:
+            results.append(pinned)
     return results
+
+
+def _pin_file(path: Path, fetch: Callable[[str, str], hub.HubRepo], *, update: bool, branch: str) -> Pinned | None:
+    """One model file's pins filled in or moved; None when nothing changed."""
+    updates: dict[str, dict[str, str]] = {}
+    counts: dict[str, int] = {}  # field -> its new number of parts
+    notes: list[str] = []
+    for entry in read_pins(path):
+        revision = entry.revision_to_pin(update, branch)
+        if revision is None:
+            continue
+        repo = fetch(entry.repo, revision)
+        keys = [item.keys for item in entry.files]
+        present = {f.path for f in repo.files}
+        if entry.split and any(item.file not in present for item in entry.files):
+            # The same quantisation, cut into another number of parts at this revision.
+            found = hub.split_set(repo, entry.files[0].file)
+            keys = [f"parts.{i}." for i in range(len(found))]
+            counts[entry.field] = len(found)
+            notes.append(
+                f"{path.stem}: {entry.field}: {entry.repo} at {repo.commit[:12]} has "
+                f"{hub.SPLIT.sub('', found[0].path)} in {len(found)} parts, was {len(entry.files)}"
+            )
+        else:
+            found = tuple(repo.file(item.file) for item in entry.files)
+        values = {"revision": repo.commit} | ({"gated": "true"} if repo.gated else {})
+        for prefix, item in zip(keys, found, strict=True):
+            values |= {f"{prefix}file": item.path, f"{prefix}sha256": item.sha256, f"{prefix}size": str(item.size)}
+        written: dict[str, str | None] = {"revision": entry.revision}
+        for pin in entry.files:
+            written |= {f"{pin.keys}file": pin.file, f"{pin.keys}sha256": pin.sha256, f"{pin.keys}size": pin.size}
+        changed = {k: v for k, v in values.items() if written.get(k) != v}
+        if changed:
+            updates[entry.field] = changed
+    old = path.read_text(encoding="utf-8")
+    new = pin_text(old, updates, counts) if updates else old
+    if new == old:
+        return None
+    diff = unified_diff(path, old, new)
+    write_atomic(path, new)
+    return Pinned(path, diff, tuple(notes))
 
 
 def init_catalog(directory: Path, families: Sequence[str]) -> list[Path]:

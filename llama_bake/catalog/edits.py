@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,10 @@ class Pin:
         return bool(COMMIT.fullmatch(self.revision)) and self.revision != PLACEHOLDER_REVISION
 
     @property
+    def split(self) -> bool:
+        return self.files[0].keys.startswith("parts.")
+
+    @property
     def complete(self) -> bool:
         """Commit, checksums and sizes are all written."""
         return self.pinned and all(
@@ -147,43 +151,86 @@ def read_pins(path: Path) -> list[Pin]:
 def _scalar(key: str, value: str) -> str:
     """A value as written into a model file: booleans and sizes plain, hex pins quoted (all digits would read as
     a number)."""
+    if key == "file" and re.fullmatch(r"\w[\w./-]*\.gguf", value):
+        return value  # as `add` writes it
     return value if value in ("true", "false") or key == "size" else _quoted(value)
 
 
-def pin_text(text: str, updates: dict[str, dict[str, str]]) -> str:
+Edit = tuple[int, bool | None, int, str]  # (line, a new line under it? None: drop it, column, value)
+
+
+def pin_text(text: str, updates: dict[str, dict[str, str]], counts: Mapping[str, int] | None = None) -> str:
     """``text`` with ``updates`` (field -> key -> new value; a part's key is ``parts.N.sha256``) written in place:
     each changed value is replaced on its own line (keeping its quotes), a missing key is added under the entry's
-    last line; every other byte stays."""
+    last line; every other byte stays. ``counts`` (field -> number of parts) gives a split model another number
+    of parts: the parts past it are removed, and new ones are added after the last, written as it is."""
     data = round_trip_yaml().load(text)
     lines = text.splitlines(keepends=True)
-    edits: list[tuple[int, bool, int, str]] = []  # (line, a new line under it?, column, value or new line)
+    edits: list[Edit] = []
+    for field, count in (counts or {}).items():
+        edits += _part_count_edits(data[field]["parts"], lines, count, updates[field])
     for field, values in updates.items():
-        for dotted, value in values.items():
-            *path, key = dotted.split(".")
-            node = data[field]
-            for step in path:
-                node = node[int(step) if step.isdigit() else step]
-            if key in node:
-                line, column = node.lc.value(key)
-                edits.append((line, False, column, _scalar(key, value)))
-            else:  # indented as the entry's keys
-                last = max(node.lc.value(k)[0] for k in node)
-                edits.append((last, True, node.lc.key(next(iter(node)))[1], f"{key}: {_scalar(key, value)}"))
+        edits += _value_edits(data[field], values)
     # From the bottom up, so that earlier lines keep their numbers; lines added under one line keep their order.
     order = sorted(range(len(edits)), key=lambda i: (edits[i][0], i), reverse=True)
     for line, insert, column, value in (edits[i] for i in order):
-        if insert:
+        if insert is None:
+            del lines[line]
+        elif insert:
             if not lines[line].endswith("\n"):
                 lines[line] += "\n"
             lines.insert(line + 1, " " * column + value + "\n")
-            continue
-        current = lines[line]
-        token = re.match(r'"[^"]*"|\'[^\']*\'|[^\s#]+', current[column:])
-        old = token.group(0) if token else ""
-        bare = value.strip('"')
-        new = f"{old[0]}{bare}{old[0]}" if old[:1] in ('"', "'") and value.startswith('"') else value
-        lines[line] = current[:column] + new + current[column + len(old) :]
+        else:
+            lines[line] = _replaced(lines[line], column, value)
     return "".join(lines)
+
+
+def _value_edits(entry: Any, values: Mapping[str, str]) -> list[Edit]:
+    """Each value replaced where it is written, or added under the last line of its mapping."""
+    edits: list[Edit] = []
+    for dotted, value in values.items():
+        *path, key = dotted.split(".")
+        if path[:1] == ["parts"] and int(path[1]) >= len(entry["parts"]):
+            continue  # a new part: ``_part_count_edits`` writes it
+        node = entry
+        for step in path:
+            node = node[int(step) if step.isdigit() else step]
+        if key in node:
+            line, column = node.lc.value(key)
+            edits.append((line, False, column, _scalar(key, value)))
+        else:  # indented as the entry's keys
+            last = max(node.lc.value(k)[0] for k in node)
+            edits.append((last, True, node.lc.key(next(iter(node)))[1], f"{key}: {_scalar(key, value)}"))
+    return edits
+
+
+def _part_count_edits(parts: Any, lines: list[str], count: int, values: Mapping[str, str]) -> list[Edit]:
+    """A split model's parts cut to ``count``, or new ones (from ``values``) after the last, written as it is."""
+    edits: list[Edit] = []
+    end = max(parts[-1].lc.value(k)[0] for k in parts[-1])  # the last part's last line
+    if count < len(parts):
+        edits += [(line, None, 0, "") for line in range(parts.lc.item(count)[0], end + 1)]
+    line, column = parts.lc.item(len(parts) - 1)
+    flow = lines[line][column] == "{"
+    dash = " " * lines[line].rindex("-", 0, column)
+    for i in range(len(parts), count):
+        keys = [f"{k}: {_scalar(k, values[f'parts.{i}.{k}'])}" for k in ("file", "sha256", "size")]
+        if flow:
+            item = f"{dash}- {{{', '.join(keys)}}}"
+        else:
+            item = f"\n{' ' * column}".join([dash + "-".ljust(column - len(dash)) + keys[0], *keys[1:]])
+        edits.append((end, True, 0, item))
+    return edits
+
+
+def _replaced(current: str, column: int, value: str) -> str:
+    """``current`` with the scalar at ``column`` replaced by ``value``, keeping its quotes."""
+    plain = r"[^\s#,}]+" if "{" in current[:column] else r"[^\s#]+"  # in a flow mapping, `,` and `}` end it
+    token = re.match(rf'"[^"]*"|\'[^\']*\'|{plain}', current[column:])
+    old = token.group(0) if token else ""
+    bare = value.strip('"')
+    new = f"{old[0]}{bare}{old[0]}" if old[:1] in ('"', "'") and value.startswith('"') else value
+    return current[:column] + new + current[column + len(old) :]
 
 
 def init_files(families: list[str]) -> dict[str, str]:

@@ -166,6 +166,32 @@ def split_parts(repo: HubRepo, one: HubFile) -> tuple[HubFile, ...]:
     return tuple(by_path[w] for w in wanted)
 
 
+def split_set(repo: HubRepo, part: str) -> tuple[HubFile, ...]:
+    """Every part, in order, of the split GGUF that ``part`` (a part's path, from a catalog) belongs to, however
+    many parts ``repo`` cuts it into now: a new revision may cut the same quantisation (the same stem) into more
+    or fewer. A quantisation gone, now one unsplit file, or cut two ways at once is an error naming the fix."""
+    match = SPLIT.search(part)
+    if match is None:
+        return (repo.file(part),)
+    stem = part[: match.start()]
+    pattern = re.compile(rf"{re.escape(stem)}-\d{{5}}-of-(\d{{5}})\.gguf")
+    counts = sorted({int(m.group(1)) for f in repo.files if (m := pattern.fullmatch(f.path))})
+    if len(counts) == 1:
+        return split_parts(repo, HubFile(f"{stem}-00001-of-{counts[0]:05d}.gguf", "", 0))
+    at = f"{repo.repo} at {repo.commit[:12]}"
+    if counts:
+        sets = ", ".join(f"{stem}-00001-of-{n:05d}.gguf" for n in counts)
+        msg = f"{at} cuts {stem} into {' and into '.join(map(str, counts))} parts ({sets}); pin the parts by hand"
+    elif any(f.path == f"{stem}.gguf" for f in repo.files):
+        msg = f"{at} has {stem} as one file, {stem}.gguf: write `file: {stem}.gguf` in place of `parts`, then pin"
+    else:
+        msg = (
+            f"{at} no longer has {stem} (no {stem}-0000i-of-0000N.gguf); its GGUF files: {_names(repo.files)}; "
+            "pick another quantisation, or pin the model to an older commit"
+        )
+    raise HubError(msg)
+
+
 def choose_mmproj(repo: HubRepo, name: str | None) -> HubFile | None:
     """The vision projector beside the model: the one named, the only one, or the F16 one among several."""
     if name is not None:

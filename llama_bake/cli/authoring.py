@@ -64,6 +64,8 @@ def pin(
         pinned = pin_models(catalog_dir, rest, update=update, branch=branch)
         for item in pinned:
             click.echo(item.diff, nl=False)
+            for note in item.notes:
+                click.echo(note, err=True)
         click.echo(f"pinned {len(pinned)} file(s)" if pinned else "every model is pinned; nothing changed", err=True)
 
 

@@ -164,3 +164,19 @@ def test_a_base_step_reported_under_each_model_and_under_the_base_is_the_bases()
     unlinked.feed(json.dumps({"vertexes": [{"digest": "same", "name": "[m1 build 2/3] RUN make", "started": t0}]}))
     unlinked.feed(json.dumps({"vertexes": [{"digest": "same", "name": "[base build 2/3] RUN make", "started": t0}]}))
     assert unlinked.target("m1").steps, "without the link, BuildKit's first name stands"
+
+
+def test_a_vertex_another_build_started_earlier_counts_from_this_builds_start() -> None:
+    """BuildKit replays a shared vertex's history to a second build that reaches it (seen: two bakes of one
+    Dockerfile 10 s apart on one builder; the second's stream had the first's start times): a target that took
+    0.5 s must not be shown as taking the time since the other build began."""
+    progress = Progress()
+    for vertex in (
+        {"digest": "d", "name": "[m1 internal] load build definition from m1.Dockerfile"},
+        {"digest": "r", "name": "[m1 1/1] RUN x", "cached": True},
+    ):
+        stamps = {"started": "2026-01-01T00:01:52Z", "completed": "2026-01-01T00:01:52.5Z"}
+        if vertex["digest"] == "r":  # the other build's run of the shared step
+            stamps = {"started": "2026-01-01T00:00:00Z", "completed": "2026-01-01T00:01:50Z"}
+        progress.feed(json.dumps({"vertexes": [vertex | stamps]}))
+    assert progress.target("m1").wall_seconds == pytest.approx(0.5, abs=0.01)

@@ -279,3 +279,84 @@ def test_pin_fills_and_moves_every_part_of_a_split_model(hub: StandInHub, catalo
         "size": len(b"part two, requantised"),
     }
     assert data["weights"]["parts"][0]["sha256"] == sha(SPLIT_FILES[SPLIT_PARTS[0]])
+
+
+def _cut(stem: str, count: int, tag: bytes) -> dict[str, bytes]:
+    """A quantisation cut into ``count`` parts, as llama.cpp's tools name them."""
+    return {f"{stem}-{n:05d}-of-{count:05d}.gguf": tag + b" part %d of %d" % (n, count) for n in range(1, count + 1)}
+
+
+def test_pin_update_follows_a_split_model_cut_into_more_parts(hub: StandInHub, catalog: Path) -> None:
+    others = {"big-Q8_0.gguf": SPLIT_FILES["big-Q8_0.gguf"]}
+    hub.commit("acme/Big-GGUF", {**SPLIT_FILES})
+    assert run("add", "-c", str(catalog), "acme/Big-GGUF:Q4_K_M").exit_code == 0
+    path = catalog / "models" / "big.yaml"
+    path.write_text(path.read_text().replace("  parts:\n", "  parts:  # Q4_K_M, as the Hub cuts it\n"))
+    four = _cut("Q4_K_M/big-Q4_K_M", 4, b"GGUF requantised")
+    newer = hub.commit("acme/Big-GGUF", {**others, **four})
+    result = run("pin", "-c", str(catalog), "big", "--update")
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(path.read_text())
+    assert data["weights"]["revision"] == newer
+    assert data["weights"]["parts"] == [{"file": f, "sha256": sha(c), "size": len(c)} for f, c in four.items()]
+    assert f"big: weights: acme/Big-GGUF at {newer[:12]} has Q4_K_M/big-Q4_K_M in 4 parts, was 3" in result.output
+    assert "+    - file: Q4_K_M/big-Q4_K_M-00004-of-00004.gguf" in result.output, "the diff shows the new part"
+    assert "# Q4_K_M, as the Hub cuts it" in path.read_text(), "comments stay"
+    assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
+    assert run("pin", "-c", str(catalog), "big", "--update").output.strip() == "every model is pinned; nothing changed"
+
+
+def test_pin_update_follows_a_split_model_cut_into_fewer_parts_written_in_flow_style(
+    hub: StandInHub, catalog: Path
+) -> None:
+    four = _cut("Q4_K_M/big-Q4_K_M", 4, b"GGUF")
+    commit = hub.commit("acme/Big-GGUF", four)
+    items = "".join(f"    - {{file: {f}, sha256: '{sha(c)}', size: {len(c)}}}\n" for f, c in four.items())
+    path = catalog / "models" / "big.yaml"
+    path.write_text(f"weights:\n  hf: acme/Big-GGUF\n  revision: '{commit}'\n  parts:\n{items}")
+    path.write_text(path.read_text() + "# the end\nserver:\n  ctx_size: 512\n")
+    two = _cut("Q4_K_M/big-Q4_K_M", 2, b"GGUF in halves")
+    newer = hub.commit("acme/Big-GGUF", two)
+    result = run("pin", "-c", str(catalog), "--update")
+    assert result.exit_code == 0, result.output
+    assert "has Q4_K_M/big-Q4_K_M in 2 parts, was 4" in result.output
+    after = path.read_text()
+    data = yaml.safe_load(after)
+    assert data["weights"]["revision"] == newer
+    assert data["weights"]["parts"] == [{"file": f, "sha256": sha(c), "size": len(c)} for f, c in two.items()]
+    assert data["server"] == {"ctx_size": 512}
+    assert after.endswith("# the end\nserver:\n  ctx_size: 512\n"), after
+    assert after.count("    - {file: ") == 2, "still one line per part"
+    assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"big-Q8_0.gguf": b"GGUF q8"}, "no longer has Q4_K_M/big-Q4_K_M (no Q4_K_M/big-Q4_K_M-0000i-of-0000N.gguf)"),
+        (
+            {"Q4_K_M/big-Q4_K_M.gguf": b"GGUF whole"},
+            "has Q4_K_M/big-Q4_K_M as one file, Q4_K_M/big-Q4_K_M.gguf: write `file: Q4_K_M/big-Q4_K_M.gguf` in place",
+        ),
+        (
+            {**_cut("Q4_K_M/big-Q4_K_M", 2, b"a"), **_cut("Q4_K_M/big-Q4_K_M", 4, b"b")},
+            "cuts Q4_K_M/big-Q4_K_M into 2 and into 4 parts",
+        ),
+        (
+            {k: v for k, v in _cut("Q4_K_M/big-Q4_K_M", 4, b"GGUF").items() if "00002" not in k},
+            "has 3 of the 4 parts of Q4_K_M/big-Q4_K_M: missing Q4_K_M/big-Q4_K_M-00002-of-00004.gguf",
+        ),
+    ],
+)
+def test_pin_update_of_a_split_model_whose_quantisation_is_gone_is_a_clear_error(
+    hub: StandInHub, catalog: Path, files: dict[str, bytes], message: str
+) -> None:
+    hub.commit("acme/Big-GGUF", SPLIT_FILES)
+    assert run("add", "-c", str(catalog), "acme/Big-GGUF:Q4_K_M").exit_code == 0
+    path = catalog / "models" / "big.yaml"
+    before = path.read_text()
+    hub.commit("acme/Big-GGUF", files)
+    result = run("pin", "-c", str(catalog), "big", "--update")
+    assert result.exit_code == 9, result.output
+    assert message in result.output
+    assert path.read_text() == before, "the model file is left as it was"

@@ -38,7 +38,7 @@ from llama_bake.cli import main
 from llama_bake.errors import BuildError
 from llama_bake.generated import generate_set
 from llama_bake.render.ci import GITHUB_GIT
-from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, executed, prune_builder, write_yaml
+from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, ci_shell_steps, executed, prune_builder, write_yaml
 
 pytestmark = pytest.mark.buildkit
 
@@ -608,18 +608,6 @@ def test_the_real_cuda_templates_pass_buildx_check(
         assert result.stdout.count("Check complete, no warnings found.") == len(targets), result.stdout
 
 
-def _shell_steps(provider: str, workflow: dict[str, Any]) -> list[str]:
-    """The shell a CI runner would run after its set-up: GitHub's `run` steps past the install, GitLab's script."""
-    if provider == "github":
-        steps = workflow["jobs"]["build"]["steps"]
-        return [step["run"] for step in steps if "run" in step and step.get("name") not in SETUP_STEPS]
-    return [*workflow["llama-bake"]["script"], *workflow["llama-bake"]["after_script"]]
-
-
-# What the runner image or the provider sets up; here the venv and the test builder stand in for them.
-SETUP_STEPS = ("Free disk space for the CUDA build", "Install llama-bake")
-
-
 @pytest.mark.parametrize("provider", ["github", "gitlab"])
 def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(  # noqa: PLR0915 - one CI run, step by step, as the generated workflow runs it
     project: Project,
@@ -669,7 +657,7 @@ def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(  
         release = {"CI_COMMIT_BRANCH": "", "GIT_BRANCH": "", "CI_COMMIT_TAG": "v1.2.3", "GIT_VERSION": "v1.2.3"}
 
     def run_pipeline(builder: str, extra: dict[str, str]) -> str:
-        script = "set -eu\n" + "\n".join(_shell_steps(provider, workflow))
+        script = "set -eu\n" + "\n".join(ci_shell_steps(provider, workflow))
         result = subprocess.run(
             ["bash", "-c", script],
             cwd=project.root,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from llama_bake.cli import main
-from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
+from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, ci_shell_steps, write_yaml
 from tests.registry_proxy import RegistryProxy
 
 pytestmark = pytest.mark.buildkit
@@ -150,8 +152,6 @@ def test_a_split_model_over_the_layer_limit_pushes_one_layer_per_part_and_an_uns
 
 
 def _yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
     data: dict[str, Any] = yaml.safe_load(path.read_text())
     return data
 
@@ -256,5 +256,55 @@ def test_a_file_over_the_limit_is_re_split_and_a_new_llama_cpp_re_pushes_no_weig
         assert again, "the new base's layers and the image were pushed"
         assert max(again.values()) < 500_000, f"no weights blob was pushed again: {again}"
 
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab"])
+def test_the_generated_ci_files_build_step_fails_in_seconds_without_a_login(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path, provider: str
+) -> None:
+    """What `llama-bake ci` writes runs `llama-bake build --push` with a per-target cache (two phases): the push
+    pre-flight runs there too, so a registry that demands a login the job does not have stops the build step
+    before any step, with the fix, and so does a login without the push scope (ghcr.io's GITHUB_TOKEN without
+    write access to the package)."""
+    proxy = RegistryProxy(registry, auth=True, users={"ci": ("secret", frozenset({"lb/base", "lb/m"}))})
+    try:
+        url, sha = server.add("m.gguf")
+        write_yaml(project / "models" / "m.yaml", {"weights": {"url": url, "sha256": sha}})
+        project_file = project / "project.yaml"
+        write_yaml(project_file, {**_yaml(project_file), "registry": f"{proxy.address}/lb"})
+        root = project.parent
+        for argv in (["generate", "-c", str(project)], ["ci", provider, "-c", str(project)]):
+            done = CliRunner().invoke(main, argv)
+            assert done.exit_code == 0, done.output
+        written = root / (".github/workflows/llama-bake.yml" if provider == "github" else ".gitlab-ci.yml")
+        script = "set -eu\n" + "\n".join(ci_shell_steps(provider, yaml.safe_load(written.read_text())))
+        assert "PUBLISH_FLAGS=--push" in script
+        # A push to the default branch: what GitHub makes of the job's PUBLISH expression, GitLab's variables.
+        provided = {"PUBLISH": "true"} if provider == "github" else {"CI_COMMIT_BRANCH": "main"}
+        env = {**os.environ, **provided, "CI_REGISTRY_IMAGE": f"{proxy.address}/lb"}
+
+        def run_file() -> tuple[subprocess.CompletedProcess[str], float]:
+            started = time.monotonic()
+            done = subprocess.run(
+                ["bash", "-c", script], cwd=root, env=env, capture_output=True, text=True, check=False
+            )
+            return done, time.monotonic() - started
+
+        refused, elapsed = run_file()
+        assert refused.returncode == 10, refused.stdout + refused.stderr
+        assert f"needs a login to push and the docker config has none for it: run `docker login {proxy.address}`" in (
+            refused.stderr
+        )
+        assert elapsed < 15, f"refused in {elapsed:.1f} s"
+
+        login(docker_config, proxy.address, "ci", "secret")
+        scoped, elapsed = run_file()
+        assert scoped.returncode == 10, scoped.stdout + scoped.stderr
+        assert f"cannot push to {proxy.address}/lb/cache/" in scoped.stderr, "the cache's repositories are checked"
+        assert elapsed < 15, f"refused in {elapsed:.1f} s"
+        assert server.gets == {}, "no step ran: nothing was downloaded"
+        assert proxy.uploads == {}, "nothing was pushed"
     finally:
         proxy.close()

@@ -234,6 +234,58 @@ def test_a_file_over_the_layer_limit_is_re_split_by_llama_gguf_split_and_served(
     assert complete(container, "hello llama")["tokens_predicted"] > 0
 
 
+def test_the_re_split_run_again_without_the_cache_gives_the_same_weight_layers(
+    built: Built, embedded_builder: str, tmp_path: Path
+) -> None:
+    """llama-gguf-split run twice more, for real: its stage excluded from the cache (bake's `no-cache-filter`, in
+    a second bake file: buildx 0.36.1 drops it from `--set`). Each run's weight layers have the digests of the
+    first build's. Only the model's own exported cache is imported, so the tool is not compiled again; the base
+    is another image (the Debian stand-in): the weight layers do not depend on it."""
+    expected = _weight_layers(OciArchive(built.out / "tiny-big.tar"))
+    assert len(expected) > 1
+    cache = cache_dir() / "bake-cache"
+    override = tmp_path / "no-cache.json"
+    override.write_text(json.dumps({"target": {"tiny-big": {"no-cache-filter": ["resplit"]}}}))
+    layers = []
+    for run in (1, 2):
+        out = tmp_path / f"run-{run}"
+        out.mkdir()
+        # fmt: off
+        command = [
+            "docker", "buildx", "bake", "--builder", embedded_builder, "--progress", "rawjson",
+            "--file", "docker-bake.hcl", "--file", str(override),
+            "--set", f"tiny-big.contexts.base=oci-layout://{debian_layout()}:latest",
+            "--set", f"tiny-big.cache-from=type=local,src={cache / 'tiny-big'}", "--allow", f"fs.read={cache}",
+            "--set", f"tiny-big.output=type=oci,dest={out / 'tiny-big.tar'}", "--allow", f"fs.write={out}",
+            "tiny-big",
+        ]
+        # fmt: on
+        result = run_checked(command, cwd=built.project)
+        progress = Progress()
+        progress.sole = "tiny-big"
+        for line in result.stderr.splitlines():
+            progress.feed(line)
+        resplit = [v for v in progress.vertices.values() if v.name.startswith("[tiny-big resplit ")]
+        assert resplit, progress.executed_steps()
+        assert not any(v.cached for v in resplit), f"run {run}: the re-split came from the cache"
+        assert any("-of-" in line for v in resplit for line in v.log), f"run {run}: llama-gguf-split wrote no part"
+        ran = executed(progress)
+        assert not any("cmake" in step for step in ran), f"run {run}: nothing was compiled: {ran}"
+        archive = OciArchive(out / "tiny-big.tar")
+        assert _weight_layers(archive) == expected, f"run {run}: the weight layers of the first build"
+        layers.append([layer["digest"] for layer in archive.manifest()["layers"]])
+    assert layers[1] == layers[0], "two uncached re-splits give the same image layers"
+
+
+def _weight_layers(archive: OciArchive) -> list[str]:
+    """The digests of the layers that hold a part of the weights, in order."""
+    return [
+        layer["digest"]
+        for layer in archive.manifest()["layers"]
+        if any(name.startswith("models/") for name, _ in _files_of(archive, layer))
+    ]
+
+
 def _files_of(archive: OciArchive, layer: dict[str, Any]) -> list[tuple[str, bytes]]:
     data = archive.blob(layer["digest"])
     if layer["mediaType"].endswith("gzip"):
