@@ -5,13 +5,8 @@ limit is re-split by llama-gguf-split into parts that each fit (``project.max_la
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from llama_bake.catalog.models import Model
-
-# The catalog's models are imported where they are used: the plan imports this module, and a plan read back from
-# the compile cache never loads pydantic.
+from llama_bake.catalog.models import HfWeights, Model
 
 
 @dataclass(frozen=True)
@@ -27,8 +22,6 @@ class Resplit:
 def resplit(model: Model, limit: int) -> Resplit | None:
     """The re-split of ``model``'s weights, when they are one baked file whose recorded size is over ``limit``
     (a split model's parts, a gated download and a size not recorded are left as they are: validate warns)."""
-    from llama_bake.catalog.models import HfWeights
-
     files = model.weights.files
     size = files[0].size
     gated = isinstance(model.weights, HfWeights) and model.weights.gated

@@ -4,18 +4,10 @@ where its weights come from) and the label naming its weights.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from llama_bake.catalog.bases import Base
 from llama_bake.catalog.constants import DEFAULT_MAX_LAYER_SIZE, HF_ENDPOINT
-
-if TYPE_CHECKING:
-    from llama_bake.catalog.bases import Base
-    from llama_bake.catalog.models import Model, Weights
-
-# The catalog's classes are imported where they are used: a plan read back from the compile cache (a no-op
-# generate or build) then never loads pydantic's models of the catalog.
-
 from llama_bake.catalog.layers import resplit
+from llama_bake.catalog.models import FileWeights, HfWeights, Model, UrlWeights, Weights
 from llama_bake.plan.ir import MODELS_DIR, part_prefix
 
 
@@ -43,8 +35,6 @@ CPU_ARGS = {
 
 def weights_env(prefix: str, weights: Weights, hf_endpoint: str) -> dict[str, str]:
     """Each file's checksum, name in the image and URL (``PREFIX_2_...`` for a split model's second part)."""
-    from llama_bake.catalog.models import HfWeights, UrlWeights
-
     env: dict[str, str] = {}
     files = weights.files
     if len(files) > 1:
@@ -64,8 +54,6 @@ def weights_env(prefix: str, weights: Weights, hf_endpoint: str) -> dict[str, st
 
 
 def weights_label(weights: Weights) -> str:
-    from llama_bake.catalog.models import FileWeights, HfWeights
-
     first = weights.files[0]
     if isinstance(weights, HfWeights):
         return f"hf://{weights.hf}/{first.source}@{weights.revision}"

@@ -13,19 +13,13 @@ import re
 from dataclasses import replace
 from pathlib import Path, PurePath
 from types import ModuleType
-from typing import TYPE_CHECKING
 
-from llama_bake.errors import CatalogError
-
-if TYPE_CHECKING:
-    from llama_bake.catalog.bases import Base
-    from llama_bake.catalog.checks import Catalog
-    from llama_bake.catalog.models import Model
-
-# The catalog's classes are imported where they are used: a plan read back from the compile cache (a no-op
-# generate or build) then never loads pydantic's models of the catalog.
-
+from llama_bake.catalog.bases import Base, GitSource
+from llama_bake.catalog.checks import Catalog
+from llama_bake.catalog.constants import GIT_PLACEHOLDERS
 from llama_bake.catalog.layers import resplit
+from llama_bake.catalog.models import FileWeights, HfWeights, Model
+from llama_bake.errors import CatalogError
 from llama_bake.plan.environment import CPU_ARGS, cmake_args, server_env, weights_label
 from llama_bake.plan.ir import (
     DEFAULT_LLAMA_CACHE,
@@ -99,8 +93,6 @@ def _image(name: str, tag: tuple[str | Var | Fn, ...]) -> Interp:
 
 
 def _tags(catalog: Catalog, name: str, base: Base, extra: tuple[str, ...]) -> tuple[Interp, ...]:
-    from llama_bake.catalog.constants import GIT_PLACEHOLDERS
-
     values = {
         "ref": base.llama_cpp.ref,
         "cuda": base.cuda if base.backend == "cuda" else "cpu",
@@ -147,8 +139,6 @@ def _overrides(catalog: Catalog, images: tuple[str, ...]) -> list[tuple[str, str
 
 
 def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path) -> Target:
-    from llama_bake.catalog.bases import GitSource
-
     build_image, runtime_image = _os_images(base)
     source = base.llama_cpp
     source_args: dict[str, str] = {}
@@ -256,16 +246,12 @@ def _file_context(
 
 def _split_contexts(catalog: Catalog, project_dir: Path, bake_dir: Path) -> list[tuple[str, str]]:
     """llama-gguf-split's llama.cpp source and the image it is compiled in (with its override)."""
-    from llama_bake.catalog.bases import GitSource
-
     tool = catalog.project.split_tool
     source = f"{tool.git}#{tool.ref}" if isinstance(tool, GitSource) else _relative(project_dir, bake_dir, tool.path)
     return [("gguf-split-src", source), *_overrides(catalog, (catalog.project.split_image,))]
 
 
 def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: Path) -> Target:
-    from llama_bake.catalog.bases import GitSource
-    from llama_bake.catalog.models import FileWeights, HfWeights
 
     base = catalog.base_of(model)
     limit = catalog.project.max_layer_size
