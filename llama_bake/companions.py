@@ -10,8 +10,8 @@ from pathlib import Path
 from llama_bake.files import regenerate_command, write_generated
 from llama_bake.generated import generate_set
 from llama_bake.project import Paths, compile_catalog, plan_catalog
-from llama_bake.render.ci import DEFAULT_PATHS, CiOptions, Provider
 from llama_bake.render.ci import pipeline as ci_pipeline
+from llama_bake.render.ci_options import DEFAULT_PATHS, CiOptions, Provider
 from llama_bake.render.compose import compose_document, cpu_override, cpu_override_path
 from llama_bake.render.templates import Header, render_yaml
 

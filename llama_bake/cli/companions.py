@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from llama_bake.cli.options import CHECK_OPTION, OUT_FILE, changed_options, paths_options, report
-from llama_bake.render.ci import DEFAULT_PATHS, CiOptions, Provider
+from llama_bake.render.ci_options import DEFAULT_PATHS, CiOptions, Provider
 
 # The CI command's defaults are CiOptions' own: one place for each.
 CI_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CiOptions) if f.default is not dataclasses.MISSING}

@@ -13,59 +13,41 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from llama_bake.buildx.options import CachePreset
 from llama_bake.errors import UsageError
+from llama_bake.render.ci_options import CiOptions
 
 if TYPE_CHECKING:
     from llama_bake.plan.ir import BakePlan
 
-Provider = Literal["github", "gitlab"]
-DEFAULT_PATHS = {"github": ".github/workflows/llama-bake.yml", "gitlab": ".gitlab-ci.yml"}
 SUMMARY_FILE = "llama-bake-summary.json"
 # Room for a CUDA toolkit image, a compile and a model on GitHub's 14 GB runners: what the runner image ships
 # and llama-bake does not need.
 FREE_DISK = "sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/hostedtoolcache/CodeQL && df -h /"
 
 
-@dataclass(frozen=True)
-class CiOptions:
-    """A CI file's settings. The defaults here are the ``ci`` command's (its options read them)."""
-
-    provider: Provider
-    bake_file: str  # relative to the repository root
-    catalog: str  # relative to the repository root
-    install: str | None = None  # pip requirement that installs llama-bake; None: this version
-    branch: str = "main"  # images are pushed (and caches written) from this branch only
-    cache: str | None = None  # every target's cache; None: the provider's defaults
-    base_cache: str | None = None
-    model_cache: str | None = None
-    runs_on: str = "ubuntu-latest"  # GitHub
-    runner_tags: tuple[str, ...] = ()  # GitLab
-    free_disk: bool = True  # GitHub: remove what the runner image ships and a CUDA build does not need
-
-    def caches(self, plan: BakePlan) -> tuple[str, str]:
-        """(the bases' cache, the models' cache), as ``llama-bake build`` takes them."""
-        if self.provider == "github":
-            defaults = ("gha", f"registry={plan.default('REGISTRY')}/cache")
-        else:
-            defaults = ("registry=$CI_REGISTRY_IMAGE/cache", "registry=$CI_REGISTRY_IMAGE/cache")
-        base = self.base_cache or self.cache or defaults[0]
-        model = self.model_cache or self.cache or defaults[1]
-        for spec in (base, model):
-            try:
-                kind = CachePreset.parse(spec).kind
-            except UsageError:
-                kind = "local"  # what is left of parse's forms: tell the CI ones
-            if kind == "local":
-                msg = f"CI cache {spec!r}: use gha (GitHub only) or registry=REF_PREFIX"
-                raise UsageError(msg)
-            if kind == "gha" and self.provider != "github":
-                msg = "the gha cache only exists on GitHub Actions; use registry=REF_PREFIX"
-                raise UsageError(msg)
-        return base, model
+def caches(options: CiOptions, plan: BakePlan) -> tuple[str, str]:
+    """(the bases' cache, the models' cache), as ``llama-bake build`` takes them."""
+    if options.provider == "github":
+        defaults = ("gha", f"registry={plan.default('REGISTRY')}/cache")
+    else:
+        defaults = ("registry=$CI_REGISTRY_IMAGE/cache", "registry=$CI_REGISTRY_IMAGE/cache")
+    base = options.base_cache or options.cache or defaults[0]
+    model = options.model_cache or options.cache or defaults[1]
+    for spec in (base, model):
+        try:
+            kind = CachePreset.parse(spec).kind
+        except UsageError:
+            kind = "local"  # what is left of parse's forms: tell the CI ones
+        if kind == "local":
+            msg = f"CI cache {spec!r}: use gha (GitHub only) or registry=REF_PREFIX"
+            raise UsageError(msg)
+        if kind == "gha" and options.provider != "github":
+            msg = "the gha cache only exists on GitHub Actions; use registry=REF_PREFIX"
+            raise UsageError(msg)
+    return base, model
 
 
 def default_install() -> str:
@@ -88,7 +70,7 @@ def _files(options: CiOptions) -> str:
 
 def build_script(plan: BakePlan, options: CiOptions, publish: str) -> str:
     """The build as one shell script: push and export the caches when ``publish`` holds, else import only."""
-    base, model = options.caches(plan)
+    base, model = caches(options, plan)
     # $CI_REGISTRY_IMAGE and the like expand in the shell, so these words are not quoted.
     command = (
         f"llama-bake build {_files(options)} --base-cache {base} --model-cache {model}"
@@ -147,7 +129,7 @@ def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         {"name": "The bake file matches the catalog", "run": f"llama-bake generate --check {_files(options)}"},
         {"uses": "docker/setup-buildx-action@v3"},
     ]
-    if "gha" in options.caches(plan):
+    if "gha" in caches(options, plan):
         # buildx run from a shell step reaches GitHub's cache only with the runtime's token in its environment.
         steps.append({"name": "Give buildx GitHub's cache service", "uses": "crazy-max/ghaction-github-runtime@v3"})
     steps += [

@@ -1,0 +1,27 @@
+"""A CI file's settings, the ``ci`` command's defaults among them: plain data (the command's options read their
+defaults from here, so `--help` loads nothing else)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Provider = Literal["github", "gitlab"]
+DEFAULT_PATHS = {"github": ".github/workflows/llama-bake.yml", "gitlab": ".gitlab-ci.yml"}
+
+
+@dataclass(frozen=True)
+class CiOptions:
+    """A CI file's settings. The defaults here are the ``ci`` command's (its options read them)."""
+
+    provider: Provider
+    bake_file: str  # relative to the repository root
+    catalog: str  # relative to the repository root
+    install: str | None = None  # pip requirement that installs llama-bake; None: this version
+    branch: str = "main"  # images are pushed (and caches written) from this branch only
+    cache: str | None = None  # every target's cache; None: the provider's defaults
+    base_cache: str | None = None
+    model_cache: str | None = None
+    runs_on: str = "ubuntu-latest"  # GitHub
+    runner_tags: tuple[str, ...] = ()  # GitLab
+    free_disk: bool = True  # GitHub: remove what the runner image ships and a CUDA build does not need
