@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import re
 import shutil
 import signal
@@ -93,8 +94,6 @@ INSTALL_HINT = (
 
 def native_platform() -> str:
     """This machine's platform, as buildx names it."""
-    import platform
-
     machine = platform.machine().lower()
     return {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}.get(
         machine, f"linux/{machine}"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llama_bake.catalog.constants import COMMIT_PATTERN, PLACEHOLDER_REVISION, PLACEHOLDER_SHA256, SHA256_PATTERN
+from llama_bake.catalog.gpus import GPU_FAMILIES
 from llama_bake.catalog.hub import HubFile, HubRepo
 from llama_bake.errors import CatalogError, UsageError
 
@@ -256,8 +257,6 @@ def init_files(families: list[str]) -> dict[str, str]:
 
 def detect_families(run: Callable[[list[str]], str] | None = None) -> list[str]:
     """The GPU families of this machine's cards, from ``nvidia-smi``'s compute capabilities ([] without it)."""
-    from llama_bake.catalog.gpus import GPU_FAMILIES
-
     if run is None:
         if shutil.which("nvidia-smi") is None:
             return []

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from llama_bake.catalog.bases import GitSource
 from llama_bake.catalog.constants import COMMIT_PATTERN
+from llama_bake.catalog.edits import pin_text, round_trip_yaml
 from llama_bake.errors import CatalogError, LlamaBakeError, UsageError
+from llama_bake.files import unified_diff, write_atomic
 
 # llama.cpp's releases are b1234; other projects' are v1.2.3 or 1.2 (no pre-releases: they carry a suffix).
 RELEASE = re.compile(r"b\d+|v?\d+(\.\d+)*")
@@ -82,8 +85,6 @@ class BasePin:
 
 
 def _read(path: Path) -> tuple[str, str]:
-    from llama_bake.catalog.edits import round_trip_yaml
-
     try:
         data = round_trip_yaml().load(path.read_text(encoding="utf-8"))
     except Exception as exc:  # ruamel's parser errors
@@ -121,12 +122,7 @@ def pin_for(path: Path, *, update: bool, ref: str | None, remote: LsRemote = ls_
 
 def pinned_text(text: str, ref: str) -> str:
     """``text`` with ``llama_cpp.ref`` set to ``ref``; every other byte (comments, quoting) stays."""
-    from llama_bake.catalog.bases import GitSource
-    from llama_bake.catalog.edits import pin_text
-
     new = pin_text(text, {"llama_cpp": {"ref": ref}})
-    from llama_bake.catalog.edits import round_trip_yaml
-
     source = dict(round_trip_yaml().load(new)["llama_cpp"])
     try:
         GitSource.model_validate({"git": source["git"], "ref": source["ref"]})
@@ -163,8 +159,6 @@ def pin_bases(
     catalog: Path, names: list[str], *, update: bool, ref: str | None, remote: LsRemote = ls_remote
 ) -> list[BaseResult]:
     """``llama-bake pin BASE...``: move each named base's ref (see ``pin_for``), writing only changed files."""
-    from llama_bake.files import unified_diff, write_atomic
-
     files = base_files(catalog)
     results = []
     for name in names:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from llama_bake.buildx.options import CachePreset
@@ -51,8 +52,6 @@ def caches(options: CiOptions, plan: BakePlan) -> tuple[str, str]:
 
 
 def default_install() -> str:
-    from importlib import metadata
-
     try:
         return f"llama-bake=={metadata.version('llama-bake')}"
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout

@@ -6,6 +6,7 @@ into its models.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from llama_bake.plan.ir import BakePlan, Target
@@ -97,8 +98,6 @@ def render_dot(plan: BakePlan) -> str:
 
 def render_json(plan: BakePlan) -> str:
     """``{"nodes": [{"id", "label", "kind"}], "edges": [[from_id, to_id]]}``; kinds: image, source, base, model."""
-    import json
-
     nodes, edges = graph(plan)
     data = {"nodes": [{"id": n.id, "label": n.label, "kind": n.kind} for n in nodes], "edges": [list(e) for e in edges]}
     return json.dumps(data, indent=2) + "\n"
