@@ -172,8 +172,9 @@ def pin_text(text: str, updates: dict[str, dict[str, str]], counts: Mapping[str,
         edits += _part_count_edits(data[field]["parts"], lines, count, updates[field])
     for field, values in updates.items():
         edits += _value_edits(data[field], values)
-    # From the bottom up, so that earlier lines keep their numbers; lines added under one line keep their order.
-    order = sorted(range(len(edits)), key=lambda i: (edits[i][0], i), reverse=True)
+    # From the bottom up, so that earlier lines keep their numbers. Lines added under one line keep their order,
+    # the more indented first: a nested mapping's new key must come before the key that ends it.
+    order = sorted(range(len(edits)), key=lambda i: (edits[i][0], -edits[i][2] if edits[i][1] else 0, i), reverse=True)
     for line, insert, column, value in (edits[i] for i in order):
         if insert is None:
             del lines[line]
@@ -199,10 +200,19 @@ def _value_edits(entry: Any, values: Mapping[str, str]) -> list[Edit]:
         if key in node:
             line, column = node.lc.value(key)
             edits.append((line, False, column, _scalar(key, value)))
-        else:  # indented as the entry's keys
-            last = max(node.lc.value(k)[0] for k in node)
-            edits.append((last, True, node.lc.key(next(iter(node)))[1], f"{key}: {_scalar(key, value)}"))
+        else:  # after the mapping's last line (a nested list's too), indented as its keys
+            edits.append((_last_line(node), True, node.lc.key(next(iter(node)))[1], f"{key}: {_scalar(key, value)}"))
     return edits
+
+
+def _last_line(node: Any) -> int:
+    """The last line a mapping or list takes, what is nested in it included (ruamel gives where values start)."""
+    lines = [-1]
+    if hasattr(node, "items"):
+        lines += [max(node.lc.value(k)[0], _last_line(v)) for k, v in node.items()]
+    elif isinstance(node, list):
+        lines += [max(node.lc.item(i)[0], _last_line(v)) for i, v in enumerate(node)]  # type: ignore[attr-defined]
+    return int(max(lines))
 
 
 def _part_count_edits(parts: Any, lines: list[str], count: int, values: Mapping[str, str]) -> list[Edit]:

@@ -281,6 +281,26 @@ def test_pin_fills_and_moves_every_part_of_a_split_model(hub: StandInHub, catalo
     assert data["weights"]["parts"][0]["sha256"] == sha(SPLIT_FILES[SPLIT_PARTS[0]])
 
 
+def test_a_key_pin_adds_after_a_split_models_parts_goes_under_the_weights_not_into_a_part(
+    hub: StandInHub, catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repository that became gated gets `gated: true` in its weights; with `parts` as the last key, the new key
+    goes after the last part's last line, at the weights' own indentation."""
+    commit = hub.commit("acme/Big-GGUF", SPLIT_FILES, gated=True)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    parts = "".join(f"    - file: {f}\n      sha256: '{'0' * 64}'  # not yet\n" for f in SPLIT_PARTS)
+    path = catalog / "models" / "big.yaml"
+    path.write_text(f"weights:\n  hf: acme/Big-GGUF\n  revision: main\n  parts:\n{parts}server:\n  ctx_size: 4096\n")
+    result = run("pin", "-c", str(catalog))
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(path.read_text())
+    assert data["weights"]["gated"] is True
+    assert data["weights"]["revision"] == commit
+    assert [set(p) for p in data["weights"]["parts"]] == [{"file", "sha256", "size"}] * 3
+    assert data["server"] == {"ctx_size": 4096}
+    assert "\n  gated: true\nserver:\n" in path.read_text()
+
+
 def _cut(stem: str, count: int, tag: bytes) -> dict[str, bytes]:
     """A quantisation cut into ``count`` parts, as llama.cpp's tools name them."""
     return {f"{stem}-{n:05d}-of-{count:05d}.gguf": tag + b" part %d of %d" % (n, count) for n in range(1, count + 1)}
