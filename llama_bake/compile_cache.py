@@ -69,7 +69,7 @@ def load(key: str) -> object | None:
     try:
         with (cache_dir() / f"{key}.pickle").open("rb") as handle:
             value: object = pickle.load(handle)  # noqa: S301 - only this user's own cache entries, written by `store` and keyed by content
-    except Exception:  # a missing, partial or outdated entry: compile again  # noqa: BLE001 - any error unpickling a stale or partial entry means: compile again
+    except Exception:  # noqa: BLE001 - a missing, partial or outdated entry, whatever unpickling raises: compile again
         return None
     return value
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +109,33 @@ def find_companions(paths: Paths) -> list[tuple[Path, list[str]]]:
         if line is not None:
             found.append((path, shlex.split(line.removeprefix(f"{REGENERATE}llama-bake "))))
     return found
+
+
+# Writes (or checks) one Compose or CI file by its header's command: (path, changed), or None when not ours.
+Regenerate = Callable[[Path, list[str]], "tuple[Path, bool] | None"]
+
+
+def generate(paths: Paths, regenerate: Regenerate, *, check: bool) -> Written:
+    """The bake file, the Dockerfiles, and the Compose and CI files an earlier command wrote at their default
+    places (each by ``regenerate``, which parses its header's command). With ``check``, write nothing and raise
+    ``StaleError`` naming every stale file, not only the first."""
+    compiled = compile_catalog(paths)
+    companions = find_companions(paths)
+    stale: list[str] = []
+    written = Written((), (), ())
+    try:
+        written = generate_set(paths, compiled, check=check)
+    except StaleError as exc:
+        stale.append(str(exc))
+    wrote, unchanged = list(written.wrote), list(written.unchanged)
+    for path, words in companions:
+        try:
+            result = regenerate(path, words)
+        except StaleError as exc:
+            stale.append(str(exc))
+            continue
+        if result is not None:
+            (wrote if result[1] else unchanged).append(result[0])
+    if stale:
+        raise StaleError("\n".join(stale))
+    return Written(tuple(wrote), tuple(unchanged), written.removed, unpinned_warnings(compiled))

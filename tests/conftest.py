@@ -172,10 +172,10 @@ def arm64_emulation() -> Any:
 def embedded_builder(buildx: None, session_env: Any, arm64_emulation: None) -> Any:
     """`llama-bake builder up` for the session; `builder down` at the end."""
     from llama_bake.buildx import daemon as builder
-    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.client import DockerRunner
     from llama_bake.buildx.probe import builder_name
 
-    runner = WhalesRunner()
+    runner = DockerRunner()
     builder.up(runner)
     yield builder_name()
     builder.down(runner)

@@ -10,8 +10,6 @@ from llama_bake import project as pipeline
 from llama_bake.project import git_environment
 from tests.conftest import WriteCatalog
 
-FAKE_DIGEST = "sha256:" + "d" * 64
-
 
 @pytest.mark.tools
 def test_a_local_build_reads_the_git_values_from_the_checkout_unless_the_environment_sets_them(

@@ -142,7 +142,8 @@ class Builders(Protocol):
     def remove(self, name: str) -> None: ...
 
 
-CANCEL_TIMEOUT = 30.0
+CANCEL_TIMEOUT = 30.0  # after Ctrl-C: how long buildx may take to cancel its build
+STOP_TIMEOUT = 5.0  # after a stop the reader asked for
 
 
 def _client() -> DockerClient:
@@ -155,8 +156,14 @@ def _client() -> DockerClient:
 
 
 def _docker(client: DockerClient, args: Sequence[str]) -> list[str]:
-    """``docker`` with the client's own global options (context, host, config: python-on-whales' settings)."""
+    """The docker client (the binary python-on-whales found) with its global options (context, host, config:
+    python-on-whales' settings), then ``args``."""
     return [*map(str, client.client_config.docker_cmd), *args]
+
+
+def _shown(argv: Sequence[str]) -> list[str]:
+    """``argv`` as a person types it: ``docker``, not the path the binary was found at."""
+    return ["docker", *argv[1:]]
 
 
 def _detail(exc: Any) -> str:
@@ -167,28 +174,34 @@ def _run(argv: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | 
     """Run a docker command to its end: its stdout, or ``DockerError`` with what it said."""
     try:
         done = subprocess.run(
-            list(argv), cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, check=False
+            list(argv),
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            check=False,
         )
     except OSError as exc:
         msg = f"{argv[0]} did not start: {exc}"
         raise DockerError(msg) from exc
     if done.returncode != 0:
-        msg = f"{shlex.join(argv[1:4])} failed: {(done.stderr or done.stdout).strip()}"
+        msg = f"`{shlex.join(_shown(argv))}` failed: {(done.stderr or done.stdout).strip()}"
         raise DockerError(msg)
     return done.stdout
 
 
 def _stream(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Generator[str, None, None]:
     """Run a docker command in ``cwd``, yielding each line it writes (stdout and stderr, as they come);
-    ``BakeFailed`` with all it wrote when it exits non-zero. After Ctrl-C (which reached it too) it is
-    waited for, so nothing of it outlives the command."""
+    ``BakeFailed`` with all it wrote when it exits non-zero. Nothing of it outlives the command: after Ctrl-C
+    (which reached it too) it is waited for while it cancels; when the reader stops early, it is stopped."""
     with subprocess.Popen(
         list(argv),
         cwd=cwd,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
+        encoding="utf-8",
         errors="replace",
     ) as process:
         said: list[str] = []
@@ -198,8 +211,13 @@ def _stream(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Generator
                 said.append(line)
                 yield line.rstrip("\n")
             process.wait()
-        except (KeyboardInterrupt, GeneratorExit):
+        except KeyboardInterrupt:
             _wait_for(process, CANCEL_TIMEOUT)
+            raise
+        except GeneratorExit:
+            # The reader failed or stopped: nobody sent a signal; the docker client's exit cancels its plugin.
+            process.terminate()
+            _wait_for(process, STOP_TIMEOUT)
             raise
     if process.returncode != 0:
         raise BakeFailed(process.returncode, "".join(said))
@@ -226,7 +244,7 @@ def _fails_as(what: str) -> Iterator[None]:
         raise DockerError(msg) from exc
 
 
-class WhalesRunner:
+class DockerRunner:
     """The docker client, through python-on-whales (imported lazily: it is slow to import) where it has the
     command; ``bake`` runs ``Invocation.argv`` itself: python-on-whales' bake has no working directory and no
     parameter for ``--allow``, ``--var`` or a repeated ``--set``, and the dry run prints this same line."""
@@ -247,11 +265,13 @@ class WhalesRunner:
         return result
 
     def command(self, invocation: Invocation) -> list[str]:
-        return _docker(_client(), invocation.argv())
+        if shutil.which("docker") is None:  # a dry run needs no docker
+            return ["docker", *invocation.argv()]
+        return _shown(_docker(_client(), invocation.argv()))
 
     def bake(self, invocation: Invocation, cwd: Path) -> Iterator[str]:
         """Run the bake in ``cwd`` (bake resolves relative contexts against it), yielding its progress lines."""
-        yield from _stream(self.command(invocation), cwd, dict(invocation.env))
+        yield from _stream(_docker(_client(), invocation.argv()), cwd, dict(invocation.env))
 
     def capabilities(self, builder: str | None) -> Capabilities:
         driver = self.inspect(builder, bootstrap=False).driver
@@ -259,8 +279,9 @@ class WhalesRunner:
 
     def engine(self) -> EngineInfo | None:
         # python-on-whales' SystemInfo drops the fields it does not know (the CDI devices): read docker's JSON.
+        client = _client()  # no docker client at all is its own error, not "no engine"
         try:
-            text = _run(_docker(_client(), ["info", "--format", "{{json .}}"]))
+            text = _run(_docker(client, ["info", "--format", "{{json .}}"]))
         except DockerError:
             return None
         try:

@@ -1,5 +1,5 @@
 """Build options + the plan -> the ``docker buildx bake`` command lines of one build. Pure: nothing runs, nothing
-is created on disk (``build`` creates the directories these commands name).
+is created on disk (``run`` creates the directories these commands name).
 
 A build is one bake, or two phases: the bases first, then the models with each model's ``base`` context pinned
 to the exact image the first phase made (``docker-image://REPO@sha256:...`` when pushed, else

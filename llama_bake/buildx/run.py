@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Literal, NoReturn
 
 from llama_bake.buildx import ccache
 from llama_bake.buildx.client import BakeFailed, Baker, Invocation, registry_digest
@@ -104,6 +105,14 @@ def _ccache_imports(stores: Mapping[str, ccache.Store], lookup: ccache.Digest) -
     return {base: source for base, source in found.items() if source}
 
 
+Outcome = Literal["done", "failed", "interrupted"]
+
+
+def assert_never(value: NoReturn) -> NoReturn:  # typing.assert_never is Python 3.11+
+    msg = f"unhandled outcome {value!r}"
+    raise AssertionError(msg)
+
+
 @dataclasses.dataclass
 class _Build:
     """One build underway: what its phases share, and what they report as they run."""
@@ -123,7 +132,7 @@ class _Build:
     def targets(self) -> list[str]:
         return [t for phase in self.steps for t in phase.targets]
 
-    def run_phases(self, runner: Baker, on_line: OnLine | None) -> str:
+    def run_phases(self, runner: Baker, on_line: OnLine | None) -> Outcome:
         """Each phase in order; a phase that fails stops the build. Returns how it ended: done, failed or
         interrupted (the stderr of a failed bake is kept)."""
         try:
@@ -205,19 +214,22 @@ def run_build(
     return summary
 
 
-def _raise_unless_done(outcome: str, job: _Build, summary: Summary) -> None:
+def _raise_unless_done(outcome: Outcome, job: _Build, summary: Summary) -> None:
     """The exit code is the truth: an interrupted or failed build, and one where buildx exited 0 while a target
     did not finish, each raise (naming what failed and what had finished)."""
     finished = ", ".join(summary.finished) or "none"
-    if outcome == "interrupted":
-        msg = f"interrupted; the builder cancels the running steps. Targets that had finished: {finished}"
-        raise BuildInterrupted(msg, summary)
-    if outcome == "failed":
-        failure = job.progress.failure()
-        problem = diagnose(job.stderr, job.options.builder) if failure is None else None
-        if problem is not None:
-            raise problem
-        raise BuildFailed(failure_message(failure, summary, job.stderr), summary)
+    match outcome:
+        case "interrupted":
+            msg = f"interrupted; the builder cancels the running steps. Targets that had finished: {finished}"
+            raise BuildInterrupted(msg, summary)
+        case "failed":
+            failure = job.progress.failure()
+            problem = diagnose(job.stderr, job.options.builder) if failure is None else None
+            raise problem or BuildFailed(failure_message(failure, summary, job.stderr), summary)
+        case "done":
+            pass
+        case _:
+            assert_never(outcome)
     unfinished = [f"{t.name} ({t.status})" for t in summary.targets if t.status not in DONE]
     if unfinished:
         msg = (

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from llama_bake.catalog import hub
-from llama_bake.catalog.constants import HF_ENDPOINT
+from llama_bake.catalog.constants import HF_ENDPOINT, HUB_BRANCH
 from llama_bake.catalog.edits import detect_families, init_files, model_text, pin_text, read_pins
 from llama_bake.catalog.loader import load_catalog
 from llama_bake.errors import CatalogError, UsageError
@@ -48,7 +48,7 @@ def add_model(catalog: Path, text: str, settings: dict[str, Any]) -> Added:
     an existing file is never overwritten, and a file that would not validate is not left behind."""
 
     spec = hub.Spec.parse(text)
-    repo = hub.fetch(spec.repo, settings.get("revision") or "main", _hf_endpoint(catalog))
+    repo = hub.fetch(spec.repo, settings.get("revision") or HUB_BRANCH, _hf_endpoint(catalog))
     weights = hub.choose(repo, spec)
     mmproj = None if settings.get("no_mmproj") else hub.choose_mmproj(repo, settings.get("mmproj"))
     name = settings.get("name") or hub.model_name(spec.repo)

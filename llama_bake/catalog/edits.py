@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llama_bake.catalog.constants import COMMIT_PATTERN, PLACEHOLDER_REVISION, PLACEHOLDER_SHA256, SHA256_PATTERN
+from llama_bake.catalog.constants import (
+    COMMIT_PATTERN,
+    LLAMA_CPP_GIT,
+    PLACEHOLDER_REVISION,
+    PLACEHOLDER_SHA256,
+    SHA256_PATTERN,
+)
 from llama_bake.catalog.gpus import GPU_FAMILIES
 from llama_bake.catalog.hub import HubFile, HubRepo
 from llama_bake.errors import CatalogError, UsageError
@@ -172,9 +178,7 @@ def pin_text(text: str, updates: dict[str, dict[str, str]], counts: Mapping[str,
         edits += _part_count_edits(data[field]["parts"], lines, count, updates[field])
     for field, values in updates.items():
         edits += _value_edits(data[field], values)
-    # From the bottom up, so that earlier lines keep their numbers. Lines added under one line keep their order,
-    # the more indented first: a nested mapping's new key must come before the key that ends it.
-    order = sorted(range(len(edits)), key=lambda i: (edits[i][0], -edits[i][2] if edits[i][1] else 0, i), reverse=True)
+    order = sorted(range(len(edits)), key=lambda i: _edit_order(edits[i], i), reverse=True)
     for line, insert, column, value in (edits[i] for i in order):
         if insert is None:
             del lines[line]
@@ -185,6 +189,15 @@ def pin_text(text: str, updates: dict[str, dict[str, str]], counts: Mapping[str,
         else:
             lines[line] = _replaced(lines[line], column, value)
     return "".join(lines)
+
+
+def _edit_order(edit: Edit, index: int) -> tuple[int, int, int, int]:
+    """Edits are made from the bottom up, so that earlier lines keep their numbers. Under one line, lines are added
+    before it is dropped (a key added after a part that goes ends up after the last part that stays), and the
+    added lines keep their order, the more indented first (a nested mapping's new key comes before the key that
+    ends it)."""
+    line, insert, column, _ = edit
+    return (line, 1, -column, index) if insert else (line, 0, 0, index)
 
 
 def _value_edits(entry: Any, values: Mapping[str, str]) -> list[Edit]:
@@ -227,10 +240,10 @@ def _part_count_edits(parts: Any, lines: list[str], count: int, values: Mapping[
     for i in range(len(parts), count):
         keys = [f"{k}: {_scalar(k, values[f'parts.{i}.{k}'])}" for k in ("file", "sha256", "size")]
         if flow:
-            item = f"{dash}- {{{', '.join(keys)}}}"
+            item = f"- {{{', '.join(keys)}}}"
         else:
-            item = f"\n{' ' * column}".join([dash + "-".ljust(column - len(dash)) + keys[0], *keys[1:]])
-        edits.append((end, True, 0, item))
+            item = f"\n{' ' * column}".join(["-".ljust(column - len(dash)) + keys[0], *keys[1:]])
+        edits.append((end, True, len(dash), item))  # at the dash's column: after the last part's own new keys
     return edits
 
 
@@ -256,7 +269,7 @@ def init_files(families: list[str]) -> dict[str, str]:
         "# llama.cpp compiled with CUDA for the cards this catalog serves.\n"
         "backend: cuda\n"
         "llama_cpp:\n"
-        "  git: https://github.com/ggml-org/llama.cpp.git\n"
+        f"  git: {LLAMA_CPP_GIT}\n"
         "  ref: b6500  # pin a release tag or a commit\n"
         "cuda: 12.8.1\n"
         f"gpu_families: [{', '.join(families)}]\n"

@@ -8,10 +8,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from llama_bake.catalog.bases import Base
+from llama_bake.catalog.constants import CATALOG_KINDS
 from llama_bake.catalog.models import Model
 from llama_bake.catalog.project import Project
 
-KINDS: dict[str, type[BaseModel]] = {"project": Project, "base": Base, "model": Model}
+KINDS: dict[str, type[BaseModel]] = dict(zip(CATALOG_KINDS, (Base, Model, Project), strict=True))
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from llama_bake.catalog.constants import HUB_BRANCH
 from llama_bake.cli.options import complete_targets, paths_options
 from llama_bake.errors import UsageError
 
@@ -19,7 +20,7 @@ from llama_bake.errors import UsageError
 @click.option("--base", help="The base to build on (needed when the catalog has several).")
 @click.option("--delivery", type=click.Choice(["baked", "fetch"]), help="Weights in the image, or fetched at start.")
 @click.option("--ctx-size", type=int, help="The server's context size.")
-@click.option("--revision", default="main", show_default=True, help="Branch, tag or commit to pin.")
+@click.option("--revision", default=HUB_BRANCH, show_default=True, help="Branch, tag or commit to pin.")
 @click.option("--mmproj", help="The vision projector file, when the repository has several.")
 @click.option("--no-mmproj", is_flag=True, help="Leave out the vision projector.")
 def add(catalog: Path | None, bake_file: Path | None, spec: str, **settings: Any) -> None:
@@ -39,7 +40,9 @@ def add(catalog: Path | None, bake_file: Path | None, spec: str, **settings: Any
 @paths_options
 @click.argument("models", nargs=-1, shell_complete=complete_targets)
 @click.option("--update", is_flag=True, help="Move pinned models to the repository's newest commit too.")
-@click.option("--branch", default="main", show_default=True, help="The branch --update (and a placeholder) follows.")
+@click.option(
+    "--branch", default=HUB_BRANCH, show_default=True, help="The branch --update (and a placeholder) follows."
+)
 @click.option("--ref", help="For a BASE: the release tag (or commit) to move its llama.cpp ref to.")
 def pin(
     catalog: Path | None, bake_file: Path | None, models: tuple[str, ...], update: bool, branch: str, ref: str | None

@@ -73,7 +73,7 @@ def build(  # noqa: PLR0913 - click passes one parameter per option
 ) -> None:
     """Generate docker-bake.hcl, then build TARGETS (targets or groups; default: every model)."""
     from llama_bake.buildx import daemon, run
-    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.client import DockerRunner
     from llama_bake.buildx.options import BuildOptions, CachePreset
     from llama_bake.cli import console
     from llama_bake.project import Paths
@@ -84,7 +84,7 @@ def build(  # noqa: PLR0913 - click passes one parameter per option
     }
     build_options = BuildOptions(**options, **presets)  # type: ignore[arg-type]
     paths = Paths.from_options(catalog, bake_file)
-    runner = WhalesRunner()
+    runner = DockerRunner()
     if dry_run:
         click.echo(run.dry_run(paths, build_options, runner))
         return
@@ -107,11 +107,11 @@ def doctor(catalog: Path | None, bake_file: Path | None, builder: str | None, as
     from dataclasses import asdict
 
     from llama_bake.buildx.checks import verdict
-    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.client import DockerRunner
     from llama_bake.buildx.doctor import project_checks
     from llama_bake.project import Paths
 
-    checks = project_checks(WhalesRunner(), builder, Paths.from_options(catalog, bake_file))
+    checks = project_checks(DockerRunner(), builder, Paths.from_options(catalog, bake_file))
     if as_json:
         click.echo(json.dumps({"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2))
     else:
@@ -148,14 +148,14 @@ def smoke(  # noqa: PLR0913 - click passes one parameter per option
     """Run each built model image (default: every model) on the Docker Engine: wait for /health, ask for one
     completion, report time to healthy and tokens per second, remove the container. Exit 7 when one fails."""
     from llama_bake.buildx import smoke as smokes
-    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.client import DockerRunner
     from llama_bake.errors import SmokeFailed
     from llama_bake.project import Paths, compile_catalog
 
     plan = compile_catalog(Paths.from_options(catalog, bake_file)).plan
     results = smokes.smoke(
         plan,
-        WhalesRunner(),
+        DockerRunner(),
         models,
         variables,
         mode,  # type: ignore[arg-type]
@@ -184,15 +184,15 @@ def builder_group() -> None:
 def builder_up(platform: str | None) -> None:
     """Start a local buildkitd and register it as the buildx builder `llama-bake`."""
     from llama_bake.buildx import daemon
-    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.client import DockerRunner
 
-    click.echo(daemon.up(WhalesRunner(), platform), err=True)
+    click.echo(daemon.up(DockerRunner(), platform), err=True)
 
 
 @builder_group.command(name="down")
 def builder_down() -> None:
     """Remove the `llama-bake` builder and stop its buildkitd."""
     from llama_bake.buildx import daemon
-    from llama_bake.buildx.client import WhalesRunner
+    from llama_bake.buildx.client import DockerRunner
 
-    click.echo(daemon.down(WhalesRunner()), err=True)
+    click.echo(daemon.down(DockerRunner()), err=True)

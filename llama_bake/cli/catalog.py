@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from llama_bake.catalog.constants import CATALOG_KINDS
 from llama_bake.cli.options import CHECK_OPTION, JSON_OPTION, complete_targets, paths_options
-from llama_bake.errors import StaleError
-
-if TYPE_CHECKING:
-    from llama_bake.project import Paths
 
 
 @click.command()
@@ -23,53 +19,25 @@ def generate(catalog: Path | None, bake_file: Path | None, check: bool) -> None:
     """Write docker-bake.hcl and dockerfiles/ from the catalog (atomically; unchanged files are not touched,
     Dockerfiles of removed targets are removed), and the Compose and CI files an earlier `compose` or `ci` wrote
     at their default places (each rewritten by its header's own command)."""
-    from llama_bake.generated import Written, find_companions, generate_set, unpinned_warnings
-    from llama_bake.project import Paths, compile_catalog
+    from llama_bake.cli.companions import regenerate
+    from llama_bake.generated import generate as generate_files
+    from llama_bake.project import Paths
 
     paths = Paths.from_options(catalog, bake_file)
-    compiled = compile_catalog(paths)
-    companions = find_companions(paths)
-    stale: list[str] = []  # with --check: every stale file is reported, not only the first
-    written = Written((), (), ())
-    try:
-        written = generate_set(paths, compiled, check=check)
-    except StaleError as exc:
-        stale.append(str(exc))
-    wrote, unchanged = list(written.wrote), list(written.unchanged)
-    for path, changed in _regenerate(paths, companions, stale, check=check):
-        (wrote if changed else unchanged).append(path)
-    if stale:
-        raise StaleError("\n".join(stale))
-    for warning in unpinned_warnings(compiled):
+    written = generate_files(
+        paths, lambda path, words: regenerate(paths.catalog, paths.output, path, words, check=check), check=check
+    )
+    for warning in written.warnings:
         click.echo(f"warning: {warning}", err=True)
     if check:
-        click.echo(f"up to date: {paths.output} and {len(unchanged) - 1} more generated file(s)", err=True)
+        click.echo(f"up to date: {paths.output} and {len(written.unchanged) - 1} more generated file(s)", err=True)
         return
-    for path in wrote:
+    for path in written.wrote:
         click.echo(f"wrote: {path}", err=True)
     for path in written.removed:
         click.echo(f"removed: {path}", err=True)
-    if unchanged:
-        click.echo(f"unchanged: {len(unchanged)} file(s)", err=True)
-
-
-def _regenerate(
-    paths: Paths, companions: list[tuple[Path, list[str]]], stale: list[str], *, check: bool
-) -> list[tuple[Path, bool]]:
-    """The Compose and CI files of this catalog, each written again (or checked) by its header's command; what
-    is stale is added to ``stale``."""
-    from llama_bake.cli.companions import regenerate
-
-    done = []
-    for path, words in companions:
-        try:
-            result = regenerate(paths.catalog, paths.output, path, words, check=check)
-        except StaleError as exc:
-            stale.append(str(exc))
-            continue
-        if result is not None:
-            done.append(result)
-    return done
+    if written.unchanged:
+        click.echo(f"unchanged: {len(written.unchanged)} file(s)", err=True)
 
 
 @click.command()
@@ -93,9 +61,9 @@ def preview(
 
     paths = Paths.from_options(catalog, bake_file)
     if resolved:
-        from llama_bake.buildx.client import WhalesRunner, bake_print
+        from llama_bake.buildx.client import DockerRunner, bake_print
 
-        config = bake_print(compile_catalog(paths).text, targets, {}, paths.bake_dir, WhalesRunner())
+        config = bake_print(compile_catalog(paths).text, targets, {}, paths.bake_dir, DockerRunner())
         console.show(json.dumps(config, indent=2, sort_keys=True) + "\n", "json", color)
     elif show_diff:
         diff = preview_diff(paths)
@@ -126,12 +94,8 @@ def validate(catalog: Path | None, bake_file: Path | None, strict: bool, as_json
         click.echo(f"{paths.catalog}: valid{warned}", err=True)
 
 
-# The kinds of catalog file, as `schema` takes them (catalog.schema.KINDS has the same keys: a test holds them so).
-SCHEMA_KINDS = ("base", "model", "project")
-
-
 @click.command()
-@click.argument("kind", required=False, type=click.Choice(SCHEMA_KINDS))
+@click.argument("kind", required=False, type=click.Choice(CATALOG_KINDS))
 def schema(kind: str | None) -> None:
     """Print the JSON Schema of catalog files (all kinds, or one: project, base, model)."""
     from llama_bake.catalog.schema import schema_text

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from llama_bake.cli.options import CHECK_OPTION, OUT_FILE, changed_options, paths_options, report
-from llama_bake.render.ci_options import DEFAULT_PATHS, CiOptions, Provider
+from llama_bake.render.ci_options import DEFAULT_CACHES, DEFAULT_PATHS, CiOptions, Provider
 
 # The CI command's defaults are CiOptions' own: one place for each.
 CI_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CiOptions) if f.default is not dataclasses.MISSING}
@@ -53,6 +54,8 @@ def _ci(ctx: click.Context, provider: Provider, out: Path | None, *, check: bool
 
 def _ci_command(provider: Provider) -> click.Command:
     github = provider == "github"
+    base_cache, model_cache = (spec.format(registry="<REGISTRY>") for spec in DEFAULT_CACHES[provider])
+    weights_note = " (weights outgrow GitHub's 10 GB cache)" if github else ""
 
     @paths_options
     @click.option("--file", "-f", "out", type=OUT_FILE, help=f"Default: {DEFAULT_PATHS[provider]}.")
@@ -73,15 +76,8 @@ def _ci_command(provider: Provider) -> click.Command:
         hidden=not github,
     )
     @click.option("--cache", help="Every target's cache: gha (GitHub only) or registry=REF_PREFIX.")
-    @click.option(
-        "--base-cache",
-        help="The bases' cache. Default: " + ("gha." if github else "registry=$CI_REGISTRY_IMAGE/cache."),
-    )
-    @click.option(
-        "--model-cache",
-        help="The models' cache. Default: "
-        + ("registry=<REGISTRY>/cache (weights outgrow GitHub's 10 GB cache)." if github else "as the bases."),
-    )
+    @click.option("--base-cache", help=f"The bases' cache. Default: {base_cache}.")
+    @click.option("--model-cache", help=f"The models' cache. Default: {model_cache}{weights_note}.")
     @click.option("--install", help="pip requirement that installs llama-bake in CI (default: this version).")
     @click.option("--runner-tag", "runner_tags", multiple=True, help="GitLab runner tag.", hidden=github)
     @CHECK_OPTION
@@ -131,8 +127,12 @@ def regenerate(catalog: Path, output: Path, path: Path, words: list[str], *, che
     except click.ClickException:
         return None
     bake_dir = output.parent
-    own_catalog = (bake_dir / (ctx.params["catalog"] or DEFAULT_CATALOG)).absolute() == catalog
-    own_output = (bake_dir / (ctx.params["bake_file"] or DEFAULT_OUTPUT_NAME)).absolute() == output
+    written = {
+        name: ctx.params[name] if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else None
+        for name in ("catalog", "bake_file")
+    }  # what the header says; not $LLAMA_BAKE_CATALOG, which click would read for a header without --catalog
+    own_catalog = (bake_dir / (written["catalog"] or DEFAULT_CATALOG)).absolute() == catalog
+    own_output = (bake_dir / (written["bake_file"] or DEFAULT_OUTPUT_NAME)).absolute() == output
     if not (own_catalog and own_output):
         return None
     ctx.params["catalog"], ctx.params["bake_file"] = catalog, output

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from llama_bake.buildx.options import CachePreset
 from llama_bake.errors import UsageError
-from llama_bake.render.ci_options import CiOptions
+from llama_bake.render.ci_options import DEFAULT_CACHES, CiOptions
 
 if TYPE_CHECKING:
     from llama_bake.plan.ir import BakePlan
@@ -31,10 +31,7 @@ FREE_DISK = "sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/
 
 def caches(options: CiOptions, plan: BakePlan) -> tuple[str, str]:
     """(the bases' cache, the models' cache), as ``llama-bake build`` takes them."""
-    if options.provider == "github":
-        defaults = ("gha", f"registry={plan.default('REGISTRY')}/cache")
-    else:
-        defaults = ("registry=$CI_REGISTRY_IMAGE/cache", "registry=$CI_REGISTRY_IMAGE/cache")
+    defaults = [spec.format(registry=plan.default("REGISTRY")) for spec in DEFAULT_CACHES[options.provider]]
     base = options.base_cache or options.cache or defaults[0]
     model = options.model_cache or options.cache or defaults[1]
     for spec in (base, model):

@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 Provider = Literal["github", "gitlab"]
+# Each provider's caches when none is named: (the bases', the models'). A model's weights are 12-17 GB, more
+# than GitHub's cache holds for a whole repository (10 GB): on GitHub only the bases use it. {registry}: the
+# catalog's REGISTRY.
+DEFAULT_CACHES = {
+    "github": ("gha", "registry={registry}/cache"),
+    "gitlab": ("registry=$CI_REGISTRY_IMAGE/cache", "registry=$CI_REGISTRY_IMAGE/cache"),
+}
 DEFAULT_PATHS = {"github": ".github/workflows/llama-bake.yml", "gitlab": ".gitlab-ci.yml"}
 
 

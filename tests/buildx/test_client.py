@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,15 @@ def test_an_invocation_is_one_command_line_with_its_flags_before_the_targets() -
         "m.a=1",
         "m",
     ]
+
+
+def test_a_reader_that_stops_early_stops_the_command_at_once(tmp_path: Path) -> None:
+    """No Ctrl-C reached it (the reader failed, or was piped to `head`): it is stopped, not waited for."""
+    code = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+    lines = client._stream([sys.executable, "-c", code], tmp_path, {})
+    pid = int(next(lines))
+    started = time.monotonic()
+    lines.close()
+    assert time.monotonic() - started < client.STOP_TIMEOUT
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from llama_bake import project as pipeline
-from llama_bake.buildx.client import WhalesRunner
+from llama_bake.buildx.client import DockerRunner
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.run import BuildInterrupted, dry_run, run_build
 from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
@@ -26,6 +26,7 @@ from tests.fakes import FakeBaker
 FAKE_DIGEST = "sha256:" + "d" * 64
 
 
+@pytest.mark.tools  # a fake docker client runs
 def test_dry_run_prints_exactly_the_commands_the_build_runs(
     write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -51,8 +52,8 @@ def test_dry_run_prints_exactly_the_commands_the_build_runs(
         sets=("*.platform=linux/amd64",),
         image_overrides=("ubuntu:24.04=oci-layout:///mirror/ubuntu",),
     )
-    printed = dry_run(paths, options, WhalesRunner()).splitlines()
-    run_build(paths, options, WhalesRunner())
+    printed = dry_run(paths, options, DockerRunner()).splitlines()
+    run_build(paths, options, DockerRunner())
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     # Each asks the builder what it can do first (this fake answers nothing: capabilities unknown, no refusal).
     assert [c for c in calls if c[:2] != ["buildx", "bake"]] == [["buildx", "inspect", "b"]] * 2
@@ -67,6 +68,7 @@ def test_dry_run_prints_exactly_the_commands_the_build_runs(
         return normalised
 
     for line, argv in zip(printed, recorded, strict=True):
+        assert shlex.split(line)[0] == "docker", "as a person types it, not the path the client was found at"
         assert normal(argv) == normal(shlex.split(line)[1:])
     assert "model-a.contexts.base=oci-layout://<tmp>/bases/llama-cpp-cuda@<digest>" in printed[1]
 

@@ -401,6 +401,42 @@ def test_generate_refreshes_the_compose_and_ci_files_it_wrote_with_their_own_set
     assert generate(catalog, "--check").exit_code == 0
 
 
+def test_a_stale_compose_file_is_found_when_the_catalog_comes_from_the_environment(
+    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header's own command names no --catalog (the default): $LLAMA_BAKE_CATALOG, relative to where the
+    command runs, must not be read as the header's catalog, or the file would be skipped as another's."""
+    write_catalog()
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setenv("LLAMA_BAKE_CATALOG", f"{tmp_path.name}/catalog")
+    assert run("compose").exit_code == 0
+    compose = tmp_path / "compose.yaml"
+    assert compose.read_text().splitlines()[1] == "# Regenerate with: llama-bake compose"
+    compose.write_text(compose.read_text() + "# edited by hand\n")
+    stale = run("generate", "--check")
+    assert stale.exit_code == 4, stale.output
+    assert "compose.yaml" in stale.output
+
+
+def test_a_header_repeats_exactly_the_options_that_differ_from_their_defaults() -> None:
+    from llama_bake.cli.options import changed_options
+
+    @click.command()
+    @click.option("--catalog")
+    @click.option("--branch", default="main")
+    @click.option("--free-disk/--no-free-disk", default=True)
+    @click.option("--tag", "tags", multiple=True)
+    @click.option("--install")
+    def command(**_: object) -> None:
+        """A command like `ci`."""
+
+    ctx = command.make_context(
+        "x", ["--catalog", "c", "--no-free-disk", "--tag", "a b", "--tag", "c", "--branch", "main"]
+    )
+    assert changed_options(ctx) == ["--no-free-disk", "--tag", "'a b'", "--tag", "c"]
+    assert changed_options(command.make_context("x", [])) == []
+
+
 def test_the_catalog_is_found_from_any_subdirectory_of_the_project(
     write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

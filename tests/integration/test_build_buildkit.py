@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from llama_bake import project as pipeline
 from llama_bake.buildx import daemon as builders
-from llama_bake.buildx.client import WhalesRunner
+from llama_bake.buildx.client import DockerRunner
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.probe import builder_name
 from llama_bake.buildx.progress import Progress, Vertex
@@ -76,7 +76,7 @@ class Project:
         def record(line: str, _: Progress, __: list[Vertex]) -> None:
             progress.feed(line)
 
-        result = run_build(self.paths, BuildOptions(**options), WhalesRunner(), on_line=record)
+        result = run_build(self.paths, BuildOptions(**options), DockerRunner(), on_line=record)
         return result, progress
 
 
@@ -363,7 +363,7 @@ def fresh_builder(embedded_builder: str, monkeypatch: pytest.MonkeyPatch) -> Ite
     state = Path(tempfile.mkdtemp(prefix="lb-fresh-", dir="/tmp"))  # short: unix socket paths are limited
     monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(state))
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-fresh-{os.getpid()}")
-    runner = WhalesRunner()
+    runner = DockerRunner()
     builders.up(runner)
     try:
         yield builder_name()

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llama_bake import project as pipeline
-from llama_bake.buildx.client import WhalesRunner, bake_print
+from llama_bake.buildx.client import DockerRunner, bake_print
 from llama_bake.buildx.invocation import with_bases
 from llama_bake.cli import main
 from llama_bake.companions import compose_text
@@ -35,7 +35,7 @@ def unprint(value: str) -> str:
 
 def resolved(paths: pipeline.Paths, targets: list[str], variables: dict[str, str] | None = None) -> dict[str, Any]:
     text = pipeline.compile_catalog(paths).text
-    return bake_print(text, targets, variables or {}, paths.bake_dir, WhalesRunner())
+    return bake_print(text, targets, variables or {}, paths.bake_dir, DockerRunner())
 
 
 def as_resolved(plan: BakePlan, items: tuple[tuple[str, str | Interp], ...]) -> dict[str, str]:
