@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llama_bake import project as pipeline
-from llama_bake.project import git_environment
+from llama_bake.project import Paths, compile_catalog, git_environment
 from tests.conftest import WriteCatalog
 
 
@@ -18,7 +17,7 @@ def test_a_local_build_reads_the_git_values_from_the_checkout_unless_the_environ
     import subprocess
 
     catalog = write_catalog(project={"tag_scheme": ["{tag}", "sha-{git_sha}", "{git_version}"]})
-    plan = pipeline.compile_catalog(pipeline.Paths.from_options(catalog, None)).plan
+    plan = compile_catalog(Paths.from_options(catalog, None)).plan
     assert git_environment(plan, tmp_path, {}) == {}, "not a checkout: nothing"
 
     def git(*args: str) -> str:
@@ -31,5 +30,5 @@ def test_a_local_build_reads_the_git_values_from_the_checkout_unless_the_environ
     sha = git("rev-parse", "HEAD")
     assert git_environment(plan, tmp_path, {}) == {"GIT_SHA": sha, "GIT_BRANCH": "release/1.x", "GIT_VERSION": "v1.4.0"}
     assert git_environment(plan, tmp_path, {"GIT_SHA": "ci", "GIT_BRANCH": ""}) == {"GIT_VERSION": "v1.4.0"}
-    plain = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(project={}), None)).plan
+    plain = compile_catalog(Paths.from_options(write_catalog(project={}), None)).plan
     assert git_environment(plain, tmp_path, {}) == {}, "no git placeholder: git is not even run"

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from llama_bake import project as pipeline
 from llama_bake.buildx.client import Invocation
 from llama_bake.buildx.invocation import Phase, Site, expand_targets, make_invocation, phases
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.errors import UsageError
 from llama_bake.plan.ir import BakePlan
+from llama_bake.project import Paths, compile_catalog
 from tests.conftest import WriteCatalog
 
 FAKE_DIGEST = "sha256:" + "d" * 64
@@ -31,8 +31,8 @@ def _sets(invocation: Invocation) -> list[str]:
 def test_local_cache_outside_the_project_gets_exactly_read_and_write_entitlements(
     write_catalog: WriteCatalog, tmp_path: Path
 ) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
-    plan = pipeline.compile_catalog(paths).plan
+    paths = Paths.from_options(write_catalog(), None)
+    plan = compile_catalog(paths).plan
     outside = Path("/var/tmp/llama-bake-cache")
     options = BuildOptions(cache=CachePreset("local", str(outside)), phases="one")
     inv = _invocation(plan, options, tmp_path)
@@ -45,7 +45,7 @@ def test_local_cache_outside_the_project_gets_exactly_read_and_write_entitlement
 
 
 def test_two_phases_whenever_a_cache_is_imported_or_when_asked(write_catalog: WriteCatalog) -> None:
-    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    plan = compile_catalog(Paths.from_options(write_catalog(), None)).plan
     cache = CachePreset("registry", "r/c")
     one = Phase("all", ("default",), ("llama-cpp-cuda", "model-a"))
     assert phases(BuildOptions(), plan) == [one]
@@ -65,7 +65,7 @@ def test_two_phases_whenever_a_cache_is_imported_or_when_asked(write_catalog: Wr
 def test_each_target_gets_its_own_cache_and_a_pinned_model_reads_only_its_own(
     write_catalog: WriteCatalog, tmp_path: Path
 ) -> None:
-    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    plan = compile_catalog(Paths.from_options(write_catalog(), None)).plan
     options = BuildOptions(cache=CachePreset("registry", "r/c"))
     assert _sets(_invocation(plan, options, tmp_path, 0)) == [
         "llama-cpp-cuda.cache-from=type=registry,ref=r/c/llama-cpp-cuda:buildcache",
@@ -82,7 +82,7 @@ def test_each_target_gets_its_own_cache_and_a_pinned_model_reads_only_its_own(
 
 
 def test_bases_and_models_can_use_different_caches_and_import_only(write_catalog: WriteCatalog, tmp_path: Path) -> None:
-    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    plan = compile_catalog(Paths.from_options(write_catalog(), None)).plan
     options = BuildOptions(
         base_cache=CachePreset("gha"), model_cache=CachePreset("registry", "r/c"), cache_export=False, push=True
     )
@@ -98,7 +98,7 @@ def test_rewrite_timestamps_is_on_every_image_output_the_build_writes(
     write_catalog: WriteCatalog, tmp_path: Path
 ) -> None:
     catalog = write_catalog(project={"source_date_epoch": 1700000000, "rewrite_timestamps": True})
-    plan = pipeline.compile_catalog(pipeline.Paths.from_options(catalog, None)).plan
+    plan = compile_catalog(Paths.from_options(catalog, None)).plan
     two = BuildOptions(phases="two")
     assert _sets(_invocation(plan, two, tmp_path, 0)) == [
         "*.output=type=image,rewrite-timestamp=true",
@@ -116,12 +116,12 @@ def test_rewrite_timestamps_is_on_every_image_output_the_build_writes(
         "model-a.output=type=oci,dest=out/model-a.tar,rewrite-timestamp=true",
         "*.output=type=cacheonly",
     ]
-    plain = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(project={}), None)).plan
+    plain = compile_catalog(Paths.from_options(write_catalog(project={}), None)).plan
     assert not any("rewrite-timestamp" in s for s in _sets(_invocation(plain, two, tmp_path, 0))), "off by default"
 
 
 def test_targets_and_groups_expand_and_unknown_names_suggest(write_catalog: WriteCatalog) -> None:
-    plan = pipeline.compile_catalog(pipeline.Paths.from_options(write_catalog(), None)).plan
+    plan = compile_catalog(Paths.from_options(write_catalog(), None)).plan
     assert expand_targets(plan, ["default"]) == ["model-a"]
     assert expand_targets(plan, ["llama-cpp-cuda-all"]) == ["llama-cpp-cuda", "model-a"]
     with pytest.raises(UsageError, match="did you mean `model-a`"):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from llama_bake import project as pipeline
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.preflight import Login, Reply, check_push, pushed_repositories, split_repository
 from llama_bake.errors import PushRefused
+from llama_bake.project import Paths, compile_catalog
 from tests.conftest import WriteCatalog
 
 
@@ -140,8 +140,8 @@ def test_repositories_name_their_registry_as_docker_does(repository: str, split:
 
 
 def test_pushed_repositories_are_every_tag_and_registry_cache_the_build_writes(write_catalog: WriteCatalog) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
-    plan = pipeline.compile_catalog(paths).plan
+    paths = Paths.from_options(write_catalog(), None)
+    plan = compile_catalog(paths).plan
     options = BuildOptions(push=True, model_cache=CachePreset("registry", "ghcr.io/acme/cache"))
     assert pushed_repositories(plan, options, environ={"REGISTRY": "ghcr.io/acme"}) == [
         "ghcr.io/acme/llama-cpp-cuda",

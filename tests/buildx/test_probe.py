@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from llama_bake import project as pipeline
 from llama_bake.buildx.driver import EngineInfo, capabilities
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.probe import BuilderCannot
 from llama_bake.buildx.run import run_build
+from llama_bake.project import Paths
 from tests.conftest import BASE, MODEL, WriteCatalog
 from tests.fakes import FakeBaker
 
@@ -21,7 +21,7 @@ def _classic() -> FakeBaker:
 
 
 def test_the_shipped_default_provenance_builds_on_the_classic_store(write_catalog: WriteCatalog) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     runner = _classic()
     summary = run_build(paths, BuildOptions(targets=("model-a",)), runner)
     assert [t.status for t in summary.targets] == ["built", "built"]
@@ -39,7 +39,7 @@ def test_the_shipped_default_provenance_builds_on_the_classic_store(write_catalo
 def test_what_the_classic_store_cannot_do_is_refused_before_any_bake(
     write_catalog: WriteCatalog, project: dict[str, str], options: dict[str, object], said: str
 ) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(project=project), None)
+    paths = Paths.from_options(write_catalog(project=project), None)
     runner = _classic()
     with pytest.raises(BuilderCannot, match=said):
         run_build(paths, BuildOptions(targets=("model-a",), **options), runner)  # type: ignore[arg-type]
@@ -48,7 +48,7 @@ def test_what_the_classic_store_cannot_do_is_refused_before_any_bake(
 
 def test_several_platforms_are_refused_on_the_classic_store(write_catalog: WriteCatalog) -> None:
     base = {**BASE, "platforms": ["linux/amd64", "linux/arm64"], "gpu_families": ["hopper"]}
-    paths = pipeline.Paths.from_options(write_catalog(bases={"llama-cpp-cuda": base}, models={"model-a": MODEL}), None)
+    paths = Paths.from_options(write_catalog(bases={"llama-cpp-cuda": base}, models={"model-a": MODEL}), None)
     runner = _classic()
     with pytest.raises(BuilderCannot, match="several platforms at once"):
         run_build(paths, BuildOptions(targets=("model-a",)), runner)
@@ -56,7 +56,7 @@ def test_several_platforms_are_refused_on_the_classic_store(write_catalog: Write
 
 
 def test_two_phases_on_the_classic_store_hand_the_base_over_through_the_engine(write_catalog: WriteCatalog) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     runner = _classic()
     cache = CachePreset("registry", "127.0.0.1:5000/c")
     run_build(paths, BuildOptions(targets=("model-a",), cache=cache, cache_export=False), runner)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from llama_bake import project as pipeline
 from llama_bake.buildx.client import DockerRunner
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.buildx.run import BuildInterrupted, dry_run, run_build
 from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
+from llama_bake.project import Paths
 from tests.conftest import MODEL, WriteCatalog
 from tests.fakes import FakeBaker
 
@@ -43,7 +43,7 @@ def test_dry_run_prints_exactly_the_commands_the_build_runs(
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     options = BuildOptions(
         targets=("model-a",),
         builder="b",
@@ -77,7 +77,7 @@ def test_build_uses_the_builder_up_builder_and_falls_back_to_buildxs_current_one
     write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", "ours")
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     built = ("llama-cpp-cuda", "model-a")  # what the `default` group builds
     present = FakeBaker({"ours"}, built=built)
     summary = run_build(paths, BuildOptions(), present)
@@ -94,7 +94,7 @@ def test_build_uses_the_builder_up_builder_and_falls_back_to_buildxs_current_one
 def test_a_builder_named_on_the_command_line_is_never_swapped_for_another(
     write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     runner = FakeBaker({None})
     with pytest.raises(DockerError, match="there is no builder `mine`"):
         run_build(paths, BuildOptions(builder="mine"), runner)
@@ -120,7 +120,7 @@ def _ctrl_c() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="os.kill(SIGINT) ends the process on Windows")
 def test_ctrl_c_is_an_interruption_whichever_process_sees_it_first(write_catalog: WriteCatalog) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     with pytest.raises(BuildInterrupted, match="interrupted; the builder cancels the running steps") as caught:
         run_build(paths, BuildOptions(builder="b"), FakeBaker(stderr=CANCELED, before=_ctrl_c))
     assert caught.value.exit_code == 130
@@ -129,7 +129,7 @@ def test_ctrl_c_is_an_interruption_whichever_process_sees_it_first(write_catalog
 def test_pushed_bases_pin_their_models_by_repository_and_digest(
     write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     runner = FakeBaker()
     checked: list[list[str]] = []
     monkeypatch.setattr("llama_bake.buildx.run.check_push", lambda repositories: checked.append(list(repositories)))
@@ -146,7 +146,7 @@ def test_pushed_bases_pin_their_models_by_repository_and_digest(
 
 
 def test_a_base_that_fails_skips_its_models_and_says_so(write_catalog: WriteCatalog) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     runner = FakeBaker(fail="llama-cpp-cuda")
     with pytest.raises(BuildError) as caught:
         run_build(paths, BuildOptions(builder="b", cache=CachePreset("gha")), runner)
@@ -160,7 +160,7 @@ def test_a_base_that_fails_skips_its_models_and_says_so(write_catalog: WriteCata
     "said", ["unknown flag: --builder\nSee 'docker --help'.\n", "docker: 'buildx' is not a docker command.\n"]
 )
 def test_a_docker_client_without_buildx_gets_told_how_to_install_it(write_catalog: WriteCatalog, said: str) -> None:
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     with pytest.raises(DockerError, match="the docker client has no buildx plugin: install it") as caught:
         run_build(paths, BuildOptions(builder="b"), FakeBaker(stderr=said))
     assert caught.value.exit_code == 5
@@ -175,7 +175,7 @@ def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog
 
     zero = {"weights": {"hf": "o/r-GGUF", "file": "m.gguf", "revision": "0" * 40, "sha256": "0" * 64}}
     catalog = write_catalog(models={"zero": zero, "model-a": MODEL})
-    paths = pipeline.Paths.from_options(catalog, None)
+    paths = Paths.from_options(catalog, None)
     runner = FakeBaker()
     with pytest.raises(CatalogError, match=r"model zero: weights.revision, weights.sha256 .*`llama-bake pin zero`"):
         run_build(paths, BuildOptions(builder="b"), runner)
@@ -187,7 +187,7 @@ def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog
     generated = CliRunner().invoke(main, ["generate", "-c", str(catalog)])
     assert generated.exit_code == 0
     assert "warning: model zero: weights.revision, weights.sha256 still the all-zero placeholder" in generated.output
-    empty = pipeline.Paths.from_options(write_catalog(models={}), None)
+    empty = Paths.from_options(write_catalog(models={}), None)
     for model in catalog.glob("models/*"):
         model.unlink()
     with pytest.raises(UsageError, match="the catalog has no model yet"):
@@ -199,7 +199,7 @@ def test_a_build_that_buildx_calls_a_success_but_left_a_target_unfinished_exits_
 ) -> None:
     from llama_bake.buildx.run import BuildFailed
 
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     runner = FakeBaker(built=("llama-cpp-cuda",))  # buildx exits 0 with no word of model-a
     with pytest.raises(BuildFailed, match=r"not every target finished: model-a \(not started\)") as caught:
         run_build(paths, BuildOptions(targets=("model-a",)), runner)

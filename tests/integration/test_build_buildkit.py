@@ -26,7 +26,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from llama_bake import project as pipeline
 from llama_bake.buildx import daemon as builders
 from llama_bake.buildx.client import DockerRunner
 from llama_bake.buildx.options import BuildOptions, CachePreset
@@ -37,6 +36,7 @@ from llama_bake.buildx.summary import Summary
 from llama_bake.cli import main
 from llama_bake.errors import BuildError
 from llama_bake.generated import generate_set
+from llama_bake.project import Paths, compile_catalog, plan_catalog
 from llama_bake.render.ci import GITHUB_GIT
 from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, ci_shell_steps, executed, prune_builder, write_yaml
 
@@ -57,8 +57,8 @@ class Project:
         return self.root / "catalog"
 
     @property
-    def paths(self) -> pipeline.Paths:
-        return pipeline.Paths.from_options(self.catalog, None)
+    def paths(self) -> Paths:
+        return Paths.from_options(self.catalog, None)
 
     def model(self, name: str, **extra: Any) -> None:
         data = {"weights": {"url": f"https://models.invalid/{name}.gguf", "sha256": SHA}, **extra}
@@ -577,9 +577,9 @@ def test_the_real_cuda_templates_pass_buildx_check(
     write_yaml(catalog / "models" / "resplit.yaml", {**on_cuda, "weights": big})
     parts = [{"url": f"https://models.invalid/p-0000{n}-of-00002.gguf", "sha256": SHA} for n in (1, 2)]
     write_yaml(catalog / "models" / "parts.yaml", {**on_cuda, "weights": {"parts": parts}})
-    paths = pipeline.Paths.from_options(catalog, None)
-    generate_set(paths, pipeline.compile_catalog(paths), check=False)
-    plan = pipeline.plan_catalog(paths)[1]
+    paths = Paths.from_options(catalog, None)
+    generate_set(paths, compile_catalog(paths), check=False)
+    plan = plan_catalog(paths)[1]
     kinds = {(s.kind, s.backend or s.delivery, s.sources) for s in plan.shapes}
     assert kinds >= {
         ("base", "cuda", ()),
@@ -634,7 +634,7 @@ def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(  
     assert CliRunner().invoke(main, argv).exit_code == 0
     workflow = yaml.safe_load(out.read_text())
     generate_set(
-        project.paths, pipeline.compile_catalog(project.paths), check=False
+        project.paths, compile_catalog(project.paths), check=False
     )  # committed with the workflow, as `generate --check` expects
     step_summary = tmp_path / "step-summary.md"
     sha = "0123456789abcdef0123456789abcdef01234567"

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llama_bake import project as pipeline
 from llama_bake.buildx.client import DockerRunner, bake_print
 from llama_bake.buildx.invocation import with_bases
 from llama_bake.cli import main
 from llama_bake.companions import compose_text
 from llama_bake.errors import DockerError
 from llama_bake.plan.ir import BakePlan, Interp
+from llama_bake.project import Paths, compile_catalog, plan_catalog
 from tests.conftest import BASE, MODEL, REPO, WriteCatalog
 
 pytestmark = [pytest.mark.bake, pytest.mark.usefixtures("buildx")]
@@ -33,8 +33,8 @@ def unprint(value: str) -> str:
     return value.replace("$${", "${").replace("%%{", "%{")
 
 
-def resolved(paths: pipeline.Paths, targets: list[str], variables: dict[str, str] | None = None) -> dict[str, Any]:
-    text = pipeline.compile_catalog(paths).text
+def resolved(paths: Paths, targets: list[str], variables: dict[str, str] | None = None) -> dict[str, Any]:
+    text = compile_catalog(paths).text
     return bake_print(text, targets, variables or {}, paths.bake_dir, DockerRunner())
 
 
@@ -44,18 +44,18 @@ def as_resolved(plan: BakePlan, items: tuple[tuple[str, str | Interp], ...]) -> 
     return {k: v for k, v in values.items() if v or isinstance(dict(items)[k], str)}
 
 
-def catalog_paths(case: str, tmp_path: Path) -> pipeline.Paths:
+def catalog_paths(case: str, tmp_path: Path) -> Paths:
     if case == "shipped":
         shutil.copytree(REPO / "catalog", tmp_path / "catalog")
     else:
         shutil.copytree(GOLDEN / case / "catalog", tmp_path / "catalog")
-    return pipeline.Paths.from_options(tmp_path / "catalog", None)
+    return Paths.from_options(tmp_path / "catalog", None)
 
 
 @pytest.mark.parametrize("case", ["shipped", "multi", "families"])
 def test_buildx_resolves_every_target_as_planned(case: str, tmp_path: Path) -> None:
     paths = catalog_paths(case, tmp_path)
-    compiled = pipeline.compile_catalog(paths)
+    compiled = compile_catalog(paths)
     plan = compiled.plan
     config = resolved(paths, [t.name for t in plan.targets])
     assert sorted(config["target"]) == sorted(t.name for t in plan.targets)
@@ -76,7 +76,7 @@ def test_buildx_resolves_every_target_as_planned(case: str, tmp_path: Path) -> N
 @pytest.mark.parametrize("case", ["shipped", "multi"])
 def test_buildx_resolves_every_group(case: str, tmp_path: Path) -> None:
     paths = catalog_paths(case, tmp_path)
-    plan = pipeline.compile_catalog(paths).plan
+    plan = compile_catalog(paths).plan
     for group in plan.groups:
         config = resolved(paths, [group.name])
         assert config["group"][group.name]["targets"] == list(group.targets)
@@ -86,7 +86,7 @@ def test_buildx_resolves_every_group(case: str, tmp_path: Path) -> None:
 
 def test_default_group_builds_every_model(tmp_path: Path) -> None:
     paths = catalog_paths("shipped", tmp_path)
-    plan = pipeline.compile_catalog(paths).plan
+    plan = compile_catalog(paths).plan
     config = resolved(paths, [])
     assert config["group"]["default"]["targets"] == sorted(t.name for t in plan.targets if t.kind == "model")
 
@@ -115,7 +115,7 @@ def test_each_target_gets_its_own_cache(
     cache_type: str, ref: str, expect_from: str, expect_to: str, tmp_path: Path
 ) -> None:
     paths = catalog_paths("shipped", tmp_path)
-    plan = pipeline.compile_catalog(paths).plan
+    plan = compile_catalog(paths).plan
     names = [t.name for t in plan.targets]
     config = resolved(paths, names, {"CACHE_TYPE": cache_type, "CACHE_REF": ref})
     seen = set()
@@ -187,7 +187,7 @@ def test_arbitrary_strings_come_back_unchanged_from_buildx(
         },
     }
     catalog = write_catalog(bases={"llama-cpp-cuda": BASE}, models={"m": model}, project={"labels": {"p": values[-1]}})
-    paths = pipeline.Paths.from_options(catalog, tmp_path / "docker-bake.hcl")
+    paths = Paths.from_options(catalog, tmp_path / "docker-bake.hcl")
     got = resolved(paths, ["m"])["target"]["m"]
     nfc = {k: unicodedata.normalize("NFC", v) for k, v in labels.items()}
     assert {k: unprint(got["labels"][k]) for k in labels} == nfc
@@ -206,7 +206,7 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
     paths = catalog_paths(case, tmp_path)
     compose = paths.bake_dir / "compose.yaml"
     compose.write_text(compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
-    plan = pipeline.plan_catalog(paths)[1]
+    plan = plan_catalog(paths)[1]
     printed = subprocess.run(
         ["docker", "buildx", "bake", "-f", "compose.yaml", "--print", *[t.name for t in plan.targets]],
         cwd=paths.bake_dir,
@@ -247,7 +247,7 @@ def test_docker_compose_itself_loads_the_compose_file(case: str, tmp_path: Path)
     compose = paths.bake_dir / "compose.yaml"
     compose.write_text(compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
     services = compose_services(paths.bake_dir, "compose.yaml")
-    plan = pipeline.plan_catalog(paths)[1]
+    plan = plan_catalog(paths)[1]
     assert set(services) == {t.name for t in plan.targets}
     for target in plan.targets:
         assert (services[target.name].get("scale") == 0) == (target.kind == "base"), target.name
@@ -291,8 +291,8 @@ def test_git_tags_and_labels_follow_metadata_action(
     tag whose value is empty is left out, and models get the revision and version labels; the plan's own
     resolution (list, summary) agrees with buildx."""
     catalog = write_catalog(project={"registry": "r.example/acme", "tag_scheme": GIT_SCHEME})
-    paths = pipeline.Paths.from_options(catalog, None)
-    plan = pipeline.compile_catalog(paths).plan
+    paths = Paths.from_options(catalog, None)
+    plan = compile_catalog(paths).plan
     config = resolved(paths, ["model-a"], git)
     for name in ("model-a", "llama-cpp-cuda"):
         got = config["target"][name]
@@ -308,7 +308,7 @@ def test_source_date_epoch_from_the_catalog_reaches_every_target_and_the_environ
     write_catalog: WriteCatalog,
 ) -> None:
     catalog = write_catalog(project={"source_date_epoch": 1700000000})
-    paths = pipeline.Paths.from_options(catalog, None)
+    paths = Paths.from_options(catalog, None)
     config = resolved(paths, ["model-a"])
     assert {t["args"]["SOURCE_DATE_EPOCH"] for t in config["target"].values()} == {"1700000000"}
     config = resolved(paths, ["model-a"], {"SOURCE_DATE_EPOCH": "1600000000"})

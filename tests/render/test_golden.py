@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from llama_bake import project as pipeline
 from llama_bake.cli import main
+from llama_bake.project import Paths, compile_catalog
 from tests.conftest import REPO
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -21,14 +21,14 @@ CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "catalog").is_dir())
 
 def render_case(case: str, tmp_path: Path) -> str:
     shutil.copytree(GOLDEN / case / "catalog", tmp_path / "catalog")
-    paths = pipeline.Paths.from_options(tmp_path / "catalog", None)
-    return pipeline.compile_catalog(paths).text
+    paths = Paths.from_options(tmp_path / "catalog", None)
+    return compile_catalog(paths).text
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_rendered_hcl_and_dockerfiles_equal_the_reviewed_files(case: str, tmp_path: Path) -> None:
     shutil.copytree(GOLDEN / case / "catalog", tmp_path / "catalog")
-    compiled = pipeline.compile_catalog(pipeline.Paths.from_options(tmp_path / "catalog", None))
+    compiled = compile_catalog(Paths.from_options(tmp_path / "catalog", None))
     files = {"docker-bake.hcl": compiled.text, **compiled.dockerfiles}
     if os.environ.get("LLAMA_BAKE_UPDATE_GOLDEN") == "1":
         shutil.rmtree(GOLDEN / case / "dockerfiles", ignore_errors=True)

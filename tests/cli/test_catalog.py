@@ -1,4 +1,5 @@
-"""The command line: exit codes, files left untouched on bad input, --check, determinism, preview."""
+"""generate, preview, validate, schema, list and graph: exit codes, files left untouched on bad input, --check,
+determinism, the one-line diff of a one-field change."""
 
 from __future__ import annotations
 
@@ -13,18 +14,11 @@ from typing import Any
 import click
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from llama_bake.cli import main
+from tests.cli.invoke import generate, run
 from tests.conftest import MODEL, REPO, WriteCatalog, write_yaml
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def generate(catalog: Path, *extra: str) -> Result:
-    return run("generate", "--catalog", str(catalog), *extra)
 
 
 def test_generate_writes_the_bake_file_beside_the_catalog(write_catalog: WriteCatalog) -> None:
@@ -221,12 +215,6 @@ def test_list_shows_each_models_weight_size_and_layers_and_validate_warns_over_t
     assert rows["huge"][-1] == "1", "under the limit: one layer"
 
 
-def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["--debug", "generate", "--catalog", str(tmp_path / "none")])
-    assert result.exception is not None
-    assert type(result.exception).__name__ == "CatalogError"
-
-
 def test_the_schema_commands_choices_are_the_catalogs_kinds() -> None:
     """The CLI lists the kinds itself (so `--help` does not import pydantic); they must stay in step."""
     from llama_bake.catalog.schema import KINDS
@@ -235,76 +223,6 @@ def test_the_schema_commands_choices_are_the_catalogs_kinds() -> None:
     kind = next(p for p in schema.params if p.name == "kind")
     assert isinstance(kind.type, click.Choice)
     assert sorted(kind.type.choices) == sorted(KINDS)
-
-
-@pytest.mark.tools
-def test_help_imports_none_of_the_pipelines_heavy_dependencies() -> None:
-    """`--help` and every command's parser stay fast: pydantic, Jinja, YAML and python-on-whales load on use."""
-    probe = (
-        "import sys; from llama_bake.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print(','.join(m for m in ('pydantic', 'jinja2', 'yaml', 'python_on_whales') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines()[-1] == ""
-
-
-@pytest.mark.tools
-def test_generate_works_and_is_identical_without_a_writable_template_cache(
-    write_catalog: WriteCatalog, tmp_path: Path
-) -> None:
-    """Compiled templates are cached under XDG_CACHE_HOME; a cache that cannot be written changes nothing."""
-    catalog = write_catalog()
-    outputs = []
-    blocked = tmp_path / "blocked"
-    blocked.write_text("a file where the cache directory would go\n")
-    for cache_home in (tmp_path / "cache", tmp_path / "cache", blocked):
-        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
-        out = tmp_path / "docker-bake.hcl"
-        out.unlink(missing_ok=True)
-        subprocess.run([sys.executable, "-m", "llama_bake", "generate", "--catalog", str(catalog)], env=env, check=True)
-        outputs.append(out.read_bytes())
-    assert list((tmp_path / "cache" / "llama-bake" / "jinja").iterdir()), "the first run fills the cache"
-    assert outputs[0] == outputs[1] == outputs[2]
-
-
-@pytest.mark.parametrize(
-    ("provider", "settings"),
-    [
-        ("github", ["--runs-on", "gpu-runner", "--no-free-disk", "--model-cache", "registry=r.example/c"]),
-        ("gitlab", ["--runner-tag", "gpu", "--runner-tag", "cuda 12", "--branch", "release"]),
-    ],
-)
-def test_ci_settings_land_in_the_file_and_its_header_command_writes_it_again(
-    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str, settings: list[str]
-) -> None:
-    import shlex
-
-    import yaml
-
-    catalog = write_catalog()
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / f"{provider}.yml"
-    runner = CliRunner()
-    result = runner.invoke(main, ["ci", provider, "-f", str(out), "--install", "llama-bake==9.9", *settings])
-    assert result.exit_code == 0, result.output
-    text = out.read_text()
-    data = yaml.safe_load(text)
-    if provider == "github":
-        job = data["jobs"]["build"]
-        assert job["runs-on"] == "gpu-runner"
-        assert not any(s.get("name") == "Free disk space for the CUDA build" for s in job["steps"])
-        build = next(s["run"] for s in job["steps"] if s.get("name") == "Build the images")
-        assert "--model-cache registry=r.example/c" in build
-        assert "--base-cache gha" in build
-    else:
-        assert data["llama-bake"]["tags"] == ["gpu", "cuda 12"]
-        assert '[ "$CI_COMMIT_BRANCH" = release ]' in data["llama-bake"]["script"][1]
-    assert "install llama-bake==9.9" in text.replace("--break-system-packages ", "")
-    command = text.splitlines()[1].removeprefix("# Regenerate with: ")
-    again = runner.invoke(main, [*shlex.split(command)[1:], "--check"])
-    assert again.exit_code == 0, f"{command}: {again.output}"
-    assert catalog.exists()
 
 
 @pytest.mark.parametrize(
@@ -376,67 +294,6 @@ def test_generate_removes_the_dockerfiles_it_wrote_for_a_removed_target_and_noth
     assert {p: p.read_text() for p in (root / "dockerfiles").rglob("*.Dockerfile")} == before
 
 
-def test_generate_refreshes_the_compose_and_ci_files_it_wrote_with_their_own_settings(
-    write_catalog: WriteCatalog,
-) -> None:
-    catalog = write_catalog()
-    root = catalog.parent
-    assert run("compose", "-c", str(catalog)).exit_code == 0
-    ci = ["ci", "gitlab", "-c", str(catalog), "--branch", "release", "--runner-tag", "gpu box"]
-    assert run(*ci).exit_code == 0
-    gitlab = (root / ".gitlab-ci.yml").read_text()
-    elsewhere = root / "ci" / "github.yml"
-    assert run("ci", "github", "-c", str(catalog), "-f", str(elsewhere)).exit_code == 0
-    write_yaml(catalog / "models" / "model-a.yaml", {**MODEL, "server": {"port": 9001}})
-    stale = generate(catalog, "--check")
-    assert stale.exit_code == 4
-    assert "compose.yaml" in stale.output
-    result = generate(catalog)
-    assert result.exit_code == 0
-    assert f"wrote: {root / 'compose.yaml'}" in result.output
-    assert "9001" in (root / "compose.yaml").read_text()
-    assert (root / ".gitlab-ci.yml").read_text() == gitlab, "unchanged, its --branch and --runner-tag kept"
-    assert run(*ci, "--check").exit_code == 0
-    assert "9001" not in elsewhere.read_text(), "only files at their default places are found"
-    assert generate(catalog, "--check").exit_code == 0
-
-
-def test_a_stale_compose_file_is_found_when_the_catalog_comes_from_the_environment(
-    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The header's own command names no --catalog (the default): $LLAMA_BAKE_CATALOG, relative to where the
-    command runs, must not be read as the header's catalog, or the file would be skipped as another's."""
-    write_catalog()
-    monkeypatch.chdir(tmp_path.parent)
-    monkeypatch.setenv("LLAMA_BAKE_CATALOG", f"{tmp_path.name}/catalog")
-    assert run("compose").exit_code == 0
-    compose = tmp_path / "compose.yaml"
-    assert compose.read_text().splitlines()[1] == "# Regenerate with: llama-bake compose"
-    compose.write_text(compose.read_text() + "# edited by hand\n")
-    stale = run("generate", "--check")
-    assert stale.exit_code == 4, stale.output
-    assert "compose.yaml" in stale.output
-
-
-def test_a_header_repeats_exactly_the_options_that_differ_from_their_defaults() -> None:
-    from llama_bake.cli.options import changed_options
-
-    @click.command()
-    @click.option("--catalog")
-    @click.option("--branch", default="main")
-    @click.option("--free-disk/--no-free-disk", default=True)
-    @click.option("--tag", "tags", multiple=True)
-    @click.option("--install")
-    def command(**_: object) -> None:
-        """A command like `ci`."""
-
-    ctx = command.make_context(
-        "x", ["--catalog", "c", "--no-free-disk", "--tag", "a b", "--tag", "c", "--branch", "main"]
-    )
-    assert changed_options(ctx) == ["--no-free-disk", "--tag", "'a b'", "--tag", "c"]
-    assert changed_options(command.make_context("x", [])) == []
-
-
 def test_the_catalog_is_found_from_any_subdirectory_of_the_project(
     write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -487,69 +344,22 @@ def test_json_outputs_of_list_validate_and_graph_have_the_documented_shapes(writ
     assert "models/bad.yaml" in json.loads(broken.stdout)["problems"][0]
 
 
-def test_shell_completion_offers_the_catalogs_targets_and_groups(write_catalog: WriteCatalog) -> None:
-    catalog = write_catalog(models={"model-a": MODEL, "mistral": MODEL})
-    for words, expected in (
-        (f"llama-bake build -c {catalog} m", ["mistral", "model-a", "models"]),
-        (f"llama-bake preview --resolved -c {catalog} llama", ["llama-cpp-cuda", "llama-cpp-cuda-all"]),
-    ):
-        env = {"_LLAMA_BAKE_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
-        result = CliRunner().invoke(main, [], env=env, prog_name="llama-bake")
-        assert [line.split(",", 1)[1] for line in result.output.splitlines()] == expected, result.output
-
-
 def test_preview_on_a_narrow_terminal_prints_long_lines_whole(
     write_catalog: WriteCatalog, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import re
 
-    from llama_bake import project as pipeline
     from llama_bake.cli import console
     from llama_bake.generated import preview_text
+    from llama_bake.project import Paths
 
     monkeypatch.setenv("COLUMNS", "40")
-    paths = pipeline.Paths.from_options(write_catalog(), None)
+    paths = Paths.from_options(write_catalog(), None)
     text = preview_text(paths)
     console.show(text, "terraform", color=True)
     shown = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
     assert shown.rstrip("\n") == text.rstrip("\n")
     assert max(len(line) for line in shown.splitlines()) > 40
-
-
-def test_the_fixes_llama_bake_prints_never_point_into_its_own_repository() -> None:
-    """A pip-installed user has no .ci/ or tests/: every hint names a package, a release page or a command."""
-    import llama_bake
-
-    package = Path(llama_bake.__file__).parent
-    for source in package.glob("*.py"):
-        text = source.read_text(encoding="utf-8")
-        assert ".ci/" not in text, source.name
-        assert "install-tools" not in text, source.name
-
-
-def test_the_compile_cache_follows_the_projects_templates_and_survives_a_broken_entry(
-    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from llama_bake import compile_cache as cache
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    catalog = write_catalog()
-    generate(catalog)
-    first = (tmp_path / "docker-bake.hcl").read_text()
-    entries = list(cache.cache_dir().glob("*.pickle"))
-    assert len(entries) == 1
-    entries[0].write_bytes(b"not a pickle")
-    assert generate(catalog).exit_code == 0, "a broken entry is compiled again"
-    assert (tmp_path / "docker-bake.hcl").read_text() == first
-    # A project template of its own is an input too.
-    template = tmp_path / "templates" / "model.Dockerfile.j2"
-    template.parent.mkdir()
-    template.write_text((REPO / "templates" / "model.Dockerfile.j2").read_text() + "# ours\n")
-    generate(catalog)
-    assert (tmp_path / "dockerfiles" / "model-a.Dockerfile").read_text().endswith("# ours\n")
-    template.unlink()
-    generate(catalog)
-    assert not (tmp_path / "dockerfiles" / "model-a.Dockerfile").read_text().endswith("# ours\n")
 
 
 @pytest.mark.tools

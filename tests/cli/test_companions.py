@@ -1,0 +1,93 @@
+"""compose and ci: settings land in the file and in its header's command, which writes it again; generate refreshes
+the files it finds by their header."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from llama_bake.cli import main
+from tests.cli.invoke import generate, run
+from tests.conftest import MODEL, WriteCatalog, write_yaml
+
+
+@pytest.mark.parametrize(
+    ("provider", "settings"),
+    [
+        ("github", ["--runs-on", "gpu-runner", "--no-free-disk", "--model-cache", "registry=r.example/c"]),
+        ("gitlab", ["--runner-tag", "gpu", "--runner-tag", "cuda 12", "--branch", "release"]),
+    ],
+)
+def test_ci_settings_land_in_the_file_and_its_header_command_writes_it_again(
+    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str, settings: list[str]
+) -> None:
+    import shlex
+
+    catalog = write_catalog()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / f"{provider}.yml"
+    runner = CliRunner()
+    result = runner.invoke(main, ["ci", provider, "-f", str(out), "--install", "llama-bake==9.9", *settings])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    data = yaml.safe_load(text)
+    if provider == "github":
+        job = data["jobs"]["build"]
+        assert job["runs-on"] == "gpu-runner"
+        assert not any(s.get("name") == "Free disk space for the CUDA build" for s in job["steps"])
+        build = next(s["run"] for s in job["steps"] if s.get("name") == "Build the images")
+        assert "--model-cache registry=r.example/c" in build
+        assert "--base-cache gha" in build
+    else:
+        assert data["llama-bake"]["tags"] == ["gpu", "cuda 12"]
+        assert '[ "$CI_COMMIT_BRANCH" = release ]' in data["llama-bake"]["script"][1]
+    assert "install llama-bake==9.9" in text.replace("--break-system-packages ", "")
+    command = text.splitlines()[1].removeprefix("# Regenerate with: ")
+    again = runner.invoke(main, [*shlex.split(command)[1:], "--check"])
+    assert again.exit_code == 0, f"{command}: {again.output}"
+    assert catalog.exists()
+
+
+def test_generate_refreshes_the_compose_and_ci_files_it_wrote_with_their_own_settings(
+    write_catalog: WriteCatalog,
+) -> None:
+    catalog = write_catalog()
+    root = catalog.parent
+    assert run("compose", "-c", str(catalog)).exit_code == 0
+    ci = ["ci", "gitlab", "-c", str(catalog), "--branch", "release", "--runner-tag", "gpu box"]
+    assert run(*ci).exit_code == 0
+    gitlab = (root / ".gitlab-ci.yml").read_text()
+    elsewhere = root / "ci" / "github.yml"
+    assert run("ci", "github", "-c", str(catalog), "-f", str(elsewhere)).exit_code == 0
+    write_yaml(catalog / "models" / "model-a.yaml", {**MODEL, "server": {"port": 9001}})
+    stale = generate(catalog, "--check")
+    assert stale.exit_code == 4
+    assert "compose.yaml" in stale.output
+    result = generate(catalog)
+    assert result.exit_code == 0
+    assert f"wrote: {root / 'compose.yaml'}" in result.output
+    assert "9001" in (root / "compose.yaml").read_text()
+    assert (root / ".gitlab-ci.yml").read_text() == gitlab, "unchanged, its --branch and --runner-tag kept"
+    assert run(*ci, "--check").exit_code == 0
+    assert "9001" not in elsewhere.read_text(), "only files at their default places are found"
+    assert generate(catalog, "--check").exit_code == 0
+
+
+def test_a_stale_compose_file_is_found_when_the_catalog_comes_from_the_environment(
+    write_catalog: WriteCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header's own command names no --catalog (the default): $LLAMA_BAKE_CATALOG, relative to where the
+    command runs, must not be read as the header's catalog, or the file would be skipped as another's."""
+    write_catalog()
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setenv("LLAMA_BAKE_CATALOG", f"{tmp_path.name}/catalog")
+    assert run("compose").exit_code == 0
+    compose = tmp_path / "compose.yaml"
+    assert compose.read_text().splitlines()[1] == "# Regenerate with: llama-bake compose"
+    compose.write_text(compose.read_text() + "# edited by hand\n")
+    stale = run("generate", "--check")
+    assert stale.exit_code == 4, stale.output
+    assert "compose.yaml" in stale.output
