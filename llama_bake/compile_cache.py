@@ -14,20 +14,10 @@ import pickle
 import tempfile
 from pathlib import Path
 
+from llama_bake.render.locations import BAKE_TEMPLATE, PACKAGED_TEMPLATES
+
 FORMAT = 1
 KEEP = 64  # entries; the oldest are removed
-
-
-def _packaged_templates() -> Path:
-    """The templates shipped with llama-bake: ``_templates`` in a wheel, the repository's own files in a
-    checkout or an editable install (nothing is linked: links break on Windows checkouts)."""
-    wheel = Path(__file__).parent / "_templates"
-    return wheel if wheel.is_dir() else Path(__file__).parent.parent
-
-
-PACKAGED_TEMPLATES = _packaged_templates()
-BAKE_TEMPLATE = "docker-bake.hcl.j2"
-DOCKERFILE_TEMPLATES = {"base": "templates/base.Dockerfile.j2", "model": "templates/model.Dockerfile.j2"}
 
 
 def cache_dir() -> Path:

@@ -17,7 +17,6 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from llama_bake.compile_cache import BAKE_TEMPLATE, DOCKERFILE_TEMPLATES, PACKAGED_TEMPLATES
 from llama_bake.errors import TemplateError
 from llama_bake.plan.ir import (
     CACHE_TYPES,
@@ -31,6 +30,7 @@ from llama_bake.plan.ir import (
     Var,
     cache_spec,
 )
+from llama_bake.render.locations import BAKE_TEMPLATE, DOCKERFILE_TEMPLATES, PACKAGED_TEMPLATES
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
