@@ -356,7 +356,16 @@ def test_a_local_file_with_the_wrong_checksum_fails_the_build_clearly(built: Bui
     model_file = project / "catalog" / "models" / "tiny-file.yaml"
     model_file.write_text(model_file.read_text().replace(built.shas["tiny-file"], "f" * 64))
     result = subprocess.run(
-        ["llama-bake", "build", "--progress", "plain", "--cache-from", f"type=local,src={cache_dir() / 'bake-cache'}"],
+        # The fixture's per-target caches, imported only: a builder reuses no step it only imported in another build.
+        [
+            "llama-bake",
+            "build",
+            "--progress",
+            "plain",
+            "--cache",
+            f"local={cache_dir() / 'bake-cache'}",
+            "--no-cache-export",
+        ],
         cwd=project,
         capture_output=True,
         text=True,
