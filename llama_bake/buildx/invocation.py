@@ -149,7 +149,7 @@ def make_invocation(
         if options.network == "host":
             flags += ["--allow", "network.host"]
     for item in options.sets:
-        flags += ["--set", item]
+        flags += ["--set", _checked_set(item)]
     return Invocation(
         files=(str(site.bake_file),),
         targets=phase.names,
@@ -198,6 +198,23 @@ def _output_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path
         if out_dir is not None:
             flags += _allow_path(out_dir, cwd, "write")
     return flags
+
+
+# Target attributes `docker buildx bake --set` accepts and then drops without a word (buildx v0.36.1: `--print`
+# shows them unset), with what does the job instead.
+IGNORED_BY_SET = {
+    "network": "use --network (llama-bake passes it as a bake variable)",
+    "no-cache-filter": "use --no-cache for the whole build, or write no-cache-filter in a bake file of your own",
+}
+
+
+def _checked_set(item: str) -> str:
+    """``--set TARGET.KEY=VALUE``, refused where buildx would silently ignore it."""
+    key = item.partition("=")[0].rpartition(".")[2]
+    if key in IGNORED_BY_SET:
+        msg = f"--set {item!r}: buildx ignores {key} given with --set; {IGNORED_BY_SET[key]}"
+        raise UsageError(msg)
+    return item
 
 
 def override_flags(options: BuildOptions, plan: BakePlan) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,15 @@ def test_targets_and_groups_expand_and_unknown_names_suggest(write_catalog: Writ
     assert expand_targets(plan, ["llama-cpp-cuda-all"]) == ["llama-cpp-cuda", "model-a"]
     with pytest.raises(UsageError, match="did you mean `model-a`"):
         expand_targets(plan, ["model-b"])
+
+
+@pytest.mark.parametrize("item", ["*.network=host", "tiny.no-cache-filter=resplit"])
+def test_a_set_that_buildx_would_silently_drop_is_refused_with_what_works(
+    write_catalog: WriteCatalog, tmp_path: Path, item: str
+) -> None:
+    plan = compile_catalog(Paths.from_options(write_catalog(), None)).plan
+    with pytest.raises(UsageError, match=rf"--set '{re.escape(item)}': buildx ignores"):
+        _invocation(plan, BuildOptions(sets=(item,)), tmp_path)
+    assert "*.platform=linux/amd64" in _sets(
+        _invocation(plan, BuildOptions(sets=("*.platform=linux/amd64",)), tmp_path)
+    )
