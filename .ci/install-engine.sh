@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a real Docker Engine for the engine tier: dockerd and docker-proxy (moby v28.5.2) and containerd with its
 # runc shim (v2.1.4), from the Go module proxy. About 12 minutes on 2 cores, once: the binaries are kept beside the
-# other tools, outside the checkout, and rebuilt only when missing or of another version.
+# other tools, outside the checkout, and rebuilt only when missing or of another version. Linked without symbol
+# table or DWARF (-s -w), as install-tools.sh links the others.
 set -euo pipefail
 
 DOCKERD_VERSION=${DOCKERD_VERSION:-v28.5.2}
@@ -21,7 +22,7 @@ if ! "$TOOLS/dockerd" --version 2>/dev/null | grep -q "${DOCKERD_VERSION#v}" || 
     # The module zip carries neither vendor/ nor a go.mod: the vendoring manifest is the module's go.mod.
     (cd "$work/moby" && cp vendor.mod go.mod && cp vendor.sum go.sum &&
         go build -mod=mod -tags "netgo osusergo exclude_graphdriver_btrfs" \
-            -ldflags "-X github.com/docker/docker/dockerversion.Version=${DOCKERD_VERSION#v}" \
+            -ldflags "-s -w -X github.com/docker/docker/dockerversion.Version=${DOCKERD_VERSION#v}" \
             -o "$TOOLS/" ./cmd/dockerd ./cmd/docker-proxy)
     rm -rf "$work"
 fi
@@ -33,7 +34,7 @@ if ! "$TOOLS/containerd" --version 2>/dev/null | grep -q "$CONTAINERD_VERSION" |
     cp -r "$src" "$work/containerd" && chmod -R u+w "$work/containerd"
     # Its zip has a partial vendor/: resolve modules instead.
     (cd "$work/containerd" && go build -mod=mod \
-        -ldflags "-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+        -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
         -o "$TOOLS/" ./cmd/containerd ./cmd/containerd-shim-runc-v2)
     rm -rf "$work"
 fi

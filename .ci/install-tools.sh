@@ -51,35 +51,68 @@ stamp() { "$1" --version 2>/dev/null | head -n1; }
 built_inside() {
     go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
 }
-
-if ! "$TOOLS/buildx" version 2>/dev/null | grep -q "$BUILDX_VERSION"; then
-    echo "install-tools: building buildx $BUILDX_VERSION" >&2
-    # -X stamps the version that `go install` leaves as v0.0.0+unknown (doctor and the check above read it).
-    GOBIN=$TOOLS go install -ldflags "-X github.com/docker/buildx/version.Version=$BUILDX_VERSION" \
+# -s -w: no symbol table or DWARF (the binaries are run, never debugged), which shortens every link.
+# -X stamps the version that `go install` leaves as v0.0.0+unknown (doctor and the checks below read it).
+build_buildx() {
+    echo "building buildx $BUILDX_VERSION"
+    GOBIN=$TOOLS go install -ldflags "-s -w -X github.com/docker/buildx/version.Version=$BUILDX_VERSION" \
         "github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
-fi
-if ! stamp "$TOOLS/buildkitd" | grep -q "$BUILDKIT_VERSION"; then
-    echo "install-tools: building buildkitd $BUILDKIT_VERSION" >&2
+}
+build_buildkitd() {
+    local dir
+    echo "building buildkitd $BUILDKIT_VERSION"
     dir=$(built_inside "github.com/moby/buildkit@$BUILDKIT_VERSION")
-    (cd "$dir" && go build -ldflags "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" \
-        -o "$TOOLS/" ./cmd/buildkitd ./cmd/buildctl)
-fi
-
-if ! "$TOOLS/docker-compose" version 2>/dev/null | grep -q "$COMPOSE_VERSION"; then
-    echo "install-tools: building docker compose $COMPOSE_VERSION" >&2
+    # Only buildkitd: nothing here runs buildctl.
+    (cd "$dir" && go build -ldflags "-s -w -X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" \
+        -o "$TOOLS/" ./cmd/buildkitd)
+}
+build_compose() {
+    local dir
+    echo "building docker compose $COMPOSE_VERSION"
     dir=$(built_inside "github.com/docker/compose/v2@$COMPOSE_VERSION")
-    (cd "$dir" && go build -ldflags "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
+    (cd "$dir" && go build -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
         -o "$TOOLS/docker-compose" ./cmd)
-fi
-
-if ! "$TOOLS/actionlint" -version 2>/dev/null | grep -q "${ACTIONLINT_VERSION#v}"; then
-    echo "install-tools: building actionlint $ACTIONLINT_VERSION" >&2
-    GOBIN=$TOOLS go install -ldflags "-X github.com/rhysd/actionlint.version=${ACTIONLINT_VERSION#v}" \
+}
+build_actionlint() {
+    echo "building actionlint $ACTIONLINT_VERSION"
+    GOBIN=$TOOLS go install -ldflags "-s -w -X github.com/rhysd/actionlint.version=${ACTIONLINT_VERSION#v}" \
         "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
-fi
+}
+# The engine tier's Docker Engine (dockerd, containerd): its own script, which checks its own versions.
+build_engine() {
+    LLAMA_BAKE_TOOLS=$TOOLS bash "$(dirname "$0")/install-engine.sh"
+}
 
-# The engine tier's Docker Engine (dockerd, containerd): its own script, about 12 minutes once.
-LLAMA_BAKE_TOOLS=$TOOLS bash "$(dirname "$0")/install-engine.sh"
+# What is missing builds TOOL_JOBS at a time (default 2), the longest first: on a new machine one build's
+# module downloads overlap another's compile. A reused machine starts none of them (the engine's script only
+# checks its versions).
+TOOL_JOBS=${LLAMA_BAKE_TOOL_JOBS:-2}
+running=0
+failed=()
+started=()
+finish_one() {
+    local status=0
+    wait -n || status=$?
+    running=$((running - 1))
+    [ "$status" -eq 0 ] || failed+=("$status")
+}
+start() {  # start NAME: build_NAME in the background, each line of its output prefixed with NAME
+    while [ "$running" -ge "$TOOL_JOBS" ]; do finish_one; done
+    (set -o pipefail; "build_$1" 2>&1 | sed -u "s/^/install-tools [$1]: /" >&2) &
+    running=$((running + 1))
+    started+=("$1")
+}
+
+start engine
+"$TOOLS/docker-compose" version 2>/dev/null | grep -q "$COMPOSE_VERSION" || start compose
+stamp "$TOOLS/buildkitd" | grep -q "$BUILDKIT_VERSION" || start buildkitd
+"$TOOLS/buildx" version 2>/dev/null | grep -q "$BUILDX_VERSION" || start buildx
+"$TOOLS/actionlint" -version 2>/dev/null | grep -q "${ACTIONLINT_VERSION#v}" || start actionlint
+while [ "$running" -gt 0 ]; do finish_one; done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "install-tools: ${#failed[@]} of the builds (${started[*]}) failed: see the lines above" >&2
+    exit 1
+fi
 
 mkdir -p "$HOME/.docker/cli-plugins"
 for pair in buildx:docker-buildx docker-compose:docker-compose; do

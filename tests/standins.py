@@ -8,7 +8,9 @@ slow tier starts from them in seconds.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -137,6 +139,47 @@ def debian_layout() -> Path:
     )
     subprocess.run([umoci, "gc", "--layout", str(layout)], check=True)
     _publish(layout, final)
+    shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+# The build stage's packages, as the packaged base template installs them (its first apt-get install line).
+BASE_TEMPLATE = Path(__file__).parent.parent / "templates" / "base.Dockerfile.j2"
+
+
+def build_packages() -> list[str]:
+    """The packages the base template's build stage installs (``build-essential cmake git ccache ...``)."""
+    found = re.search(r"apt-get install -y --no-install-recommends ([a-z0-9 .+-]+)", BASE_TEMPLATE.read_text())
+    if found is None:
+        msg = f"no apt-get install line in {BASE_TEMPLATE}"
+        raise RuntimeError(msg)
+    return found.group(1).split()
+
+
+def debian_toolchain_layout(builder: str) -> Path:
+    """The Debian stand-in with the base template's build packages already installed (an OCI layout, tag
+    ``latest``, built once by ``builder`` and cached): the template's apt step still runs on it, and finds
+    nothing to install. For tiers whose claim is about the compile, not apt, on builders they empty often."""
+    packages = build_packages()
+    # Named by its package list: a template that installs something else gets a layout of its own.
+    digest = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
+    final = cache_dir() / f"debian-{DEBIAN_SUITE}-toolchain-{digest}-oci"
+    if (final / "index.json").exists():
+        return final
+    work = cache_dir() / f".toolchain-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    # HCL escapes: \\n is a newline in the Dockerfile.
+    dockerfile = (
+        "FROM debian\\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+        f"--no-install-recommends {' '.join(packages)} && rm -rf /var/lib/apt/lists/*\\n"
+    )
+    _bake_layout(
+        builder,
+        work,
+        f'  contexts = {{ debian = "oci-layout://{debian_layout()}:latest" }}\n  dockerfile-inline = "{dockerfile}"\n',
+    )
+    _publish(work / "layout", final)
     shutil.rmtree(work, ignore_errors=True)
     return final
 

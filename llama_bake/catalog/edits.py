@@ -257,6 +257,17 @@ def _replaced(current: str, column: int, value: str) -> str:
     return current[:column] + new + current[column + len(old) :]
 
 
+# The nvidia/cuda tag `init` writes for the newest CUDA line its families need: 12.8 (the official llama.cpp
+# image's) unless a family needs more (gb10: 12.9).
+_INIT_CUDA = {(12, 8): "12.8.1", (12, 9): "12.9.1", (13, 0): "13.0.2"}
+
+
+def _init_cuda(families: list[str]) -> str:
+    # An unknown name is left to the catalog's check, which says what it is.
+    needed = max([(12, 8)] + [GPU_FAMILIES[f].min_cuda for f in families if f in GPU_FAMILIES])
+    return _INIT_CUDA[needed]
+
+
 def init_files(families: list[str]) -> dict[str, str]:
     """The files of a new catalog: project settings and one CUDA base for ``families``; no model yet."""
     project = (
@@ -271,7 +282,7 @@ def init_files(families: list[str]) -> dict[str, str]:
         "llama_cpp:\n"
         f"  git: {LLAMA_CPP_GIT}\n"
         "  ref: b6500  # pin a release tag or a commit\n"
-        "cuda: 12.8.1\n"
+        f"cuda: {_init_cuda(families)}\n"
         f"gpu_families: [{', '.join(families)}]\n"
     )
     readme = "Models: `llama-bake add OWNER/REPO:QUANT` writes one file here per model.\n"

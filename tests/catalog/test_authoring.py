@@ -211,6 +211,20 @@ def test_init_starts_a_catalog_that_generates(tmp_path: Path) -> None:
     assert not (tmp_path / "other" / "catalog").exists()
 
 
+def test_init_writes_a_cuda_version_every_chosen_family_accepts(tmp_path: Path) -> None:
+    # GB10 needs CUDA 12.9; the default 12.8.1 would give a catalog its own check rejects.
+    result = run("init", str(tmp_path / "spark"), "--gpu", "gb10")
+    assert result.exit_code == 0, result.output
+    catalog = tmp_path / "spark" / "catalog"
+    base = yaml.safe_load((catalog / "bases" / "llama-cpp-cuda.yaml").read_text())
+    assert base["cuda"] == "12.9.1"
+    assert run("generate", "-c", str(catalog)).exit_code == 0
+    ada = run("init", str(tmp_path / "ada"), "--gpu", "ada")
+    assert ada.exit_code == 0, ada.output
+    ada_base = tmp_path / "ada" / "catalog" / "bases" / "llama-cpp-cuda.yaml"
+    assert yaml.safe_load(ada_base.read_text())["cuda"] == "12.8.1", "the default stays where it suffices"
+
+
 def test_init_reads_the_cards_from_nvidia_smi() -> None:
     from llama_bake.catalog.edits import detect_families
 
