@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llama_bake.errors import StaleError
 from llama_bake.files import read_existing, unified_diff, write_atomic
-from llama_bake.plan.ir import GENERATED
+from llama_bake.plan.ir import GENERATED, REGENERATE
 from llama_bake.project import Compiled, Paths, compile_catalog
 
 
@@ -95,7 +95,6 @@ def unpinned_warnings(compiled: Compiled) -> tuple[str, ...]:
 
 
 COMPANION_FILES = ("compose.yaml", ".github/workflows/llama-bake.yml", ".gitlab-ci.yml")
-REGENERATE = "# Regenerate with: "
 
 
 def find_companions(paths: Paths) -> list[tuple[Path, list[str]]]:

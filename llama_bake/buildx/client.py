@@ -224,8 +224,7 @@ def _stream(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Generator
 
 
 def _wait_for(process: subprocess.Popen[str], timeout: float) -> None:
-    """After Ctrl-C: buildx got the same SIGINT and is cancelling the build; wait for it to exit (up to
-    ``timeout``; a second Ctrl-C stops waiting), then stop it."""
+    """Wait for ``process`` to exit (up to ``timeout``; a second Ctrl-C stops waiting), then kill it."""
     try:
         process.wait(timeout)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):

@@ -23,6 +23,7 @@ from typing import Literal, NoReturn
 
 from llama_bake.buildx import ccache
 from llama_bake.buildx.client import BakeFailed, Baker, Invocation, registry_digest
+from llama_bake.buildx.driver import Capabilities
 from llama_bake.buildx.invocation import (
     Phase,
     Site,
@@ -72,23 +73,36 @@ def refuse_unbuildable(plan: BakePlan, options: BuildOptions) -> None:
         raise CatalogError(problems)
 
 
-def _prepare(paths: Paths, options: BuildOptions) -> tuple[BakePlan, dict[str, str]]:
-    """What a build and a dry run do first: generate, refuse what cannot build, read the git values."""
+def _prepare(
+    paths: Paths, options: BuildOptions, runner: Baker
+) -> tuple[BakePlan, BuildOptions, dict[str, str], Capabilities | None]:
+    """What a build and a dry run do first: generate, refuse what cannot build, read the git values, then probe
+    the builder and fit the options to it (refusing, before any step, what it cannot do)."""
     compiled = compile_catalog(paths)
     write_compiled(paths, compiled)
     refuse_unbuildable(compiled.plan, options)
-    return compiled.plan, git_environment(compiled.plan, paths.project)
+    env = git_environment(compiled.plan, paths.project)
+    builder, caps = probe_builder(runner, options.builder)
+    fitted = fit_to_builder(compiled.plan, dataclasses.replace(options, builder=builder), caps)
+    return compiled.plan, fitted, env, caps
+
+
+def _phases_and_caches(
+    options: BuildOptions, plan: BakePlan, lookup: ccache.Digest
+) -> tuple[list[Phase], dict[str, ccache.Store], dict[str, str]]:
+    """The build's phases, each base's compiler-cache store, and the last export of each to import."""
+    steps = phases(options, plan)
+    stores = ccache.stores(options, plan, [t for phase in steps for t in phase.targets])
+    found = {base: ccache.last_export(where, lookup) for base, where in stores.items()}
+    return steps, stores, {base: source for base, source in found.items() if source}
 
 
 def dry_run(paths: Paths, options: BuildOptions, runner: Baker) -> str:
     """Generate, then the command line of each phase, one per line; nothing is built. The second phase's
     base images are named by the placeholders the first phase fills in."""
-    plan, env = _prepare(paths, options)
-    builder, caps = probe_builder(runner, options.builder)
-    options = fit_to_builder(plan, dataclasses.replace(options, builder=builder), caps)
-    steps = phases(options, plan)
-    stores = ccache.stores(options, plan, [t for phase in steps for t in phase.targets])
-    imports = _ccache_imports(stores, lambda ref: registry_digest(ref, builder))
+    plan, options, env, _ = _prepare(paths, options, runner)
+    builder = options.builder
+    steps, _, imports = _phases_and_caches(options, plan, lambda ref: registry_digest(ref, builder))
     site = Site(paths.output, paths.bake_dir, Path("<tmp>"), env, imports)
     placeholders = {
         t.name: _base_source(options, plan, t.name, site.workdir, {t.name: {"containerimage.digest": "<digest>"}})
@@ -97,12 +111,6 @@ def dry_run(paths: Paths, options: BuildOptions, runner: Baker) -> str:
     }
     invocations = [make_invocation(options, plan, phase, site, placeholders) for phase in steps]
     return "\n".join(command_text(invocation, runner.command(invocation)) for invocation in invocations)
-
-
-def _ccache_imports(stores: Mapping[str, ccache.Store], lookup: ccache.Digest) -> dict[str, str]:
-    """Each base's last exported compiler cache, where there is one."""
-    found = {base: ccache.last_export(where, lookup) for base, where in stores.items()}
-    return {base: source for base, source in found.items() if source}
 
 
 Outcome = Literal["done", "failed", "interrupted"]
@@ -185,15 +193,13 @@ def run_build(
 ) -> Summary:
     """Generate, then build each phase in order; a phase that fails stops the build. A base that compiled has
     its compiler cache exported after the last phase (``ccache``); ``lookup`` finds the last export's digest."""
-    plan, env = _prepare(paths, options)
-    builder, caps = probe_builder(runner, options.builder)
+    requested = options.builder
+    plan, options, env, caps = _prepare(paths, options, runner)
     # A builder that did not answer the probe: when it is the default name, `_bake` falls back to buildx's own.
-    fallback = options.builder is None and caps is None
-    options = fit_to_builder(plan, dataclasses.replace(options, builder=builder), caps)
+    fallback = requested is None and caps is None
     check_push(pushed_repositories(plan, options))
-    steps = phases(options, plan)
-    stores = ccache.stores(options, plan, [t for phase in steps for t in phase.targets])
-    imports = _ccache_imports(stores, lookup or (lambda ref: registry_digest(ref, options.builder)))
+    builder = options.builder
+    steps, stores, imports = _phases_and_caches(options, plan, lookup or (lambda ref: registry_digest(ref, builder)))
     progress = Progress({t.name: t.base for t in plan.targets if t.base is not None})
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="llama-bake-") as tmp:

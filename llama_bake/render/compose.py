@@ -16,7 +16,7 @@ from typing import Any
 from llama_bake.catalog.checks import Catalog
 from llama_bake.catalog.models import Model
 from llama_bake.errors import CatalogError
-from llama_bake.plan.ir import DEFAULT_LLAMA_CACHE, BakePlan, Interp, Shape, Target
+from llama_bake.plan.ir import DEFAULT_LLAMA_CACHE, REGENERATE, BakePlan, Interp, Shape, Target
 
 CACHE_VOLUME = "llama-cache"
 SECRET = "hf_token"
@@ -137,7 +137,7 @@ def cpu_override(document: dict[str, Any], title: str, command: str) -> str:
     """A Compose override for hosts without an NVIDIA GPU: each service's GPU reservation removed (Compose's
     ``!reset``, 2.24+) and no layer offloaded. ``docker compose -f compose.yaml -f compose.cpu.yaml up``. Service
     names are target names (``[A-Za-z0-9_-]``), safe to write as they are."""
-    lines = [f"# {title}", f"# Regenerate with: {command}", "services:"]
+    lines = [f"# {title}", f"{REGENERATE}{command}", "services:"]
     for name, service in document["services"].items():
         if "deploy" in service:
             lines += [f"  {name}:", "    deploy: !reset null", "    environment:", '      LLAMA_ARG_N_GPU_LAYERS: "0"']

@@ -22,6 +22,7 @@ from llama_bake.plan.ir import (
     CACHE_TYPES,
     GENERATED,
     NETWORKS,
+    REGENERATE,
     SEMVER_PATTERN,
     BakePlan,
     Fn,
@@ -223,4 +224,4 @@ def render_yaml(data: object, header: Header) -> str:
     if yaml.safe_load(body) != data:
         msg = "internal error: the YAML writer did not round-trip; please report this with the catalog"
         raise TemplateError(msg)
-    return f"# {header.title}\n# Regenerate with: {header.command}\n{body}"
+    return f"# {header.title}\n{REGENERATE}{header.command}\n{body}"
