@@ -3,6 +3,7 @@
 # buildkitd, the Compose plugin and a Docker Engine (dockerd, containerd: install-engine.sh), built from the Go
 # module proxy. Idempotent: binaries are kept in a cache directory
 # outside the checkout so a reused machine does not rebuild them.
+# --packages-only: only Debian's packages (what the test stand-ins need), not the Go builds.
 set -euo pipefail
 
 BUILDX_VERSION=${BUILDX_VERSION:-v0.36.1}
@@ -44,6 +45,8 @@ if [ ! -x "$TOOLS/busybox-arm64" ]; then
     install -m 0755 "$work/root/bin/busybox" "$TOOLS/busybox-arm64"
     rm -rf "$work"
 fi
+
+[ "${1:-}" = --packages-only ] && exit 0
 
 stamp() { "$1" --version 2>/dev/null | head -n1; }
 # The module's directory in Go's module cache: buildkit's and compose's go.mod have exclude directives that

@@ -11,7 +11,20 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
 
+# Debian's packages first; then the stand-ins that need no builder (downloads, mostly) are made beside the Go
+# builds of the tools, in their own process group so that a failed tool build stops them too.
+bash .ci/install-tools.sh --packages-only
+setsid "$VENV/bin/python" -m tests.prepare &
+prepare=$!
+trap 'kill -- -"$prepare" 2>/dev/null || true' EXIT
 bash .ci/install-tools.sh
+prepared=0
+wait "$prepare" || prepared=$?
+trap - EXIT
+if [ "$prepared" -ne 0 ]; then
+    echo "tests/run.sh: making the test stand-ins failed (exit $prepared): see the lines above" >&2
+    exit 1
+fi
 # The venv's commands (llama-bake, check-jsonschema) and the built tools, for the tests that run them.
 export PATH="$(cd "$VENV/bin" && pwd):${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}:$PATH"
 

@@ -7,7 +7,9 @@ built by `llama-bake build` with a real nvcc, a tiny model on it, and the images
   (ada, 89-real), one CPU variant, the FlashAttention kernels compiled out (GGML_CUDA_FA=OFF: with it on,
   their template instances are most of a CUDA compile), and the CUDA sources compiled without optimisation:
   device code by nvcc's front end (CMAKE_CUDA_FLAGS=-Xcicc=-O0, which cut the CPU time of the heaviest
-  instances, mmq and mmvq, by a third) and their host side without -O3 (CMAKE_CUDA_FLAGS_RELEASE=-DNDEBUG).
+  instances, mmq and mmvq, by a third) and their host side without -O3 (CMAKE_CUDA_FLAGS_RELEASE=-DNDEBUG);
+  the C and C++ sources without -O3 too (CMAKE_C_FLAGS_RELEASE, CMAKE_CXX_FLAGS_RELEASE=-DNDEBUG), about half
+  their compile time.
   Every CUDA source is still compiled and linked, by nvcc, to sm_89 machine code (what the first test reads
   from the fatbin); unoptimised kernels are only slower on a GPU, which the test never has. The CUDA CMake
   line, launcher, libraries and runtime image are the ones every catalog gets.
@@ -73,6 +75,8 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Bu
                 "GGML_CUDA_FA": "OFF",
                 "CMAKE_CUDA_FLAGS": "-Xcicc=-O0",
                 "CMAKE_CUDA_FLAGS_RELEASE": "-DNDEBUG",
+                "CMAKE_C_FLAGS_RELEASE": "-DNDEBUG",
+                "CMAKE_CXX_FLAGS_RELEASE": "-DNDEBUG",
             },
         },
     )
