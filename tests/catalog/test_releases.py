@@ -6,6 +6,7 @@ The remote is a local bare repository with release tags; the base names GitHub's
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -28,8 +29,14 @@ gpu_families: [ada]  # RTX 40
 """
 
 
+# The repository's own identity: a new machine has no global git user, and an annotated tag needs a tagger.
+IDENTITY = {
+    f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in (("NAME", "t"), ("EMAIL", "t@t"))
+}
+
+
 def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env={**os.environ, **IDENTITY})
 
 
 @pytest.fixture
@@ -42,7 +49,7 @@ def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for tag in TAGS:
         (work / "VERSION").write_text(tag)
         git("add", "VERSION", cwd=work)
-        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", tag, cwd=work)
+        git("commit", "-q", "-m", tag, cwd=work)
         git("tag", "-a", "-m", tag, tag, cwd=work)  # annotated: ls-remote lists them peeled too
     git("push", "-q", "--tags", str(bare), "master", cwd=work)
     config = tmp_path / "gitconfig"
