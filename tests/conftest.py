@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -29,6 +30,14 @@ MODEL: dict[str, Any] = {
 }
 
 WriteCatalog = Callable[..., Path]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run started in the background (`cmd &` in a script, nohup) starts with SIGINT ignored, and so would every
+    process it starts. The Ctrl-C tests send SIGINT as a terminal does, to processes that must receive it."""
+    del config
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def write_yaml(path: Path, data: Any) -> Path:

@@ -23,6 +23,7 @@ class FakeBaker:
       does not answer, as ``docker buildx inspect`` fails for it.
     - ``built``: the targets a successful bake reports in its metadata (default: the names it was given, which
       is right unless one is a group).
+    - ``progress``: rawjson lines a successful bake prints before it ends.
     Otherwise the bake succeeds and writes the metadata file, one image per target, as buildx does.
     """
 
@@ -34,8 +35,10 @@ class FakeBaker:
         before: Callable[[], None] | None = None,
         caps: Capabilities | None = None,
         built: tuple[str, ...] = (),
+        progress: tuple[str, ...] = (),
     ) -> None:
         self.built = built
+        self.progress = progress
         self.known = builders
         self.stderr = stderr
         self.fail = fail
@@ -77,7 +80,7 @@ class FakeBaker:
         }
         if invocation.metadata_file:
             Path(invocation.metadata_file).write_text(json.dumps(meta))
-        yield from ()
+        yield from self.progress
 
 
 def event(**parts: object) -> str:

@@ -171,7 +171,9 @@ def digest_of(metadata: Mapping[str, object], name: str) -> str:
 def _status(state: TargetState, finished: bool, meta: object) -> Status:
     if state.failed is not None:
         return "failed"
-    if state.canceled:
+    # buildx writes a target's result (its metadata) only when the whole bake succeeded: that outweighs a vertex
+    # its stream reported canceled (seen in a cold build of seven targets waiting on one base's compile).
+    if state.canceled and not meta:
         return "canceled"
     if finished or meta:
         return "cached" if state.steps and state.executed == 0 else "built"

@@ -21,7 +21,7 @@ from llama_bake.buildx.run import BuildInterrupted, dry_run, run_build
 from llama_bake.errors import BuildError, CatalogError, DockerError, UsageError
 from llama_bake.project import Paths
 from tests.conftest import MODEL, WriteCatalog
-from tests.fakes import FakeBaker
+from tests.fakes import FakeBaker, event
 
 FAKE_DIGEST = "sha256:" + "d" * 64
 
@@ -192,6 +192,20 @@ def test_build_and_dry_run_refuse_placeholder_pins_before_any_work(write_catalog
         model.unlink()
     with pytest.raises(UsageError, match="the catalog has no model yet"):
         run_build(empty, BuildOptions(builder="b"), runner)
+
+
+def test_a_canceled_vertex_in_a_target_buildx_built_does_not_fail_the_build(write_catalog: WriteCatalog) -> None:
+    """Seen on a cold build of seven targets on one base: buildx exited 0 and reported every target's image, and
+    one model's stream held a vertex that ended "context canceled". buildx's result wins: that target was built."""
+    t0, t1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"
+    steps = [
+        {"digest": "a", "name": "[model-a 1/2] COPY weights", "started": t0, "completed": t1},
+        {"digest": "b", "name": "[model-a 2/2] RUN check", "started": t0, "completed": t1, "error": "context canceled"},
+    ]
+    paths = Paths.from_options(write_catalog(), None)
+    runner = FakeBaker(built=("llama-cpp-cuda", "model-a"), progress=(event(vertexes=steps),))
+    summary = run_build(paths, BuildOptions(builder="b"), runner)
+    assert [(t.name, t.status) for t in summary.targets] == [("llama-cpp-cuda", "built"), ("model-a", "built")]
 
 
 def test_a_build_that_buildx_calls_a_success_but_left_a_target_unfinished_exits_non_zero(
