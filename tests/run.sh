@@ -34,7 +34,8 @@ export PATH="$(cd "$VENV/bin" && pwd):${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bak
 
 status=0
 # -m "": every tier (plain `pytest` runs the fast, pure one only); later -m arguments in "$@" narrow it.
-"$VENV/bin/python" -m pytest -m "" "$@" || status=$?
+# --durations: the slowest tests and fixtures, so that a run's log shows where its time went.
+"$VENV/bin/python" -m pytest -m "" --durations=25 "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     echo "tests/run.sh: pytest collected no tests; that is a failure" >&2
     exit 1

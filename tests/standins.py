@@ -30,6 +30,24 @@ def cache_dir() -> Path:
     return path
 
 
+# The slow tiers' build caches in the test cache: BuildKit's per target, each base's compiler cache beside it
+# (DIR/<base>.ccache, an OCI layout).
+CPU_BAKE_CACHE = "bake-cache"
+CUDA_BAKE_CACHE = "bake-cache-cuda"
+
+
+def share_compiler_cache(into: Path, source: Path) -> None:
+    """Start a base's compiler cache (``into``) as a copy of another base's (``source``) when it has none yet: the
+    C and C++ sources two bases compile with the same flags then hit, and only what differs compiles."""
+    if into.exists() or not (source / "index.json").exists():
+        return
+    into.parent.mkdir(parents=True, exist_ok=True)
+    tmp = into.with_name(f".{into.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    _publish(tmp, into)
+
+
 def _publish(tmp: Path, final: Path) -> Path:
     """Move a finished ``tmp`` into place; a concurrent or interrupted run never leaves half a result."""
     if final.exists():

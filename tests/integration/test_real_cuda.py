@@ -30,7 +30,7 @@ from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, write_yaml
 from tests.cuda_standins import CUDA_VERSION, image_overrides
 from tests.images import OciArchive, compiled_again, complete, run_checked, wait_healthy
-from tests.standins import cache_dir, llama_cpp_tree
+from tests.standins import CUDA_BAKE_CACHE, cache_dir, llama_cpp_tree
 from tests.tinymodel import write_tiny_gguf
 
 pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
@@ -51,7 +51,7 @@ class Built:
 
 
 def _cache() -> str:
-    return f"local={cache_dir() / 'bake-cache-cuda'}"
+    return f"local={cache_dir() / CUDA_BAKE_CACHE}"
 
 
 @pytest.fixture(scope="module")

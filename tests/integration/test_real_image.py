@@ -40,7 +40,14 @@ from tests.conftest import executed, free_port, write_yaml
 from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.hub import StandInHub
 from tests.images import OciArchive, compiled_again, complete, run_checked, wait_healthy
-from tests.standins import cache_dir, debian_layout, llama_cpp_tree
+from tests.standins import (
+    CPU_BAKE_CACHE,
+    CUDA_BAKE_CACHE,
+    cache_dir,
+    debian_layout,
+    llama_cpp_tree,
+    share_compiler_cache,
+)
 from tests.tinymodel import write_tiny_gguf, write_tiny_split_gguf
 
 pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
@@ -112,9 +119,9 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
             # One CPU variant instead of every x86 one: minutes instead of most of an hour on two cores. And no
             # -O3 (Release's flags cut to -DNDEBUG), which halves the compile: the tests serve a tiny model on
             # the CPU, where unoptimised code is fast enough; the template's CMake line is otherwise the same.
+            # The same options as the CUDA tier's base, whose compiler cache starts this one's (below).
             "cmake_options": {
                 "GGML_CPU_ALL_VARIANTS": "OFF",
-                "GGML_BACKEND_DL": "OFF",
                 "CMAKE_C_FLAGS_RELEASE": "-DNDEBUG",
                 "CMAKE_CXX_FLAGS_RELEASE": "-DNDEBUG",
             },
@@ -159,7 +166,11 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     write_yaml(added, {**pinned, "server": {"ctx_size": 512, "jinja": False}, "health": health})
 
     out = project / "out"
-    cache = cache_dir() / "bake-cache"
+    cache = cache_dir() / CPU_BAKE_CACHE
+    # The CUDA tier (run before this one) compiled llama.cpp's C and C++ sources with these flags: its compiler
+    # cache starts this base's, so that only the files a CPU build alone has compile here (all do when this
+    # tier runs alone). The compile is still the template's, in this base's own cache mount.
+    share_compiler_cache(cache / "llama-cpu.ccache", cache_dir() / CUDA_BAKE_CACHE / "llama-cuda.ccache")
     run_checked(
         [
             "llama-bake",
@@ -250,7 +261,7 @@ def test_the_re_split_run_again_without_the_cache_gives_the_same_weight_layers(
     is another image (the Debian stand-in): the weight layers do not depend on it."""
     expected = _weight_layers(OciArchive(built.out / "tiny-big.tar"))
     assert len(expected) > 1
-    cache = cache_dir() / "bake-cache"
+    cache = cache_dir() / CPU_BAKE_CACHE
     override = tmp_path / "no-cache.json"
     override.write_text(json.dumps({"target": {"tiny-big": {"no-cache-filter": ["resplit"]}}}))
     layers = []
@@ -370,7 +381,7 @@ def test_a_local_file_with_the_wrong_checksum_fails_the_build_clearly(built: Bui
             "--progress",
             "plain",
             "--cache",
-            f"local={cache_dir() / 'bake-cache'}",
+            f"local={cache_dir() / CPU_BAKE_CACHE}",
             "--no-cache-export",
         ],
         cwd=project,
@@ -388,7 +399,7 @@ def test_a_second_build_compiles_nothing(built: Built) -> None:
     except that BuildKit checks an http(s) ADD source again on every build (a request to the server; with
     --checksum the layer stays the same)."""
     progress = Progress()
-    command = ["llama-bake", "build", "--progress", "rawjson", "--cache", f"local={cache_dir() / 'bake-cache'}"]
+    command = ["llama-bake", "build", "--progress", "rawjson", "--cache", f"local={cache_dir() / CPU_BAKE_CACHE}"]
     result = run_checked(command, cwd=built.project, env={"HF_TOKEN": TOKEN})
     for line in result.stderr.splitlines():
         progress.feed(line)
