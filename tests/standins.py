@@ -17,6 +17,9 @@ import sys
 import tarfile
 from pathlib import Path
 
+from llama_bake.buildx import ccache
+from llama_bake.buildx.options import CachePreset
+
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # The sdist that vendors llama.cpp; pinned so the compiled source, and so the BuildKit cache, stay put.
@@ -34,6 +37,13 @@ def cache_dir() -> Path:
 # (DIR/<base>.ccache, an OCI layout).
 CPU_BAKE_CACHE = "bake-cache"
 CUDA_BAKE_CACHE = "bake-cache-cuda"
+
+
+def compiler_cache(cache: Path, base: str) -> Path:
+    """Where ``llama-bake build --cache local=CACHE`` keeps ``base``'s compiler cache (llama-bake's own rule)."""
+    found = ccache.store(CachePreset("local", str(cache)), base)
+    assert found is not None, "a local preset always has a store"
+    return Path(found.location)
 
 
 def share_compiler_cache(into: Path, source: Path) -> None:
