@@ -15,6 +15,7 @@ import yaml
 from llama_bake.catalog import hub
 from llama_bake.catalog.constants import HF_ENDPOINT, HUB_BRANCH
 from llama_bake.catalog.edits import detect_families, init_files, model_text, pin_text, read_pins
+from llama_bake.catalog.gpus import family_hint, family_of, known_families
 from llama_bake.catalog.loader import load_catalog
 from llama_bake.errors import CatalogError, UsageError
 from llama_bake.files import unified_diff, write_atomic
@@ -142,14 +143,34 @@ def _pin_file(path: Path, fetch: Callable[[str, str], hub.HubRepo], *, update: b
     return Pinned(path, diff, tuple(notes))
 
 
-def init_catalog(directory: Path, families: Sequence[str]) -> list[Path]:
+def chosen_families(words: Sequence[str]) -> list[str]:
+    """``init --gpu``'s words (families, card names as people type them, compute capabilities) -> the families,
+    in order and once each; a word that names none is refused with what can be written."""
+    chosen: list[str] = []
+    for word in words:
+        family = family_of(word)
+        if family is None:
+            msg = f"--gpu {word!r}: {family_hint(word)}. Known: {known_families()}"
+            raise UsageError(msg)
+        if family not in chosen:
+            chosen.append(family)
+    return chosen
+
+
+@dataclass(frozen=True)
+class Initialised:
+    written: list[Path]
+    families: list[str]  # what the base compiles for, from --gpu's words or this machine's cards
+
+
+def init_catalog(directory: Path, families: Sequence[str]) -> Initialised:
     """``llama-bake init``: a new catalog in ``directory/catalog`` for ``families`` (or this machine's cards)."""
 
     catalog = directory / "catalog"
     if catalog.exists():
         msg = f"{catalog} exists; `llama-bake add` adds models to it"
         raise UsageError(msg)
-    chosen = list(families) or detect_families()
+    chosen = chosen_families(families) or detect_families()
     if not chosen:
         msg = "no NVIDIA GPU found here (no nvidia-smi): name the cards' families with --gpu, e.g. --gpu ada"
         raise UsageError(msg)
@@ -163,4 +184,4 @@ def init_catalog(directory: Path, families: Sequence[str]) -> list[Path]:
     except CatalogError:
         shutil.rmtree(catalog)
         raise
-    return written
+    return Initialised(written, chosen)

@@ -31,8 +31,9 @@ from llama_bake.catalog.gpus import (
     MANAGED_CMAKE_OPTIONS,
     OBSOLETE_CMAKE_OPTIONS,
     PLATFORMS,
-    _family_hint,
+    family_hint,
     fmt_cuda,
+    known_families,
     parse_cuda,
 )
 
@@ -205,8 +206,8 @@ class Base(Strict):
     def _known_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [family for family in value if family not in GPU_FAMILIES]
         if unknown:
-            lines = [f"`{family}`: {_family_hint(family)}" for family in unknown]
-            known = "; ".join(f"{f.name} ({f.cards})" for f in GPU_FAMILIES.values())
+            lines = [f"`{family}`: {family_hint(family)}" for family in unknown]
+            known = known_families()
             noun = "an unknown GPU family" if len(unknown) == 1 else f"{len(unknown)} unknown GPU families"
             msg = f"{noun}: " + "; ".join(lines) + f". Known: {known}"
             raise ValueError(msg)

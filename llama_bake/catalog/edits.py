@@ -19,7 +19,7 @@ from llama_bake.catalog.constants import (
     PLACEHOLDER_SHA256,
     SHA256_PATTERN,
 )
-from llama_bake.catalog.gpus import GPU_FAMILIES
+from llama_bake.catalog.gpus import GPU_FAMILIES, family_of
 from llama_bake.catalog.hub import HubFile, HubRepo
 from llama_bake.errors import CatalogError, UsageError
 
@@ -302,11 +302,9 @@ def detect_families(run: Callable[[list[str]], str] | None = None) -> list[str]:
     out = run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"])
     found: list[str] = []
     for line in out.splitlines():
-        match = re.fullmatch(r"\s*(\d+)\.(\d)\s*", line)
-        if not match:
+        if not re.fullmatch(r"\s*\d+\.\d\s*", line):
             continue
-        capability = int(match.group(1) + match.group(2))
-        family = next((f.name for f in GPU_FAMILIES.values() if f.compute_capability == capability), None)
+        family = family_of(line.strip())
         if family is None:
             msg = f"nvidia-smi reports compute capability {line.strip()}, which no GPU family has; pass --gpu"
             raise UsageError(msg)

@@ -48,10 +48,10 @@ GPU_FAMILIES: dict[str, GpuFamily] = {
 
 # What people write for a card (lower case, without spaces, '-' or '_') -> its family.
 _CARD_PATTERNS: tuple[tuple[str, str], ...] = (
-    (r"(geforce)?rtx20\d\d(ti|super)?|t4|quadrortx\d+|titanrtx", "turing"),
+    (r"(geforce)?rtx20\d\d(ti|super|tisuper)?|t4|quadrortx\d+|titanrtx", "turing"),
     (r"(geforce)?rtx30\d\d(ti)?|a10g?|a40|rtxa\d+|a6000", "ampere"),
     (r"a100|a30|a800", "ampere-datacenter"),
-    (r"(geforce)?rtx40\d\d(ti|super)?|l4|l40s?|rtx6000ada|rtx\d+ada", "ada"),
+    (r"(geforce)?rtx40\d\d(ti|super|tisuper)?|l4|l40s?|rtx6000ada|rtx\d+ada", "ada"),
     (r"gh200|h100|h200|h800|h20", "hopper"),
     (r"gb200|b200|b100|gb300|b300", "blackwell-datacenter"),
     (r"(geforce)?rtx50\d\d(ti)?|rtxpro\d+(blackwell)?", "blackwell-consumer"),
@@ -60,21 +60,40 @@ _CARD_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _family_hint(word: str) -> str:
+def _capability(word: str) -> int | None:
+    """``8.9``, ``89``, ``sm_89``, ``sm_120a``, ``compute_86`` -> the compute capability as an int."""
+    match = re.fullmatch(r"(?:sm|compute|cc)?(\d{1,2})\.?(\d)a?", re.sub(r"[\s_-]", "", word.lower()))
+    return int(match.group(1) + match.group(2)) if match else None
+
+
+def family_of(word: str) -> str | None:
+    """The GPU family a user's word names: the family itself, a card (``RTX 4090``, ``L40S``, ``H100``) or a
+    compute capability (``8.9``, ``sm_120``); None when it names none."""
+    if word in GPU_FAMILIES:
+        return word
+    capability = _capability(word)
+    if capability is not None:
+        return next((f.name for f in GPU_FAMILIES.values() if f.compute_capability == capability), None)
+    compact = re.sub(r"[\s_-]", "", word.lower()).removeprefix("nvidia")
+    return next((family for pattern, family in _CARD_PATTERNS if re.fullmatch(pattern, compact)), None)
+
+
+def family_hint(word: str) -> str:
     """What a GPU family the user wrote as a card name or a compute capability stands for."""
-    compact = re.sub(r"[\s_-]", "", word.lower())
-    capability = re.fullmatch(r"(?:sm|compute|cc)?(\d{1,2})\.?(\d)a?", compact)
-    if capability:
-        cc = int(capability.group(1) + capability.group(2))
-        match = next((f for f in GPU_FAMILIES.values() if f.compute_capability == cc), None)
-        if match is not None:
-            return f"compute capability {cc} is the family `{match.name}` ({match.cards}): write `{match.name}`"
-        return f"no family llama-bake knows has compute capability {cc}"
-    for pattern, family in _CARD_PATTERNS:
-        if re.fullmatch(pattern, compact):
-            return f"{word} is in the family `{family}` ({GPU_FAMILIES[family].cards}): write `{family}`"
+    family = family_of(word)
+    capability = _capability(word)
+    if capability is not None and family is None:
+        return f"no family llama-bake knows has compute capability {capability}"
+    if family is not None:
+        named = f"compute capability {capability} is" if capability is not None else f"{word} is in"
+        return f"{named} the family `{family}` ({GPU_FAMILIES[family].cards}): write `{family}`"
     hint = did_you_mean(word, tuple(GPU_FAMILIES))
     return hint or "not a family llama-bake knows"
+
+
+def known_families() -> str:
+    """Every family with its cards, for an error that lists what can be written."""
+    return "; ".join(f"{f.name} ({f.cards})" for f in GPU_FAMILIES.values())
 
 
 # CMake switches that look plausible but do not exist (any more) in llama.cpp, with what to do instead.

@@ -74,11 +74,20 @@ def pin(
 
 @click.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
-@click.option("--gpu", "families", multiple=True, help="A GPU family to compile for (default: this machine's cards).")
+@click.option(
+    "--gpu",
+    "families",
+    multiple=True,
+    help="A GPU to compile for: a family, a card ('RTX 4090') or a compute capability (8.9); default: this machine's.",
+)
 def init(directory: Path, families: tuple[str, ...]) -> None:
     """Start a catalog in DIRECTORY/catalog: project settings and a CUDA base, no model yet."""
     from llama_bake.catalog.authoring import init_catalog
+    from llama_bake.catalog.gpus import GPU_FAMILIES
 
-    for path in init_catalog(directory, families):
+    done = init_catalog(directory, families)
+    for path in done.written:
         click.echo(f"wrote {path}", err=True)
+    chosen = ", ".join(f"{name} ({GPU_FAMILIES[name].cards})" for name in done.families)
+    click.echo(f"the CUDA base compiles for: {chosen}", err=True)
     click.echo("next: `llama-bake add OWNER/REPO:QUANT`, then `llama-bake generate`", err=True)

@@ -205,10 +205,19 @@ def test_init_starts_a_catalog_that_generates(tmp_path: Path) -> None:
     assert base["gpu_families"] == ["ada", "blackwell-consumer"]
     assert run("generate", "-c", str(catalog)).exit_code == 0
     assert run("init", str(tmp_path / "proj"), "--gpu", "ada").exit_code == 2, "an existing catalog stays"
-    bad = run("init", str(tmp_path / "other"), "--gpu", "rtx4090")
-    assert bad.exit_code == 8
-    assert "ada" in bad.output, "the card name gets its family"
+    bad = run("init", str(tmp_path / "other"), "--gpu", "Radeon 7900")
+    assert bad.exit_code == 2, bad.output
+    assert "--gpu 'Radeon 7900': not a family llama-bake knows. Known: volta" in bad.output
+    assert "bases/" not in bad.output, "no line of a file the user never wrote"
     assert not (tmp_path / "other" / "catalog").exists()
+
+
+def test_init_takes_the_card_names_people_type_and_says_which_family(tmp_path: Path) -> None:
+    result = run("init", str(tmp_path / "proj"), "--gpu", "RTX 4090", "--gpu", "GeForce RTX 5090", "--gpu", "8.9")
+    assert result.exit_code == 0, result.output
+    base = yaml.safe_load((tmp_path / "proj" / "catalog" / "bases" / "llama-cpp-cuda.yaml").read_text())
+    assert base["gpu_families"] == ["ada", "blackwell-consumer"], "each family once, in the order given"
+    assert "the CUDA base compiles for: ada (RTX 40, L4, L40S, RTX 6000 Ada), blackwell-consumer" in result.output
 
 
 def test_init_writes_a_cuda_version_every_chosen_family_accepts(tmp_path: Path) -> None:

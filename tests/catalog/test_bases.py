@@ -99,3 +99,28 @@ def test_subdir_only_applies_to_an_archive() -> None:
     )
     assert isinstance(base.llama_cpp, LocalSource)
     assert base.llama_cpp.subdir == "llama.cpp-b1"
+
+
+@pytest.mark.parametrize(
+    ("word", "family"),
+    [
+        ("ada", "ada"),
+        ("RTX 4090", "ada"),
+        ("NVIDIA GeForce RTX 4070 Ti SUPER", "ada"),
+        ("L40S", "ada"),
+        ("rtx-5090", "blackwell-consumer"),
+        ("RTX PRO 6000 Blackwell", "blackwell-consumer"),
+        ("H100", "hopper"),
+        ("GB200", "blackwell-datacenter"),
+        ("DGX Spark", "gb10"),
+        ("8.9", "ada"),
+        ("sm_120a", "blackwell-consumer"),
+        ("compute_86", "ampere"),
+        ("Radeon RX 7900 XTX", None),
+        ("9.9", None),
+    ],
+)
+def test_a_card_name_or_compute_capability_names_its_family(word: str, family: str | None) -> None:
+    from llama_bake.catalog.gpus import family_of
+
+    assert family_of(word) == family
