@@ -52,6 +52,7 @@ class Summary:
     builder: str
     messages: tuple[str, ...] = field(default=())  # buildx's own lines, each once
     phases: int = 1
+    pushed: bool = False  # the images went to their registry (`--bases-from` takes bases from such a build only)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", tuple(dict.fromkeys(self.messages)))
@@ -72,6 +73,7 @@ class Summary:
         data = {
             "builder": self.builder,
             "phases": self.phases,
+            "pushed": self.pushed,
             "wall_seconds": round(self.wall_seconds, 3),
             "steps_executed": self.steps_executed,
             "steps_cached": self.steps_cached,
@@ -110,7 +112,12 @@ def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
     variables: tuple[str, ...] = (),
     skipped: tuple[str, ...] = (),
     phases: int = 1,
+    pinned: Mapping[str, str] | None = None,
+    *,
+    pushed: bool = False,
 ) -> Summary:
+    """Each target's row. ``pinned``: the digest of each base given as built elsewhere (not built here)."""
+    given = pinned or {}
     finished = progress.finished_targets()
     statuses = {name: _status(progress.target(name), name in finished, metadata.get(name)) for name in targets}
     for name in targets:
@@ -138,14 +145,24 @@ def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
                 wall_seconds=state.wall_seconds,
                 steps_executed=state.executed,
                 steps_cached=state.cached,
-                base_digest=digest_of(metadata, base) if base and phases > 1 else "",
+                base_digest=_base_digest(metadata, base, given, phases),
                 platforms=plan.target(name).platforms,
                 digest_is_image_id=_is_image_id(metadata, name),
                 ccache_hits=compiled[name].hits if name in compiled else None,
                 ccache_misses=compiled[name].misses if name in compiled else None,
             )
         )
-    return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages), phases)
+    builder_name = builder or "(buildx default)"
+    return Summary(tuple(rows), wall_seconds, builder_name, tuple(progress.messages), phases, pushed=pushed)
+
+
+def _base_digest(metadata: Mapping[str, object], base: str | None, given: Mapping[str, str], phases: int) -> str:
+    """The exact base image a model was built on: one given as built elsewhere, or the first of two phases'."""
+    if base is None:
+        return ""
+    if base in given:
+        return given[base]
+    return digest_of(metadata, base) if phases > 1 else ""
 
 
 def image_name(plan: BakePlan, metadata: Mapping[str, object], name: str, variables: tuple[str, ...]) -> str:
@@ -180,6 +197,42 @@ def _status(state: TargetState, finished: bool, meta: object) -> Status:
     return "unfinished" if state.vertices else "not started"
 
 
+# What buildx says when the builder goes away under a running build (seen: kill -9 of buildkitd, buildx v0.36.1:
+# "failed to receive status: rpc error: code = Unavailable desc = error reading from server: EOF").
+CONNECTION_LOST = (
+    "error reading from server",
+    "code = unavailable",
+    "transport is closing",
+    "connection reset by peer",
+    "broken pipe",
+)
+
+
+def steps_ran(summary: Summary) -> bool:
+    """Whether the builder ran or answered any step (so whatever failed, the builder was there)."""
+    return bool(summary.steps_executed or summary.steps_cached or summary.finished)
+
+
+def _headline(summary: Summary, stderr: str) -> str:
+    """A failure with no failing step: the builder lost, the build canceled, or buildx failing (before or
+    after steps ran)."""
+    ran = steps_ran(summary)
+    if ran and any(sign in stderr.lower() for sign in CONNECTION_LOST):
+        return (
+            "lost the connection to the builder during the build (its buildkitd stopped, was killed or became "
+            f"unreachable) after {summary.steps_executed} steps had run and {summary.steps_cached} came from "
+            "the cache:"
+        )
+    if any(t.status == "canceled" for t in summary.targets):
+        return "the build was canceled (buildx was interrupted or stopped):"
+    if ran:
+        return (
+            f"docker buildx bake failed after {summary.steps_executed} steps had run and {summary.steps_cached} "
+            "came from the cache, without naming a failing step:"
+        )
+    return "docker buildx bake failed before any step ran:"
+
+
 def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr: str) -> str:
     unfinished = [t.name for t in summary.targets if t.status not in DONE and t.status != "skipped"]
     skipped = [t.name for t in summary.targets if t.status == "skipped"]
@@ -193,11 +246,13 @@ def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr
             lines += [f"    {line}" for line in vertex.log[-LOG_TAIL:]]
     else:
         tail = [line for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("{")]
-        if any(t.status == "canceled" for t in summary.targets):
-            lines.append("the build was canceled (buildx was interrupted or stopped):")
-        else:
-            lines.append("docker buildx bake failed before any step ran:")
+        lines.append(_headline(summary, stderr))
         lines += [f"  {line}" for line in tail[-LOG_TAIL:]] or ["  (no output)"]
+        lines += [
+            f"steps of {t.name}: {t.steps_executed} run, {t.steps_cached} from the cache"
+            for t in summary.targets
+            if t.steps_executed or t.steps_cached
+        ]
     lines.append("finished: " + (", ".join(summary.finished) or "none"))
     lines.append("not finished: " + (", ".join(unfinished) or "none"))
     if skipped:
