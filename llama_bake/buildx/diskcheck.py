@@ -1,6 +1,8 @@
 """Disk pre-flight: before any step, a build whose targets' planned builder disk (``plan/disk.py``) is over its
 budget is refused, with the numbers per target and the fix. The budget is ``--disk-budget``, or the free disk of
 the builder ``builder up`` started, while that builder is still empty (a warm one may hold what the build needs).
+Against a disk it measured itself, llama-bake refuses on what it measured (the models' weights), not on the
+bases' planned figures: an estimate does not stop a build on a user's own machine; ``--disk-budget`` counts both.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def check_disk(plan: BakePlan, options: BuildOptions) -> None:
         return
     allowed, origin = limit
     planned = needs(plan, options)
+    if options.disk_budget is None:
+        planned = [need for need in planned if not need.planned_only]
+    if not planned:
+        return
     known = sum(need.bytes or 0 for need in planned)
     if known <= allowed:
         return

@@ -78,13 +78,16 @@ class Need:
     name: str
     bytes: int | None
     what: str  # "built", or "base image pulled"
+    # A base's figure is planned from published image sizes; a model's comes from its recorded weights sizes and
+    # the measured factor. Only the second decides a refusal against a disk llama-bake measured by itself.
+    planned_only: bool = False
 
 
 def build_needs(plan: BakePlan, built: Iterable[str], pulled_bases: Iterable[str]) -> list[Need]:
     """What a build needs on its builder: each target it builds, and each base given as built elsewhere that its
     models pull (a base built in the same build is counted once, as built)."""
-    needs = [Need(name, planned_disk(plan, name), "built") for name in built]
-    needs += [Need(base, base_disk(plan, base).pulled, "base image pulled") for base in pulled_bases]
+    needs = [Need(name, planned_disk(plan, name), "built", plan.target(name).kind == "base") for name in built]
+    needs += [Need(base, base_disk(plan, base).pulled, "base image pulled", True) for base in pulled_bases]
     return needs
 
 

@@ -100,3 +100,21 @@ def test_the_free_disk_of_an_empty_builder_up_builder_is_the_budget(
     assert budget(BuildOptions(builder="ours", disk_budget=GB)) == (GB, "--disk-budget")
     (snapshots / "1").mkdir()
     assert budget(BuildOptions(builder="ours")) is None, "a warm builder may hold what the build needs"
+
+
+def test_against_the_free_disk_it_measured_only_the_weights_decide(
+    write_catalog: WriteCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh builder-up builder's free disk refuses on the models' weights (recorded sizes, measured factor),
+    not on a base's planned figure: an estimate does not stop a build on a user's own machine."""
+    from llama_bake.buildx import diskcheck
+
+    paths = Paths.from_options(write_catalog(bases={"cpu": CPU}, models=models(a=GB)), None)
+    runner = FakeBaker()
+    free = BASE_DISK["cpu"].built  # less than the base's plan plus a's 3 GB, more than a's 3 GB
+    monkeypatch.setattr(diskcheck, "budget", lambda options: (free, "free on the disk of the builder's state"))
+    dry_run(paths, BuildOptions(builder="b"), runner)  # refused here if the base's plan counted
+    monkeypatch.setattr(diskcheck, "budget", lambda options: (2 * GB, "free on the disk of the builder's state"))
+    with pytest.raises(DiskBudgetError, match=r"this build plans 3.0 GB of builder disk, over the 2.0 GB") as caught:
+        dry_run(paths, BuildOptions(builder="b"), runner)
+    assert "cpu" not in str(caught.value).split("\n", 1)[1].split("Fix:")[0], "the base's estimate is not counted"
