@@ -35,15 +35,18 @@ def test_ci_settings_land_in_the_file_and_its_header_command_writes_it_again(
     text = out.read_text()
     data = yaml.safe_load(text)
     if provider == "github":
-        job = data["jobs"]["build"]
-        assert job["runs-on"] == "gpu-runner"
-        assert not any(s.get("name") == "Free disk space for the CUDA build" for s in job["steps"])
-        build = next(s["run"] for s in job["steps"] if s.get("name") == "Build the images")
-        assert "--model-cache registry=r.example/c" in build
-        assert "--base-cache gha" in build
+        for name in ("base", "models"):
+            job = data["jobs"][name]
+            assert not any(s.get("name") == "Free disk space for the build" for s in job["steps"])
+            build = next(s["run"] for s in job["steps"] if s.get("name", "").startswith("Build the"))
+            assert "--model-cache registry=r.example/c" in build
+            assert "--base-cache gha" in build
+        assert data["jobs"]["models"]["runs-on"] == "gpu-runner"
+        assert "'gpu-runner'" in data["jobs"]["base"]["runs-on"], "amd64 bases on it, arm64 on the arm64 label"
     else:
-        assert data["llama-bake"]["tags"] == ["gpu", "cuda 12"]
-        assert '[ "$CI_COMMIT_BRANCH" = release ]' in data["llama-bake"]["script"][1]
+        assert data[".llama-bake-build"]["tags"] == ["gpu", "cuda 12"]
+        assert data["models-model-a"]["extends"] == ".llama-bake-build"
+        assert '[ "$CI_COMMIT_BRANCH" = release ]' in data["models-model-a"]["script"][0]
     assert "install llama-bake==9.9" in text.replace("--break-system-packages ", "")
     command = text.splitlines()[1].removeprefix("# Regenerate with: ")
     again = runner.invoke(main, [*shlex.split(command)[1:], "--check"])

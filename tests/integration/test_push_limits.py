@@ -22,7 +22,11 @@ import yaml
 from click.testing import CliRunner, Result
 
 from llama_bake.cli import main
-from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, ci_shell_steps, write_yaml
+from llama_bake.companions import ci_options
+from llama_bake.project import Paths, plan_catalog
+from llama_bake.render.ci import job_plan
+from tests.ci_pipeline import job_shell
+from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
 from tests.registry_proxy import RegistryProxy
 
 pytestmark = pytest.mark.buildkit
@@ -279,11 +283,18 @@ def test_the_generated_ci_files_build_step_fails_in_seconds_without_a_login(
             done = CliRunner().invoke(main, argv)
             assert done.exit_code == 0, done.output
         written = root / (".github/workflows/llama-bake.yml" if provider == "github" else ".gitlab-ci.yml")
-        script = "set -eu\n" + "\n".join(ci_shell_steps(provider, yaml.safe_load(written.read_text())))
-        assert "PUBLISH_FLAGS=--push" in script
+        # The base job, the first to push.
+        paths = Paths.from_options(project, None)
+        planned = job_plan(plan_catalog(paths)[1], ci_options(paths, provider))  # type: ignore[arg-type]
+        [entry] = planned["bases"]
+        outputs = {"runner_disk": str(planned["runner_disk"])}
+        job = "base" if provider == "github" else entry["job"]
+        shell, job_env = job_shell(provider, yaml.safe_load(written.read_text()), job, entry, outputs)
+        script = "set -eu\n" + shell
+        assert "set -- --push" in script
         # A push to the default branch: what GitHub makes of the job's PUBLISH expression, GitLab's variables.
         provided = {"PUBLISH": "true"} if provider == "github" else {"CI_COMMIT_BRANCH": "main"}
-        env = {**os.environ, **provided, "CI_REGISTRY_IMAGE": f"{proxy.address}/lb"}
+        env = {**os.environ, **job_env, **provided, "CI_REGISTRY_IMAGE": f"{proxy.address}/lb"}
 
         def run_file() -> tuple[subprocess.CompletedProcess[str], float]:
             started = time.monotonic()
