@@ -79,6 +79,10 @@ class PipelineRun:
     work: Path
     env: dict[str, str]  # what the provider sets: GitHub's PUBLISH and git values, GitLab's CI_* variables
     jobs: dict[str, Job] = field(default_factory=dict)
+    # How each job ran, to run it again: (its key, matrix entry) on GitHub, the jobs it took artifacts from on GitLab.
+    ran: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)  # set last in a job's environment
     artifacts: dict[str, list[Path]] = field(default_factory=dict)  # artifact (GitHub) or job (GitLab) -> files
 
     def _shell(self, script: str, workdir: Path, env: Mapping[str, str]) -> tuple[int, str]:
@@ -127,16 +131,20 @@ class PipelineRun:
 
         return lambda text: EXPRESSION.sub(value, str(text))
 
-    def _github_job(self, key: str, name: str, entry: Mapping[str, Any], outputs: dict[str, dict[str, str]]) -> Job:
+    def _github_job(
+        self, key: str, entry: Mapping[str, Any], outputs: dict[str, dict[str, str]], checkout: str | None = None
+    ) -> Job:
         spec = self.document["jobs"][key]
-        workdir = self._checkout(name)
-        step_summary = workdir.parent / f"{name}.step-summary.md"
-        github_output = workdir.parent / f"{name}.output"
+        name = entry.get("job", key)
+        workdir = self._checkout(checkout or name)
+        step_summary = workdir.parent / f"{workdir.name}.step-summary.md"
+        github_output = workdir.parent / f"{workdir.name}.output"
         resolve = self._github_resolver(entry, outputs)
-        env = {**os.environ, **self.env, **{k: resolve(v) for k, v in spec.get("env", {}).items()}}
+        env = {**os.environ, **self.env, **{k: resolve(v) for k, v in spec.get("env", {}).items()}, **self.overrides}
         env |= {"GITHUB_STEP_SUMMARY": str(step_summary), "GITHUB_OUTPUT": str(github_output)}
         builds = any(s.get("uses", "").startswith("docker/setup-buildx-action") for s in spec["steps"])
         job = Job(name, workdir=workdir)
+        self.ran[name] = (key, entry)
         with own_builder(env) if builds else _no_builder(env) as job_env:
             for step in spec["steps"]:
                 if not self._github_runs(step, job, job_env):
@@ -156,7 +164,8 @@ class PipelineRun:
         if github_output.exists():
             lines = github_output.read_text().splitlines()
             outputs[key] = dict(line.split("=", 1) for line in lines if "=" in line)
-        self.jobs[name] = job
+        if checkout is None:
+            self.jobs[name] = job
         return job
 
     def _github_runs(self, step: dict[str, Any], job: Job, env: Mapping[str, str]) -> bool:
@@ -171,7 +180,7 @@ class PipelineRun:
         return True
 
     def run_github(self) -> None:
-        outputs: dict[str, dict[str, str]] = {}
+        outputs = self.outputs
         results: dict[str, bool] = {}
         for key, spec in self.document["jobs"].items():
             needs = spec.get("needs", [])
@@ -190,7 +199,7 @@ class PipelineRun:
                     self.jobs[entry.get("job", key)] = Job(entry.get("job", key), skipped=True)
                 results[key] = False
                 continue
-            done = [self._github_job(key, entry.get("job", key), entry, outputs) for entry in entries]
+            done = [self._github_job(key, entry, outputs) for entry in entries]
             results[key] = all(job.ok for job in done)
 
     # --- GitLab CI ------------------------------------------------------------------------------------------
@@ -203,24 +212,27 @@ class PipelineRun:
         base = self._gitlab_spec(parent)
         return base | spec | {"variables": {**base.get("variables", {}), **spec.get("variables", {})}}
 
-    def _gitlab_job(self, key: str, env: Mapping[str, str], needs: list[str]) -> Job:
+    def _gitlab_job(self, key: str, env: Mapping[str, str], needs: list[str], checkout: str | None = None) -> Job:
         spec = self._gitlab_spec(key)
-        workdir = self._checkout(key)
+        workdir = self._checkout(checkout or key)
         self._fetch(needs, workdir)
         variables = {
             name: re.sub(r"\$(\w+)", lambda m: env.get(m.group(1), ""), str(value))
             for name, value in spec.get("variables", {}).items()
         }
         job = Job(key, workdir=workdir)
+        self.ran[key] = (key, needs)
+        job_env = {**env, **variables, **self.overrides}
         builds = spec.get("image", "").startswith("docker")
-        with own_builder({**env, **variables}) if builds else _no_builder({**env, **variables}) as job_env:
+        with own_builder(job_env) if builds else _no_builder(job_env) as job_env:
             job.returncode, job.output = self._shell("\n".join(spec["script"]), workdir, job_env)
             _, after = self._shell("\n".join(spec.get("after_script", [])), workdir, job_env)
             job.output += after
         artifacts = spec.get("artifacts", {})
-        if job.ok or artifacts.get("when") == "always":
+        if checkout is None and (job.ok or artifacts.get("when") == "always"):
             self._keep(key, workdir, artifacts.get("paths", []))
-        self.jobs[key] = job
+        if checkout is None:
+            self.jobs[key] = job
         return job
 
     def run_gitlab(self) -> None:
@@ -243,6 +255,18 @@ class PipelineRun:
                     self.jobs[key] = Job(key, skipped=True)
                     continue
                 self._gitlab_job(key, env, fetch)
+
+    def run_again(self, name: str, workdir: str, overrides: Mapping[str, str]) -> Job:
+        """Job ``name`` once more, in a new checkout named ``workdir`` on a new builder, with ``overrides`` set
+        last in its environment (a pipeline variable, or a runner of another size)."""
+        key, how = self.ran[name]
+        self.overrides = dict(overrides)
+        try:
+            if self.provider == "github":
+                return self._github_job(key, how, self.outputs, checkout=workdir)
+            return self._gitlab_job(key, {**os.environ, **self.env}, how, checkout=workdir)
+        finally:
+            self.overrides = {}
 
     def run(self) -> PipelineRun:
         self.work.mkdir(parents=True, exist_ok=True)
