@@ -69,3 +69,10 @@ class PushRefused(LlamaBakeError):
     """Before a build that pushes: a registry does not answer, or the docker config's login cannot push to it."""
 
     exit_code = 10
+
+
+class DiskBudgetError(LlamaBakeError):
+    """Before any step (``build --disk-budget``) or at plan time (``ci plan``): the planned builder disk of the
+    targets does not fit the disk the build or the runner has."""
+
+    exit_code = 11

@@ -19,6 +19,7 @@ from pathlib import Path
 from llama_bake.buildx.client import Invocation
 from llama_bake.buildx.driver import Demands
 from llama_bake.buildx.options import BuildOptions, PhaseName
+from llama_bake.buildx.pinned import given_bases
 from llama_bake.errors import UsageError, did_you_mean
 from llama_bake.plan.ir import BakePlan
 
@@ -57,11 +58,16 @@ class Phase:
 
 
 def phases(options: BuildOptions, plan: BakePlan) -> list[Phase]:
-    """One bake, or bases then models: two phases whenever a cache is imported (``auto``), or as asked."""
+    """One bake, or bases then models: two phases whenever a cache is imported (``auto``), or as asked. A base
+    built elsewhere (``given_bases``) is not built: its models build in the models phase on its image."""
     names = list(options.targets) or ["default"]
     requested = expand_targets(plan, names)
     every = with_bases(plan, requested)
     models = tuple(t for t in requested if plan.target(t).kind == "model")
+    given = [b for b in given_bases(options.base_images, plan) if b in every]
+    if given:
+        built = tuple(t for t in every if plan.target(t).kind == "base" and t not in given)
+        return ([Phase("bases", built, built)] if built else []) + ([Phase("models", models, models)] if models else [])
     two = options.phases == "two" or (options.phases == "auto" and options.imports_cache)
     if not two or not models:
         return [Phase("all", tuple(names), tuple(every))]

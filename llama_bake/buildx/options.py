@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from llama_bake.buildx.pinned import PinnedBase
 from llama_bake.errors import UsageError
 from llama_bake.plan.ir import CACHE_SPECS
 
@@ -69,6 +70,8 @@ class BuildOptions:
     hand_over: HandOver = "oci-layout"
     # The RUN steps' network: "host" where the engine has no default bridge (dockerd --bridge=none, EKS nodes).
     network: str | None = None
+    # Bases built elsewhere (`--base-image`, `--bases-from`): not built here; their models build on these images.
+    base_images: tuple[PinnedBase, ...] = ()
 
     def cache_for(self, kind: str) -> CachePreset | None:
         preset = (self.base_cache if kind == "base" else self.model_cache) or self.cache

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from llama_bake.buildx.invocation import expand_targets, phases
 from llama_bake.buildx.options import BuildOptions
+from llama_bake.buildx.pinned import repository_of
 from llama_bake.errors import PushRefused
 from llama_bake.plan.ir import BakePlan
 
@@ -299,9 +300,3 @@ def pushed_repositories(plan: BakePlan, options: BuildOptions, environ: Mapping[
             if options.cache_export and preset is not None and preset.kind == "registry":
                 repositories.append(repository_of(f"{preset.ref}/{name}:buildcache"))
     return list(dict.fromkeys(repositories))
-
-
-def repository_of(image: str) -> str:
-    """``host:port/name:tag`` -> ``host:port/name``."""
-    head, _, last = image.rpartition("/")
-    return (f"{head}/" if head else "") + last.split(":", 1)[0].split("@", 1)[0]

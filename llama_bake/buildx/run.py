@@ -36,7 +36,8 @@ from llama_bake.buildx.invocation import (
     with_bases,
 )
 from llama_bake.buildx.options import BuildOptions
-from llama_bake.buildx.preflight import check_push, pushed_repositories, repository_of
+from llama_bake.buildx.pinned import given_bases, refuse_unusable, repository_of
+from llama_bake.buildx.preflight import check_push, pushed_repositories
 from llama_bake.buildx.probe import NoBuilder, diagnose, fit_to_builder, missing_builder, probe_builder
 from llama_bake.buildx.progress import Progress, Vertex
 from llama_bake.buildx.summary import DONE, Summary, digest_of, failure_message, image_name, summarize
@@ -62,12 +63,14 @@ class BuildInterrupted(BuildFailed):
 
 
 def refuse_unbuildable(plan: BakePlan, options: BuildOptions) -> None:
-    """Before any work: a build with nothing to build, or of a model whose pins are placeholders (it would
-    download gigabytes, then fail its checksum), stops here naming the fix."""
+    """Before any work: a build with nothing to build, of a model whose pins are placeholders (it would
+    download gigabytes, then fail its checksum), or on a base given from a summary that has no image of it,
+    stops here naming the fix."""
     targets = with_bases(plan, expand_targets(plan, options.targets or ("default",)))
     if not targets:
         msg = "nothing to build: the catalog has no model yet; add one with `llama-bake add OWNER/REPO:QUANT`"
         raise UsageError(msg)
+    refuse_unusable(given_bases(options.base_images, plan), plan, targets, options.phases)
     problems = [t.unpinned for t in plan.targets if t.name in targets and t.unpinned]
     if problems:
         raise CatalogError(problems)
@@ -181,6 +184,8 @@ class _Build:
             self.options.variables,
             skipped=not_run,
             phases=len(self.steps),
+            pinned={name: p.digest for name, p in given_bases(self.options.base_images, self.plan).items()},
+            pushed=self.options.push,
         )
 
 
@@ -309,7 +314,11 @@ def _make_directories(options: BuildOptions, plan: BakePlan, steps: list[Phase])
 def _base_source(
     options: BuildOptions, plan: BakePlan, base: str, workdir: Path, metadata: Mapping[str, object]
 ) -> str:
-    """The exact image the first phase made for ``base``, as a named-context source for its models."""
+    """The exact image the first phase made for ``base`` (or the one given as built elsewhere), as a
+    named-context source for its models."""
+    given = given_bases(options.base_images, plan).get(base)
+    if given is not None:
+        return given.source
     if options.hand_over == "engine" and not options.push:
         # The engine's store holds the image the first phase just wrote under its name; the classic store knows
         # it by name and image ID only (no manifest digest), so the name it was given is the exact reference.

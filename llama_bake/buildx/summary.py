@@ -52,6 +52,7 @@ class Summary:
     builder: str
     messages: tuple[str, ...] = field(default=())  # buildx's own lines, each once
     phases: int = 1
+    pushed: bool = False  # the images went to their registry (`--bases-from` takes bases from such a build only)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", tuple(dict.fromkeys(self.messages)))
@@ -72,6 +73,7 @@ class Summary:
         data = {
             "builder": self.builder,
             "phases": self.phases,
+            "pushed": self.pushed,
             "wall_seconds": round(self.wall_seconds, 3),
             "steps_executed": self.steps_executed,
             "steps_cached": self.steps_cached,
@@ -110,7 +112,12 @@ def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
     variables: tuple[str, ...] = (),
     skipped: tuple[str, ...] = (),
     phases: int = 1,
+    pinned: Mapping[str, str] | None = None,
+    *,
+    pushed: bool = False,
 ) -> Summary:
+    """Each target's row. ``pinned``: the digest of each base given as built elsewhere (not built here)."""
+    given = pinned or {}
     finished = progress.finished_targets()
     statuses = {name: _status(progress.target(name), name in finished, metadata.get(name)) for name in targets}
     for name in targets:
@@ -138,14 +145,24 @@ def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
                 wall_seconds=state.wall_seconds,
                 steps_executed=state.executed,
                 steps_cached=state.cached,
-                base_digest=digest_of(metadata, base) if base and phases > 1 else "",
+                base_digest=_base_digest(metadata, base, given, phases),
                 platforms=plan.target(name).platforms,
                 digest_is_image_id=_is_image_id(metadata, name),
                 ccache_hits=compiled[name].hits if name in compiled else None,
                 ccache_misses=compiled[name].misses if name in compiled else None,
             )
         )
-    return Summary(tuple(rows), wall_seconds, builder or "(buildx default)", tuple(progress.messages), phases)
+    builder_name = builder or "(buildx default)"
+    return Summary(tuple(rows), wall_seconds, builder_name, tuple(progress.messages), phases, pushed=pushed)
+
+
+def _base_digest(metadata: Mapping[str, object], base: str | None, given: Mapping[str, str], phases: int) -> str:
+    """The exact base image a model was built on: one given as built elsewhere, or the first of two phases'."""
+    if base is None:
+        return ""
+    if base in given:
+        return given[base]
+    return digest_of(metadata, base) if phases > 1 else ""
 
 
 def image_name(plan: BakePlan, metadata: Mapping[str, object], name: str, variables: tuple[str, ...]) -> str:

@@ -51,6 +51,18 @@ from llama_bake.cli.options import JSON_OPTION, complete_targets, paths_options
     type=click.Choice(["default", "host", "none"]),
     help="The RUN steps' network: host where the engine has no default bridge (dockerd --bridge=none, EKS nodes).",
 )
+@click.option(
+    "--bases-from",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A base build's --summary-json: its models build on those pushed bases, which are not built here.",
+)
+@click.option(
+    "--base-image",
+    "base_image_specs",
+    multiple=True,
+    help="BASE=IMAGE@sha256:DIGEST: build BASE's models on this pushed image; BASE is not built here.",
+)
 @click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the summary as JSON.")
 @click.option("--dry-run", is_flag=True, help="Generate, then print the buildx commands instead of running them.")
 @click.option(
@@ -69,12 +81,15 @@ def build(  # noqa: PLR0913 - click passes one parameter per option
     cache: str | None,
     base_cache: str | None,
     model_cache: str | None,
+    bases_from: tuple[Path, ...],
+    base_image_specs: tuple[str, ...],
     **options: object,
 ) -> None:
     """Generate docker-bake.hcl, then build TARGETS (targets or groups; default: every model)."""
     from llama_bake.buildx import daemon, run
     from llama_bake.buildx.client import DockerRunner
     from llama_bake.buildx.options import BuildOptions, CachePreset
+    from llama_bake.buildx.pinned import pinned_bases
     from llama_bake.cli import console
     from llama_bake.project import Paths
 
@@ -82,7 +97,8 @@ def build(  # noqa: PLR0913 - click passes one parameter per option
         name: CachePreset.parse(spec, "--" + name.replace("_", "-")) if spec else None
         for name, spec in (("cache", cache), ("base_cache", base_cache), ("model_cache", model_cache))
     }
-    build_options = BuildOptions(**options, **presets)  # type: ignore[arg-type]
+    pinned = pinned_bases(base_image_specs, bases_from)
+    build_options = BuildOptions(**options, **presets, base_images=pinned)  # type: ignore[arg-type]
     paths = Paths.from_options(catalog, bake_file)
     runner = DockerRunner()
     if dry_run:

@@ -127,11 +127,12 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
         else ("?" if r.weight_size is None else format_size(r.weight_size), str(r.weight_layers))
         for r in rows
     ]
+    disk = ["?" if r.planned_disk is None else format_size(r.planned_disk) for r in rows]
     table = [
-        ("TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS"),
+        ("TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS", "DISK"),
         *(
-            (r.target, r.kind, r.base, r.image, shown, *sizes)
-            for r, shown, sizes in zip(rows, platforms, weights, strict=True)
+            (r.target, r.kind, r.base, r.image, shown, *sizes, planned)
+            for r, shown, sizes, planned in zip(rows, platforms, weights, disk, strict=True)
         ),
     ]
     for line in columns(table):

@@ -10,7 +10,15 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from llama_bake.cli.options import CHECK_OPTION, OUT_FILE, changed_options, paths_options, report
+from llama_bake.cli.options import (
+    CHECK_OPTION,
+    OUT_FILE,
+    changed_options,
+    complete_targets,
+    parse_size_option,
+    paths_options,
+    report,
+)
 from llama_bake.render.ci_options import DEFAULT_CACHES, DEFAULT_PATHS, CiOptions, Provider
 
 # The CI command's defaults are CiOptions' own: one place for each.
@@ -123,6 +131,41 @@ def ci_summary(metadata: Any) -> None:
     from llama_bake.render.ci import summary_markdown
 
     click.echo(summary_markdown(metadata.read()), nl=False)
+
+
+@ci_group.command(name="plan")
+@paths_options
+@click.argument("targets", nargs=-1, shell_complete=complete_targets)
+@click.option(
+    "--provider",
+    type=click.Choice(["github", "gitlab"]),
+    default="github",
+    show_default=True,
+    help="Whose standard runner sets the default --runner-disk.",
+)
+@click.option(
+    "--runner-disk",
+    callback=parse_size_option,
+    help="The builder disk a runner has (40GB, 9500MB, 10GiB). Default: the provider's standard runner after the "
+    "pipeline's set-up (GitHub 40GB, GitLab 15GB).",
+)
+def ci_plan(
+    catalog: Path | None, bake_file: Path | None, targets: tuple[str, ...], provider: str, runner_disk: int | None
+) -> None:
+    """Print the fan-out plan as JSON: a job per base and platform, then the models (TARGETS, default: every
+    model) in jobs that each fit a runner's disk. Exit 11 when a base or a model cannot fit one."""
+    import json
+
+    from llama_bake.buildx.invocation import expand_targets
+    from llama_bake.plan.fanout import RUNNER_DISK, fan_out
+    from llama_bake.project import Paths, compile_catalog
+
+    plan = compile_catalog(Paths.from_options(catalog, bake_file)).plan
+    models = expand_targets(plan, targets or ("default",))
+    planned = fan_out(plan, models, runner_disk or RUNNER_DISK[provider], provider)
+    for warning in planned.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(json.dumps(planned.as_json(), indent=2))
 
 
 COMMANDS: dict[tuple[str, ...], click.Command] = {

@@ -19,6 +19,20 @@ CHECK_OPTION = click.option("--check", is_flag=True, help="Write nothing; exit 4
 OUT_FILE = click.Path(path_type=Path, dir_okay=False)
 
 
+def parse_size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A size option (``--runner-disk``, ``--disk-budget``) in bytes, written as ``max_layer_size`` is: 40GB,
+    9500MB, 10GiB or bytes."""
+    del ctx
+    if value is None:
+        return None
+    from llama_bake.catalog.fields import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
 def paths_options(func: F) -> F:
     """--catalog and --bake-file, spelled the same in every command that reads the catalog."""
     func = click.option(

@@ -1,41 +1,146 @@
-"""The CI fan-out plan: one job per base and platform, then one job per model. Pure.
+"""The CI fan-out plan: the catalog -> one job per base and platform, then the models in jobs that each fit a
+runner's disk (one model per job, or small models on one base packed together by planned disk). Pure.
 
-A stand-in with the interface of the packing by planned disk (``fan_out``), which replaces it.
+``llama-bake ci plan`` prints it as JSON; the generated pipelines read their matrices from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from llama_bake.catalog.fields import format_size
+from llama_bake.errors import DiskBudgetError
+from llama_bake.plan.disk import GB, base_disk, planned_disk, weights_disk
 from llama_bake.plan.ir import BakePlan
 
-GB = 10**9
-RUNNER_DISK = {"github": 40 * GB, "gitlab": 15 * GB}
+# What the standard runner has for the builder after the generated pipeline's set-up, in bytes.
+RUNNER_DISK = {
+    # ubuntu-latest: 14 GB of free SSD, about 30 GB more once the free-disk step has removed the preinstalled
+    # SDKs; 4 GB kept for the runner's own files (the llama-bake install, logs, the docker client's state).
+    "github": 40 * GB,
+    # saas-linux-small-amd64 (the default without a runner tag): a 25 GB disk
+    # (gitlab-org/ci-cd/shared-runners/infrastructure#217), shared with the VM's system and the job's image.
+    "gitlab": 15 * GB,
+}
+# A job name longer than this lists its first and last model and how many it builds.
+JOB_NAME_MAX = 60
+
+
+@dataclass(frozen=True)
+class BaseJob:
+    job: str
+    base: str
+    platform: str
+    planned_disk: int
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    job: str
+    targets: tuple[str, ...]
+    bases: tuple[str, ...]
+    planned_disk: int | None  # None: a model's weight size is not recorded
 
 
 @dataclass(frozen=True)
 class FanOut:
     runner_disk: int
-    bases: tuple[dict[str, object], ...]
-    models: tuple[dict[str, object], ...]
+    bases: tuple[BaseJob, ...]
+    models: tuple[ModelJob, ...]
+    warnings: tuple[str, ...] = field(default=())
 
-    def as_json(self) -> dict[str, object]:
-        return {"runner_disk": self.runner_disk, "bases": list(self.bases), "models": list(self.models)}
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "runner_disk": self.runner_disk,
+            "bases": [vars(job) for job in self.bases],
+            "models": [vars(job) | {"targets": list(job.targets), "bases": list(job.bases)} for job in self.models],
+        }
+
+
+def _fix(provider: str, *, model: bool) -> str:
+    larger = (
+        "a larger runner label (`--runs-on`)"
+        if provider == "github"
+        else "a larger runner (`--runner-tag saas-linux-medium-amd64`: 50 GB, or larger)"
+    )
+    fetch = "; or `delivery: fetch` for a model (its weights are downloaded when the container starts)"
+    return f"Use {larger} and pass its disk as --runner-disk SIZE" + (fetch if model else "")
 
 
 def fan_out(plan: BakePlan, models: Iterable[str], runner_disk: int, provider: str = "github") -> FanOut:
-    del provider
-    wanted = [t for t in plan.targets if t.name in set(models) and t.kind == "model"]
-    needed = {t.base for t in wanted}
-    bases = tuple(
-        {"job": f"base-{t.name}-{p.rpartition('/')[2]}", "base": t.name, "platform": p, "planned_disk": 0}
-        for t in plan.targets
-        if t.name in needed
-        for p in t.platforms
-    )
-    jobs = tuple(
-        {"job": f"models-{t.name}", "targets": [t.name], "bases": [t.base], "planned_disk": 3 * (t.weight_size or 0)}
-        for t in wanted
-    )
-    return FanOut(runner_disk, bases, jobs)
+    """Base jobs for the bases ``models`` need, one per platform; model jobs packed under ``runner_disk``. A base
+    or a model bigger than the runner is refused, naming the numbers and the fix."""
+    wanted = [t.name for t in plan.targets if t.name in set(models) and t.kind == "model"]
+    bases = [t.name for t in plan.targets if t.kind == "base" and any(plan.target(m).base == t.name for m in wanted)]
+    too_big = []
+    base_jobs = []
+    for base in bases:
+        need = base_disk(plan, base).built
+        if need > runner_disk:
+            too_big.append(f"base {base}: {format_size(need)} planned")
+        for platform in plan.target(base).platforms:
+            base_jobs.append(BaseJob(f"base-{base}-{platform.rpartition('/')[2]}", base, platform, need))
+    jobs: list[ModelJob] = []
+    warnings: list[str] = []
+    for base in bases:
+        members = [m for m in wanted if plan.target(m).base == base]
+        unknown = [m for m in members if weights_disk(plan.target(m)) is None]
+        for model in unknown:
+            warnings.append(
+                f"model {model}: a weights size is not recorded, so its disk cannot be planned; it builds in a job "
+                f"of its own (`llama-bake pin {model}` records the sizes)"
+            )
+            jobs.append(ModelJob(f"models-{model}", (model,), (base,), None))
+        pulled = base_disk(plan, base).pulled
+        sized = [(m, planned_disk(plan, m) or 0) for m in members if m not in unknown]
+        for model, need in sized:
+            if need + pulled > runner_disk:
+                too_big.append(f"model {model}: {format_size(need + pulled)} planned (its base image included)")
+        jobs += _pack(plan, sized, base, pulled, runner_disk)
+    if too_big:
+        models_too_big = any(line.startswith("model ") for line in too_big)
+        msg = f"cannot fit on a runner with {format_size(runner_disk)} of builder disk: {'; '.join(too_big)}. " + _fix(
+            provider, model=models_too_big
+        )
+        raise DiskBudgetError(msg)
+    order = {t.name: i for i, t in enumerate(plan.targets)}
+    jobs.sort(key=lambda job: order[job.targets[0]])
+    return FanOut(runner_disk, tuple(base_jobs), tuple(_unique_names(jobs)), tuple(warnings))
+
+
+def _pack(plan: BakePlan, sized: list[tuple[str, int]], base: str, pulled: int, budget: int) -> list[ModelJob]:
+    """First fit, largest first (ties by name): each job holds its models and one pull of their base."""
+    shards: list[list[tuple[str, int]]] = []
+    for model, need in sorted(sized, key=lambda item: (-item[1], item[0])):
+        for shard in shards:
+            if pulled + sum(n for _, n in shard) + need <= budget:
+                shard.append((model, need))
+                break
+        else:
+            shards.append([(model, need)])
+    order = {t.name: i for i, t in enumerate(plan.targets)}
+    jobs = []
+    for shard in shards:
+        names = tuple(sorted((m for m, _ in shard), key=order.__getitem__))
+        jobs.append(ModelJob(_job_name(names), names, (base,), pulled + sum(n for _, n in shard)))
+    return jobs
+
+
+def _job_name(models: tuple[str, ...]) -> str:
+    """``models-a-b-c``: what the job builds (target names are [A-Za-z0-9_-], which GitHub takes in a job id)."""
+    name = "models-" + "-".join(models)
+    if len(name) <= JOB_NAME_MAX or len(models) == 1:
+        return name
+    return f"models-{models[0]}-to-{models[-1]}-{len(models)}"
+
+
+def _unique_names(jobs: list[ModelJob]) -> list[ModelJob]:
+    seen: dict[str, int] = {}
+    out = []
+    for job in jobs:
+        count = seen.get(job.job, 0)
+        seen[job.job] = count + 1
+        out.append(job if count == 0 else ModelJob(f"{job.job}-{count + 1}", job.targets, job.bases, job.planned_disk))
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llama_bake.plan.disk import planned_disk
 from llama_bake.plan.ir import BakePlan
 
 
@@ -18,6 +19,7 @@ class Row:
     platforms: tuple[str, ...]
     weight_size: int | None  # bytes; None for a base, or where a file's size is not recorded
     weight_layers: int  # one per weights file (a split model's parts, the vision projector); a re-split: its parts
+    planned_disk: int | None  # bytes of builder disk to build it (plan/disk.py); None where a weight size is unknown
 
 
 def rows(plan: BakePlan) -> list[Row]:
@@ -33,6 +35,7 @@ def rows(plan: BakePlan) -> list[Row]:
             t.platforms,
             t.weight_size,
             t.weight_layers,
+            planned_disk(plan, t.name),
         )
         for t in plan.targets
     ]

@@ -170,8 +170,9 @@ def test_the_schemas_are_valid_json_schemas_that_carry_what_validate_knows() -> 
 
 def test_list_shows_targets_bases_and_images(write_catalog: WriteCatalog) -> None:
     output = run("list", "--catalog", str(write_catalog())).output.splitlines()
-    assert output[0].split() == ["TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS"]
-    base = ["llama-cpp-cuda", "base", "-", "localhost:5000/llama-bake/llama-cpp-cuda:latest", "amd64", "-", "-"]
+    assert output[0].split() == ["TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS", "DISK"]
+    image = "localhost:5000/llama-bake/llama-cpp-cuda:latest"
+    base = ["llama-cpp-cuda", "base", "-", image, "amd64", "-", "-", "32.0", "GB"]
     assert output[1].split() == base
     assert output[2].split() == [
         "model-a",
@@ -181,7 +182,8 @@ def test_list_shows_targets_bases_and_images(write_catalog: WriteCatalog) -> Non
         "amd64",
         "?",
         "1",
-    ], "a size the catalog does not record is unknown"
+        "?",
+    ], "a size the catalog does not record is unknown, and so is its planned disk"
 
 
 def test_list_shows_each_models_weight_size_and_layers_and_validate_warns_over_the_layer_limit(
@@ -198,8 +200,9 @@ def test_list_shows_each_models_weight_size_and_layers_and_validate_warns_over_t
     }
     catalog = write_catalog(models=models)
     rows = {line.split()[0]: line.split() for line in run("list", "-c", str(catalog)).output.splitlines()}
-    assert rows["big"][-3:] == ["16.5", "GB", "3"], "two parts and the projector, one layer each"
-    assert rows["huge"][-3:] == ["16.5", "GB", "2"], "one file over the limit, re-split in the build"
+    assert rows["big"][-5:] == ["16.5", "GB", "3", "49.5", "GB"], "two parts and the projector, one layer each"
+    # Re-split: the three copies of every baked file, and the whole file and its parts before the layers.
+    assert rows["huge"][-5:] == ["16.5", "GB", "2", "82.5", "GB"], "one file over the limit, re-split in the build"
     report = json.loads(CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"]).stdout)
     assert report["valid"] is True
     assert report["warnings"] == [
@@ -212,7 +215,7 @@ def test_list_shows_each_models_weight_size_and_layers_and_validate_warns_over_t
     write_yaml(catalog / "project.yaml", {"registry": "127.0.0.1:5000/lb", "max_layer_size": "20GB"})
     assert json.loads(CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"]).stdout)["warnings"] == []
     rows = {line.split()[0]: line.split() for line in run("list", "-c", str(catalog)).output.splitlines()}
-    assert rows["huge"][-1] == "1", "under the limit: one layer"
+    assert rows["huge"][-3:] == ["1", "49.5", "GB"], "under the limit: one layer, no re-split copies"
 
 
 def test_the_schema_commands_choices_are_the_catalogs_kinds() -> None:
@@ -322,9 +325,11 @@ def test_json_outputs_of_list_validate_and_graph_have_the_documented_shapes(writ
         "platforms": ["linux/amd64"],
         "weight_size": None,
         "weight_layers": 0,
+        "planned_disk": 32_000_000_000,
     }
     assert [r["target"] for r in listed] == ["llama-cpp-cuda", "model-a", "zero"]
     assert (listed[1]["weight_size"], listed[1]["weight_layers"]) == (None, 1), "a size not recorded is null"
+    assert listed[1]["planned_disk"] is None, "so is the disk planned from it"
     result = CliRunner().invoke(main, ["validate", "-c", str(catalog), "--json"])
     report = json.loads(result.stdout)
     assert result.exit_code == 0

@@ -18,7 +18,7 @@ from tests.conftest import MODEL, WriteCatalog, write_yaml
     ("provider", "settings"),
     [
         ("github", ["--runs-on", "gpu-runner", "--no-free-disk", "--model-cache", "registry=r.example/c"]),
-        ("gitlab", ["--runner-tag", "gpu", "--runner-tag", "cuda 12", "--branch", "release"]),
+        ("gitlab", ["--runner-tag", "gpu", "--runner-tag", "cuda 12", "--branch", "release", "--runner-disk", "50GB"]),
     ],
 )
 def test_ci_settings_land_in_the_file_and_its_header_command_writes_it_again(
@@ -60,7 +60,7 @@ def test_generate_refreshes_the_compose_and_ci_files_it_wrote_with_their_own_set
     catalog = write_catalog()
     root = catalog.parent
     assert run("compose", "-c", str(catalog)).exit_code == 0
-    ci = ["ci", "gitlab", "-c", str(catalog), "--branch", "release", "--runner-tag", "gpu box"]
+    ci = ["ci", "gitlab", "-c", str(catalog), "--branch", "release", "--runner-tag", "gpu box", "--runner-disk", "50GB"]
     assert run(*ci).exit_code == 0
     gitlab = (root / ".gitlab-ci.yml").read_text()
     elsewhere = root / "ci" / "github.yml"

@@ -83,13 +83,13 @@ def _script(job: dict[str, Any]) -> str:
 
 def test_gitlab_jobs_are_the_plans_each_model_needing_only_its_bases(two_platforms: tuple[Paths, BakePlan]) -> None:
     paths, plan = two_platforms
-    options = ci_options(paths, "gitlab", runner_disk="20GB")
+    options = ci_options(paths, "gitlab", runner_disk="60GB")
     pipeline = gitlab_pipeline(plan, options)
     jobs = job_plan(plan, options)
     assert pipeline["stages"] == ["plan", "bases", "models", "summary"]
     names = [name for name in pipeline if name not in ("stages", ".llama-bake-build")]
     assert names == ["plan", *(j["job"] for j in jobs["bases"]), *(j["job"] for j in jobs["models"]), "summary"]
-    assert "--runner-disk 20GB" in _script(pipeline["plan"])
+    assert "--runner-disk 60GB" in _script(pipeline["plan"])
     by_base = {entry["job"]: entry for entry in jobs["bases"]}
     for entry in jobs["models"]:
         job = pipeline[entry["job"]]
@@ -107,10 +107,12 @@ def test_gitlab_arm64_bases_use_the_arm64_runner_tags_else_register_qemu(
     two_platforms: tuple[Paths, BakePlan],
 ) -> None:
     paths, plan = two_platforms
-    emulated = gitlab_pipeline(plan, ci_options(paths, "gitlab"))
+    emulated = gitlab_pipeline(plan, ci_options(paths, "gitlab", runner_disk="50GB"))
     assert "binfmt" in _script(emulated["base-cuda-arm64"])
     assert "binfmt" not in _script(emulated["base-cuda-amd64"])
-    native = gitlab_pipeline(plan, ci_options(paths, "gitlab", arm64_runner_tags=("saas-linux-small-arm64",)))
+    native = gitlab_pipeline(
+        plan, ci_options(paths, "gitlab", runner_disk="50GB", arm64_runner_tags=("saas-linux-small-arm64",))
+    )
     assert native["base-cuda-arm64"]["tags"] == ["saas-linux-small-arm64"]
     assert "binfmt" not in _script(native["base-cuda-arm64"])
     assert "tags" not in native["base-cuda-amd64"]
@@ -121,7 +123,7 @@ def test_only_the_default_branch_pushes_and_every_build_writes_its_jobs_summary(
     two_platforms: tuple[Paths, BakePlan], provider: str
 ) -> None:
     paths, plan = two_platforms
-    options = ci_options(paths, provider)  # type: ignore[arg-type]
+    options = ci_options(paths, provider, runner_disk="50GB")  # type: ignore[arg-type]
     if provider == "github":
         jobs = github_workflow(plan, options)["jobs"]
         scripts = [
