@@ -77,6 +77,19 @@ class Daemon:
         return True
 
 
+def fresh_free_disk(builder: str | None) -> tuple[int, Path] | None:
+    """The free bytes of the state directory of ``builder`` when it is the one ``builder up`` started (its
+    buildkitd runs) and it holds no snapshot yet: a fresh builder, such as a CI runner's, for which a build's
+    planned disk is exact. None otherwise (a warm builder may already hold what a build needs)."""
+    daemon = _daemon(None)
+    if builder != builder_name() or daemon.pid() is None:
+        return None
+    data = daemon.root / "data"
+    if any(any(snapshots.iterdir()) for snapshots in data.glob("*/snapshots/snapshots")):
+        return None
+    return shutil.disk_usage(data if data.exists() else daemon.root).free, daemon.root
+
+
 def find_buildkitd() -> Path | None:
     found = shutil.which("buildkitd")
     if found:

@@ -72,6 +72,8 @@ class BuildOptions:
     network: str | None = None
     # Bases built elsewhere (`--base-image`, `--bases-from`): not built here; their models build on these images.
     base_images: tuple[PinnedBase, ...] = ()
+    # Bytes of builder disk the build may plan to use (`--disk-budget`): more is refused before any step.
+    disk_budget: int | None = None
 
     def cache_for(self, kind: str) -> CachePreset | None:
         preset = (self.base_cache if kind == "base" else self.model_cache) or self.cache

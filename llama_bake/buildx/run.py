@@ -23,6 +23,7 @@ from typing import Literal, NoReturn
 
 from llama_bake.buildx import ccache
 from llama_bake.buildx.client import BakeFailed, Baker, Invocation, registry_digest
+from llama_bake.buildx.diskcheck import check_disk
 from llama_bake.buildx.driver import Capabilities
 from llama_bake.buildx.invocation import (
     Phase,
@@ -80,13 +81,14 @@ def _prepare(
     paths: Paths, options: BuildOptions, runner: Baker
 ) -> tuple[BakePlan, BuildOptions, dict[str, str], Capabilities | None]:
     """What a build and a dry run do first: generate, refuse what cannot build, read the git values, then probe
-    the builder and fit the options to it (refusing, before any step, what it cannot do)."""
+    the builder and fit the options to it (refusing, before any step, what it cannot do or has no disk for)."""
     compiled = compile_catalog(paths)
     write_compiled(paths, compiled)
     refuse_unbuildable(compiled.plan, options)
     env = git_environment(compiled.plan, paths.project)
     builder, caps = probe_builder(runner, options.builder)
     fitted = fit_to_builder(compiled.plan, dataclasses.replace(options, builder=builder), caps)
+    check_disk(compiled.plan, fitted)
     return compiled.plan, fitted, env, caps
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from llama_bake.cli.options import JSON_OPTION, complete_targets, paths_options
+from llama_bake.cli.options import JSON_OPTION, complete_targets, parse_size_option, paths_options
 
 
 @click.command()
@@ -62,6 +62,11 @@ from llama_bake.cli.options import JSON_OPTION, complete_targets, paths_options
     "base_image_specs",
     multiple=True,
     help="BASE=IMAGE@sha256:DIGEST: build BASE's models on this pushed image; BASE is not built here.",
+)
+@click.option(
+    "--disk-budget",
+    callback=parse_size_option,
+    help="Builder disk this build may use (40GB, 9500MB, 10GiB): a build planned over it is refused before any step.",
 )
 @click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the summary as JSON.")
 @click.option("--dry-run", is_flag=True, help="Generate, then print the buildx commands instead of running them.")
