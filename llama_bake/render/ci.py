@@ -84,25 +84,26 @@ def base_script(plan: BakePlan, options: CiOptions, publish: str) -> str:
     # $CI_REGISTRY_IMAGE and the like expand in the shell, so the caches' words are not quoted.
     return (
         f"if {publish}; then set -- --push; else set -- --no-cache-export; fi\n"
-        f'llama-bake build {files_flags(options)} "$BASE" --set "$BASE.platforms=$PLATFORM"'
+        f'llama-bake build {files_flags(options)} "$BASE" --set "$BASE.platform=$PLATFORM"'
         f" --base-cache {base} --model-cache {model} --progress plain"
         f' --summary-json "{SUMMARY_FILE.format(job="$JOB")}" "$@"\n'
     )
 
 
 def model_script(plan: BakePlan, options: CiOptions, publish: str, base_summaries: str) -> str:
-    """A model job: ``$TARGETS`` (space-separated) under ``$DISK_BUDGET``. Pushed: on the exact base digests the
-    base jobs' summaries (``base_summaries``, shell words) name. Else: on the base from the base cache (two phases,
-    nothing exported)."""
+    """A model job: ``$TARGETS`` (space-separated). Pushed: on the exact base digests the base jobs' summaries
+    (``base_summaries``, shell words) name, refused before any step when they cannot fit ``$DISK_BUDGET``. Else (a
+    pull request): on the base from the base cache (two phases, nothing exported), with no budget: the plan counts
+    a base built from nothing, which the cache spares."""
     base, model = caches(options, plan)
     return (
         f"if {publish}; then\n"
-        "  set -- --push\n"
+        '  set -- --push --disk-budget "$DISK_BUDGET"\n'
         f'  for summary in {base_summaries}; do set -- "$@" --bases-from "$summary"; done\n'
         "else\n"
         "  set -- --no-cache-export\n"
         "fi\n"
-        f'llama-bake build {files_flags(options)} $TARGETS --disk-budget "$DISK_BUDGET"'
+        f"llama-bake build {files_flags(options)} $TARGETS"
         f" --base-cache {base} --model-cache {model} --progress plain"
         f' --summary-json "{SUMMARY_FILE.format(job="$JOB")}" "$@"\n'
     )

@@ -22,10 +22,11 @@ from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
 
 pytestmark = pytest.mark.buildkit
 
-DEVEL = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
-RUNTIME = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
 MODELS = ("w1", "w2", "w3")  # w3's checksum is wrong: its job fails
 SHA = "0123456789abcdef0123456789abcdef01234567"
+# A CPU base plans 4 GB to build and 1 GB to pull; a model of 600 MB plans 1.8 GB: one model per 4 GB runner.
+RUNNER_DISK = "4GB"
+PLANNED_SIZE = 600 * 10**6
 
 
 def _project(root: Path, registry: str, stand_in: str, server: WeightsServer) -> Path:
@@ -38,16 +39,18 @@ def _project(root: Path, registry: str, stand_in: str, server: WeightsServer) ->
         {
             "registry": registry,
             "tag_scheme": ["{tag}", "sha-{git_sha}", "{git_branch}"],
-            "image_overrides": {DEVEL: stand_in, RUNTIME: stand_in},
+            "image_overrides": {"ubuntu:24.04": stand_in},
         },
     )
     write_yaml(
         catalog / "bases" / "base.yaml",
-        {"llama_cpp": {"path": "src/llama.cpp", "ref": "b1"}, "gpu_families": ["ada", "blackwell-consumer"]},
+        {"backend": "cpu", "llama_cpp": {"path": "src/llama.cpp", "ref": "b1"}},
     )
     for name in MODELS:
         url, sha = server.add(f"{name}.gguf", 64 * 1024)
-        weights = {"url": url, "sha256": "f" * 64 if name == "w3" else sha, "size": 64 * 1024}
+        # As big as three models' weights for the plan, so that each gets a job of its own on a runner of
+        # RUNNER_DISK (the files are 64 KB: the build does not check sizes).
+        weights = {"url": url, "sha256": "f" * 64 if name == "w3" else sha, "size": PLANNED_SIZE}
         write_yaml(
             catalog / "models" / f"{name}.yaml", {"weights": weights, "server": {"env": {"FIXTURE_DOWNLOAD": "1"}}}
         )
@@ -80,7 +83,7 @@ def test_the_pipeline_compiles_the_base_once_and_each_model_job_builds_only_its_
     request: nothing is pushed, nothing compiled (the base comes from the cache), no weights downloaded."""
     root = tmp_path / "repo"
     catalog = _project(root, f"{registry}/{provider}", stand_in_image, weights_server)
-    argv = ["ci", provider, "--catalog", str(catalog)]
+    argv = ["ci", provider, "--catalog", str(catalog), "--runner-disk", RUNNER_DISK]
     if provider == "github":
         argv += ["--cache", f"registry={registry}/{provider}/cache"]  # GitHub's own cache service is not here
     assert (done := CliRunner().invoke(main, argv)).exit_code == 0, done.output
