@@ -125,12 +125,46 @@ ci_group.add_command(ci_gitlab)
 
 
 @ci_group.command(name="summary")
-@click.argument("metadata", type=click.File("r", encoding="utf-8"))
-def ci_summary(metadata: Any) -> None:
-    """Print bake's metadata file (or - for stdin) as a Markdown table of images and digests."""
-    from llama_bake.render.ci import summary_markdown
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.File("r", encoding="utf-8"),
+    help="`ci plan`'s JSON: a planned model or base with no result in any FILE fails too (implies --fail).",
+)
+@click.option("--fail", is_flag=True, help="Exit 6 naming each target that failed, was skipped or canceled.")
+def ci_summary(files: tuple[Path, ...], plan_file: Any, fail: bool) -> None:
+    """Print `build --summary-json` FILEs (one per job; or bake's metadata file; - for stdin) as one Markdown
+    table for the CI job summary. A FILE that is missing is a job that stopped before writing it."""
+    import json
+    import sys
 
-    click.echo(summary_markdown(metadata.read()), nl=False)
+    from llama_bake.errors import BuildError, UsageError
+    from llama_bake.render.job_summary import JobResult, combined_markdown, not_built, parse
+
+    results = []
+    for path in files:
+        if str(path) == "-":
+            results.append(parse("-", sys.stdin.read()))
+        elif path.is_file():
+            results.append(parse(str(path), path.read_text(encoding="utf-8")))
+        else:
+            click.echo(f"warning: {path}: no such summary (its job stopped before writing it)", err=True)
+            results.append(JobResult(str(path), None))
+    click.echo(combined_markdown(results), nl=False)
+    try:
+        plan = json.loads(plan_file.read()) if plan_file is not None else None
+    except json.JSONDecodeError as exc:
+        msg = f"--plan: not `llama-bake ci plan` JSON: {exc}"
+        raise UsageError(msg) from exc
+    if not (fail or plan is not None):
+        return
+    problems = not_built(results, plan)
+    missing = [r.name for r in results if r.data is None]
+    if problems or missing:
+        lines = [f"  {p}" for p in problems] + [f"  no summary: {name}" for name in missing]
+        msg = "not every target was built:\n" + "\n".join(lines)
+        raise BuildError(msg)
 
 
 @ci_group.command(name="plan")
