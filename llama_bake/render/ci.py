@@ -132,6 +132,22 @@ def job_plan(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     return fan_out(plan, models, disk, options.provider).as_json()
 
 
+def base_jobs(bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plan's base jobs as the pipelines run them: a base for one platform in a job of its own (arm64 on an
+    arm64 runner), a base for several platforms in one job that builds them all (the others by emulation).
+    One tag is one image index, which only a build of every platform writes; per-platform jobs would each
+    push an image of one platform under it. ``ci_github.GROUP_BASES`` does the same in the plan job."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for entry in bases:
+        grouped.setdefault(entry["base"], []).append(entry)
+    return [
+        entries[0]
+        if len(entries) == 1
+        else {"job": f"base-{name}", "base": name, "platform": ",".join(e["platform"] for e in entries)}
+        for name, entries in sorted(grouped.items())
+    ]
+
+
 def summary_markdown(text: str) -> str:
     """``llama-bake build --summary-json`` (or bake's metadata file) as a Markdown table for a CI job summary."""
     try:

@@ -41,6 +41,11 @@ JOB_SUMMARY = SUMMARY_FILE.format(job="${{ matrix.job }}")
 # A base job's artifact: its summary, which names the pushed digest. The model jobs take every one.
 BASE_ARTIFACTS = "summary-base-*"
 QEMU = {"name": "Emulate arm64", "uses": "docker/setup-qemu-action@v3"}
+# ``ci.base_jobs`` in jq: a base for several platforms is one job that builds them all.
+GROUP_BASES = (
+    "[.bases | group_by(.base)[] | if length == 1 then .[0] else "
+    '{job: ("base-" + .[0].base), base: .[0].base, platform: (map(.platform) | join(","))} end]'
+)
 
 
 def _literal(text: str) -> str:
@@ -122,8 +127,8 @@ def _summary_steps(artifact: str) -> list[dict[str, Any]]:
 
 
 def _plan_job(options: CiOptions) -> dict[str, Any]:
-    outputs = ("bases", "models", "runner_disk")
-    record = "\n".join(f'  echo "{key}=$(jq -c .{key} {PLAN_FILE})"' for key in outputs)
+    outputs = {"bases": GROUP_BASES, "models": ".models", "runner_disk": ".runner_disk"}
+    record = "\n".join(f"  echo \"{key}=$(jq -c '{jq}' {PLAN_FILE})\"" for key, jq in outputs.items())
     return {
         "name": "Plan the build",
         "runs-on": options.runs_on,
@@ -151,9 +156,10 @@ def _base_job(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     arm64 = "matrix.platform == 'linux/arm64'"
     if options.arm64_runs_on:
         runs_on = f"${{{{ {arm64} && {_literal(options.arm64_runs_on)} || {_literal(options.runs_on)} }}}}"
-        qemu = None
+        emulated = "contains(matrix.platform, ',')"  # a base for several platforms: one job, arm64 emulated
     else:  # no native arm64 runner: emulate on the usual one
-        runs_on, qemu = options.runs_on, QEMU | {"if": arm64}
+        runs_on, emulated = options.runs_on, "contains(matrix.platform, 'arm64')"
+    qemu = {"name": QEMU["name"], "if": emulated, "uses": QEMU["uses"]}
     return {
         "name": "Base ${{ matrix.base }} (${{ matrix.platform }})",
         "needs": "plan",

@@ -19,6 +19,7 @@ from llama_bake.render.ci import (
     ARTIFACT_DAYS,
     PLAN_FILE,
     SUMMARY_FILE,
+    base_jobs,
     base_script,
     default_install,
     files_flags,
@@ -73,11 +74,10 @@ def _build_template(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
 def _base_job(plan: BakePlan, options: CiOptions, entry: dict[str, Any], publish: str) -> dict[str, Any]:
     job: dict[str, Any] = {"extends": BUILD, "stage": "bases", "needs": [{"job": "plan", "artifacts": False}]}
     script = [base_script(plan, options, publish).rstrip("\n")]
-    if entry["platform"] == "linux/arm64":
-        if options.arm64_runner_tags:
-            job["tags"] = list(options.arm64_runner_tags)
-        else:
-            script.insert(0, QEMU)
+    if entry["platform"] == "linux/arm64" and options.arm64_runner_tags:
+        job["tags"] = list(options.arm64_runner_tags)
+    elif "linux/arm64" in entry["platform"]:  # no arm64 runner, or a base for several platforms in one job
+        script.insert(0, QEMU)
     job["variables"] = {"BASE": entry["base"], "PLATFORM": entry["platform"], "JOB": entry["job"]}
     return job | {"script": script} | _summary_after(entry["job"])
 
@@ -112,11 +112,12 @@ def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         "script": [f"llama-bake generate --check {files_flags(options)}", f"{plan_command(options)} > {PLAN_FILE}"],
         "artifacts": {"expire_in": EXPIRE, "paths": [PLAN_FILE]},
     }
-    for entry in jobs["bases"]:
+    bases = base_jobs(jobs["bases"])
+    for entry in bases:
         pipeline[entry["job"]] = _base_job(plan, options, entry, publish)
     for entry in jobs["models"]:
-        base_jobs = [base["job"] for base in jobs["bases"] if base["base"] in entry["bases"]]
-        pipeline[entry["job"]] = _model_job(plan, options, entry, base_jobs, jobs["runner_disk"], publish)
+        needs = [base["job"] for base in bases if base["base"] in entry["bases"]]
+        pipeline[entry["job"]] = _model_job(plan, options, entry, needs, jobs["runner_disk"], publish)
     # No `needs`: the last stage waits for every job and takes every job's artifacts (a job's `needs` is limited
     # to 50 jobs, fewer than a large catalog's).
     summary: dict[str, Any] = {"stage": "summary", "image": PYTHON_IMAGE, "when": "always"}

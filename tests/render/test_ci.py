@@ -9,22 +9,26 @@ import pytest
 from llama_bake.companions import ci_options
 from llama_bake.plan.ir import BakePlan
 from llama_bake.project import Paths, plan_catalog
-from llama_bake.render.ci import job_plan
-from llama_bake.render.ci_github import github_workflow
+from llama_bake.render.ci import base_jobs, job_plan
+from llama_bake.render.ci_github import GROUP_BASES, github_workflow
 from llama_bake.render.ci_gitlab import gitlab_pipeline
 from tests.conftest import BASE, MODEL, WriteCatalog
 
 
 @pytest.fixture
 def two_platforms(write_catalog: WriteCatalog) -> tuple[Paths, BakePlan]:
-    """A base for amd64 and arm64 with two models, and a CPU base with one."""
+    """A base for amd64 and arm64 with two models, a CPU base (amd64) and a GB10 base (arm64) with one each."""
     cpu = {"backend": "cpu", "llama_cpp": BASE["llama_cpp"]}
+    cuda = {**BASE, "gpu_families": ["hopper"], "platforms": ["linux/amd64", "linux/arm64"]}
+    spark = {**BASE, "cuda": "12.9.1", "gpu_families": ["gb10"]}
     catalog = write_catalog(
-        bases={
-            "cuda": {**BASE, "gpu_families": ["hopper"], "platforms": ["linux/amd64", "linux/arm64"]},
-            "cpu": cpu,
+        bases={"cuda": cuda, "cpu": cpu, "spark": spark},
+        models={
+            "a": {**MODEL, "base": "cuda"},
+            "b": {**MODEL, "base": "cuda"},
+            "c": {**MODEL, "base": "cpu"},
+            "d": {**MODEL, "base": "spark"},
         },
-        models={"a": {**MODEL, "base": "cuda"}, "b": {**MODEL, "base": "cuda"}, "c": {**MODEL, "base": "cpu"}},
         project={"registry": "registry.example.com/team"},
     )
     paths = Paths.from_options(catalog, None)
@@ -54,11 +58,25 @@ def test_github_arm64_bases_run_on_the_native_arm64_runner_else_on_qemu(two_plat
     paths, plan = two_platforms
     native = github_workflow(plan, ci_options(paths, "github"))["jobs"]["base"]
     assert native["runs-on"] == ("${{ matrix.platform == 'linux/arm64' && 'ubuntu-24.04-arm' || 'ubuntu-latest' }}")
-    assert not any("setup-qemu" in s.get("uses", "") for s in native["steps"])
+    [qemu] = [s for s in native["steps"] if "setup-qemu" in s.get("uses", "")]
+    assert qemu["if"] == "contains(matrix.platform, ',')", "only a base for several platforms emulates"
     emulated = github_workflow(plan, ci_options(paths, "github", arm64_runs_on=""))["jobs"]["base"]
     assert emulated["runs-on"] == "ubuntu-latest"
     [qemu] = [s for s in emulated["steps"] if "setup-qemu" in s.get("uses", "")]
-    assert qemu["if"] == "matrix.platform == 'linux/arm64'"
+    assert qemu["if"] == "contains(matrix.platform, 'arm64')"
+
+
+def test_a_base_for_several_platforms_is_one_job_a_base_for_one_platform_its_own(
+    two_platforms: tuple[Paths, BakePlan],
+) -> None:
+    """One tag is one image index, which only a build of every platform writes."""
+    paths, plan = two_platforms
+    jobs = base_jobs(job_plan(plan, ci_options(paths, "github"))["bases"])
+    assert jobs == [
+        {"job": "base-cpu-amd64", "base": "cpu", "platform": "linux/amd64", "planned_disk": 4 * 10**9},
+        {"job": "base-cuda", "base": "cuda", "platform": "linux/amd64,linux/arm64"},
+        {"job": "base-spark-arm64", "base": "spark", "platform": "linux/arm64", "planned_disk": 32 * 10**9},
+    ]
 
 
 def test_github_artifacts_expire_and_a_pull_request_cancels_its_older_run(
@@ -88,9 +106,10 @@ def test_gitlab_jobs_are_the_plans_each_model_needing_only_its_bases(two_platfor
     jobs = job_plan(plan, options)
     assert pipeline["stages"] == ["plan", "bases", "models", "summary"]
     names = [name for name in pipeline if name not in ("stages", ".llama-bake-build")]
-    assert names == ["plan", *(j["job"] for j in jobs["bases"]), *(j["job"] for j in jobs["models"]), "summary"]
+    bases = [j["job"] for j in base_jobs(jobs["bases"])]
+    assert names == ["plan", *bases, *(j["job"] for j in jobs["models"]), "summary"]
     assert "--runner-disk 60GB" in _script(pipeline["plan"])
-    by_base = {entry["job"]: entry for entry in jobs["bases"]}
+    by_base = {entry["job"]: entry for entry in base_jobs(jobs["bases"])}
     for entry in jobs["models"]:
         job = pipeline[entry["job"]]
         assert job["variables"]["TARGETS"] == " ".join(entry["targets"])
@@ -108,14 +127,15 @@ def test_gitlab_arm64_bases_use_the_arm64_runner_tags_else_register_qemu(
 ) -> None:
     paths, plan = two_platforms
     emulated = gitlab_pipeline(plan, ci_options(paths, "gitlab", runner_disk="50GB"))
-    assert "binfmt" in _script(emulated["base-cuda-arm64"])
-    assert "binfmt" not in _script(emulated["base-cuda-amd64"])
-    native = gitlab_pipeline(
-        plan, ci_options(paths, "gitlab", runner_disk="50GB", arm64_runner_tags=("saas-linux-small-arm64",))
-    )
-    assert native["base-cuda-arm64"]["tags"] == ["saas-linux-small-arm64"]
-    assert "binfmt" not in _script(native["base-cuda-arm64"])
-    assert "tags" not in native["base-cuda-amd64"]
+    assert "binfmt" in _script(emulated["base-spark-arm64"])
+    assert "binfmt" in _script(emulated["base-cuda"]), "amd64 and arm64 in one job"
+    assert "binfmt" not in _script(emulated["base-cpu-amd64"])
+    tags = ("saas-linux-small-arm64",)
+    native = gitlab_pipeline(plan, ci_options(paths, "gitlab", runner_disk="50GB", arm64_runner_tags=tags))
+    assert native["base-spark-arm64"]["tags"] == ["saas-linux-small-arm64"]
+    assert "binfmt" not in _script(native["base-spark-arm64"])
+    assert "tags" not in native["base-cuda"]
+    assert "binfmt" in _script(native["base-cuda"])
 
 
 @pytest.mark.parametrize("provider", ["github", "gitlab"])
@@ -137,9 +157,25 @@ def test_only_the_default_branch_pushes_and_every_build_writes_its_jobs_summary(
         pipeline = gitlab_pipeline(plan, options)
         scripts = [_script(job) for name, job in pipeline.items() if name.startswith(("base-", "models-"))]
         pushes = '[ "$CI_COMMIT_BRANCH" = main ]'
-    assert len(scripts) == (2 if provider == "github" else 6)
+    assert len(scripts) == (2 if provider == "github" else 3 + 4)
     for script in scripts:
         assert f"if {pushes}; then" in script
         assert "set -- --push" in script
         assert "set -- --no-cache-export" in script, "elsewhere: import the caches, push and export nothing"
         assert '--summary-json "llama-bake-summary-$JOB.json"' in script
+
+
+@pytest.mark.tools
+def test_the_github_plan_jobs_jq_groups_the_bases_as_the_gitlab_renderer_does(
+    two_platforms: tuple[Paths, BakePlan],
+) -> None:
+    """GitHub's plan job groups the bases at run time with jq; GitLab's file is rendered by ``base_jobs``."""
+    import json
+    import subprocess
+
+    paths, plan = two_platforms
+    planned = job_plan(plan, ci_options(paths, "github"))
+    done = subprocess.run(
+        ["jq", "-c", GROUP_BASES], input=json.dumps(planned), capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == base_jobs(planned["bases"])
