@@ -41,7 +41,7 @@ from llama_bake.buildx.pinned import given_bases, refuse_unusable, repository_of
 from llama_bake.buildx.preflight import check_push, pushed_repositories
 from llama_bake.buildx.probe import NoBuilder, diagnose, fit_to_builder, missing_builder, probe_builder
 from llama_bake.buildx.progress import Progress, Vertex
-from llama_bake.buildx.summary import DONE, Summary, digest_of, failure_message, image_name, summarize
+from llama_bake.buildx.summary import DONE, Summary, digest_of, failure_message, image_name, steps_ran, summarize
 from llama_bake.errors import BuildError, CatalogError, UsageError
 from llama_bake.files import write_atomic
 from llama_bake.generated import write_compiled
@@ -237,7 +237,8 @@ def _raise_unless_done(outcome: Outcome, job: _Build, summary: Summary) -> None:
             raise BuildInterrupted(msg, summary)
         case "failed":
             failure = job.progress.failure()
-            problem = diagnose(job.stderr, job.options.builder) if failure is None else None
+            # A builder that answered steps was there: what its stderr says is about the build, not a missing one.
+            problem = diagnose(job.stderr, job.options.builder) if failure is None and not steps_ran(summary) else None
             raise problem or BuildFailed(failure_message(failure, summary, job.stderr), summary)
         case "done":
             pass

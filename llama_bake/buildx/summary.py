@@ -197,6 +197,42 @@ def _status(state: TargetState, finished: bool, meta: object) -> Status:
     return "unfinished" if state.vertices else "not started"
 
 
+# What buildx says when the builder goes away under a running build (seen: kill -9 of buildkitd, buildx v0.36.1:
+# "failed to receive status: rpc error: code = Unavailable desc = error reading from server: EOF").
+CONNECTION_LOST = (
+    "error reading from server",
+    "code = unavailable",
+    "transport is closing",
+    "connection reset by peer",
+    "broken pipe",
+)
+
+
+def steps_ran(summary: Summary) -> bool:
+    """Whether the builder ran or answered any step (so whatever failed, the builder was there)."""
+    return bool(summary.steps_executed or summary.steps_cached or summary.finished)
+
+
+def _headline(summary: Summary, stderr: str) -> str:
+    """A failure with no failing step: the builder lost, the build canceled, or buildx failing (before or
+    after steps ran)."""
+    ran = steps_ran(summary)
+    if ran and any(sign in stderr.lower() for sign in CONNECTION_LOST):
+        return (
+            "lost the connection to the builder during the build (its buildkitd stopped, was killed or became "
+            f"unreachable) after {summary.steps_executed} steps had run and {summary.steps_cached} came from "
+            "the cache:"
+        )
+    if any(t.status == "canceled" for t in summary.targets):
+        return "the build was canceled (buildx was interrupted or stopped):"
+    if ran:
+        return (
+            f"docker buildx bake failed after {summary.steps_executed} steps had run and {summary.steps_cached} "
+            "came from the cache, without naming a failing step:"
+        )
+    return "docker buildx bake failed before any step ran:"
+
+
 def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr: str) -> str:
     unfinished = [t.name for t in summary.targets if t.status not in DONE and t.status != "skipped"]
     skipped = [t.name for t in summary.targets if t.status == "skipped"]
@@ -210,11 +246,13 @@ def failure_message(failure: tuple[str, Vertex] | None, summary: Summary, stderr
             lines += [f"    {line}" for line in vertex.log[-LOG_TAIL:]]
     else:
         tail = [line for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("{")]
-        if any(t.status == "canceled" for t in summary.targets):
-            lines.append("the build was canceled (buildx was interrupted or stopped):")
-        else:
-            lines.append("docker buildx bake failed before any step ran:")
+        lines.append(_headline(summary, stderr))
         lines += [f"  {line}" for line in tail[-LOG_TAIL:]] or ["  (no output)"]
+        lines += [
+            f"steps of {t.name}: {t.steps_executed} run, {t.steps_cached} from the cache"
+            for t in summary.targets
+            if t.steps_executed or t.steps_cached
+        ]
     lines.append("finished: " + (", ".join(summary.finished) or "none"))
     lines.append("not finished: " + (", ".join(unfinished) or "none"))
     if skipped:

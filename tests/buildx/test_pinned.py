@@ -140,3 +140,28 @@ def test_a_base_not_given_is_built_as_before(write_catalog: WriteCatalog, tmp_pa
     summary = run_build(Paths.from_options(catalog, None), options, runner)
     assert [c.targets for c in runner.calls] == [("model-a",)], "one bake, the base with its model, as before"
     assert [t.name for t in summary.targets] == ["llama-cpp-cuda", "model-a"]
+
+
+def test_one_base_given_and_one_built_in_the_same_build(write_catalog: WriteCatalog) -> None:
+    """The base not given is built first; then every model, each on its own base's exact image."""
+    cpu = {"backend": "cpu", "llama_cpp": {"git": "https://github.com/ggml-org/llama.cpp.git", "ref": "b6500"}}
+    catalog = write_catalog(
+        bases={
+            "llama-cpp-cuda": {"llama_cpp": cpu["llama_cpp"], "cuda": "12.8.1", "gpu_families": ["ada"]},
+            "cpu": cpu,
+        },
+        models={"on-cuda": {**MODEL, "base": "llama-cpp-cuda"}, "on-cpu": {**MODEL, "base": "cpu"}},
+    )
+    runner = FakeBaker()
+    cpu_image = "127.0.0.1:5000/lb/cpu@" + DIGEST
+    options = BuildOptions(builder="b", push=True, base_images=pinned_bases([f"cpu={cpu_image}"], []))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("llama_bake.buildx.run.check_push", lambda repositories: None)
+        summary = run_build(Paths.from_options(catalog, None), options, runner)
+    assert [c.targets for c in runner.calls] == [("llama-cpp-cuda",), ("on-cpu", "on-cuda")]
+    models = runner.calls[1].flags
+    assert f"on-cpu.contexts.base=docker-image://{cpu_image}" in models
+    assert "on-cuda.contexts.base=docker-image://127.0.0.1:5000/lb/llama-cpp-cuda@sha256:llama-cpp-cuda" in models
+    bases = {t.name: t.base_digest for t in summary.targets if t.name.startswith("on-")}
+    assert bases == {"on-cpu": DIGEST, "on-cuda": "sha256:llama-cpp-cuda"}
+    assert "cpu" not in [t.name for t in summary.targets]

@@ -22,3 +22,30 @@ def test_the_summary_shows_buildxs_own_messages_once_and_does_not_repeat_them() 
     assert "buildx:" not in quiet
     assert "images stayed in the builder's cache" in quiet
     assert json.loads(Summary((target,), 1.0, "b", (no_output, no_output)).to_json())["messages"] == [no_output]
+
+
+# What buildx v0.36.1 printed when its buildkitd was killed (kill -9) while a step of m3 ran.
+LOST = (
+    "WARNING: No output specified for m1, m3 target(s) with remote driver.\n"
+    "ERROR: target m3: failed to receive status: rpc error: code = Unavailable desc = error reading from server: EOF\n"
+)
+
+
+def test_a_builder_lost_after_steps_ran_is_said_so_with_what_finished_and_ran() -> None:
+    from llama_bake.buildx.summary import failure_message
+
+    targets = (
+        TargetSummary("base", "r/base", "", "built", 1.0, 1, 0),
+        TargetSummary("m1", "r/m1", "", "built", 1.0, 1, 0),
+        TargetSummary("m3", "r/m3", "", "unfinished", 1.0, 1, 0),
+    )
+    message = failure_message(None, Summary(targets, 1.0, "b"), LOST)
+    assert message.startswith("lost the connection to the builder during the build")
+    assert "after 3 steps had run and 0 came from the cache" in message
+    assert "error reading from server: EOF" in message
+    assert "steps of m3: 1 run, 0 from the cache" in message
+    assert "finished: base, m1\nnot finished: m3" in message
+    nothing_ran = tuple(TargetSummary(t.name, t.image, "", "not started", 0.0, 0, 0) for t in targets)
+    assert failure_message(None, Summary(nothing_ran, 1.0, "b"), "ERROR: bad flag\n").startswith(
+        "docker buildx bake failed before any step ran:"
+    )
