@@ -177,7 +177,7 @@ class PipelineRun:
             return False
         if condition == "env.PUBLISH == 'true'":
             return env.get("PUBLISH") == "true"
-        assert condition in ("", "${{ true }}"), f"the test runner does not know the condition {condition!r}"
+        assert not condition, f"the test runner does not know the condition {condition!r}"
         return True
 
     def run_github(self) -> None:

@@ -157,5 +157,7 @@ def test_the_pipeline_compiles_the_base_once_and_each_model_job_builds_only_its_
         if name != "plan":
             assert _base_steps(pr[name]) == 0, f"{name} compiled the base on a pull request"
     assert weights_server.gets.keys() <= {"w3.gguf"}, "the models' caches hold w1 and w2"
+    assert pr["summary"].returncode == 6, pr["summary"].output[-3000:]
+    assert "  w3 (failed, in llama-bake-summary-models-w3.json)" in pr["summary"].output
     assert "latest" not in _tags(registry, f"{provider}/w2"), "a pull request pushes nothing"
     assert _tags(registry, f"{provider}/w1") == ["latest", "main", "sha-0123456"], "no tag of the pull request's"
