@@ -94,3 +94,18 @@ def test_a_stale_compose_file_is_found_when_the_catalog_comes_from_the_environme
     stale = run("generate", "--check")
     assert stale.exit_code == 4, stale.output
     assert "compose.yaml" in stale.output
+
+
+def test_gitlabs_jobs_written_from_the_plan_go_stale_when_the_catalog_adds_a_model(write_catalog: WriteCatalog) -> None:
+    """GitLab's jobs are static: the plan job's `generate --check` finds a pipeline that lacks a new model's job."""
+    catalog = write_catalog()
+    root = catalog.parent
+    assert run("ci", "gitlab", "-c", str(catalog), "--runner-disk", "50GB").exit_code == 0
+    assert generate(catalog).exit_code == 0  # the bake file, committed with the pipeline
+    assert generate(catalog, "--check").exit_code == 0
+    write_yaml(catalog / "models" / "model-b.yaml", MODEL)
+    stale = generate(catalog, "--check")
+    assert stale.exit_code == 4
+    assert ".gitlab-ci.yml" in stale.output
+    assert generate(catalog).exit_code == 0
+    assert "models-model-b" in yaml.safe_load((root / ".gitlab-ci.yml").read_text())
