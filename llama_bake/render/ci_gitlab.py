@@ -120,7 +120,7 @@ def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         pipeline[entry["job"]] = _model_job(plan, options, entry, needs, jobs["runner_disk"], publish)
     # No `needs`: the last stage waits for every job and takes every job's artifacts (a job's `needs` is limited
     # to 50 jobs, fewer than a large catalog's).
-    summary: dict[str, Any] = {"stage": "summary", "image": PYTHON_IMAGE, "when": "always"}
+    summary: dict[str, Any] = {"stage": "summary", "image": PYTHON_IMAGE, "when": "always", "interruptible": True}
     if options.runner_tags:
         summary["tags"] = list(options.runner_tags)
     pipeline["summary"] = summary | {
