@@ -48,8 +48,8 @@ def _project(root: Path, registry: str, stand_in: str, server: WeightsServer) ->
     )
     for name in MODELS:
         url, sha = server.add(f"{name}.gguf", 64 * 1024)
-        # As big as three models' weights for the plan, so that each gets a job of its own on a runner of
-        # RUNNER_DISK (the files are 64 KB: the build does not check sizes).
+        # Recorded as PLANNED_SIZE for the plan, so that each model gets a job of its own on a RUNNER_DISK runner
+        # (the files are 64 KB: the build does not check sizes).
         weights = {"url": url, "sha256": "f" * 64 if name == "w3" else sha, "size": PLANNED_SIZE}
         write_yaml(
             catalog / "models" / f"{name}.yaml", {"weights": weights, "server": {"env": {"FIXTURE_DOWNLOAD": "1"}}}
@@ -80,7 +80,7 @@ def test_the_pipeline_compiles_the_base_once_and_each_model_job_builds_only_its_
     the base job compiles once and pushes; each model job runs none of the base's steps, downloads only its own
     weights and pushes its image; the model with a wrong checksum fails its own job only, and the summary job
     exits 6 naming it. A model job whose disk budget is below its need stops before any step. The pull
-    request: nothing is pushed, nothing compiled (the base comes from the cache), no weights downloaded."""
+    request: nothing is pushed, nothing compiled (the base comes from the cache), no cached weights downloaded."""
     root = tmp_path / "repo"
     catalog = _project(root, f"{registry}/{provider}", stand_in_image, weights_server)
     argv = ["ci", provider, "--catalog", str(catalog), "--runner-disk", RUNNER_DISK]
