@@ -6,7 +6,8 @@
 Measured here: generation scaling on synthetic catalogs and start-up cost, each against a bare
 ``python -c pass``; then, on a real BuildKit (bench/builds.py), the graph against sequential builds, the
 overhead over raw bake and a cache import against a cold build. Absolute times are printed for context
-only; the ratios are the figures.
+only; the ratios are the figures. bench/ccache.py and bench/fanout.py (the CI fan-out: builder disk per job,
+compiles per run) write their own sections; the smoke run runs fanout's at tiny sizes too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import builds
 import ccache
+import fanout
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,13 +158,16 @@ def main() -> int:
     ]
     if not args.no_builds:
         lines += builds.run(builds.SMOKE if args.smoke else builds.FULL, overhead_repeat=1 if args.smoke else 7)
+        if args.smoke:
+            lines += ["", fanout.report(fanout.SMOKE, fanout.measure(fanout.SMOKE))]
     text = "\n".join(lines)
     if args.smoke:
         print(text)
     else:
-        # bench/ccache.py's section is measured on its own (about 25 minutes): kept as it was.
-        kept = ccache.section(args.output.read_text(encoding="utf-8")) if args.output.exists() else ""
-        args.output.write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")
+        # bench/ccache.py's and bench/fanout.py's sections are measured on their own: kept as they were.
+        existing = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        kept = "".join("\n" + part for part in (ccache.section(existing), fanout.section(existing)) if part)
+        args.output.write_text(text + kept, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

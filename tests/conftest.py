@@ -104,18 +104,6 @@ def executed(progress: Progress) -> list[str]:
     return progress.executed_steps()
 
 
-def ci_shell_steps(provider: str, workflow: dict[str, Any]) -> list[str]:
-    """The shell a CI runner would run after its set-up: GitHub's `run` steps past the install, GitLab's script."""
-    if provider == "github":
-        steps = workflow["jobs"]["build"]["steps"]
-        return [step["run"] for step in steps if "run" in step and step.get("name") not in CI_SETUP_STEPS]
-    return [*workflow["llama-bake"]["script"], *workflow["llama-bake"]["after_script"]]
-
-
-# What the runner image or the provider sets up; in the tests the venv and the test builder stand in for them.
-CI_SETUP_STEPS = ("Free disk space for the CUDA build", "Install llama-bake")
-
-
 # --- real BuildKit: an embedded builder, a registry on 127.0.0.1, and stand-in base images ------------
 
 FIXTURE_TEMPLATES = Path(__file__).parent / "fixtures" / "buildkit" / "templates"

@@ -56,7 +56,8 @@ def _ci(ctx: click.Context, provider: Provider, out: Path | None, *, check: bool
 
     paths = Paths.from_options(ctx.params["catalog"], ctx.params["bake_file"])
     settings = {name: value for name, value in ctx.params.items() if name in CI_DEFAULTS}
-    settings["runner_tags"] = tuple(settings.get("runner_tags", ()))
+    for name in ("runner_tags", "arm64_runner_tags"):
+        settings[name] = tuple(settings.get(name, ()))
     return ci_file(paths, ci_options(paths, provider, **settings), out, changed_options(ctx), check=check)
 
 
@@ -87,7 +88,27 @@ def _ci_command(provider: Provider) -> click.Command:
     @click.option("--base-cache", help=f"The bases' cache. Default: {base_cache}.")
     @click.option("--model-cache", help=f"The models' cache. Default: {model_cache}{weights_note}.")
     @click.option("--install", help="pip requirement that installs llama-bake in CI (default: this version).")
+    @click.option(
+        "--arm64-runs-on",
+        default=CI_DEFAULTS["arm64_runs_on"],
+        show_default=True,
+        help="GitHub runner label of the arm64 base jobs ('': QEMU on --runs-on).",
+        hidden=not github,
+    )
     @click.option("--runner-tag", "runner_tags", multiple=True, help="GitLab runner tag.", hidden=github)
+    @click.option(
+        "--arm64-runner-tag",
+        "arm64_runner_tags",
+        multiple=True,
+        help="GitLab runner tag of the arm64 base jobs (none: QEMU on the other runners).",
+        hidden=github,
+    )
+    @click.option(
+        "--runner-disk",
+        metavar="SIZE",
+        help="The disk a build job has (e.g. 40GB): models are packed into jobs under it, each job checks it. "
+        "Default: the provider's standard runner after freeing disk.",
+    )
     @CHECK_OPTION
     @click.pass_context
     def command(ctx: click.Context, /, out: Path | None, check: bool, **_: Any) -> None:

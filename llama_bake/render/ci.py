@@ -1,9 +1,14 @@
-"""CI pipelines that build the catalog with a warm per-target cache: GitHub Actions and GitLab CI. Pure.
+"""What the CI pipelines of GitHub Actions and GitLab CI share: the caches, the jobs' shell scripts and the job
+plan they are rendered from. Pure.
 
-Both run the command a developer runs (``llama-bake build``), so CI builds in the same two phases, with the same
-summary and the same errors: they check that the committed bake file is fresh, build with a cache per target,
-push and export the cache from the default branch only (a pull request imports the cache and pushes nothing, so
-a missing login fails nothing), and turn ``--summary-json`` into the job's summary.
+The pipelines fan out (``ci_github``, ``ci_gitlab``): a plan job checks the bake file and splits the build into
+jobs (``llama-bake ci plan``); a job per base and platform compiles llama.cpp once and pushes the base with its
+caches; a job per model (or per shard of small models, packed under the runner's disk) builds only its models
+on the bases' exact digests, each with its own cache; a summary job combines every job's ``--summary-json`` and
+fails naming each model that failed. Every job runs the command a developer runs (``llama-bake build``), so CI
+builds with the same summary and the same errors. Images and caches are pushed from the default branch only: a
+pull request imports the caches and pushes nothing, so a missing login fails nothing; its model jobs take their
+base from the base cache (two phases, ``--no-cache-export``) instead of a pushed digest.
 
 Caches: a model's weights are 12-17 GB, more than GitHub's cache holds for a whole repository (10 GB), so on
 GitHub the models' cache is a registry cache by default and only the bases use GitHub's cache.
@@ -17,13 +22,14 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from llama_bake.buildx.options import CachePreset
+from llama_bake.catalog.fields import parse_size
 from llama_bake.errors import UsageError
+from llama_bake.plan.fanout import RUNNER_DISK, fan_out
 from llama_bake.render.ci_options import DEFAULT_CACHES, CiOptions
 
 if TYPE_CHECKING:
     from llama_bake.plan.ir import BakePlan
 
-SUMMARY_FILE = "llama-bake-summary.json"
 # Room for a CUDA toolkit image, a compile and a model on GitHub's 14 GB runners: what the runner image ships
 # and llama-bake does not need.
 FREE_DISK = "sudo rm -rf /usr/share/dotnet /usr/local/lib/android /opt/ghc /opt/hostedtoolcache/CodeQL && df -h /"
@@ -60,132 +66,86 @@ def registry_host(registry: str) -> str:
     return first if ("." in first or ":" in first or first == "localhost") else "docker.io"
 
 
-def _files(options: CiOptions) -> str:
+def files_flags(options: CiOptions) -> str:
+    """The catalog and bake file, as every llama-bake command in a pipeline names them."""
     return f"--catalog {shlex.quote(options.catalog)} --bake-file {shlex.quote(options.bake_file)}"
 
 
-def build_script(plan: BakePlan, options: CiOptions, publish: str) -> str:
-    """The build as one shell script: push and export the caches when ``publish`` holds, else import only."""
+# Each job's summary, named after the job (the plan's ``job``), and the plan the summary job reads.
+SUMMARY_FILE = "llama-bake-summary-{job}.json"
+PLAN_FILE = "llama-bake-plan.json"
+ARTIFACT_DAYS = 7  # how long the summaries and the plan are kept
+
+
+def base_script(plan: BakePlan, options: CiOptions, publish: str) -> str:
+    """A base job: ``$BASE`` for ``$PLATFORM`` alone, pushed with its caches (build cache and compiler cache)
+    when ``publish`` holds, else built from the caches and kept (a pull request)."""
     base, model = caches(options, plan)
-    # $CI_REGISTRY_IMAGE and the like expand in the shell, so these words are not quoted.
-    command = (
-        f"llama-bake build {_files(options)} --base-cache {base} --model-cache {model}"
-        f" --progress plain --summary-json {SUMMARY_FILE} $PUBLISH_FLAGS"
+    # $CI_REGISTRY_IMAGE and the like expand in the shell, so the caches' words are not quoted.
+    return (
+        f"if {publish}; then set -- --push; else set -- --no-cache-export; fi\n"
+        f'llama-bake build {files_flags(options)} "$BASE" --set "$BASE.platform=$PLATFORM"'
+        f" --base-cache {base} --model-cache {model} --progress plain"
+        f' --summary-json "{SUMMARY_FILE.format(job="$JOB")}" "$@"\n'
     )
-    return f"if {publish}; then PUBLISH_FLAGS=--push; else PUBLISH_FLAGS=--no-cache-export; fi\n{command}\n"
 
 
-# The git values of the tag scheme, as docker/metadata-action reads them from each provider.
-GITHUB_GIT = {
-    "GIT_SHA": "${{ github.sha }}",
-    "GIT_BRANCH": "${{ github.ref_type == 'branch' && github.ref_name || '' }}",
-    "GIT_VERSION": "${{ github.ref_type == 'tag' && github.ref_name || '' }}",
-}
-GITLAB_GIT = {"GIT_SHA": "$CI_COMMIT_SHA", "GIT_BRANCH": "$CI_COMMIT_BRANCH", "GIT_VERSION": "$CI_COMMIT_TAG"}
+def model_script(plan: BakePlan, options: CiOptions, publish: str, base_summaries: str) -> str:
+    """A model job: ``$TARGETS`` (space-separated). Pushed: on the exact base digests the base jobs' summaries
+    (``base_summaries``, shell words) name, refused before any step when they cannot fit ``$DISK_BUDGET``. Else (a
+    pull request): on the base from the base cache (two phases, nothing exported), with no budget: the plan counts
+    a base built from nothing, which the cache spares."""
+    base, model = caches(options, plan)
+    return (
+        f"if {publish}; then\n"
+        '  set -- --push --disk-budget "$DISK_BUDGET"\n'
+        f'  for summary in {base_summaries}; do set -- "$@" --bases-from "$summary"; done\n'
+        "else\n"
+        "  set -- --no-cache-export\n"
+        "fi\n"
+        f"llama-bake build {files_flags(options)} $TARGETS"
+        f" --base-cache {base} --model-cache {model} --progress plain"
+        f' --summary-json "{SUMMARY_FILE.format(job="$JOB")}" "$@"\n'
+    )
 
 
-def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
-    host = registry_host(plan.default("REGISTRY"))
-    publish_expr = f"github.event_name != 'pull_request' && github.ref == 'refs/heads/{options.branch}'"
-    if plan.uses_git:
-        # Version tags are released: built, pushed and tagged {git_version}.
-        publish_expr = (
-            f"github.event_name != 'pull_request' && (github.ref == 'refs/heads/{options.branch}'"
-            " || startsWith(github.ref, 'refs/tags/v'))"
-        )
-    env: dict[str, str] = {"PUBLISH": f"${{{{ {publish_expr} }}}}"}
-    if plan.uses_git:
-        env |= GITHUB_GIT
-    if plan.needs_hf_token:
-        env["HF_TOKEN"] = "${{ secrets.HF_TOKEN }}"
-    if host == "ghcr.io":
-        # GITHUB_TOKEN is there on every event (read-only on pull requests): pull requests read a private cache.
-        login: dict[str, Any] = {
-            "name": "Log in to the registry",
-            "uses": "docker/login-action@v3",
-            "with": {"registry": host, "username": "${{ github.actor }}", "password": "${{ secrets.GITHUB_TOKEN }}"},
-        }
-    else:
-        login = {
-            "name": "Log in to the registry",
-            "if": "env.PUBLISH == 'true'",
-            "uses": "docker/login-action@v3",
-            "with": {
-                "registry": host,
-                "username": "${{ secrets.REGISTRY_USERNAME }}",
-                "password": "${{ secrets.REGISTRY_PASSWORD }}",
-            },
-        }
-    steps: list[dict[str, Any]] = [{"uses": "actions/checkout@v4"}]
-    if options.free_disk:
-        steps.append({"name": "Free disk space for the CUDA build", "run": FREE_DISK})
-    steps += [
-        {"uses": "actions/setup-python@v5", "with": {"python-version": "3.12"}},
-        {"name": "Install llama-bake", "run": f"pip install {shlex.quote(options.install or default_install())}"},
-        {"name": "The bake file matches the catalog", "run": f"llama-bake generate --check {_files(options)}"},
-        {"uses": "docker/setup-buildx-action@v3"},
+def plan_command(options: CiOptions) -> str:
+    """The plan job's command: the jobs, as JSON on stdout."""
+    disk = f" --runner-disk {shlex.quote(options.runner_disk)}" if options.runner_disk else ""
+    return f"llama-bake ci plan {files_flags(options)} --provider {options.provider}{disk}"
+
+
+def summary_command(files: str) -> str:
+    """The summary job's command: every job's summary in one table; exit 6 naming each model of the plan that
+    failed or has no result."""
+    return f"llama-bake ci summary --plan {PLAN_FILE} {files}"
+
+
+def job_plan(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
+    """The jobs ``llama-bake ci plan`` prints for this catalog (what GitLab's static jobs are rendered from)."""
+    try:
+        disk = parse_size(options.runner_disk) if options.runner_disk else RUNNER_DISK[options.provider]
+    except ValueError as exc:
+        msg = f"--runner-disk: {exc}"
+        raise UsageError(msg) from None
+    models = [t.name for t in plan.targets if t.kind == "model"]
+    return fan_out(plan, models, disk, options.provider).as_json()
+
+
+def base_jobs(bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plan's base jobs as the pipelines run them: a base for one platform in a job of its own (arm64 on an
+    arm64 runner), a base for several platforms in one job that builds them all (the others by emulation).
+    One tag is one image index, which only a build of every platform writes; per-platform jobs would each
+    push an image of one platform under it. ``ci_github.GROUP_BASES`` does the same in the plan job."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for entry in bases:
+        grouped.setdefault(entry["base"], []).append(entry)
+    return [
+        entries[0]
+        if len(entries) == 1
+        else {"job": f"base-{name}", "base": name, "platform": ",".join(e["platform"] for e in entries)}
+        for name, entries in sorted(grouped.items())
     ]
-    if "gha" in caches(options, plan):
-        # buildx run from a shell step reaches GitHub's cache only with the runtime's token in its environment.
-        steps.append({"name": "Give buildx GitHub's cache service", "uses": "crazy-max/ghaction-github-runtime@v3"})
-    steps += [
-        login,
-        {"name": "Build the images", "run": build_script(plan, options, '[ "$PUBLISH" = true ]')},
-        {
-            "name": "Image summary",
-            "if": "${{ always() }}",
-            "run": f'test ! -f {SUMMARY_FILE} || llama-bake ci summary {SUMMARY_FILE} >> "$GITHUB_STEP_SUMMARY"',
-        },
-    ]
-    push: dict[str, Any] = {"branches": [options.branch]}
-    if plan.uses_git:
-        push["tags"] = ["v*"]
-    return {
-        "name": "llama-bake",
-        "on": {"push": push, "pull_request": {}, "workflow_dispatch": {}},
-        "permissions": {"contents": "read", "packages": "write"},
-        "concurrency": {"group": "llama-bake-${{ github.ref }}", "cancel-in-progress": True},
-        "jobs": {"build": {"runs-on": options.runs_on, "timeout-minutes": 180, "env": env, "steps": steps}},
-    }
-
-
-def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
-    publish = f'[ "$CI_COMMIT_BRANCH" = {shlex.quote(options.branch)} ]'
-    if plan.uses_git:
-        publish += ' || [ -n "${CI_COMMIT_TAG:-}" ]'  # a tag is a release: pushed, and tagged {git_version}
-    script = [
-        f"llama-bake generate --check {_files(options)}",
-        build_script(plan, options, publish).rstrip("\n"),
-    ]
-    if plan.needs_hf_token:
-        script.insert(0, 'test -n "$HF_TOKEN" || { echo "set the masked CI/CD variable HF_TOKEN"; exit 1; }')
-    job: dict[str, Any] = {
-        "stage": "build",
-        "image": "docker:27",
-        "services": ["docker:27-dind"],
-    }
-    if options.runner_tags:
-        job["tags"] = list(options.runner_tags)
-    job |= {
-        "variables": {"DOCKER_TLS_CERTDIR": "/certs", **(GITLAB_GIT if plan.uses_git else {})},
-        "before_script": [
-            "apk add --no-cache python3 py3-pip",
-            f"pip install --break-system-packages {shlex.quote(options.install or default_install())}",
-            # The job token can read the project's registry in every pipeline, merge requests included.
-            'echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"',
-            "docker buildx create --use --driver docker-container",
-        ],
-        "script": script,
-        "after_script": [f"test ! -f {SUMMARY_FILE} || llama-bake ci summary {SUMMARY_FILE}"],
-        "artifacts": {"when": "always", "paths": [SUMMARY_FILE]},
-    }
-    return {"stages": ["build"], "llama-bake": job}
-
-
-def pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
-    if options.provider == "github":
-        return github_workflow(plan, options)
-    return gitlab_pipeline(plan, options)
 
 
 def summary_markdown(text: str) -> str:

@@ -30,5 +30,12 @@ class CiOptions:
     base_cache: str | None = None
     model_cache: str | None = None
     runs_on: str = "ubuntu-latest"  # GitHub
+    # GitHub: the runner label of the arm64 base jobs (a native arm64 runner); "": QEMU on `runs_on`
+    arm64_runs_on: str = "ubuntu-24.04-arm"
     runner_tags: tuple[str, ...] = ()  # GitLab
+    # GitLab: the runner tags of the arm64 base jobs (a native arm64 runner); none: QEMU on the other runners
+    arm64_runner_tags: tuple[str, ...] = ()
+    # The disk each build job has (e.g. 40GB): the plan packs models into jobs under it, and each job checks
+    # its targets fit before any step. None: what the provider's standard runner has (the plan's default).
+    runner_disk: str | None = None
     free_disk: bool = True  # GitHub: remove what the runner image ships and a CUDA build does not need

@@ -18,7 +18,7 @@ from tests.conftest import MODEL, WriteCatalog, write_yaml
     ("provider", "settings"),
     [
         ("github", ["--runs-on", "gpu-runner", "--no-free-disk", "--model-cache", "registry=r.example/c"]),
-        ("gitlab", ["--runner-tag", "gpu", "--runner-tag", "cuda 12", "--branch", "release"]),
+        ("gitlab", ["--runner-tag", "gpu", "--runner-tag", "cuda 12", "--branch", "release", "--runner-disk", "50GB"]),
     ],
 )
 def test_ci_settings_land_in_the_file_and_its_header_command_writes_it_again(
@@ -35,15 +35,18 @@ def test_ci_settings_land_in_the_file_and_its_header_command_writes_it_again(
     text = out.read_text()
     data = yaml.safe_load(text)
     if provider == "github":
-        job = data["jobs"]["build"]
-        assert job["runs-on"] == "gpu-runner"
-        assert not any(s.get("name") == "Free disk space for the CUDA build" for s in job["steps"])
-        build = next(s["run"] for s in job["steps"] if s.get("name") == "Build the images")
-        assert "--model-cache registry=r.example/c" in build
-        assert "--base-cache gha" in build
+        for name in ("base", "models"):
+            job = data["jobs"][name]
+            assert not any(s.get("name") == "Free disk space for the build" for s in job["steps"])
+            build = next(s["run"] for s in job["steps"] if s.get("name", "").startswith("Build the"))
+            assert "--model-cache registry=r.example/c" in build
+            assert "--base-cache gha" in build
+        assert data["jobs"]["models"]["runs-on"] == "gpu-runner"
+        assert "'gpu-runner'" in data["jobs"]["base"]["runs-on"], "amd64 bases on it, arm64 on the arm64 label"
     else:
-        assert data["llama-bake"]["tags"] == ["gpu", "cuda 12"]
-        assert '[ "$CI_COMMIT_BRANCH" = release ]' in data["llama-bake"]["script"][1]
+        assert data[".llama-bake-build"]["tags"] == ["gpu", "cuda 12"]
+        assert data["models-model-a"]["extends"] == ".llama-bake-build"
+        assert '[ "$CI_COMMIT_BRANCH" = release ]' in data["models-model-a"]["script"][0]
     assert "install llama-bake==9.9" in text.replace("--break-system-packages ", "")
     command = text.splitlines()[1].removeprefix("# Regenerate with: ")
     again = runner.invoke(main, [*shlex.split(command)[1:], "--check"])
@@ -57,7 +60,7 @@ def test_generate_refreshes_the_compose_and_ci_files_it_wrote_with_their_own_set
     catalog = write_catalog()
     root = catalog.parent
     assert run("compose", "-c", str(catalog)).exit_code == 0
-    ci = ["ci", "gitlab", "-c", str(catalog), "--branch", "release", "--runner-tag", "gpu box"]
+    ci = ["ci", "gitlab", "-c", str(catalog), "--branch", "release", "--runner-tag", "gpu box", "--runner-disk", "50GB"]
     assert run(*ci).exit_code == 0
     gitlab = (root / ".gitlab-ci.yml").read_text()
     elsewhere = root / "ci" / "github.yml"
@@ -91,3 +94,18 @@ def test_a_stale_compose_file_is_found_when_the_catalog_comes_from_the_environme
     stale = run("generate", "--check")
     assert stale.exit_code == 4, stale.output
     assert "compose.yaml" in stale.output
+
+
+def test_gitlabs_jobs_written_from_the_plan_go_stale_when_the_catalog_adds_a_model(write_catalog: WriteCatalog) -> None:
+    """GitLab's jobs are static: the plan job's `generate --check` finds a pipeline that lacks a new model's job."""
+    catalog = write_catalog()
+    root = catalog.parent
+    assert run("ci", "gitlab", "-c", str(catalog), "--runner-disk", "50GB").exit_code == 0
+    assert generate(catalog).exit_code == 0  # the bake file, committed with the pipeline
+    assert generate(catalog, "--check").exit_code == 0
+    write_yaml(catalog / "models" / "model-b.yaml", MODEL)
+    stale = generate(catalog, "--check")
+    assert stale.exit_code == 4
+    assert ".gitlab-ci.yml" in stale.output
+    assert generate(catalog).exit_code == 0
+    assert "models-model-b" in yaml.safe_load((root / ".gitlab-ci.yml").read_text())

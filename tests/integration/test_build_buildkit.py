@@ -37,8 +37,7 @@ from llama_bake.cli import main
 from llama_bake.errors import BuildError
 from llama_bake.generated import generate_set
 from llama_bake.project import Paths, compile_catalog, plan_catalog
-from llama_bake.render.ci import GITHUB_GIT
-from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, ci_shell_steps, executed, prune_builder, write_yaml
+from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, executed, prune_builder, write_yaml
 
 pytestmark = pytest.mark.buildkit
 
@@ -606,96 +605,6 @@ def test_the_real_cuda_templates_pass_buildx_check(
         assert result.returncode == 0, result.stdout + result.stderr
         targets = [t.name for t in plan.targets if (t.kind == "base") == (group == "bases")]
         assert result.stdout.count("Check complete, no warnings found.") == len(targets), result.stdout
-
-
-@pytest.mark.parametrize("provider", ["github", "gitlab"])
-def test_the_generated_ci_pipeline_runs_and_a_fresh_builder_downloads_nothing(  # noqa: PLR0915 - one CI run, step by step, as the generated workflow runs it
-    project: Project,
-    embedded_builder: str,
-    registry: str,
-    fresh_builder: str,
-    weights_server: WeightsServer,
-    tmp_path: Path,
-    provider: str,
-) -> None:
-    """The generated file's own shell steps, with the environment it sets, on the default branch (push and
-    export the caches), then again on a builder with an empty cache: nothing is downloaded, no step runs, and the
-    job summary shows every target from the cache. Then as a pull request: built, and nothing pushed. Then as a
-    release tag. Tags follow docker/metadata-action (sha-, branch, semver) from the values the provider sets."""
-    models = served_models(project, weights_server, count=2)
-    settings = yaml.safe_load((project.catalog / "project.yaml").read_text())
-    scheme = ["{tag}", "sha-{git_sha}", "{git_branch}", "{git_version}"]
-    settings |= {"registry": f"{registry}/{provider}", "tag_scheme": scheme}
-    write_yaml(project.catalog / "project.yaml", settings)
-    out = project.root / "ci.yml"
-    argv = ["ci", provider, "--catalog", str(project.catalog), "--file", str(out)]
-    if provider == "github":
-        argv += ["--cache", f"registry={registry}/{provider}-cache"]  # GitHub's own cache service is not here
-    assert CliRunner().invoke(main, argv).exit_code == 0
-    workflow = yaml.safe_load(out.read_text())
-    generate_set(
-        project.paths, compile_catalog(project.paths), check=False
-    )  # committed with the workflow, as `generate --check` expects
-    step_summary = tmp_path / "step-summary.md"
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    if provider == "github":
-        # What the runner makes of the workflow's expressions on a push to main, a pull request and a tag.
-        git = {key: workflow["jobs"]["build"]["env"].pop(key) for key in ("GIT_SHA", "GIT_BRANCH", "GIT_VERSION")}
-        assert git == GITHUB_GIT
-        env = {key: str(value) for key, value in workflow["jobs"]["build"]["env"].items()}
-        env |= {"PUBLISH": "true", "GITHUB_STEP_SUMMARY": str(step_summary), "GIT_SHA": sha, "GIT_BRANCH": "main"}
-        pull_request = {"PUBLISH": "false", "GIT_BRANCH": "12/merge"}
-        release = {"PUBLISH": "true", "GIT_BRANCH": "", "GIT_VERSION": "v1.2.3"}
-        assert "v*" in workflow["on"]["push"]["tags"]
-    else:
-        # GitLab expands the job's variables from its predefined ones.
-        ci = {"CI_COMMIT_BRANCH": "main", "CI_COMMIT_SHA": sha, "CI_REGISTRY_IMAGE": f"{registry}/{provider}"}
-        variables = workflow["llama-bake"]["variables"]
-        env = {key: re.sub(r"\$(\w+)", lambda m: ci.get(m.group(1), ""), str(v)) for key, v in variables.items()}
-        env |= ci
-        pull_request = {"CI_COMMIT_BRANCH": "feature", "GIT_BRANCH": "feature"}
-        release = {"CI_COMMIT_BRANCH": "", "GIT_BRANCH": "", "CI_COMMIT_TAG": "v1.2.3", "GIT_VERSION": "v1.2.3"}
-
-    def run_pipeline(builder: str, extra: dict[str, str]) -> str:
-        script = "set -eu\n" + "\n".join(ci_shell_steps(provider, workflow))
-        result = subprocess.run(
-            ["bash", "-c", script],
-            cwd=project.root,
-            env={**os.environ, **env, **extra, "LLAMA_BAKE_BUILDER": builder},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        return result.stdout
-
-    prune_builder(embedded_builder)
-    run_pipeline(embedded_builder, {})
-    assert sorted(weights_server.gets.values()) == [1, 1]
-    weights_server.gets.clear()
-    printed = run_pipeline(fresh_builder, {})
-    assert dict(weights_server.gets) == {}, "the fresh builder downloaded weights again"
-    summary = json.loads((project.root / "llama-bake-summary.json").read_text())
-    assert {t["name"]: t["status"] for t in summary["targets"]} == dict.fromkeys(["base", *models], "cached")
-    assert summary["steps_executed"] == 0
-    shown = step_summary.read_text() if provider == "github" else printed
-    assert "| w1 | cached |" in shown
-    pushed = skopeo("list-tags", f"docker://{registry}/{provider}/w1")["Tags"]
-    assert sorted(pushed) == ["latest", "main", "sha-0123456"]
-    labels = skopeo("inspect", f"docker://{registry}/{provider}/w1:sha-0123456")["Labels"]
-    assert labels["org.opencontainers.image.revision"] == sha
-    # A pull request: built, not pushed, and the cache left as it was.
-    skopeo_delete = ["skopeo", "delete", "--tls-verify=false"]
-    subprocess.run([*skopeo_delete, f"docker://{registry}/{provider}/w2:latest"], check=True, capture_output=True)
-    run_pipeline(fresh_builder, pull_request)
-    assert "latest" not in skopeo("list-tags", f"docker://{registry}/{provider}/w2").get("Tags", [])
-    assert "feature" not in skopeo("list-tags", f"docker://{registry}/{provider}/w1").get("Tags", [])
-    # A release tag: pushed, and tagged with its version (no branch tag).
-    run_pipeline(fresh_builder, release)
-    released = skopeo("list-tags", f"docker://{registry}/{provider}/w2")["Tags"]
-    assert sorted(released) == ["1.2.3", "latest", "sha-0123456"]
-    labels = skopeo("inspect", f"docker://{registry}/{provider}/w2:1.2.3")["Labels"]
-    assert labels["org.opencontainers.image.version"] == "1.2.3"
 
 
 @pytest.fixture(scope="session")

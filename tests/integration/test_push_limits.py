@@ -22,7 +22,11 @@ import yaml
 from click.testing import CliRunner, Result
 
 from llama_bake.cli import main
-from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, ci_shell_steps, write_yaml
+from llama_bake.companions import ci_options
+from llama_bake.project import Paths, plan_catalog
+from llama_bake.render.ci import job_plan
+from tests.ci_pipeline import job_shell
+from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
 from tests.registry_proxy import RegistryProxy
 
 pytestmark = pytest.mark.buildkit
@@ -264,10 +268,10 @@ def test_a_file_over_the_limit_is_re_split_and_a_new_llama_cpp_re_pushes_no_weig
 def test_the_generated_ci_files_build_step_fails_in_seconds_without_a_login(
     project: Path, registry: str, server: WeightsServer, docker_config: Path, provider: str
 ) -> None:
-    """What `llama-bake ci` writes runs `llama-bake build --push` with a per-target cache (two phases): the push
-    pre-flight runs there too, so a registry that demands a login the job does not have stops the build step
-    before any step, with the fix, and so does a login without the push scope (ghcr.io's GITHUB_TOKEN without
-    write access to the package)."""
+    """What `llama-bake ci` writes runs `llama-bake build --push` with a per-target cache in each job: the push
+    pre-flight runs there too, so a registry that demands a login the job does not have stops the first job that
+    pushes (the base's) before any step, with the fix, and so does a login without the push scope (ghcr.io's
+    GITHUB_TOKEN without write access to the package)."""
     proxy = RegistryProxy(registry, auth=True, users={"ci": ("secret", frozenset({"lb/base", "lb/m"}))})
     try:
         url, sha = server.add("m.gguf")
@@ -275,15 +279,27 @@ def test_the_generated_ci_files_build_step_fails_in_seconds_without_a_login(
         project_file = project / "project.yaml"
         write_yaml(project_file, {**_yaml(project_file), "registry": f"{proxy.address}/lb"})
         root = project.parent
-        for argv in (["generate", "-c", str(project)], ["ci", provider, "-c", str(project)]):
+        # The caches in the registry on both (GitHub's own cache service is not here); a runner that fits the
+        # fixture's cuda base on GitLab (its standard one does not).
+        ci = ["ci", provider, "-c", str(project), "--cache", f"registry={proxy.address}/lb/cache"]
+        if provider == "gitlab":
+            ci += ["--runner-disk", "40GB"]
+        for argv in (["generate", "-c", str(project)], ci):
             done = CliRunner().invoke(main, argv)
             assert done.exit_code == 0, done.output
         written = root / (".github/workflows/llama-bake.yml" if provider == "github" else ".gitlab-ci.yml")
-        script = "set -eu\n" + "\n".join(ci_shell_steps(provider, yaml.safe_load(written.read_text())))
-        assert "PUBLISH_FLAGS=--push" in script
+        # The base job, the first to push.
+        paths = Paths.from_options(project, None)
+        planned = job_plan(plan_catalog(paths)[1], ci_options(paths, provider, runner_disk="40GB"))  # type: ignore[arg-type]
+        [entry] = planned["bases"]
+        outputs = {"runner_disk": str(planned["runner_disk"])}
+        job = "base" if provider == "github" else entry["job"]
+        shell, job_env = job_shell(provider, yaml.safe_load(written.read_text()), job, entry, outputs)
+        script = "set -eu\n" + shell
+        assert "set -- --push" in script
         # A push to the default branch: what GitHub makes of the job's PUBLISH expression, GitLab's variables.
         provided = {"PUBLISH": "true"} if provider == "github" else {"CI_COMMIT_BRANCH": "main"}
-        env = {**os.environ, **provided, "CI_REGISTRY_IMAGE": f"{proxy.address}/lb"}
+        env = {**os.environ, **job_env, **provided, "CI_REGISTRY_IMAGE": f"{proxy.address}/lb"}
 
         def run_file() -> tuple[subprocess.CompletedProcess[str], float]:
             started = time.monotonic()

@@ -87,6 +87,8 @@ def generated_files(case: str, root: Path) -> dict[str, str]:
             str(root / "gitlab.yml"),
             "--install",
             "llama-bake==1.0",
+            "--runner-disk",
+            "50GB",
         ],
     }
     for name, argv in commands.items():

@@ -1,0 +1,181 @@
+"""The CI pipelines' shape: a plan job, a job per base and platform, a job per model, a summary job (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llama_bake.companions import ci_options
+from llama_bake.plan.ir import BakePlan
+from llama_bake.project import Paths, plan_catalog
+from llama_bake.render.ci import base_jobs, job_plan
+from llama_bake.render.ci_github import GROUP_BASES, github_workflow
+from llama_bake.render.ci_gitlab import gitlab_pipeline
+from tests.conftest import BASE, MODEL, WriteCatalog
+
+
+@pytest.fixture
+def two_platforms(write_catalog: WriteCatalog) -> tuple[Paths, BakePlan]:
+    """A base for amd64 and arm64 with two models, a CPU base (amd64) and a GB10 base (arm64) with one each."""
+    cpu = {"backend": "cpu", "llama_cpp": BASE["llama_cpp"]}
+    cuda = {**BASE, "gpu_families": ["hopper"], "platforms": ["linux/amd64", "linux/arm64"]}
+    spark = {**BASE, "cuda": "12.9.1", "gpu_families": ["gb10"]}
+    catalog = write_catalog(
+        bases={"cuda": cuda, "cpu": cpu, "spark": spark},
+        models={
+            "a": {**MODEL, "base": "cuda"},
+            "b": {**MODEL, "base": "cuda"},
+            "c": {**MODEL, "base": "cpu"},
+            "d": {**MODEL, "base": "spark"},
+        },
+        project={"registry": "registry.example.com/team"},
+    )
+    paths = Paths.from_options(catalog, None)
+    return paths, plan_catalog(paths)[1]
+
+
+def test_the_github_workflow_takes_its_matrices_from_the_plan_job(two_platforms: tuple[Paths, BakePlan]) -> None:
+    paths, plan = two_platforms
+    jobs = github_workflow(plan, ci_options(paths, "github"))["jobs"]
+    assert list(jobs) == ["plan", "base", "models", "summary"]
+    plan_steps = [s.get("run", "") for s in jobs["plan"]["steps"]]
+    assert any(r.startswith("llama-bake generate --check") for r in plan_steps)
+    assert any(r.startswith("llama-bake ci plan") and '>> "$GITHUB_OUTPUT"' in r for r in plan_steps)
+    for name, output in (("base", "bases"), ("models", "models")):
+        strategy = jobs[name]["strategy"]
+        assert strategy == {
+            "fail-fast": False,
+            "matrix": {"include": f"${{{{ fromJSON(needs.plan.outputs.{output}) }}}}"},
+        }
+    assert jobs["models"]["needs"] == ["plan", "base"]
+    assert jobs["models"]["env"]["DISK_BUDGET"] == "${{ needs.plan.outputs.runner_disk }}"
+    assert jobs["summary"]["if"] == "${{ always() && needs.plan.result == 'success' }}"
+    assert jobs["summary"]["needs"] == ["plan", "base", "models"]
+
+
+def test_github_arm64_bases_run_on_the_native_arm64_runner_else_on_qemu(two_platforms: tuple[Paths, BakePlan]) -> None:
+    paths, plan = two_platforms
+    native = github_workflow(plan, ci_options(paths, "github"))["jobs"]["base"]
+    assert native["runs-on"] == ("${{ matrix.platform == 'linux/arm64' && 'ubuntu-24.04-arm' || 'ubuntu-latest' }}")
+    [qemu] = [s for s in native["steps"] if "setup-qemu" in s.get("uses", "")]
+    assert qemu["if"] == "contains(matrix.platform, ',')", "only a base for several platforms emulates"
+    emulated = github_workflow(plan, ci_options(paths, "github", arm64_runs_on=""))["jobs"]["base"]
+    assert emulated["runs-on"] == "ubuntu-latest"
+    [qemu] = [s for s in emulated["steps"] if "setup-qemu" in s.get("uses", "")]
+    assert qemu["if"] == "contains(matrix.platform, 'arm64')"
+
+
+def test_a_base_for_several_platforms_is_one_job_a_base_for_one_platform_its_own(
+    two_platforms: tuple[Paths, BakePlan],
+) -> None:
+    """One tag is one image index, which only a build of every platform writes."""
+    paths, plan = two_platforms
+    jobs = base_jobs(job_plan(plan, ci_options(paths, "github"))["bases"])
+    assert jobs == [
+        {"job": "base-cpu-amd64", "base": "cpu", "platform": "linux/amd64", "planned_disk": 4 * 10**9},
+        {"job": "base-cuda", "base": "cuda", "platform": "linux/amd64,linux/arm64"},
+        {"job": "base-spark-arm64", "base": "spark", "platform": "linux/arm64", "planned_disk": 32 * 10**9},
+    ]
+
+
+def test_github_artifacts_expire_and_a_pull_request_cancels_its_older_run(
+    two_platforms: tuple[Paths, BakePlan],
+) -> None:
+    paths, plan = two_platforms
+    workflow = github_workflow(plan, ci_options(paths, "github"))
+    uploads = [
+        s for job in workflow["jobs"].values() for s in job["steps"] if s.get("uses", "").startswith("actions/upload")
+    ]
+    assert len(uploads) == 3
+    assert all(s["with"]["retention-days"] == 7 for s in uploads)
+    assert workflow["concurrency"] == {
+        "group": "llama-bake-${{ github.ref }}",
+        "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
+    }
+
+
+def _script(job: dict[str, Any]) -> str:
+    return "\n".join(job["script"])
+
+
+def test_gitlab_jobs_are_the_plans_each_model_needing_only_its_bases(two_platforms: tuple[Paths, BakePlan]) -> None:
+    paths, plan = two_platforms
+    options = ci_options(paths, "gitlab", runner_disk="60GB")
+    pipeline = gitlab_pipeline(plan, options)
+    jobs = job_plan(plan, options)
+    assert pipeline["stages"] == ["plan", "bases", "models", "summary"]
+    names = [name for name in pipeline if name not in ("stages", ".llama-bake-build")]
+    bases = [j["job"] for j in base_jobs(jobs["bases"])]
+    assert names == ["plan", *bases, *(j["job"] for j in jobs["models"]), "summary"]
+    assert "--runner-disk 60GB" in _script(pipeline["plan"])
+    by_base = {entry["job"]: entry for entry in base_jobs(jobs["bases"])}
+    for entry in jobs["models"]:
+        job = pipeline[entry["job"]]
+        assert job["variables"]["TARGETS"] == " ".join(entry["targets"])
+        assert job["variables"]["DISK_BUDGET"] == str(jobs["runner_disk"])
+        assert {by_base[name]["base"] for name in job["needs"]} == set(entry["bases"])
+        for name in job["needs"]:
+            assert '--bases-from "$summary"' in _script(job)
+            assert f"llama-bake-summary-{name}.json" in _script(job)
+    assert pipeline["summary"]["when"] == "always"
+    assert "needs" not in pipeline["summary"], "the last stage takes every job's artifacts"
+
+
+def test_gitlab_arm64_bases_use_the_arm64_runner_tags_else_register_qemu(
+    two_platforms: tuple[Paths, BakePlan],
+) -> None:
+    paths, plan = two_platforms
+    emulated = gitlab_pipeline(plan, ci_options(paths, "gitlab", runner_disk="50GB"))
+    assert "binfmt" in _script(emulated["base-spark-arm64"])
+    assert "binfmt" in _script(emulated["base-cuda"]), "amd64 and arm64 in one job"
+    assert "binfmt" not in _script(emulated["base-cpu-amd64"])
+    tags = ("saas-linux-small-arm64",)
+    native = gitlab_pipeline(plan, ci_options(paths, "gitlab", runner_disk="50GB", arm64_runner_tags=tags))
+    assert native["base-spark-arm64"]["tags"] == ["saas-linux-small-arm64"]
+    assert "binfmt" not in _script(native["base-spark-arm64"])
+    assert "tags" not in native["base-cuda"]
+    assert "binfmt" in _script(native["base-cuda"])
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab"])
+def test_only_the_default_branch_pushes_and_every_build_writes_its_jobs_summary(
+    two_platforms: tuple[Paths, BakePlan], provider: str
+) -> None:
+    paths, plan = two_platforms
+    options = ci_options(paths, provider, runner_disk="50GB")  # type: ignore[arg-type]
+    if provider == "github":
+        jobs = github_workflow(plan, options)["jobs"]
+        scripts = [
+            s["run"]
+            for name in ("base", "models")
+            for s in jobs[name]["steps"]
+            if "llama-bake build" in s.get("run", "")
+        ]
+        pushes = '[ "$PUBLISH" = true ]'
+    else:
+        pipeline = gitlab_pipeline(plan, options)
+        scripts = [_script(job) for name, job in pipeline.items() if name.startswith(("base-", "models-"))]
+        pushes = '[ "$CI_COMMIT_BRANCH" = main ]'
+    assert len(scripts) == (2 if provider == "github" else 3 + 4)
+    for script in scripts:
+        assert f"if {pushes}; then" in script
+        assert "set -- --push" in script
+        assert "set -- --no-cache-export" in script, "elsewhere: import the caches, push and export nothing"
+        assert '--summary-json "llama-bake-summary-$JOB.json"' in script
+
+
+@pytest.mark.tools
+def test_the_github_plan_jobs_jq_groups_the_bases_as_the_gitlab_renderer_does(
+    two_platforms: tuple[Paths, BakePlan],
+) -> None:
+    """GitHub's plan job groups the bases at run time with jq; GitLab's file is rendered by ``base_jobs``."""
+    import json
+    import subprocess
+
+    paths, plan = two_platforms
+    planned = job_plan(plan, ci_options(paths, "github"))
+    done = subprocess.run(
+        ["jq", "-c", GROUP_BASES], input=json.dumps(planned), capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == base_jobs(planned["bases"])
