@@ -187,7 +187,7 @@ def ci_plan(
     catalog: Path | None, bake_file: Path | None, targets: tuple[str, ...], provider: str, runner_disk: int | None
 ) -> None:
     """Print the fan-out plan as JSON: a job per base and platform, then the models (TARGETS, default: every
-    model) in jobs that each fit a runner's disk. Exit 11 when a base or a model cannot fit one."""
+    model) in jobs that each fit a runner's disk. Exit 11 when a model cannot fit one."""
     import json
 
     from llama_bake.buildx.invocation import expand_targets

@@ -107,8 +107,11 @@ def test_ci_plan_prints_the_documented_json(write_catalog: WriteCatalog) -> None
         {"job": "models-a-b", "targets": ["a", "b"], "bases": ["llama-cpp-cuda"], "planned_disk": PULLED + 9 * GB}
     ]
     gitlab = CliRunner().invoke(main, ["ci", "plan", "-c", str(catalog), "--provider", "gitlab"])
-    assert gitlab.exit_code == 11, "a CUDA base does not fit GitLab's small runner"
-    assert "saas-linux-medium-amd64" in gitlab.output
+    assert gitlab.exit_code == 0, "a base's planned (not measured) figure warns, it does not refuse"
+    assert "base llama-cpp-cuda: 32.0 GB planned for its build (from the images' published sizes, not measured)" in (
+        gitlab.stderr
+    )
+    assert "saas-linux-medium-amd64" in gitlab.stderr
     bad = CliRunner().invoke(main, ["ci", "plan", "-c", str(catalog), "--runner-disk", "lots"])
     assert bad.exit_code == 2
     assert "is not a size" in bad.output
