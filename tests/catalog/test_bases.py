@@ -99,3 +99,17 @@ def test_subdir_only_applies_to_an_archive() -> None:
     )
     assert isinstance(base.llama_cpp, LocalSource)
     assert base.llama_cpp.subdir == "llama.cpp-b1"
+
+
+def test_a_cuda_base_runs_on_the_slim_cuda_runtime_unless_it_asks_for_the_full_one() -> None:
+    assert Base.model_validate(base()).cuda_runtime == "slim"
+    assert Base.model_validate(base(cuda_runtime="full")).cuda_runtime == "full"
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(cuda_runtime="fat"))
+    assert "'slim' or 'full'" in error_text(exc)
+
+
+def test_cuda_runtime_on_a_cpu_base_is_refused() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(backend="cpu", gpu_families=[], cuda_runtime="slim"))
+    assert "cuda_runtime only applies to `backend: cuda`" in error_text(exc)
