@@ -1,7 +1,7 @@
 """The slim CUDA runtime against NVIDIA's full one: what the CUDA tier's base image weighs each way.
 
     python bench/cuda_runtime.py   # after tests/integration/test_real_cuda.py has run (its build cache makes the
-                                   # compile a hit): about 10 minutes on 2 cores; writes its section of RESULTS.md
+                                   # compile a hit): about 5 minutes on 2 cores; writes its section of RESULTS.md
 
 The CUDA tier's base (CUDA 13.0.2, ``ada``, the tier's trimmed CMake options) on its stand-ins, built on a private
 builder that imports a copy of the tier's build cache, three ways:
@@ -42,8 +42,8 @@ from tests.standins import CUDA_BAKE_CACHE, _publish, cache_dir  # noqa: E402
 
 SECTION = "## The slim CUDA runtime"
 # What NVIDIA's 13.0 runtime image installs beyond cudart and cuBLAS (cuda-libraries-13-0, libnpp, libcusparse,
-# cuda-nvtx, libnccl2), as the 13.0 wheels on PyPI ship them. Not here: cuFile, nvFatbin, OpenCL, and the
-# forward-compatibility driver (cuda-compat), which NVIDIA's image also has.
+# cuda-nvtx, libnccl2), as the 13.0 wheels on PyPI ship them. Not here: what no wheel ships, the
+# forward-compatibility driver (cuda-compat) among it, which NVIDIA's image also has.
 RUNTIME_WHEELS = (
     "nvidia-cufft==12.0.0.61",
     "nvidia-curand==10.4.0.35",
@@ -184,7 +184,7 @@ def report(results: dict[str, tuple[int, int]], versions: str) -> str:
             "an OCI layout with gzip layers: stored is what a registry keeps and a GPU host pulls (config and "
             "layers), unpacked the layers' files. The realistic full runtime is the tier's runtime stand-in plus "
             f"the rest of CUDA 13.0's runtime libraries from NVIDIA's wheels ({wheels}); NVIDIA's image also has "
-            "cuFile, nvFatbin, OpenCL and the forward-compatibility driver, which it lacks.",
+            "more (its forward-compatibility driver, cuda-compat, among them), so it is larger still.",
             "",
             "| runtime | stored (MB) | vs slim | unpacked (MB) | vs slim |",
             "| --- | ---: | ---: | ---: | ---: |",
