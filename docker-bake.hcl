@@ -165,9 +165,13 @@ target "llama-cpp-cuda" {
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=89-real;120a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
     "ENV_CUDA_DEVICE_MAX_CONNECTIONS" = "32"
+    "ENV_CUDA_VERSION" = "12.8.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.8"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"

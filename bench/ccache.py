@@ -242,17 +242,18 @@ def report(
     return 0
 
 
-def section(text: str) -> str:
-    """This benchmark's section of RESULTS.md ('' when absent): ``run.py`` keeps it when it rewrites the file."""
-    start = text.find(SECTION)
+def section(text: str, heading: str = SECTION) -> str:
+    """A benchmark's section of RESULTS.md ('' when absent), this one's by default: ``run.py`` keeps the sections
+    measured on their own when it rewrites the file."""
+    start = text.find(heading)
     if start < 0:
         return ""
-    end = text.find("\n## ", start + len(SECTION))
+    end = text.find("\n## ", start + len(heading))
     return text[start : end + 1 if end >= 0 else len(text)]
 
 
-def replace_section(text: str, new: str) -> str:
-    old = section(text)
+def replace_section(text: str, new: str, heading: str = SECTION) -> str:
+    old = section(text, heading)
     if old:
         return text.replace(old, new)
     return text.rstrip("\n") + "\n\n" + new

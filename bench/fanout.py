@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import ccache
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,15 +222,6 @@ def report(sizes: Sizes, results: dict[str, list[Job]]) -> str:
     )
 
 
-def section(text: str) -> str:
-    """This benchmark's section of RESULTS.md ('' when absent): ``run.py`` keeps it when it rewrites the file."""
-    start = text.find(SECTION)
-    if start < 0:
-        return ""
-    end = text.find("\n## ", start + len(SECTION))
-    return text[start : end + 1 if end >= 0 else len(text)]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="two tiny models, nothing written")
@@ -242,9 +234,7 @@ def main() -> int:
         print(text)
         return 0
     existing = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-    old = section(existing)
-    updated = existing.replace(old, text) if old else existing.rstrip("\n") + "\n\n" + text
-    args.output.write_text(updated, encoding="utf-8")
+    args.output.write_text(ccache.replace_section(existing, text, SECTION), encoding="utf-8")
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import builds
 import ccache
+import cuda_runtime
 import fanout
 import yaml
 
@@ -164,10 +165,12 @@ def main() -> int:
     if args.smoke:
         print(text)
     else:
-        # bench/ccache.py's and bench/fanout.py's sections are measured on their own: kept as they were.
-        existing = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        kept = "".join("\n" + part for part in (ccache.section(existing), fanout.section(existing)) if part)
-        args.output.write_text(text + kept, encoding="utf-8")
+        # bench/ccache.py's, bench/cuda_runtime.py's and bench/fanout.py's sections are measured on their own
+        # (minutes to most of an hour, some on the slow tiers' caches): kept as they were.
+        old = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        headings = (ccache.SECTION, cuda_runtime.SECTION, fanout.SECTION)
+        kept = "".join(ccache.section(old, heading) for heading in headings)
+        args.output.write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -207,9 +207,13 @@ def cuda_layouts() -> dict[str, Path]:
 
 
 def image_overrides(os_flavour: str = "ubuntu24.04") -> dict[str, str]:
-    """The catalog's ``image_overrides`` that put the stand-ins in place of NVIDIA's images."""
+    """The catalog's ``image_overrides`` that put the stand-ins in place of NVIDIA's images, and the Debian one in
+    place of the OS image (what the slim CUDA runtime starts from)."""
     layouts = cuda_layouts()
     return {
-        f"nvidia/cuda:{CUDA_VERSION}-{kind}-{os_flavour}": f"oci-layout://{layout}:latest"
-        for kind, layout in layouts.items()
+        **{
+            f"nvidia/cuda:{CUDA_VERSION}-{kind}-{os_flavour}": f"oci-layout://{layout}:latest"
+            for kind, layout in layouts.items()
+        },
+        f"ubuntu:{os_flavour.removeprefix('ubuntu')}": f"oci-layout://{debian_layout()}:latest",
     }

@@ -160,6 +160,14 @@ class Base(Strict):
     llama_cpp: LlamaSource = Field(description="Where the llama.cpp source comes from.")
     cuda: CudaVersion = Field("12.8.1", description="CUDA toolkit of the nvidia/cuda images.")
     os: OsFlavour = Field("ubuntu24.04", description="OS of the build and runtime images.")
+    cuda_runtime: Literal["slim", "full"] = Field(
+        "slim",
+        description=(
+            "What a cuda base's image runs on: slim (the plain OS image plus the CUDA libraries the compiled "
+            "backend loads, found from its binaries) or full (NVIDIA's -runtime- image, several GB of CUDA "
+            "libraries)."
+        ),
+    )
     gpu_families: tuple[str, ...] = Field(
         default=(),
         description="GPU families to compile for: " + ", ".join(GPU_FAMILIES) + ".",
@@ -233,6 +241,9 @@ class Base(Strict):
         if self.backend == "cpu":
             if self.gpu_families:
                 msg = "gpu_families only apply to `backend: cuda`; remove them for a cpu base"
+                raise ValueError(msg)
+            if "cuda_runtime" in self.model_fields_set:
+                msg = "cuda_runtime only applies to `backend: cuda`; remove it for a cpu base"
                 raise ValueError(msg)
             return self
         if not self.gpu_families:

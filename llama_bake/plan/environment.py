@@ -8,7 +8,7 @@ from llama_bake.catalog.bases import Base
 from llama_bake.catalog.constants import DEFAULT_MAX_LAYER_SIZE, HF_ENDPOINT
 from llama_bake.catalog.layers import resplit
 from llama_bake.catalog.models import FileWeights, HfWeights, Model, UrlWeights, Weights
-from llama_bake.plan.ir import MODELS_DIR, part_prefix
+from llama_bake.plan.ir import DEFAULT_LLAMA_CACHE, MODELS_DIR, part_prefix
 
 
 def cmake_args(base: Base) -> str:
@@ -22,6 +22,25 @@ def cmake_args(base: Base) -> str:
     options.update({"GGML_BACKEND_DL": "ON", "LLAMA_BUILD_TESTS": "OFF", "LLAMA_BUILD_EXAMPLES": "OFF"})
     options.update(dict(sorted(base.cmake_options.items())))
     return " ".join(f"-D{k}={v}" for k, v in options.items())
+
+
+def base_env(base: Base) -> dict[str, str]:
+    """A base image's environment, sorted: llama.cpp's download cache; on a slim CUDA runtime what NVIDIA's
+    runtime image tells the NVIDIA container toolkit; then the base's runtime_env, which wins."""
+    env = {"LLAMA_CACHE": DEFAULT_LLAMA_CACHE}
+    if base.backend == "cuda" and base.cuda_runtime == "slim":
+        major, minor = base.cuda.split(".")[:2]
+        env |= {
+            "CUDA_VERSION": base.cuda,
+            "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+            # NVIDIA's image adds driver ranges per GPU brand that its forward-compatibility libcuda (the
+            # cuda-compat package) makes work with an older driver; the slim image does not carry it, so the
+            # toolkit refuses a driver too old for this CUDA before anything starts.
+            "NVIDIA_REQUIRE_CUDA": f"cuda>={major}.{minor}",
+            "NVIDIA_VISIBLE_DEVICES": "all",
+        }
+    env |= base.runtime_env
+    return dict(sorted(env.items()))
 
 
 # The CPU code of each architecture, put before the options above (a user's cmake_options win): every x86

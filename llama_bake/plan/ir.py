@@ -89,6 +89,9 @@ class Shape:
     # model: a weights file over max_layer_size is re-split in the build into at most this many layers (0: no)
     resplit_layers: int = 0
     split_source: str = ""  # where llama-gguf-split's llama.cpp comes from: git or tree
+    # cuda base: what its runtime stage starts from, slim (the OS image and the CUDA libraries the build loads)
+    # or full (NVIDIA's -runtime- image)
+    cuda_runtime: str = ""
 
     @property
     def mmproj(self) -> bool:

@@ -20,9 +20,8 @@ from llama_bake.catalog.constants import GIT_PLACEHOLDERS
 from llama_bake.catalog.layers import resplit
 from llama_bake.catalog.models import FileWeights, HfWeights, Model
 from llama_bake.errors import CatalogError
-from llama_bake.plan.environment import CPU_ARGS, cmake_args, server_env, weights_label
+from llama_bake.plan.environment import CPU_ARGS, base_env, cmake_args, server_env, weights_label
 from llama_bake.plan.ir import (
-    DEFAULT_LLAMA_CACHE,
     DOCKERFILES_DIR,
     LABEL_PREFIX,
     BakePlan,
@@ -126,10 +125,13 @@ def _merge(parts: list[str | Var | Fn]) -> tuple[str | Var | Fn, ...]:
 
 
 def _os_images(base: Base) -> tuple[str, str]:
-    version = base.os.removeprefix("ubuntu")
-    if base.backend == "cuda":
-        return (f"nvidia/cuda:{base.cuda}-devel-{base.os}", f"nvidia/cuda:{base.cuda}-runtime-{base.os}")
-    return (f"ubuntu:{version}", f"ubuntu:{version}")
+    """The build stage's image and the runtime stage's: a slim CUDA runtime starts from the OS image, as a cpu
+    base's does, and takes the CUDA libraries its binaries load from the build stage."""
+    os_image = f"ubuntu:{base.os.removeprefix('ubuntu')}"
+    if base.backend == "cpu":
+        return (os_image, os_image)
+    devel = f"nvidia/cuda:{base.cuda}-devel-{base.os}"
+    return (devel, os_image if base.cuda_runtime == "slim" else f"nvidia/cuda:{base.cuda}-runtime-{base.os}")
 
 
 def _overrides(catalog: Catalog, images: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -156,8 +158,7 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         src_context = _relative(project_dir, bake_dir, source.path)
         src_label = "local"
         source_kind = "tree"
-    env = {"LLAMA_CACHE": DEFAULT_LLAMA_CACHE, **base.runtime_env}
-    env = dict(sorted(env.items()))
+    env = base_env(base)
     args: dict[str, str | Interp] = {
         "BUILD_IMAGE": build_image,
         "RUNTIME_IMAGE": runtime_image,
@@ -185,7 +186,13 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         labels[f"{LABEL_PREFIX}.gpu-families"] = ",".join(base.gpu_families)
     labels.update(base.labels)
     contexts = [("llama-src", src_context), *_overrides(catalog, (build_image, runtime_image))]
-    shape = Shape(kind="base", backend=base.backend, source=source_kind, env_keys=tuple(env))
+    shape = Shape(
+        kind="base",
+        backend=base.backend,
+        source=source_kind,
+        env_keys=tuple(env),
+        cuda_runtime=base.cuda_runtime if base.backend == "cuda" else "",
+    )
     return Target(
         name=base.name,
         kind="base",

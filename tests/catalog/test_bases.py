@@ -124,3 +124,17 @@ def test_a_card_name_or_compute_capability_names_its_family(word: str, family: s
     from llama_bake.catalog.gpus import family_of
 
     assert family_of(word) == family
+
+
+def test_a_cuda_base_runs_on_the_slim_cuda_runtime_unless_it_asks_for_the_full_one() -> None:
+    assert Base.model_validate(base()).cuda_runtime == "slim"
+    assert Base.model_validate(base(cuda_runtime="full")).cuda_runtime == "full"
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(cuda_runtime="fat"))
+    assert "'slim' or 'full'" in error_text(exc)
+
+
+def test_cuda_runtime_on_a_cpu_base_is_refused() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(base(backend="cpu", gpu_families=[], cuda_runtime="slim"))
+    assert "cuda_runtime only applies to `backend: cuda`" in error_text(exc)

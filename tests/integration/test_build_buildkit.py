@@ -43,7 +43,8 @@ pytestmark = pytest.mark.buildkit
 
 SHA = "c" * 64
 DEVEL = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
-RUNTIME = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+# What a cuda base's runtime stage starts from: the OS image (the slim CUDA runtime, the default).
+RUNTIME = "ubuntu:24.04"
 
 
 @dataclass
@@ -555,7 +556,8 @@ def test_the_real_cuda_templates_pass_buildx_check(
     project["split_tool"] = {"path": "split-src", "ref": "local"}  # check resolves contexts: no GitHub here
     write_yaml(catalog / "project.yaml", project)
     spark = {"llama_cpp": {"git": "https://github.com/ggml-org/llama.cpp.git", "ref": "b6500"}, "cuda": "12.9.1"}
-    write_yaml(catalog / "bases" / "spark.yaml", {**spark, "gpu_families": ["gb10"]})
+    # The shipped base runs on the slim CUDA runtime, this one on NVIDIA's full one: both runtime stages checked.
+    write_yaml(catalog / "bases" / "spark.yaml", {**spark, "gpu_families": ["gb10"], "cuda_runtime": "full"})
     spark_weights = {"url": "https://models.invalid/s.gguf", "sha256": SHA}
     write_yaml(catalog / "models" / "on-spark.yaml", {"base": "spark", "weights": spark_weights})
     for shipped in (catalog / "models").glob("*.yaml"):
@@ -580,6 +582,7 @@ def test_the_real_cuda_templates_pass_buildx_check(
     generate_set(paths, compile_catalog(paths), check=False)
     plan = plan_catalog(paths)[1]
     kinds = {(s.kind, s.backend or s.delivery, s.sources) for s in plan.shapes}
+    assert {s.cuda_runtime for s in plan.shapes if s.kind == "base"} == {"slim", "full"}
     assert kinds >= {
         ("base", "cuda", ()),
         ("model", "baked", ("remote",)),

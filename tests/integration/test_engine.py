@@ -31,7 +31,8 @@ pytestmark = pytest.mark.engine
 
 STAND_IN = "llama-bake-test/busybox:1"
 DEVEL = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
-RUNTIME = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+# What a cuda base's runtime stage starts from: the OS image (the slim CUDA runtime, the default).
+RUNTIME = "ubuntu:24.04"
 SHA = "c" * 64
 HOST = ("--network", "host")  # no default bridge on these engines
 

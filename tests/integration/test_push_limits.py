@@ -32,7 +32,8 @@ from tests.registry_proxy import RegistryProxy
 pytestmark = pytest.mark.buildkit
 
 DEVEL = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
-RUNTIME = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+# What a cuda base's runtime stage starts from: the OS image (the slim CUDA runtime, the default).
+RUNTIME = "ubuntu:24.04"
 MIB = 1 << 20
 
 

@@ -2,7 +2,8 @@
 built by `llama-bake build` with a real nvcc, a tiny model on it, and the images checked and run without a GPU.
 
 - NVIDIA's images are replaced by stand-ins (tests/cuda_standins.py: the Debian stand-in plus NVIDIA's CUDA 13.0
-  wheels from PyPI) through the catalog's `image_overrides`; nothing else is replaced.
+  wheels from PyPI) through the catalog's `image_overrides`, and ubuntu:24.04 by the Debian stand-in (the slim
+  CUDA runtime, the default, starts from the OS image); nothing else is replaced.
 - The compile is trimmed through the base's `cmake_options` to what two cores build in minutes: one GPU family
   (ada, 89-real), one CPU variant, the FlashAttention kernels compiled out (GGML_CUDA_FA=OFF: with it on,
   their template instances are most of a CUDA compile), and the CUDA sources compiled without optimisation:
@@ -36,11 +37,14 @@ from tests.tinymodel import write_tiny_gguf
 pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
 
 LLAMA_REF = "pypi-0.3.36"
+BASE = "llama-cuda"
 FAMILY = "ada"
 ARCH = 89
 START_PERIOD_S = 60
 # The driver's library: the NVIDIA container runtime brings it; no image may (the stub only links).
 DRIVER = "libcuda.so.1"
+# What libggml-cuda.so loads from the toolkit (cuBLAS loads cuBLASLt): all the slim runtime holds of it.
+CUDA_LIBRARIES = ("libcublas.so.13", "libcublasLt.so.13", "libcudart.so.13")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,26 @@ class Built:
     project: Path
     model: OciArchive
     app: dict[str, bytes]  # the files under /app, read once (the archive's layers hold cuBLAS: 600 MB)
+
+
+def base_catalog() -> dict[str, Any]:
+    """The base's catalog file (bench/cuda_runtime.py builds it too, on this tier's build cache)."""
+    return {
+        "backend": "cuda",
+        "cuda": CUDA_VERSION,
+        "gpu_families": [FAMILY],
+        "llama_cpp": {"path": str(llama_cpp_tree()), "ref": LLAMA_REF},
+        "build_jobs": 2,
+        # What the test trims (and why) is in the module's docstring and the README.
+        "cmake_options": {
+            "GGML_CPU_ALL_VARIANTS": "OFF",
+            "GGML_CUDA_FA": "OFF",
+            "CMAKE_CUDA_FLAGS": "-Xcicc=-O0",
+            "CMAKE_CUDA_FLAGS_RELEASE": "-DNDEBUG",
+            "CMAKE_C_FLAGS_RELEASE": "-DNDEBUG",
+            "CMAKE_CXX_FLAGS_RELEASE": "-DNDEBUG",
+        },
+    }
 
 
 def _cache() -> str:
@@ -61,25 +85,7 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Bu
         project / "catalog" / "project.yaml",
         {"registry": "localhost:5000/real-cuda", "image_overrides": image_overrides()},
     )
-    write_yaml(
-        project / "catalog" / "bases" / "llama-cuda.yaml",
-        {
-            "backend": "cuda",
-            "cuda": CUDA_VERSION,
-            "gpu_families": [FAMILY],
-            "llama_cpp": {"path": str(llama_cpp_tree()), "ref": LLAMA_REF},
-            "build_jobs": 2,
-            # What the test trims (and why) is in the module's docstring and the README.
-            "cmake_options": {
-                "GGML_CPU_ALL_VARIANTS": "OFF",
-                "GGML_CUDA_FA": "OFF",
-                "CMAKE_CUDA_FLAGS": "-Xcicc=-O0",
-                "CMAKE_CUDA_FLAGS_RELEASE": "-DNDEBUG",
-                "CMAKE_C_FLAGS_RELEASE": "-DNDEBUG",
-                "CMAKE_CXX_FLAGS_RELEASE": "-DNDEBUG",
-            },
-        },
-    )
+    write_yaml(project / "catalog" / "bases" / f"{BASE}.yaml", base_catalog())
     (project / "weights").mkdir()
     sha = write_tiny_gguf(project / "weights" / "tiny.gguf", seed=3)
     health = {"start_period": f"{START_PERIOD_S}s", "interval": "5s", "timeout": "3s", "retries": 3}
@@ -186,7 +192,9 @@ def test_nvcc_compiled_device_code_for_the_catalogs_architecture_only(built: Bui
     assert labels["io.llama-bake.cuda-architectures"] == f"{ARCH}-real"
 
 
-def test_every_library_resolves_in_the_runtime_image_except_the_drivers(built: Built, run_image: Any) -> None:
+def test_the_slim_runtime_holds_just_the_cuda_libraries_the_build_loads_and_each_resolves(
+    built: Built, run_image: Any
+) -> None:
     container = run_image(built.model.path)
     wait_healthy(container, START_PERIOD_S)
     listed = container.exec("sh", "-c", 'for f in /app/llama-server /app/*.so; do echo "== $f"; ldd "$f"; done')
@@ -202,14 +210,20 @@ def test_every_library_resolves_in_the_runtime_image_except_the_drivers(built: B
         elif "=> not found" in line:
             missing.setdefault(current, set()).add(line.split("=>")[0].strip())
     assert missing == {"/app/libggml-cuda.so": {DRIVER}}
-    # cudart and cuBLAS come from the runtime image (NVIDIA's place for them), not copied into /app.
+    # cudart and cuBLAS are where the devel image's toolkit has them (the stand-in's /usr/local/cuda-13.0/lib64),
+    # a layer of their own that a llama.cpp update leaves as it is, not copied into /app.
     resolved = container.exec("ldd", "/app/libggml-cuda.so").stdout
-    assert re.search(r"libcublas\.so\.13 => /usr/local/cuda[^ ]*/lib[^ ]*/libcublas\.so\.13", resolved), resolved
-    assert re.search(r"libcudart\.so\.13 => /usr/local/cuda[^ ]*/lib[^ ]*/libcudart\.so\.13", resolved), resolved
+    for name in CUDA_LIBRARIES:
+        assert re.search(rf"{re.escape(name)} => /usr/local/cuda-13\.0/lib64/{re.escape(name)} ", resolved), resolved
     assert not [name for name in built.app if name.startswith(("app/libcudart", "app/libcublas", "app/libcuda."))]
+    # They are all the image holds of the toolkit: the stand-in's nvcc, cicc, headers and driver stub stay out.
+    found = container.exec("find", "/usr/local", "-path", "*cuda*", "!", "-type", "d").stdout.split()
+    assert sorted(found) == sorted(f"/usr/local/cuda-13.0/lib64/{name}" for name in CUDA_LIBRARIES), found
+    conf = container.exec("cat", "/etc/ld.so.conf.d/llama-bake-cuda.conf").stdout
+    assert conf == "/usr/local/cuda-13.0/lib64\n"
 
 
-def test_without_a_gpu_the_server_skips_cuda_and_serves_on_the_cpu(built: Built, run_image: Any) -> None:
+def test_without_a_gpu_the_server_runs_skips_cuda_and_serves_on_the_cpu(built: Built, run_image: Any) -> None:
     container = run_image(built.model.path)
     wait_healthy(container, START_PERIOD_S)
     answer = complete(container, "hello llama")
@@ -219,6 +233,9 @@ def test_without_a_gpu_the_server_skips_cuda_and_serves_on_the_cpu(built: Built,
     # The model asks for GPU layers; with no driver the CUDA backend does not load, and llama-server says so.
     assert "no usable GPU found" in log
     assert "CUDA0" not in log
+    version = container.exec("/app/llama-server", "--version")
+    assert version.returncode == 0, version.stderr
+    assert "version: " in version.stdout + version.stderr
     devices = container.exec("/app/llama-server", "--list-devices")
     assert devices.returncode == 0, devices.stderr
     assert "CUDA" not in devices.stdout + devices.stderr
@@ -230,7 +247,11 @@ def test_the_runtime_image_keeps_nvidias_environment(built: Built) -> None:
     # /app first, then NVIDIA's driver directories, which some hosts mount libcuda.so.1 into.
     assert env["LD_LIBRARY_PATH"] == "/app:/usr/local/nvidia/lib:/usr/local/nvidia/lib64"
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
-    assert env["NVIDIA_REQUIRE_CUDA"].startswith("cuda>=13.0")
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
+    # No driver ranges for NVIDIA's forward-compatibility libcuda, which the slim runtime does not carry.
+    assert env["NVIDIA_REQUIRE_CUDA"] == "cuda>=13.0"
+    assert env["CUDA_VERSION"] == CUDA_VERSION
+    assert env["PATH"].startswith("/usr/local/nvidia/bin:")
     assert env["LLAMA_ARG_N_GPU_LAYERS"] == "999"
 
 

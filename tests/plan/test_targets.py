@@ -187,6 +187,39 @@ def test_image_overrides_become_named_contexts_of_the_base() -> None:
     ).contexts
 
 
+def test_a_slim_cuda_runtime_starts_from_the_os_image_with_nvidias_environment() -> None:
+    overrides = {"ubuntu:24.04": "oci-layout:///mirror/ubuntu:24.04"}
+    plan = make_plan(catalog(bases=[{"name": "base", **BASE, "cuda": "13.0.2"}], image_overrides=overrides), ROOT, ROOT)
+    target = plan.target("base")
+    args = dict(target.args)
+    assert args["BUILD_IMAGE"] == "nvidia/cuda:13.0.2-devel-ubuntu24.04"
+    assert args["RUNTIME_IMAGE"] == "ubuntu:24.04"
+    assert ("ubuntu:24.04", "oci-layout:///mirror/ubuntu:24.04") in target.contexts
+    assert target.shape.cuda_runtime == "slim"
+    assert {k: v for k, v in args.items() if k.startswith(("ENV_NVIDIA", "ENV_CUDA"))} == {
+        "ENV_CUDA_VERSION": "13.0.2",
+        "ENV_NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+        "ENV_NVIDIA_REQUIRE_CUDA": "cuda>=13.0",
+        "ENV_NVIDIA_VISIBLE_DEVICES": "all",
+    }
+
+
+def test_the_full_cuda_runtime_is_nvidias_image_and_keeps_its_environment() -> None:
+    plan = make_plan(catalog(bases=[{"name": "base", **BASE, "cuda_runtime": "full"}]), ROOT, ROOT)
+    target = plan.target("base")
+    args = dict(target.args)
+    assert args["RUNTIME_IMAGE"] == "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    assert target.shape.cuda_runtime == "full"
+    # NVIDIA's image sets these itself; a base's runtime_env may still override them.
+    assert not [k for k in args if k.startswith(("ENV_NVIDIA", "ENV_CUDA"))]
+
+
+def test_runtime_env_wins_over_the_slim_runtimes_nvidia_environment() -> None:
+    base = {"name": "base", **BASE, "runtime_env": {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility,video"}}
+    args = dict(make_plan(catalog(bases=[base]), ROOT, ROOT).target("base").args)
+    assert args["ENV_NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility,video"
+
+
 def test_local_llama_cpp_source_is_relative_to_the_bake_file() -> None:
     base = {"name": "base", **BASE, "llama_cpp": {"path": "vendor/llama.cpp", "ref": "b6500"}}
     plan = make_plan(catalog(bases=[base]), ROOT, ROOT / "build")

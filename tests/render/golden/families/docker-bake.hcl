@@ -125,9 +125,13 @@ target "ada" {
     "CCACHE_MAXSIZE" = "2G"
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=89-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
+    "ENV_CUDA_VERSION" = "12.8.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.8"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"
@@ -159,9 +163,13 @@ target "ampere" {
     "CCACHE_MAXSIZE" = "2G"
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=86-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
+    "ENV_CUDA_VERSION" = "12.8.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.8"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"
@@ -193,9 +201,13 @@ target "ampere-datacenter" {
     "CCACHE_MAXSIZE" = "2G"
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=80-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
+    "ENV_CUDA_VERSION" = "12.8.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.8"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"
@@ -227,9 +239,13 @@ target "blackwell-consumer" {
     "CCACHE_MAXSIZE" = "2G"
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=120a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
+    "ENV_CUDA_VERSION" = "12.8.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.8"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"
@@ -261,9 +277,13 @@ target "blackwell-datacenter" {
     "CCACHE_MAXSIZE" = "2G"
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=100-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
+    "ENV_CUDA_VERSION" = "12.8.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.8"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"
@@ -295,9 +315,13 @@ target "gb10" {
     "CCACHE_MAXSIZE" = "2G"
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=121a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_ARM64" = "-DGGML_CPU_ALL_VARIANTS=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16"
+    "ENV_CUDA_VERSION" = "12.9.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.9"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.9.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"
@@ -329,9 +353,13 @@ target "hopper" {
     "CCACHE_MAXSIZE" = "2G"
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
+    "ENV_CUDA_VERSION" = "12.8.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.8"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"
@@ -651,9 +679,13 @@ target "turing" {
     "CCACHE_MAXSIZE" = "2G"
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=75-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     "CMAKE_ARGS_AMD64" = "-DGGML_CPU_ALL_VARIANTS=ON"
+    "ENV_CUDA_VERSION" = "12.8.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.8"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "b6500"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
   }
   labels = {
     "io.llama-bake.backend" = "cuda"

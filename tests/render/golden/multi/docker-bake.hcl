@@ -159,6 +159,7 @@ target "cuda-129" {
   contexts = {
     "llama-src" = "https://github.com/ggml-org/llama.cpp.git#4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"
     "nvidia/cuda:12.9.1-devel-ubuntu24.04" = "docker-image://mirror.example.com/nvidia/cuda:12.9.1-devel-ubuntu24.04"
+    "ubuntu:24.04" = "oci-layout://./images/ubuntu"
   }
   args = {
     "BUILD_IMAGE" = "nvidia/cuda:12.9.1-devel-ubuntu24.04"
@@ -168,10 +169,14 @@ target "cuda-129" {
     "CMAKE_ARGS" = "-DGGML_NATIVE=OFF -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90-real;100-real;121a-real -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined -DGGML_BACKEND_DL=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_CUDA_FA_ALL_QUANTS=ON -DGGML_CUDA_GRAPHS=ON"
     "CMAKE_ARGS_ARM64" = "-DGGML_CPU_ALL_VARIANTS=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16"
     "ENV_CUDA_DEVICE_MAX_CONNECTIONS" = "32"
+    "ENV_CUDA_VERSION" = "12.9.1"
     "ENV_LLAMA_CACHE" = "/var/cache/llama"
     "ENV_NCCL_DEBUG" = "WARN"
+    "ENV_NVIDIA_DRIVER_CAPABILITIES" = "compute,utility"
+    "ENV_NVIDIA_REQUIRE_CUDA" = "cuda>=12.9"
+    "ENV_NVIDIA_VISIBLE_DEVICES" = "all"
     "LLAMA_CPP_REF" = "4f4e42a8b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5"
-    "RUNTIME_IMAGE" = "nvidia/cuda:12.9.1-runtime-ubuntu24.04"
+    "RUNTIME_IMAGE" = "ubuntu:24.04"
     "SOURCE_DATE_EPOCH" = "${SOURCE_DATE_EPOCH}"
   }
   labels = {

@@ -85,6 +85,37 @@ RUN --mount=type=bind,from=ccache,target=/tmp/ccache-import \
 FROM scratch AS ccache-export
 COPY --from=ccache-snapshot /tmp/ccache-export/ /
 
+# The CUDA libraries the build loads, found from its binaries: each library that `ldd` resolves, for a file in
+# /out, into the CUDA toolkit (the directory above nvcc's, else /usr/local/cuda*), with its soname link, at the
+# path it has there, and a loader entry for its directory. The driver's libraries (libcuda.so.1, libnvidia-*,
+# and the toolkit's forward-compatibility copies in compat/) stay the host's: the NVIDIA container runtime mounts
+# them. File times are fixed, so the same libraries make the same layer: a llama.cpp update re-pushes none of it.
+FROM build AS cuda-libs
+RUN set -eu; \
+    export LD_LIBRARY_PATH="/out${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; \
+    for file in /out/*; do ldd "$file"; done > /tmp/ldd; \
+    if grep 'not found' /tmp/ldd | grep -v '^[[:space:]]*libcuda\.so\.1 ' >&2; then \
+        echo "llama-bake: the libraries above do not resolve in the build image" >&2; exit 1; \
+    fi; \
+    nvcc=$(command -v nvcc || true); \
+    toolkit=/usr/local/cuda; \
+    if [ -n "$nvcc" ]; then toolkit=$(dirname "$(dirname "$(readlink -f "$nvcc")")"); fi; \
+    mkdir -p /cuda-libs/etc/ld.so.conf.d; \
+    awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' /tmp/ldd | sort -u | while read -r name path; do \
+        case "$name" in libcuda.so*|libnvidia-*) continue ;; esac; \
+        real=$(readlink -f "$path"); \
+        case "$real" in */compat/*) continue ;; "$toolkit"/*|/usr/local/cuda*/*) ;; *) continue ;; esac; \
+        dir=${real%/*}; \
+        mkdir -p "/cuda-libs$dir"; \
+        cp "$real" "/cuda-libs$dir/"; \
+        if [ "$name" != "${real##*/}" ]; then ln -sf "${real##*/}" "/cuda-libs$dir/$name"; fi; \
+        echo "llama-bake: CUDA library $name ($real, $(du -h "$real" | cut -f1))"; \
+        echo "$dir" >> /tmp/cuda-dirs; \
+    done; \
+    if [ ! -s /tmp/cuda-dirs ]; then echo "llama-bake: no library of the build resolves into $toolkit" >&2; exit 1; fi; \
+    sort -u /tmp/cuda-dirs > /cuda-libs/etc/ld.so.conf.d/llama-bake-cuda.conf; \
+    find /cuda-libs -exec touch -h -d @0 {} +
+
 FROM ${RUNTIME_IMAGE} AS runtime
 RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing=locked \
     --mount=type=cache,id=llama-bake-apt-archives,target=/var/cache/apt/archives,sharing=locked \
@@ -92,6 +123,19 @@ RUN --mount=type=cache,id=llama-bake-apt-lists,target=/var/lib/apt/lists,sharing
     export DEBIAN_FRONTEND=noninteractive; \
     apt-get update; \
     apt-get install -y --no-install-recommends libgomp1 libssl3 curl ca-certificates
+# The CUDA libraries (stage cuda-libs), registered with the loader. The build stops here when a library of the
+# build does not resolve in this image, where `cuda_runtime: full` would run it; libcuda.so.1 is the host's.
+COPY --link --from=cuda-libs /cuda-libs/ /
+RUN --mount=type=bind,from=build,source=/out,target=/app \
+    set -eu; \
+    ldconfig; \
+    for file in /app/*; do \
+        missing=$(LD_LIBRARY_PATH=/app ldd "$file" | awk '$3 == "not" && $1 != "libcuda.so.1" {print $1}'); \
+        if [ -n "$missing" ]; then \
+            echo "llama-bake: ${file#/app/} needs $missing, not in the slim CUDA runtime: set \`cuda_runtime: full\`" >&2; \
+            exit 1; \
+        fi; \
+    done
 COPY --link --from=build /out/ /app/
 COPY --chmod=755 <<'SCRIPT' /usr/local/bin/llama-bake-fetch
 #!/bin/sh
@@ -153,12 +197,22 @@ IFS='
 exec /app/llama-server ${LLAMA_BAKE_EXTRA_ARGS:-} "$@"
 SCRIPT
 ARG LLAMA_CPP_REF
+ARG ENV_CUDA_VERSION
 ARG ENV_LLAMA_CACHE
+ARG ENV_NVIDIA_DRIVER_CAPABILITIES
+ARG ENV_NVIDIA_REQUIRE_CUDA
+ARG ENV_NVIDIA_VISIBLE_DEVICES
 # /app first, then the driver's directories NVIDIA's images name (/usr/local/nvidia, where some hosts, e.g. GKE,
 # mount libcuda.so.1 instead of the system library directory). Spelled out, not read from the OS image: an
 # undefined variable is a lint warning wherever the image does not set it.
+# PATH is the OS image's after NVIDIA's /usr/local/nvidia/bin, where those hosts mount nvidia-smi.
 ENV LD_LIBRARY_PATH=/app:/usr/local/nvidia/lib:/usr/local/nvidia/lib64 \
+    PATH=/usr/local/nvidia/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LLAMA_BAKE_LLAMA_CPP_REF=${LLAMA_CPP_REF} \
-    LLAMA_CACHE=${ENV_LLAMA_CACHE}
+    CUDA_VERSION=${ENV_CUDA_VERSION} \
+    LLAMA_CACHE=${ENV_LLAMA_CACHE} \
+    NVIDIA_DRIVER_CAPABILITIES=${ENV_NVIDIA_DRIVER_CAPABILITIES} \
+    NVIDIA_REQUIRE_CUDA=${ENV_NVIDIA_REQUIRE_CUDA} \
+    NVIDIA_VISIBLE_DEVICES=${ENV_NVIDIA_VISIBLE_DEVICES}
 WORKDIR /app
 ENTRYPOINT ["llama-bake-serve"]
