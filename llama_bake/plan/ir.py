@@ -158,6 +158,10 @@ class Target:
     weight_sizes: tuple[int | None, ...] = ()
     # How many layers they make: one per file, or the parts a file over max_layer_size is re-split into.
     weight_layers: int = 0
+    # A model's access (local: 127.0.0.1 only; network) and where its API key is read at run time: ("env", NAME)
+    # or ("file", PATH relative to the bake file); () when it has none.
+    access: str = "local"
+    api_key: tuple[str, str] | tuple[()] = ()
 
     @property
     def weight_size(self) -> int | None:

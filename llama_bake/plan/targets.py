@@ -334,4 +334,14 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         platforms=base.target_platforms,
         weight_sizes=tuple(f.size for w in (model.weights, model.mmproj) if w is not None for f in w.files),
         weight_layers=(split.estimate if split is not None else len(model.weights.files)) + (model.mmproj is not None),
+        access=catalog.access_of(model),
+        api_key=_api_key(catalog, model, project_dir, bake_dir),
     )
+
+
+def _api_key(catalog: Catalog, model: Model, project_dir: Path, bake_dir: Path) -> tuple[str, str] | tuple[()]:
+    source = catalog.api_key_of(model)
+    if source is None:
+        return ()
+    kind, value = source.pair
+    return (kind, _relative(project_dir, bake_dir, value) if kind == "file" else value)

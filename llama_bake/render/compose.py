@@ -20,6 +20,21 @@ from llama_bake.plan.ir import DEFAULT_LLAMA_CACHE, REGENERATE, BakePlan, Interp
 
 CACHE_VOLUME = "llama-cache"
 SECRET = "hf_token"
+LOOPBACK = "127.0.0.1"
+SECRETS_DIR = "/run/secrets"  # where Compose mounts a service's secrets
+
+
+def api_key_secret(model: str) -> str:
+    """The Compose secret that holds a model's API key (target names are valid secret names)."""
+    return f"{model}-api-key"
+
+
+def _key_source(api_key: tuple[str, str], bake_dir: Path, compose_dir: Path) -> dict[str, str]:
+    """A Compose secret read from the environment of whoever runs Compose, or from a file: never the key."""
+    kind, value = api_key
+    if kind == "env":
+        return {"environment": value}
+    return {"file": Path(os.path.relpath(bake_dir / value, compose_dir)).as_posix()}
 
 
 def _literal(text: str) -> str:
@@ -98,6 +113,7 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
     services: dict[str, Any] = {}
     ports: dict[int, str] = {}
     problems: list[str] = []
+    key_secrets: dict[str, dict[str, str]] = {}
     for target in plan.targets:
         service: dict[str, Any] = {"image": _image(plan, target.image)}
         service["build"] = _build(plan, target, bake_dir, compose_dir)
@@ -117,8 +133,16 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
             )
         ports[host_port] = model.name
         cache = dict(base.runtime_env).get("LLAMA_CACHE", DEFAULT_LLAMA_CACHE)
-        service["ports"] = [f"{host_port}:{model.server.port}"]
+        # `local`: the host's loopback only; `network`: every interface, and then the catalog demands a key.
+        bind = f"{LOOPBACK}:" if target.access == "local" else ""
+        service["ports"] = [f"{bind}{host_port}:{model.server.port}"]
         service["volumes"] = [f"{CACHE_VOLUME}:{cache}"]
+        if target.api_key:
+            # llama-server reads the key from the secret's file; /health stays open for the health check.
+            secret = api_key_secret(target.name)
+            service["secrets"] = [secret]
+            service["command"] = ["--api-key-file", f"{SECRETS_DIR}/{secret}"]
+            key_secrets[secret] = _key_source(target.api_key, bake_dir, compose_dir)
         service["healthcheck"] = _health(target.shape, model.server.port)
         service["restart"] = "unless-stopped"
         if base.backend == "cuda":
@@ -127,9 +151,12 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
     if problems:
         raise CatalogError(problems)
     document: dict[str, Any] = {"services": services, "volumes": {CACHE_VOLUME: {}}}
+    secrets = dict(key_secrets)
     if any(t.secrets for t in plan.targets):
         # Read from the environment at build time, like `llama-bake build`: never written to a file.
-        document["secrets"] = {SECRET: {"environment": "HF_TOKEN"}}
+        secrets[SECRET] = {"environment": "HF_TOKEN"}
+    if secrets:
+        document["secrets"] = dict(sorted(secrets.items()))
     return document
 
 

@@ -253,6 +253,28 @@ def test_docker_compose_itself_loads_the_compose_file(case: str, tmp_path: Path)
         assert (services[target.name].get("scale") == 0) == (target.kind == "base"), target.name
 
 
+def test_compose_publishes_on_loopback_unless_a_model_is_network_exposed_with_its_key(tmp_path: Path) -> None:
+    """As Compose itself reads the file: a `local` model (the default) is published on 127.0.0.1 only; the
+    `network` one on every interface, with its key as a Compose secret that llama-server reads from the
+    secret's file (from a file or the environment, never written into the Compose file)."""
+    paths = catalog_paths("multi", tmp_path)
+    compose = paths.bake_dir / "compose.yaml"
+    compose.write_text(compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
+    services = compose_services(paths.bake_dir, "compose.yaml")
+    plan = plan_catalog(paths)[1]
+    for target in (t for t in plan.targets if t.kind == "model"):
+        (port,) = services[target.name]["ports"]
+        assert port.get("host_ip") == ("127.0.0.1" if target.access == "local" else None), target.name
+    assert plan.target("vision").access == "network"
+    for name in ("vision", "gated"):
+        assert services[name]["secrets"] == [{"source": f"{name}-api-key"}]
+        assert services[name]["command"] == ["--api-key-file", f"/run/secrets/{name}-api-key"]
+    assert "secrets" not in services["tiny-cpu"]
+    text = compose.read_text()
+    assert "file: secrets/vision.key" in text
+    assert "environment: TEAM_LLAMA_KEY" in text
+
+
 GIT_SCHEME = ["{tag}", "sha-{git_sha}", "{git_branch}", "{git_version}", "{git_version}-cuda{cuda}"]
 
 
