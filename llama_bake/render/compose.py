@@ -29,14 +29,6 @@ def api_key_secret(model: str) -> str:
     return f"{model}-api-key"
 
 
-def _key_source(api_key: tuple[str, str], bake_dir: Path, compose_dir: Path) -> dict[str, str]:
-    """A Compose secret read from the environment of whoever runs Compose, or from a file: never the key."""
-    kind, value = api_key
-    if kind == "env":
-        return {"environment": value}
-    return {"file": Path(os.path.relpath(bake_dir / value, compose_dir)).as_posix()}
-
-
 def _literal(text: str) -> str:
     """Compose interpolates ``$``; a literal one is written ``$$``."""
     return text.replace("$", "$$")
@@ -109,6 +101,24 @@ def _health(shape: Shape, port: int) -> dict[str, Any]:
     }
 
 
+def _with_key(
+    service: dict[str, Any], target: Target, bake_dir: Path, compose_dir: Path, secrets: dict[str, dict[str, str]]
+) -> None:
+    """The model's API key, never written here: a key file is a Compose secret (a read-only bind mount) that
+    llama-server reads with --api-key-file; a variable is read by Compose when it starts the service (which it
+    refuses while the variable is unset) into llama-server's LLAMA_API_KEY. Compose cannot copy a variable's
+    secret into a read-only container. /health stays open for the health check."""
+    kind, value = target.api_key or ("", "")
+    if kind == "env":
+        why = f"{value} must hold the API key of {target.name} (api_key in the catalog)"
+        service["environment"] = {"LLAMA_API_KEY": f"${{{value}:?{_literal(why)}}}"}
+        return
+    secret = api_key_secret(target.name)
+    service["secrets"] = [secret]
+    service["command"] = ["--api-key-file", f"{SECRETS_DIR}/{secret}"]
+    secrets[secret] = {"file": Path(os.path.relpath(bake_dir / value, compose_dir)).as_posix()}
+
+
 def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_dir: Path) -> dict[str, Any]:
     services: dict[str, Any] = {}
     ports: dict[int, str] = {}
@@ -137,12 +147,11 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
         bind = f"{LOOPBACK}:" if target.access == "local" else ""
         service["ports"] = [f"{bind}{host_port}:{model.server.port}"]
         service["volumes"] = [f"{CACHE_VOLUME}:{cache}"]
+        # The image runs as its non-root user and writes only to the cache volume (and /tmp).
+        service["read_only"] = True
+        service["tmpfs"] = ["/tmp"]
         if target.api_key:
-            # llama-server reads the key from the secret's file; /health stays open for the health check.
-            secret = api_key_secret(target.name)
-            service["secrets"] = [secret]
-            service["command"] = ["--api-key-file", f"{SECRETS_DIR}/{secret}"]
-            key_secrets[secret] = _key_source(target.api_key, bake_dir, compose_dir)
+            _with_key(service, target, bake_dir, compose_dir, key_secrets)
         service["healthcheck"] = _health(target.shape, model.server.port)
         service["restart"] = "unless-stopped"
         if base.backend == "cuda":
