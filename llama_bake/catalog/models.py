@@ -333,6 +333,13 @@ class Model(Strict):
     api_key: ApiKey | None = Field(
         None, description="Where the API key is read at run time (never the key). Default: the project's."
     )
+    license: OneLine | None = Field(
+        None,
+        description=(
+            "The weights' license (the image's org.opencontainers.image.licenses), as the Hub's model card names it "
+            "(e.g. apache-2.0, gemma, llama3.1) or an SPDX expression; `add` and `pin` read it from the Hub."
+        ),
+    )
     tags: tuple[TagName, ...] = Field(default=(), description="Extra tags for this image.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra OCI labels.")
 

@@ -88,6 +88,9 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path, dockerfiles: 
     return BakePlan(tuple(variables), tuple(shapes), tuple(targets), tuple(groups), catalog.project.rewrite_timestamps)
 
 
+LICENSES_LABEL = "org.opencontainers.image.licenses"
+
+
 def _image(name: str, tag: tuple[str | Var | Fn, ...]) -> Interp:
     return Interp(_merge([Var("REGISTRY"), f"/{name}:", *tag]))
 
@@ -300,8 +303,11 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         **{f"ENV_{k}": v for k, v in env.items()},
         **_epoch(catalog),
     }
-    labels: dict[str, str | Interp] = {
-        **catalog.project.labels,
+    # The weights' license, not the project's: the image's payload is the model (the project's label stays on bases).
+    labels: dict[str, str | Interp] = {k: v for k, v in catalog.project.labels.items() if k != LICENSES_LABEL}
+    if model.license:
+        labels[LICENSES_LABEL] = model.license
+    labels |= {
         "org.opencontainers.image.title": model.name,
         f"{LABEL_PREFIX}.base": base.name,
         f"{LABEL_PREFIX}.model.weights": weights_label(model.weights),

@@ -274,7 +274,7 @@ def test_compose_publishes_on_loopback_unless_a_model_is_network_exposed_with_it
         assert services[target.name]["tmpfs"] == ["/tmp"], target.name
     assert plan.target("vision").access == "network"
     # A key file: a Compose secret (a read-only bind mount, which a read-only container takes) for --api-key-file.
-    assert services["vision"]["secrets"] == [{"source": "vision-api-key"}]
+    assert services["vision"]["secrets"] == [{"source": "vision-api-key", "target": "/run/secrets/vision-api-key"}]
     assert services["vision"]["command"] == ["--api-key-file", "/run/secrets/vision-api-key"]
     # A variable: read by Compose when it loads the file, into llama-server's own LLAMA_API_KEY.
     assert services["gated"]["environment"]["LLAMA_API_KEY"] == KEY_ENV["TEAM_LLAMA_KEY"]
