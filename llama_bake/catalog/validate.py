@@ -59,8 +59,8 @@ def license_warnings(catalog: Catalog) -> list[str]:
         hub = isinstance(model.weights, HfWeights)
         fix = f"`llama-bake pin {model.name}` reads it from the Hub's model card, or set" if hub else "set"
         warnings.append(
-            f"model {model.name}: the weights' license is unknown, so its image has no "
-            f"org.opencontainers.image.licenses label; {fix} `license:` in models/{model.name}.yaml (e.g. apache-2.0)"
+            f"model {model.name}: the weights' license is unknown, so its image's org.opencontainers.image.licenses "
+            f"is NOASSERTION; {fix} `license:` in models/{model.name}.yaml (e.g. apache-2.0)"
         )
     return warnings
 

@@ -89,6 +89,7 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path, dockerfiles: 
 
 
 LICENSES_LABEL = "org.opencontainers.image.licenses"
+NO_LICENSE = "NOASSERTION"  # SPDX's word for a license nobody stated
 
 
 def _image(name: str, tag: tuple[str | Var | Fn, ...]) -> Interp:
@@ -303,11 +304,11 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         **{f"ENV_{k}": v for k, v in env.items()},
         **_epoch(catalog),
     }
-    # The weights' license, not the project's: the image's payload is the model (the project's label stays on bases).
-    labels: dict[str, str | Interp] = {k: v for k, v in catalog.project.labels.items() if k != LICENSES_LABEL}
-    if model.license:
-        labels[LICENSES_LABEL] = model.license
-    labels |= {
+    # The weights' license, never the project's (which stays on the bases, llama.cpp's build). Always set: an image
+    # inherits its base's labels. Unknown: SPDX's NOASSERTION.
+    labels: dict[str, str | Interp] = {
+        **catalog.project.labels,
+        LICENSES_LABEL: model.license or NO_LICENSE,
         "org.opencontainers.image.title": model.name,
         f"{LABEL_PREFIX}.base": base.name,
         f"{LABEL_PREFIX}.model.weights": weights_label(model.weights),

@@ -349,6 +349,10 @@ def test_image_config_has_entrypoint_health_check_labels_and_env(built: Built) -
     assert labels["io.llama-bake.backend"] == "cpu"
     assert labels["io.llama-bake.base"] == "llama-cpu"
     assert labels["io.llama-bake.model.sha256"] == built.shas["tiny-file"]
+    # The weights' license: unknown for a local file; the stand-in Hub's model card names the gated one's.
+    assert labels["org.opencontainers.image.licenses"] == "NOASSERTION"
+    gated = OciArchive(built.out / "tiny-gated.tar").config()["config"]["Labels"]
+    assert gated["org.opencontainers.image.licenses"] == "apache-2.0"
     env = dict(e.split("=", 1) for e in config["Env"])
     assert env["LLAMA_ARG_MODEL"] == "/models/tiny.gguf"
     assert env["LLAMA_ARG_CTX_SIZE"] == "512"

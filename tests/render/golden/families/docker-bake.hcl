@@ -373,6 +373,7 @@ target "on-ada" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-ada"
   }
   tags       = ["${REGISTRY}/on-ada:${TAG}"]
@@ -405,6 +406,7 @@ target "on-ampere" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-ampere"
   }
   tags       = ["${REGISTRY}/on-ampere:${TAG}"]
@@ -437,6 +439,7 @@ target "on-ampere-datacenter" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-ampere-datacenter"
   }
   tags       = ["${REGISTRY}/on-ampere-datacenter:${TAG}"]
@@ -469,6 +472,7 @@ target "on-blackwell-consumer" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-blackwell-consumer"
   }
   tags       = ["${REGISTRY}/on-blackwell-consumer:${TAG}"]
@@ -501,6 +505,7 @@ target "on-blackwell-datacenter" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-blackwell-datacenter"
   }
   tags       = ["${REGISTRY}/on-blackwell-datacenter:${TAG}"]
@@ -533,6 +538,7 @@ target "on-gb10" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-gb10"
   }
   tags       = ["${REGISTRY}/on-gb10:${TAG}"]
@@ -565,6 +571,7 @@ target "on-hopper" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-hopper"
   }
   tags       = ["${REGISTRY}/on-hopper:${TAG}"]
@@ -597,6 +604,7 @@ target "on-turing" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-turing"
   }
   tags       = ["${REGISTRY}/on-turing:${TAG}"]
@@ -629,6 +637,7 @@ target "on-volta" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-volta"
   }
   tags       = ["${REGISTRY}/on-volta:${TAG}"]
