@@ -140,9 +140,16 @@ def built_digests(summary: Path | None) -> dict[str, tuple[str, str]]:
     if summary is None:
         return {}
     try:
-        data = json.loads(summary.read_text(encoding="utf-8"))
-        targets = data["targets"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        text = summary.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = (
+            f"cannot read the build summary {summary} ({exc.strerror}): write it with `llama-bake build --summary-json "
+            "FILE`, or write the manifests without --summary (images by tag)"
+        )
+        raise UsageError(msg) from exc
+    try:
+        targets = json.loads(text)["targets"]
+    except (ValueError, KeyError, TypeError) as exc:
         msg = f"{summary}: not a build summary (`llama-bake build --summary-json FILE` writes one): {exc}"
         raise UsageError(msg) from exc
     return {

@@ -225,3 +225,10 @@ def test_the_out_directory_is_repeated_in_the_header(write_catalog: WriteCatalog
         1
     ] == "# Regenerate with: llama-bake kube --out deploy/base"
     shutil.rmtree(out)
+
+
+def test_a_missing_summary_names_the_command_that_writes_one(write_catalog: WriteCatalog, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["kube", "-c", str(write_catalog()), "--summary", str(tmp_path / "gone.json")])
+    assert result.exit_code == 2
+    assert "cannot read the build summary" in result.output
+    assert "llama-bake build --summary-json FILE" in result.output
