@@ -114,9 +114,17 @@ class Runner:
         # (LLAMA_CACHE: a volume there), the process as the image's user (umoci takes it from the image config).
         spec["root"]["readonly"] = True
         env = dict(e.split("=", 1) for e in spec["process"]["env"])
-        for target in ("/tmp", env.get("LLAMA_CACHE", "/var/cache/llama")):
-            options = ["nosuid", "nodev", "mode=1777"]
-            spec["mounts"].append({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options})
+        user = spec["process"]["user"]
+        # The cache belongs to the image's user, as a volume Docker fills from the image (or fsGroup) makes it.
+        owner = [f"uid={user['uid']}", f"gid={user['gid']}"]
+        for target, options in (("/tmp", ["mode=1777"]), (env.get("LLAMA_CACHE", "/var/cache/llama"), owner)):
+            mount = {
+                "destination": target,
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", *options],
+            }
+            spec["mounts"].append(mount)
         (bundle / "config.json").write_text(json.dumps(spec), encoding="utf-8")
         root = self.tmp / "runc"
         name = f"llama-bake-test-{os.getpid()}-{len(self.started)}"

@@ -549,7 +549,9 @@ def test_smoke_fails_with_a_non_zero_exit_when_the_image_does_not_serve(
     broken = built.project / "broken"
     broken.mkdir(exist_ok=True)
     (broken / "Dockerfile").write_text(
-        "FROM localhost:5000/real/tiny-file:latest\nRUN echo not-a-gguf > /models/tiny.gguf\n", encoding="utf-8"
+        "FROM localhost:5000/real/tiny-file:latest\nUSER root\nRUN echo not-a-gguf > /models/tiny.gguf\n"
+        f"USER {SERVER_UID}:{SERVER_UID}\n",
+        encoding="utf-8",
     )
     engine_with_image.docker(
         "buildx", "build", "--network", "host", "--tag", "localhost:5000/real/tiny-file:broken", str(broken)
