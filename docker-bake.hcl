@@ -103,7 +103,7 @@ target "gemma-3-27b-abliterated-vision" {
     "io.llama-bake.model.sha256" = "0000000000000000000000000000000000000000000000000000000000000000"
     "io.llama-bake.model.weights" = "hf://mlabonne/gemma-3-27b-it-abliterated-GGUF/gemma-3-27b-it-abliterated.q4_k_m.gguf@0000000000000000000000000000000000000000"
     "org.opencontainers.image.description" = "gemma-3-27b-it abliterated (mlabonne) with vision"
-    "org.opencontainers.image.licenses" = "MIT"
+    "org.opencontainers.image.licenses" = "gemma"
     "org.opencontainers.image.source" = "https://example.invalid/your-team/llama-bake-catalog"
     "org.opencontainers.image.title" = "gemma-3-27b-abliterated-vision"
   }
@@ -140,7 +140,7 @@ target "gpt-oss-20b-abliterated" {
     "io.llama-bake.model.sha256" = "0000000000000000000000000000000000000000000000000000000000000000"
     "io.llama-bake.model.weights" = "hf://DavidAU/OpenAi-GPT-oss-20b-abliterated-uncensored-NEO-Imatrix-gguf/OpenAI-20B-NEO-Uncensored2-IQ4_NL.gguf@0000000000000000000000000000000000000000"
     "org.opencontainers.image.description" = "OpenAI gpt-oss-20b abliterated (DavidAU, NEO imatrix IQ4_NL)"
-    "org.opencontainers.image.licenses" = "MIT"
+    "org.opencontainers.image.licenses" = "apache-2.0"
     "org.opencontainers.image.source" = "https://example.invalid/your-team/llama-bake-catalog"
     "org.opencontainers.image.title" = "gpt-oss-20b-abliterated"
   }

@@ -94,7 +94,7 @@ def unpinned_warnings(compiled: Compiled) -> tuple[str, ...]:
     return tuple(t.unpinned for t in compiled.plan.targets if t.unpinned)
 
 
-COMPANION_FILES = ("compose.yaml", ".github/workflows/llama-bake.yml", ".gitlab-ci.yml")
+COMPANION_FILES = ("compose.yaml", ".github/workflows/llama-bake.yml", ".gitlab-ci.yml", "kube/kustomization.yaml")
 
 
 def find_companions(paths: Paths) -> list[tuple[Path, list[str]]]:
@@ -115,8 +115,8 @@ Regenerate = Callable[[Path, list[str]], "tuple[Path, bool] | None"]
 
 
 def generate(paths: Paths, regenerate: Regenerate, *, check: bool) -> Written:
-    """The bake file, the Dockerfiles, and the Compose and CI files an earlier command wrote at their default
-    places (each by ``regenerate``, which parses its header's command). With ``check``, write nothing and raise
+    """The bake file, the Dockerfiles, and the Compose, CI and Kubernetes files an earlier command wrote at their
+    default places (each by ``regenerate``, which parses its header's command). With ``check``, write nothing and raise
     ``StaleError`` naming every stale file, not only the first."""
     compiled = compile_catalog(paths)
     companions = find_companions(paths)

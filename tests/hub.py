@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 @dataclass
 class Repo:
     gated: bool = False
+    license: str = "apache-2.0"  # the model card's (empty: the card names none)
     branches: dict[str, str] = field(default_factory=dict)  # branch or tag -> commit
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit -> path -> content
 
@@ -118,4 +119,6 @@ class StandInHub:
             "tags": ["gguf"],
             "siblings": siblings,
         }
+        if repo.license:
+            info["cardData"] = {"license": repo.license}
         return 200, {"Content-Type": "application/json"}, json.dumps(info).encode()

@@ -110,6 +110,21 @@ class Runner:
         spec["process"]["env"] = [e for e in spec["process"]["env"] if not e.startswith("LLAMA_ARG_PORT=")]
         spec["process"]["env"].append(f"LLAMA_ARG_PORT={port}")
         spec["process"]["terminal"] = False
+        # As Compose and Kubernetes run it: a read-only root filesystem, with tmpfs on /tmp and on the cache
+        # (LLAMA_CACHE: a volume there), the process as the image's user (umoci takes it from the image config).
+        spec["root"]["readonly"] = True
+        env = dict(e.split("=", 1) for e in spec["process"]["env"])
+        user = spec["process"]["user"]
+        # The cache belongs to the image's user, as a volume Docker fills from the image (or fsGroup) makes it.
+        owner = [f"uid={user['uid']}", f"gid={user['gid']}"]
+        for target, options in (("/tmp", ["mode=1777"]), (env.get("LLAMA_CACHE", "/var/cache/llama"), owner)):
+            mount = {
+                "destination": target,
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", *options],
+            }
+            spec["mounts"].append(mount)
         (bundle / "config.json").write_text(json.dumps(spec), encoding="utf-8")
         root = self.tmp / "runc"
         name = f"llama-bake-test-{os.getpid()}-{len(self.started)}"

@@ -67,6 +67,7 @@ class Launch:
     container_port: int
     host_network: bool  # no published port: the server listens on the host's 127.0.0.1 itself
     gpu: str  # "" (none), "runtime" (--gpus all) or a CDI device name (--device nvidia.com/gpu=all)
+    api_key: str = field(default="", repr=False)
 
 
 class BakeFailed(Exception):
@@ -303,11 +304,16 @@ class DockerRunner:
     # --- containers on the engine (``smoke``) ---
 
     def start(self, launch: Launch) -> str:
-        with _fails_as(f"docker run {launch.image} failed"):
+        # The API key reaches llama-server as LLAMA_API_KEY through an env file only this user reads, never an argument.
+        with _fails_as(f"docker run {launch.image} failed"), tempfile.TemporaryDirectory() as directory:
+            env_file = Path(directory) / "env"
+            env_file.touch(mode=0o600)
+            env_file.write_text(f"LLAMA_API_KEY={launch.api_key}\n" if launch.api_key else "", encoding="utf-8")
             container = _client().run(
                 launch.image,
                 detach=True,
                 envs=dict(launch.env),
+                env_files=[env_file],
                 networks=["host"] if launch.host_network else [],
                 publish=[] if launch.host_network else [(f"127.0.0.1:{launch.host_port}", launch.container_port)],
                 gpus="all" if launch.gpu == "runtime" else None,

@@ -7,12 +7,14 @@ removed whatever happened. Containers are reached through the ``Containers`` pro
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal, Protocol
 
 from llama_bake.buildx.client import Launch
@@ -20,7 +22,7 @@ from llama_bake.buildx.driver import EngineInfo
 from llama_bake.buildx.invocation import expand_targets
 from llama_bake.buildx.summary import image_of
 from llama_bake.errors import DockerError, UsageError
-from llama_bake.plan.ir import BakePlan
+from llama_bake.plan.ir import BakePlan, Target
 
 GpuMode = Literal["auto", "gpu", "cpu"]
 PROMPT = "The capital of France is"
@@ -58,12 +60,16 @@ class SmokeResult:
     detail: str = ""
 
 
-Get = Callable[[str, bytes | None, float], tuple[int, bytes]]
+class Get(Protocol):
+    def __call__(
+        self, url: str, body: bytes | None, timeout: float, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes]: ...
 
 
-def http(url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
+def http(url: str, body: bytes | None, timeout: float, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
     """GET (or POST ``body`` as JSON): the status and the body; 0 when nothing answers yet."""
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"} if body else {})
+    sent = dict(headers or {}) | ({"Content-Type": "application/json"} if body else {})
+    request = urllib.request.Request(url, data=body, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), response.read()
@@ -101,29 +107,39 @@ def smoke_one(  # noqa: PLR0913 - the engine, the launch and how long to wait; t
                 said = f"HTTP {status}" if status else "no answer"
                 return _with(result, detail=f"/health not 200 within {timeout:.0f}s (last: {said}):\n{tail}")
             sleep(0.5)
-        healthy = clock() - started
-        body = json.dumps({"prompt": PROMPT, "n_predict": TOKENS, "temperature": 0}).encode()
-        status, answer = get(f"{base}/completion", body, 300.0)
-        if status != 200:
-            return _with(result, seconds_to_healthy=healthy, detail=f"/completion answered HTTP {status}")
-        try:
-            data = json.loads(answer)
-        except json.JSONDecodeError:
-            return _with(result, seconds_to_healthy=healthy, detail="/completion did not answer JSON")
-        tokens = int(data.get("tokens_predicted") or 0)
-        rate = (data.get("timings") or {}).get("predicted_per_second")
-        if tokens <= 0:
-            return _with(result, seconds_to_healthy=healthy, detail="/completion returned no token")
-        return _with(
-            result,
-            ok=True,
-            seconds_to_healthy=healthy,
-            tokens=tokens,
-            tokens_per_second=float(rate) if isinstance(rate, int | float) else None,
-            detail=str(data.get("content") or "").strip()[:80],
-        )
+        return _complete(get, base, launch, _with(result, seconds_to_healthy=clock() - started))
     finally:
         containers.remove_container(container)
+
+
+def _complete(get: Get, base: str, launch: Launch, result: SmokeResult) -> SmokeResult:
+    """One completion from a healthy server (with its API key when it has one: refused without it first)."""
+    body = json.dumps({"prompt": PROMPT, "n_predict": TOKENS, "temperature": 0}).encode()
+    headers = {}
+    if launch.api_key:
+        # The key must be what lets a request in: without it the server refuses before it generates.
+        status, _ = get(f"{base}/completion", body, 30.0)
+        if status != 401:
+            return _with(result, detail=f"/completion without the API key answered HTTP {status}, not 401")
+        headers = {"Authorization": f"Bearer {launch.api_key}"}
+    status, answer = get(f"{base}/completion", body, 300.0, headers)
+    if status != 200:
+        return _with(result, detail=f"/completion answered HTTP {status}")
+    try:
+        data = json.loads(answer)
+    except json.JSONDecodeError:
+        return _with(result, detail="/completion did not answer JSON")
+    tokens = int(data.get("tokens_predicted") or 0)
+    rate = (data.get("timings") or {}).get("predicted_per_second")
+    if tokens <= 0:
+        return _with(result, detail="/completion returned no token")
+    return _with(
+        result,
+        ok=True,
+        tokens=tokens,
+        tokens_per_second=float(rate) if isinstance(rate, int | float) else None,
+        detail=str(data.get("content") or "").strip()[:80],
+    )
 
 
 def _with(result: SmokeResult, **changes: object) -> SmokeResult:
@@ -173,7 +189,32 @@ def launch_for(  # noqa: PLR0913 - a pure function of the seven facts a containe
     return Launch(image, env, host_port, port, host_network, gpu)
 
 
-def smoke(  # noqa: PLR0913 - the plan, the engine and the command's five options
+def api_key_of(target: Target, bake_dir: Path, environ: Mapping[str, str]) -> str:
+    """The model's API key from where the catalog says it is read (its first key line, as llama-server reads a
+    key file); '' when it has none. Raises ``UsageError`` naming the variable or file when it is not there."""
+    if not target.api_key:
+        return ""
+    kind, value = target.api_key
+    if kind == "env":
+        key = environ.get(value, "").strip()
+        where = f"the environment variable {value}, which is not set"
+    else:
+        path = bake_dir / value
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            lines = []
+            where = f"{path}, which cannot be read ({exc.strerror})"
+        else:
+            where = f"{path}, which holds no key"
+        key = next((line for line in lines if line and not line.startswith("#")), "")
+    if not key:
+        msg = f"model {target.name}: its API key (api_key in the catalog) is read from {where}"
+        raise UsageError(msg)
+    return key
+
+
+def smoke(  # noqa: PLR0913 - the plan, the engine and the command's options
     plan: BakePlan,
     runner: Engine,
     models: tuple[str, ...],
@@ -182,6 +223,8 @@ def smoke(  # noqa: PLR0913 - the plan, the engine and the command's five option
     *,
     host_network: bool,
     timeout: float,
+    bake_dir: Path = Path(),
+    environ: Mapping[str, str] = os.environ,
 ) -> list[SmokeResult]:
     """Run each model image (default: every model) on the Docker Engine, one after another: healthy, one
     completion, removed. The images are the ones a build names (``--var`` as for build)."""
@@ -189,6 +232,7 @@ def smoke(  # noqa: PLR0913 - the plan, the engine and the command's five option
     if not names:
         msg = "nothing to smoke: name a model (see `llama-bake list`)"
         raise UsageError(msg)
+    keys = {name: api_key_of(plan.target(name), bake_dir, environ) for name in names}  # all found before any run
     engine = runner.engine()
     if engine is None:
         msg = (
@@ -203,6 +247,7 @@ def smoke(  # noqa: PLR0913 - the plan, the engine and the command's five option
         args = {key: value for key, value in target.args if isinstance(value, str)}
         image = image_of(plan, name, variables)
         launch = launch_for(args, image, base.shape.backend, mode, engine.gpu, free_port(), host_network)
+        launch = replace(launch, api_key=keys[name])
         results.append(smoke_one(runner, name, launch, timeout))
     return results
 

@@ -4,6 +4,7 @@ load."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,11 +108,16 @@ def _pin_file(path: Path, fetch: Callable[[str, str], hub.HubRepo], *, update: b
     updates: dict[str, dict[str, str]] = {}
     counts: dict[str, int] = {}  # field -> its new number of parts
     notes: list[str] = []
+    weights_at: tuple[str, str] | None = None  # where the model card that names the license is
     for entry in read_pins(path):
         revision = entry.revision_to_pin(update, branch)
+        if entry.field == "weights":
+            weights_at = (entry.repo, entry.revision)
         if revision is None:
             continue
         repo = fetch(entry.repo, revision)
+        if entry.field == "weights":
+            weights_at = (entry.repo, repo.commit)
         keys = [item.keys for item in entry.files]
         present = {f.path for f in repo.files}
         if entry.split and any(item.file not in present for item in entry.files):
@@ -136,11 +142,23 @@ def _pin_file(path: Path, fetch: Callable[[str, str], hub.HubRepo], *, update: b
             updates[entry.field] = changed
     old = path.read_text(encoding="utf-8")
     new = pin_text(old, updates, counts) if updates else old
+    new += _license_line(old, weights_at, fetch)
     if new == old:
         return None
     diff = unified_diff(path, old, new)
     write_atomic(path, new)
     return Pinned(path, diff, tuple(notes))
+
+
+def _license_line(text: str, weights_at: tuple[str, str] | None, fetch: Callable[[str, str], hub.HubRepo]) -> str:
+    """``license: ...`` from the model card of the weights' repository, for a model file that names none."""
+    data = yaml.safe_load(text) or {}
+    if weights_at is None or not isinstance(data, dict) or "license" in data:
+        return ""
+    found = fetch(*weights_at).license
+    if not found:
+        return ""
+    return ("" if text.endswith("\n") else "\n") + f"license: {json.dumps(found)}  # the Hub's model card\n"
 
 
 def chosen_families(words: Sequence[str]) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llama_bake.catalog.access import KEY_FIX, Access, ApiKeySource
 from llama_bake.catalog.bases import Base
 from llama_bake.catalog.fields import RESERVED_GROUPS, Strict
 from llama_bake.catalog.gpus import fmt_cuda, parse_cuda
@@ -33,6 +34,12 @@ class Catalog(Strict):
         name = model.base if model.base is not None else self.bases[0].name
         return next(b for b in self.bases if b.name == name)
 
+    def access_of(self, model: Model) -> Access:
+        return model.access or self.project.access
+
+    def api_key_of(self, model: Model) -> ApiKeySource | None:
+        return model.api_key or self.project.api_key
+
 
 def cross_check(bases: list[Base | None], models: list[Model | None], project: Project | None = None) -> list[Problem]:
     """Problems between entries; ``None`` stands for an entry that failed its own validation."""
@@ -44,6 +51,25 @@ def cross_check(bases: list[Base | None], models: list[Model | None], project: P
         problems.append(Problem(("bases",), "the catalog has no base; add catalog/bases/<name>.yaml (see the README)"))
     problems += _name_clashes(bases, models)
     problems += _unknown_bases(bases, models)
+    if project is not None:
+        problems += _unprotected(models, project)
+    return problems
+
+
+def _unprotected(models: list[Model | None], project: Project) -> list[Problem]:
+    """A model reachable from the network needs an API key: anyone who reaches the port could drive the GPUs."""
+    problems = []
+    for i, model in enumerate(models):
+        if model is None or (model.access or project.access) != "network" or (model.api_key or project.api_key):
+            continue
+        said = "" if model.access else " (project.yaml's `access: network`)"
+        problems.append(
+            Problem(
+                ("models", i, "access"),
+                f"the model is reachable from the network{said} without an API key, so anyone who reaches its port "
+                f"can use it; {KEY_FIX}, or set `access: local` (127.0.0.1 only)",
+            )
+        )
     return problems
 
 

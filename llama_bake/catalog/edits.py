@@ -4,6 +4,7 @@ a new catalog (``init``). An edit changes only the lines it must: comments, orde
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -64,11 +65,18 @@ def model_text(
                 ]
         if repo.gated:
             lines.append("  gated: true")
+    return "\n".join(lines + _settings_lines(repo, settings)) + "\n"
+
+
+def _settings_lines(repo: HubRepo, settings: dict[str, Any]) -> list[str]:
+    lines = []
+    if repo.license:
+        lines.append(f"license: {json.dumps(repo.license)}  # the Hub's model card")
     if settings.get("delivery"):
         lines.append(f"delivery: {settings['delivery']}")
     if settings.get("ctx_size") is not None:
         lines += ["server:", f"  ctx_size: {settings['ctx_size']}"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 @dataclass(frozen=True)

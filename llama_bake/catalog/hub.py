@@ -41,6 +41,7 @@ class HubRepo:
     commit: str
     gated: bool
     files: tuple[HubFile, ...]  # the GGUF files
+    license: str = ""  # the model card's `license` ('' when it names none)
 
     def file(self, path: str) -> HubFile:
         found = next((f for f in self.files if f.path == path), None)
@@ -105,7 +106,10 @@ def fetch(repo: str, revision: str, endpoint: str) -> HubRepo:
     if not info.sha:
         msg = f"{endpoint} gave no commit for {repo}@{revision}"
         raise HubError(msg)
-    return HubRepo(repo, info.sha, bool(info.gated), tuple(sorted(files, key=lambda f: f.path)))
+    card = getattr(info, "card_data", None)
+    found = getattr(card, "license", None) if card is not None else None
+    licence = " OR ".join(found) if isinstance(found, list) else str(found or "")
+    return HubRepo(repo, info.sha, bool(info.gated), tuple(sorted(files, key=lambda f: f.path)), licence.strip())
 
 
 def _names(files: tuple[HubFile, ...] | list[HubFile]) -> str:

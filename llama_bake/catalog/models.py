@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from llama_bake.catalog.access import Access, ApiKey
 from llama_bake.catalog.bases import RelPath, _name_from_the_file
 from llama_bake.catalog.constants import HF_ENDPOINT, PLACEHOLDER_REVISION, PLACEHOLDER_SHA256
 from llama_bake.catalog.fields import (
@@ -322,6 +323,23 @@ class Model(Strict):
     server: Server = Field(default_factory=Server)
     health: Health = Field(default_factory=Health)
     compose: ComposeSettings = Field(default_factory=ComposeSettings)
+    access: Access | None = Field(
+        None,
+        description=(
+            "local: published on 127.0.0.1 only; network: on every interface (needs `api_key`). Default: the "
+            "project's `access`."
+        ),
+    )
+    api_key: ApiKey | None = Field(
+        None, description="Where the API key is read at run time (never the key). Default: the project's."
+    )
+    license: OneLine | None = Field(
+        None,
+        description=(
+            "The weights' license (the image's org.opencontainers.image.licenses), as the Hub's model card names it "
+            "(e.g. apache-2.0, gemma, llama3.1) or an SPDX expression; `add` and `pin` read it from the Hub."
+        ),
+    )
     tags: tuple[TagName, ...] = Field(default=(), description="Extra tags for this image.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra OCI labels.")
 

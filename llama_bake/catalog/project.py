@@ -12,6 +12,7 @@ from pydantic import (
     model_validator,
 )
 
+from llama_bake.catalog.access import DEFAULT_ACCESS, Access, ApiKey
 from llama_bake.catalog.bases import GitSource, LlamaSource, LocalSource
 from llama_bake.catalog.constants import (
     DEFAULT_MAX_LAYER_SIZE,
@@ -143,6 +144,20 @@ class Project(Strict):
     )
     split_image: str = Field(
         "ubuntu:24.04", description="The image llama-gguf-split is compiled and run in (image_overrides apply)."
+    )
+    access: Access = Field(
+        DEFAULT_ACCESS,
+        description=(
+            "How every model is reached unless it says otherwise: local (published on 127.0.0.1 only) or network "
+            "(every interface of the host; needs an `api_key`)."
+        ),
+    )
+    api_key: ApiKey | None = Field(
+        None,
+        description=(
+            "Where every model's API key is read at run time unless it says otherwise: `{env: NAME}` or "
+            "`{file: PATH}`, never the key itself."
+        ),
     )
     image_overrides: dict[str, str] = Field(
         default_factory=dict,

@@ -11,6 +11,7 @@ from llama_bake.catalog.constants import unpinned
 from llama_bake.catalog.fields import format_size
 from llama_bake.catalog.layers import resplit
 from llama_bake.catalog.loader import load_catalog
+from llama_bake.catalog.models import HfWeights
 from llama_bake.errors import CatalogError
 
 
@@ -46,7 +47,22 @@ def catalog_warnings(catalog: Catalog) -> list[str]:
     if not catalog.models:
         warnings.append("the catalog has no model yet: add one with `llama-bake add OWNER/REPO:QUANT`")
     warnings += [unpinned(model.name, model.placeholders) for model in catalog.models if model.placeholders]
-    return warnings + size_warnings(catalog)
+    return warnings + license_warnings(catalog) + size_warnings(catalog)
+
+
+def license_warnings(catalog: Catalog) -> list[str]:
+    """Models whose weights' license is unknown: their image says nothing of it (never the project's license)."""
+    warnings = []
+    for model in catalog.models:
+        if model.license or "org.opencontainers.image.licenses" in model.labels:
+            continue
+        hub = isinstance(model.weights, HfWeights)
+        fix = f"`llama-bake pin {model.name}` reads it from the Hub's model card, or set" if hub else "set"
+        warnings.append(
+            f"model {model.name}: the weights' license is unknown, so its image's org.opencontainers.image.licenses "
+            f"is NOASSERTION; {fix} `license:` in models/{model.name}.yaml (e.g. apache-2.0)"
+        )
+    return warnings
 
 
 def size_warnings(catalog: Catalog) -> list[str]:

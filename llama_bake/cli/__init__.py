@@ -45,6 +45,7 @@ for command in (
     build.doctor,
     build.smoke,
     companions.compose,
+    companions.kube,
     companions.ci_group,
     catalog.graph,
     build.builder_group,

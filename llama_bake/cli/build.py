@@ -173,7 +173,8 @@ def smoke(  # noqa: PLR0913 - click passes one parameter per option
     from llama_bake.errors import SmokeFailed
     from llama_bake.project import Paths, compile_catalog
 
-    plan = compile_catalog(Paths.from_options(catalog, bake_file)).plan
+    paths = Paths.from_options(catalog, bake_file)
+    plan = compile_catalog(paths).plan
     results = smokes.smoke(
         plan,
         DockerRunner(),
@@ -182,6 +183,7 @@ def smoke(  # noqa: PLR0913 - click passes one parameter per option
         mode,  # type: ignore[arg-type]
         host_network=host_network,
         timeout=timeout,
+        bake_dir=paths.bake_dir,
     )
     for result in results:
         click.echo(smokes.result_line(result))

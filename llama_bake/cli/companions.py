@@ -1,5 +1,5 @@
-"""``compose`` and ``ci``: the files written beside the bake file for Compose and CI, and their regeneration by
-``generate`` (each file's header command is parsed by the same command's options)."""
+"""``compose``, ``ci`` and ``kube``: the files written beside the bake file for Compose, CI and Kubernetes, and their
+regeneration by ``generate`` (each file's header command is parsed by the same command's options)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from click.core import ParameterSource
 from llama_bake.cli.options import (
     CHECK_OPTION,
     OUT_FILE,
+    PATH_PARAMS,
     changed_options,
     complete_targets,
     parse_size_option,
@@ -43,6 +44,43 @@ def _compose(ctx: click.Context, out: Path | None, *, check: bool, with_dockerfi
 def compose(ctx: click.Context, catalog: Path | None, bake_file: Path | None, out: Path | None, check: bool) -> None:
     """Write a Compose file: one service per model, GPUs reserved, built locally from the bake targets."""
     report(*_compose(ctx, out, check=check), check)
+
+
+def _kube(ctx: click.Context, out: Path | None, summary: Path | None, *, check: bool) -> tuple[Path, bool]:
+    from llama_bake.companions import kube_files
+    from llama_bake.project import Paths
+
+    paths = Paths.from_options(ctx.params["catalog"], ctx.params["bake_file"])
+    options = changed_options(ctx, (*PATH_PARAMS, "summary"))
+    return kube_files(paths, out, options, summary, check=check)
+
+
+@click.command()
+@paths_options
+@click.option(
+    "--out",
+    "-o",
+    "out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The kustomize directory to write. Default: kube/ beside the bake file.",
+)
+@click.option(
+    "--summary",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A build's --summary-json: its image digests are pinned in the kustomization.",
+)
+@CHECK_OPTION
+@click.pass_context
+def kube(
+    ctx: click.Context,
+    catalog: Path | None,
+    bake_file: Path | None,
+    out: Path | None,
+    summary: Path | None,
+    check: bool,
+) -> None:
+    """Write Kubernetes manifests: a kustomize directory with a Deployment and a Service per model."""
+    report(*_kube(ctx, out, summary, check=check), check)
 
 
 @click.group(name="ci")
@@ -204,6 +242,7 @@ def ci_plan(
 
 COMMANDS: dict[tuple[str, ...], click.Command] = {
     ("compose",): compose,
+    ("kube",): kube,
     ("ci", "github"): ci_github,
     ("ci", "gitlab"): ci_gitlab,
 }
@@ -216,7 +255,7 @@ def regenerate(catalog: Path, output: Path, path: Path, words: list[str], *, che
     not know)."""
     from llama_bake.project import DEFAULT_CATALOG, DEFAULT_OUTPUT_NAME
 
-    key = tuple(words[:1]) if words[:1] == ["compose"] else tuple(words[:2])
+    key = tuple(words[:1]) if words[:1] in (["compose"], ["kube"]) else tuple(words[:2])
     command = COMMANDS.get(key)
     if command is None:
         return None
@@ -237,4 +276,7 @@ def regenerate(catalog: Path, output: Path, path: Path, words: list[str], *, che
     with ctx:
         if key == ("compose",):
             return _compose(ctx, path, check=check, with_dockerfiles=False)
+        if key == ("kube",):
+            summary = ctx.params["summary"]
+            return _kube(ctx, path.parent, bake_dir / summary if summary else None, check=check)
         return _ci(ctx, key[1], path, check=check)  # type: ignore[arg-type]

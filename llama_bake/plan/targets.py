@@ -87,6 +87,10 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path, dockerfiles: 
     return BakePlan(tuple(variables), tuple(shapes), tuple(targets), tuple(groups), catalog.project.rewrite_timestamps)
 
 
+LICENSES_LABEL = "org.opencontainers.image.licenses"
+NO_LICENSE = "NOASSERTION"  # SPDX's word for a license nobody stated
+
+
 def _image(name: str, tag: tuple[str | Var | Fn, ...]) -> Interp:
     return Interp(_merge([Var("REGISTRY"), f"/{name}:", *tag]))
 
@@ -307,8 +311,11 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         **{f"ENV_{k}": v for k, v in env.items()},
         **_epoch(catalog),
     }
+    # The weights' license, never the project's (which stays on the bases, llama.cpp's build). Always set: an image
+    # inherits its base's labels. Unknown: SPDX's NOASSERTION.
     labels: dict[str, str | Interp] = {
         **catalog.project.labels,
+        LICENSES_LABEL: model.license or NO_LICENSE,
         "org.opencontainers.image.title": model.name,
         f"{LABEL_PREFIX}.base": base.name,
         f"{LABEL_PREFIX}.model.weights": weights_label(model.weights),
@@ -341,4 +348,14 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         platforms=base.target_platforms,
         weight_sizes=tuple(f.size for w in (model.weights, model.mmproj) if w is not None for f in w.files),
         weight_layers=(split.estimate if split is not None else len(model.weights.files)) + (model.mmproj is not None),
+        access=catalog.access_of(model),
+        api_key=_api_key(catalog, model, project_dir, bake_dir),
     )
+
+
+def _api_key(catalog: Catalog, model: Model, project_dir: Path, bake_dir: Path) -> tuple[str, str] | tuple[()]:
+    source = catalog.api_key_of(model)
+    if source is None:
+        return ()
+    kind, value = source.pair
+    return (kind, _relative(project_dir, bake_dir, value) if kind == "file" else value)

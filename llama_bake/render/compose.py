@@ -20,6 +20,13 @@ from llama_bake.plan.ir import DEFAULT_LLAMA_CACHE, REGENERATE, BakePlan, Interp
 
 CACHE_VOLUME = "llama-cache"
 SECRET = "hf_token"
+LOOPBACK = "127.0.0.1"
+SECRETS_DIR = "/run/secrets"  # where Compose mounts a service's secrets
+
+
+def api_key_secret(model: str) -> str:
+    """The Compose secret that holds a model's API key (target names are valid secret names)."""
+    return f"{model}-api-key"
 
 
 def _literal(text: str) -> str:
@@ -94,10 +101,29 @@ def _health(shape: Shape, port: int) -> dict[str, Any]:
     }
 
 
+def _with_key(
+    service: dict[str, Any], target: Target, bake_dir: Path, compose_dir: Path, secrets: dict[str, dict[str, str]]
+) -> None:
+    """The model's API key, never written here: a key file is a Compose secret (a read-only bind mount) that
+    llama-server reads with --api-key-file; a variable is read by Compose when it starts the service (which it
+    refuses while the variable is unset) into llama-server's LLAMA_API_KEY. Compose cannot copy a variable's
+    secret into a read-only container. /health stays open for the health check."""
+    kind, value = target.api_key or ("", "")
+    if kind == "env":
+        why = f"{value} must hold the API key of {target.name} (api_key in the catalog)"
+        service["environment"] = {"LLAMA_API_KEY": f"${{{value}:?{_literal(why)}}}"}
+        return
+    secret = api_key_secret(target.name)
+    service["secrets"] = [secret]
+    service["command"] = ["--api-key-file", f"{SECRETS_DIR}/{secret}"]
+    secrets[secret] = {"file": Path(os.path.relpath(bake_dir / value, compose_dir)).as_posix()}
+
+
 def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_dir: Path) -> dict[str, Any]:
     services: dict[str, Any] = {}
     ports: dict[int, str] = {}
     problems: list[str] = []
+    key_secrets: dict[str, dict[str, str]] = {}
     for target in plan.targets:
         service: dict[str, Any] = {"image": _image(plan, target.image)}
         service["build"] = _build(plan, target, bake_dir, compose_dir)
@@ -117,8 +143,15 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
             )
         ports[host_port] = model.name
         cache = dict(base.runtime_env).get("LLAMA_CACHE", DEFAULT_LLAMA_CACHE)
-        service["ports"] = [f"{host_port}:{model.server.port}"]
+        # `local`: the host's loopback only; `network`: every interface, and then the catalog demands a key.
+        bind = f"{LOOPBACK}:" if target.access == "local" else ""
+        service["ports"] = [f"{bind}{host_port}:{model.server.port}"]
         service["volumes"] = [f"{CACHE_VOLUME}:{cache}"]
+        # The image runs as its non-root user and writes only to the cache volume (and /tmp).
+        service["read_only"] = True
+        service["tmpfs"] = ["/tmp"]
+        if target.api_key:
+            _with_key(service, target, bake_dir, compose_dir, key_secrets)
         service["healthcheck"] = _health(target.shape, model.server.port)
         service["restart"] = "unless-stopped"
         if base.backend == "cuda":
@@ -127,9 +160,12 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
     if problems:
         raise CatalogError(problems)
     document: dict[str, Any] = {"services": services, "volumes": {CACHE_VOLUME: {}}}
+    secrets = dict(key_secrets)
     if any(t.secrets for t in plan.targets):
         # Read from the environment at build time, like `llama-bake build`: never written to a file.
-        document["secrets"] = {SECRET: {"environment": "HF_TOKEN"}}
+        secrets[SECRET] = {"environment": "HF_TOKEN"}
+    if secrets:
+        document["secrets"] = dict(sorted(secrets.items()))
     return document
 
 

@@ -24,6 +24,7 @@ from llama_bake.plan.ir import (
     NETWORKS,
     REGENERATE,
     SEMVER_PATTERN,
+    SERVER_UID,
     BakePlan,
     Fn,
     Interp,
@@ -157,7 +158,7 @@ def _render(template: jinja2.Template, **context: object) -> str:
 
 def render_dockerfile(shape: Shape, project_dir: Path, env: jinja2.Environment | None = None) -> str:
     env = env or environment(project_dir)
-    return _render(_template(env, DOCKERFILE_TEMPLATES[shape.kind]), shape=shape)
+    return _render(_template(env, DOCKERFILE_TEMPLATES[shape.kind]), shape=shape, server_uid=SERVER_UID)
 
 
 def render_bake(plan: BakePlan, header: Header, project_dir: Path, env: jinja2.Environment | None = None) -> str:

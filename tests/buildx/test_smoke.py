@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from llama_bake.buildx.client import Launch
-from llama_bake.buildx.smoke import launch_for, result_line, smoke_one
-from llama_bake.errors import DockerError
+from llama_bake.buildx.smoke import api_key_of, launch_for, result_line, smoke_one
+from llama_bake.errors import DockerError, UsageError
+from llama_bake.plan.ir import Shape, Target
 
 
 class FakeContainers:
@@ -50,7 +54,9 @@ LAUNCH = Launch("reg/m1:latest", {}, 18080, 8080, False, "")
 def server(healthy_after: int, completion: dict[str, object] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
     calls: list[str] = []
 
-    def get(url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
+    def get(
+        url: str, body: bytes | None, timeout: float, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes]:
         calls.append(url)
         if url.endswith("/health"):
             return (200, b"{}") if len(calls) > healthy_after else (503, b"loading")
@@ -132,3 +138,59 @@ def test_on_the_host_network_the_server_listens_on_loopback_at_the_chosen_port()
     assert launch.env["LLAMA_ARG_HOST"] == "127.0.0.1"
     assert launch.env["LLAMA_ARG_PORT"] == "40001"
     assert (launch.host_port, launch.container_port, launch.host_network) == (40001, 40001, True)
+
+
+def keyed_server(key: str, refuses: bool = True):  # type: ignore[no-untyped-def]
+    """A healthy server that answers a completion only with ``Authorization: Bearer KEY`` (when ``refuses``)."""
+    seen: list[str | None] = []
+
+    def get(
+        url: str, body: bytes | None, timeout: float, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        if url.endswith("/health"):
+            return 200, b"{}"
+        given = (headers or {}).get("Authorization")
+        seen.append(given)
+        if refuses and given != f"Bearer {key}":
+            return 401, b'{"error": {"code": 401}}'
+        return 200, json.dumps({"content": " Paris", "tokens_predicted": 8}).encode()
+
+    return get, seen
+
+
+def test_with_an_api_key_the_completion_is_refused_without_it_and_answered_with_it() -> None:
+    clock = Clock()
+    get, seen = keyed_server("k-123")
+    result = smoke_one(FakeContainers(), "m1", replace(LAUNCH, api_key="k-123"), 60, get, clock, clock.sleep)
+    assert result.ok, result.detail
+    assert seen == [None, "Bearer k-123"]
+    assert "k-123" not in repr(replace(LAUNCH, api_key="k-123"))
+
+
+def test_a_key_that_does_not_protect_the_server_fails_the_smoke() -> None:
+    clock = Clock()
+    get, _ = keyed_server("k-123", refuses=False)
+    result = smoke_one(FakeContainers(), "m1", replace(LAUNCH, api_key="k-123"), 60, get, clock, clock.sleep)
+    assert not result.ok
+    assert "/completion without the API key answered HTTP 200, not 401" in result.detail
+
+
+def keyed_target(api_key: tuple[str, str]) -> Target:
+    return Target("m1", "model", "", Shape(kind="model"), "b", (), (), (), (), api_key=api_key)
+
+
+def test_the_key_is_read_from_the_variable_or_the_first_key_line_of_the_file(tmp_path: Path) -> None:
+    assert api_key_of(keyed_target(("env", "TEAM_KEY")), tmp_path, {"TEAM_KEY": "k-env\n"}) == "k-env"
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "m.key").write_text("# the team's key\nk-file\n", encoding="utf-8")
+    assert api_key_of(keyed_target(("file", "secrets/m.key")), tmp_path, {}) == "k-file"
+    assert api_key_of(Target("m1", "model", "", Shape(kind="model"), "b", (), (), (), ()), tmp_path, {}) == ""
+
+
+def test_a_missing_key_names_the_variable_or_the_file(tmp_path: Path) -> None:
+    with pytest.raises(
+        UsageError, match=r"model m1: its API key .* the environment variable TEAM_KEY, which is not set"
+    ):
+        api_key_of(keyed_target(("env", "TEAM_KEY")), tmp_path, {})
+    with pytest.raises(UsageError, match=r"gone\.key, which cannot be read"):
+        api_key_of(keyed_target(("file", "gone.key")), tmp_path, {})

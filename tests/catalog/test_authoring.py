@@ -48,6 +48,9 @@ def catalog(tmp_path: Path, hub: StandInHub) -> Path:
     return root
 
 
+CARD_LICENSE = 'license: "apache-2.0"  # the Hub\'s model card\n'
+
+
 def run(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 
@@ -169,7 +172,7 @@ def test_pin_fills_placeholders_and_branch_names_and_changes_nothing_else(hub: S
             f'  revision: "{commit}"\n  sha256: "{sha(FILES["mmproj-tiny-f16.gguf"])}"\n'
             f"  size: {len(FILES['mmproj-tiny-f16.gguf'])}\n",
         )
-    )
+    ) + CARD_LICENSE  # the model card's license, for a file that names none
     assert path.read_text() == expected
     assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
     again = run("pin", "-c", str(catalog))
@@ -368,7 +371,7 @@ def test_pin_update_follows_a_split_model_cut_into_fewer_parts_written_in_flow_s
     assert data["weights"]["revision"] == newer
     assert data["weights"]["parts"] == [{"file": f, "sha256": sha(c), "size": len(c)} for f, c in two.items()]
     assert data["server"] == {"ctx_size": 512}
-    assert after.endswith("# the end\nserver:\n  ctx_size: 512\n"), after
+    assert after.endswith("# the end\nserver:\n  ctx_size: 512\n" + CARD_LICENSE), after
     assert after.count("    - {file: ") == 2, "still one line per part"
     assert run("validate", "-c", str(catalog), "--strict").exit_code == 0
 
@@ -403,3 +406,31 @@ def test_pin_update_of_a_split_model_whose_quantisation_is_gone_is_a_clear_error
     assert result.exit_code == 9, result.output
     assert message in result.output
     assert path.read_text() == before, "the model file is left as it was"
+
+
+def test_add_and_pin_take_the_license_from_the_model_card_and_keep_one_the_file_names(
+    hub: StandInHub, catalog: Path
+) -> None:
+    hub.commit(REPO, FILES)
+    hub.repos[REPO].license = "gemma"
+    assert run("add", "-c", str(catalog), f"{REPO}:Q4_K_M", "--no-mmproj").exit_code == 0
+    path = catalog / "models" / "tiny-model.yaml"
+    assert yaml.safe_load(path.read_text())["license"] == "gemma"
+    hub.repos[REPO].license = "apache-2.0"
+    assert "nothing changed" in run("pin", "-c", str(catalog)).output, "a license the file names is kept"
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if "license" not in line))
+    pinned = run("pin", "-c", str(catalog))
+    assert '+license: "apache-2.0"' in pinned.output
+    assert yaml.safe_load(path.read_text())["license"] == "apache-2.0"
+
+
+def test_without_a_card_license_add_writes_none_and_validate_warns(hub: StandInHub, catalog: Path) -> None:
+    hub.commit(REPO, FILES)
+    hub.repos[REPO].license = ""
+    assert run("add", "-c", str(catalog), f"{REPO}:Q4_K_M", "--no-mmproj").exit_code == 0
+    assert "license" not in yaml.safe_load((catalog / "models" / "tiny-model.yaml").read_text())
+    checked = run("validate", "-c", str(catalog))
+    assert checked.exit_code == 0
+    assert "model tiny-model: the weights' license is unknown" in checked.output
+    assert "`llama-bake pin tiny-model` reads it from the Hub's model card" in checked.output
+    assert run("validate", "-c", str(catalog), "--strict").exit_code == 8

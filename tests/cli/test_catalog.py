@@ -194,9 +194,12 @@ def test_list_shows_each_models_weight_size_and_layers_and_validate_warns_over_t
 
     projector = {"url": "https://h/p.gguf", "sha256": "b" * 64, "size": 500_000_000}
     models = {
-        "big": {"weights": {"parts": parts(8_000_000_000)}, "mmproj": projector},
-        "huge": {"weights": {"url": "https://h/huge.gguf", "sha256": "c" * 64, "size": 16_500_000_000}},
-        "huge-parts": {"weights": {"parts": parts(12_000_000_000)}},
+        "big": {"weights": {"parts": parts(8_000_000_000)}, "mmproj": projector, "license": "mit"},
+        "huge": {
+            "weights": {"url": "https://h/huge.gguf", "sha256": "c" * 64, "size": 16_500_000_000},
+            "license": "mit",
+        },
+        "huge-parts": {"weights": {"parts": parts(12_000_000_000)}, "license": "mit"},
     }
     catalog = write_catalog(models=models)
     rows = {line.split()[0]: line.split() for line in run("list", "-c", str(catalog)).output.splitlines()}
@@ -313,7 +316,8 @@ def test_the_catalog_is_found_from_any_subdirectory_of_the_project(
 
 
 def test_json_outputs_of_list_validate_and_graph_have_the_documented_shapes(write_catalog: WriteCatalog) -> None:
-    catalog = write_catalog(models={"model-a": MODEL, "zero": {"weights": {**MODEL["weights"], "sha256": "0" * 64}}})
+    zero = {"weights": {**MODEL["weights"], "sha256": "0" * 64}, "license": "mit"}
+    catalog = write_catalog(models={"model-a": {**MODEL, "license": "mit"}, "zero": zero})
     listed = json.loads(run("list", "-c", str(catalog), "--json").output)
     assert listed[0] == {
         "target": "llama-cpp-cuda",

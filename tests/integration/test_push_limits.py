@@ -229,7 +229,8 @@ def test_a_file_over_the_limit_is_re_split_and_a_new_llama_cpp_re_pushes_no_weig
     proxy = RegistryProxy(registry, max_blob=limit)
     try:
         url, sha = server.add("big.gguf", size=3_500_000)
-        write_yaml(project / "models" / "big.yaml", {"weights": {"url": url, "sha256": sha, "size": 3_500_000}})
+        big = {"weights": {"url": url, "sha256": sha, "size": 3_500_000}, "license": "mit"}
+        write_yaml(project / "models" / "big.yaml", big)
         project_file = project / "project.yaml"
         settings = _yaml(project_file)
         settings["image_overrides"]["ubuntu:24.04"] = stand_in_image

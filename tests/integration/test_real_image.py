@@ -36,6 +36,7 @@ import pytest
 import yaml
 
 from llama_bake.buildx.progress import Progress
+from llama_bake.plan.ir import SERVER_UID
 from tests.conftest import executed, free_port, write_yaml
 from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.hub import StandInHub
@@ -217,6 +218,24 @@ def test_image_serves_health_and_completions_within_the_start_period(built: Buil
     assert props["default_generation_settings"]["n_ctx"] == 512
 
 
+def test_the_image_serves_as_its_non_root_user_on_a_read_only_root_filesystem(built: Built, run_image: Any) -> None:
+    """llama-server runs as the fixed non-root user, on a read-only root filesystem with tmpfs on /tmp and the
+    cache (as Compose and Kubernetes run it; every image the tests run with runc runs so, a fetched model too)."""
+    assert OciArchive(built.out / "tiny-file.tar").config()["config"]["User"] == f"{SERVER_UID}:{SERVER_UID}"
+    container = run_image(built.out / "tiny-file.tar")
+    wait_healthy(container, START_PERIOD_S)
+    status = container.exec("cat", "/proc/1/status", "/proc/1/comm", "/proc/1/mountinfo").stdout.splitlines()
+    uids = next(line.split()[1:] for line in status if line.startswith("Uid:"))
+    assert uids == [str(SERVER_UID)] * 4, "real, effective, saved and filesystem UID"
+    assert "llama-server" in status  # the entrypoint exec'd it: PID 1 is the server
+    root = next(line.split() for line in status if len(line.split()) > 5 and line.split()[4] == "/")
+    assert "ro" in root[5].split(","), root
+    refused = container.exec("sh", "-c", "touch /models/x")
+    assert refused.returncode != 0
+    assert "Read-only file system" in refused.stderr
+    assert complete(container, "hello llama")["tokens_predicted"] > 0
+
+
 @pytest.mark.parametrize("model", ["tiny-split", "tiny-split-fetch"])
 def test_a_split_model_is_served_from_its_first_part(built: Built, run_image: Any, model: str) -> None:
     """Baked: each part is a layer of its own, verified, side by side in /models; fetched: every part is
@@ -330,6 +349,10 @@ def test_image_config_has_entrypoint_health_check_labels_and_env(built: Built) -
     assert labels["io.llama-bake.backend"] == "cpu"
     assert labels["io.llama-bake.base"] == "llama-cpu"
     assert labels["io.llama-bake.model.sha256"] == built.shas["tiny-file"]
+    # The weights' license: unknown for a local file; the stand-in Hub's model card names the gated one's.
+    assert labels["org.opencontainers.image.licenses"] == "NOASSERTION"
+    gated = OciArchive(built.out / "tiny-gated.tar").config()["config"]["Labels"]
+    assert gated["org.opencontainers.image.licenses"] == "apache-2.0"
     env = dict(e.split("=", 1) for e in config["Env"])
     assert env["LLAMA_ARG_MODEL"] == "/models/tiny.gguf"
     assert env["LLAMA_ARG_CTX_SIZE"] == "512"
@@ -495,6 +518,30 @@ def test_smoke_runs_the_image_on_the_engine_and_reports_tokens_per_second(
     assert leftovers.strip() == "", "smoke removes its containers"
 
 
+def test_smoke_gives_the_model_its_api_key_and_checks_that_the_key_is_required(
+    built: Built, engine_with_image: Engine
+) -> None:
+    """A model whose key is read from a variable: smoke starts it with the key (LLAMA_API_KEY, through an env file),
+    sees a completion refused without it (401) and answered with it; without the variable it refuses to start."""
+    model = built.project / "catalog" / "models" / "tiny-file.yaml"
+    original = model.read_text()
+    write_yaml(model, {**yaml.safe_load(original), "api_key": {"env": "LLAMA_BAKE_TEST_API_KEY"}})
+    try:
+        env = {**engine_with_image.env, "LLAMA_BAKE_BUILDER": "none", "LLAMA_BAKE_TEST_API_KEY": API_KEY}
+        argv = ["llama-bake", "smoke", "--cpu", "--host-network", "--timeout", "120", "tiny-file"]
+        done = _run_code(argv, built.project, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith("ok   tiny-file"), done.stdout
+        inspect = engine_with_image.docker("ps", "-aq", "--filter", "label=io.llama-bake.smoke").stdout
+        assert inspect.strip() == ""
+        env.pop("LLAMA_BAKE_TEST_API_KEY")
+        unset = _run_code(argv, built.project, env)
+        assert unset.returncode == 2, unset.stdout + unset.stderr
+        assert "the environment variable LLAMA_BAKE_TEST_API_KEY, which is not set" in unset.stderr
+    finally:
+        model.write_text(original)
+
+
 def test_smoke_fails_with_a_non_zero_exit_when_the_image_does_not_serve(
     built: Built, engine_with_image: Engine
 ) -> None:
@@ -502,7 +549,9 @@ def test_smoke_fails_with_a_non_zero_exit_when_the_image_does_not_serve(
     broken = built.project / "broken"
     broken.mkdir(exist_ok=True)
     (broken / "Dockerfile").write_text(
-        "FROM localhost:5000/real/tiny-file:latest\nRUN echo not-a-gguf > /models/tiny.gguf\n", encoding="utf-8"
+        "FROM localhost:5000/real/tiny-file:latest\nUSER root\nRUN echo not-a-gguf > /models/tiny.gguf\n"
+        f"USER {SERVER_UID}:{SERVER_UID}\n",
+        encoding="utf-8",
     )
     engine_with_image.docker(
         "buildx", "build", "--network", "host", "--tag", "localhost:5000/real/tiny-file:broken", str(broken)
@@ -515,20 +564,36 @@ def test_smoke_fails_with_a_non_zero_exit_when_the_image_does_not_serve(
     assert "1 of 1 image(s) failed: tiny-file" in done.stderr
 
 
-def test_compose_up_of_the_generated_file_serves_a_completion(built: Built, engine_with_image: Engine) -> None:
-    """`docker compose up` of what `llama-bake compose` wrote, on the image the build made. The test's own override
-    puts the service on the host network (this engine has no bridge) on a free port of 127.0.0.1."""
+def test_compose_up_of_a_network_model_refuses_a_completion_without_its_key_and_answers_with_it(
+    built: Built, engine_with_image: Engine
+) -> None:
+    """`docker compose up` of what `llama-bake compose` wrote, on the image the build made, for a model exposed to
+    the network with a key file: its port on every interface (the others on 127.0.0.1), the key a Compose secret
+    (a bind mount, which the read-only container takes) that llama-server reads; without the key a completion is
+    refused (401), with it answered. The container runs as the non-root user on a read-only root filesystem and
+    writes to its cache volume. The test's own override puts the service on the host network (this engine has no
+    bridge) on a free port of 127.0.0.1."""
     models = built.project / "catalog" / "models"
     others = sorted(path.stem for path in models.glob("*.yaml") if path.stem != "tiny-file")
-    originals = {name: (models / f"{name}.yaml").read_text() for name in others}
-    for offset, name in enumerate(originals, start=1):  # three models on port 8080: Compose needs distinct host ports
+    originals = {name: (models / f"{name}.yaml").read_text() for name in ("tiny-file", *others)}
+    for offset, name in enumerate(others, start=1):  # several models on port 8080: Compose needs distinct host ports
         data = yaml.safe_load(originals[name])
         write_yaml(models / f"{name}.yaml", {**data, "compose": {"host_port": 18080 + offset}})
+    tiny = yaml.safe_load(originals["tiny-file"])
+    write_yaml(models / "tiny-file.yaml", {**tiny, "access": "network", "api_key": {"file": "secrets/tiny.key"}})
+    (built.project / "secrets").mkdir(exist_ok=True)
+    key_file = built.project / "secrets" / "tiny.key"
+    key_file.write_text(f"# the test's key\n{API_KEY}\n", encoding="utf-8")
+    key_file.chmod(0o644)  # the container's user reads the bind mount
     try:
         run_checked(["llama-bake", "compose"], built.project)
     finally:
         for name, text in originals.items():
             (models / f"{name}.yaml").write_text(text)
+    written = yaml.safe_load((built.project / "compose.yaml").read_text())
+    assert written["services"]["tiny-file"]["ports"] == ["8080:8080"]
+    assert all(written["services"][name]["ports"][0].startswith("127.0.0.1:") for name in others)
+    assert API_KEY not in (built.project / "compose.yaml").read_text()
     port = free_port()
     override = built.project / "compose.test.yaml"
     services: dict[str, dict[str, Any]] = {
@@ -543,23 +608,37 @@ def test_compose_up_of_the_generated_file_serves_a_completion(built: Built, engi
         up = _run_code([*compose, "up", "--detach", "--no-build", "tiny-file"], built.project, env)
         assert up.returncode == 0, up.stdout + up.stderr
         deadline = time.monotonic() + START_PERIOD_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
+        while _status(f"http://127.0.0.1:{port}/health") != 200:  # /health needs no key
             if time.monotonic() > deadline:
                 logs = _run_code([*compose, "logs"], built.project, env).stdout
                 pytest.fail(f"/health not 200 within {START_PERIOD_S}s:\n{logs[-3000:]}")
             time.sleep(0.5)
-        body = json.dumps({"prompt": "Hello", "n_predict": 4}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=body)
-        with urllib.request.urlopen(request, timeout=60) as response:
-            assert json.loads(response.read())["tokens_predicted"] > 0
+        url = f"http://127.0.0.1:{port}/completion"
+        assert _status(url, {}) == 401
+        assert _status(url, {"Authorization": "Bearer not-the-key"}) == 401
+        assert _status(url, {"Authorization": f"Bearer {API_KEY}"}) == 200
+        probe = "id -u; touch /var/cache/llama/written && echo cache-writable; touch /app/x"
+        inside = _run_code([*compose, "exec", "-T", "tiny-file", "sh", "-c", probe], built.project, env)
+        assert inside.stdout.split() == [str(SERVER_UID), "cache-writable"], inside.stdout + inside.stderr
+        assert "Read-only file system" in inside.stderr
     finally:
         _run_code([*compose, "down", "--volumes"], built.project, env)
+
+
+API_KEY = "llama-bake-test-key-0123456789"
+
+
+def _status(url: str, headers: dict[str, str] | None = None) -> int:
+    """The HTTP status of a GET (``headers`` given: a POST of a short completion); 0 when nothing answers."""
+    body = None if headers is None else json.dumps({"prompt": "Hello", "n_predict": 4}).encode()
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return 0
 
 
 def _run_code(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

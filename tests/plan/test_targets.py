@@ -16,7 +16,8 @@ from llama_bake.catalog.project import Project
 from llama_bake.plan.environment import cmake_args, server_env
 from llama_bake.plan.ir import Interp, Var
 from llama_bake.plan.targets import make_plan
-from tests.conftest import BASE, MODEL, SHA_A, SHA_B
+from llama_bake.project import Paths, plan_catalog
+from tests.conftest import BASE, MODEL, SHA_A, SHA_B, WriteCatalog
 
 ROOT = Path("/project")
 
@@ -348,3 +349,14 @@ def test_a_catalog_path_written_the_windows_way_is_read_as_its_parts(tmp_path: P
     drive = {"name": "m", "weights": {"path": r"C:\models\m.gguf", "sha256": SHA_A}}
     with pytest.raises(CatalogError, match="is a Windows path"):
         make_plan(catalog(models=[drive]), tmp_path, tmp_path)
+
+
+def test_a_model_images_license_label_is_the_weights_not_the_projects(write_catalog: WriteCatalog) -> None:
+    project = {"labels": {"org.opencontainers.image.licenses": "MIT", "org.opencontainers.image.vendor": "team"}}
+    catalog = write_catalog(models={"known": {**MODEL, "license": "gemma"}, "unknown": MODEL}, project=project)
+    plan = plan_catalog(Paths.from_options(catalog, None))[1]
+    labels = {t.name: dict(t.labels) for t in plan.targets}
+    assert labels["known"]["org.opencontainers.image.licenses"] == "gemma"
+    assert labels["unknown"]["org.opencontainers.image.licenses"] == "NOASSERTION", "not the base's, which it inherits"
+    assert labels["unknown"]["org.opencontainers.image.vendor"] == "team"
+    assert labels["llama-cpp-cuda"]["org.opencontainers.image.licenses"] == "MIT", "the base is llama.cpp's build"

@@ -213,7 +213,7 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
         capture_output=True,
         text=True,
         check=False,
-        env={k: v for k, v in os.environ.items() if k not in ("REGISTRY", "TAG")},
+        env={k: v for k, v in os.environ.items() if k not in ("REGISTRY", "TAG")} | KEY_ENV,
     )
     assert printed.returncode == 0, printed.stderr
     targets = json.loads(printed.stdout)["target"]
@@ -228,10 +228,14 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
         assert got["tags"] == [plan.value_of(target.image)], target.name
 
 
-def compose_services(directory: Path, *files: str) -> dict[str, Any]:
-    """The services as Compose's own loader reads (and merges) ``files``."""
+# The multi case's `gated` model reads its API key from this variable: Compose refuses the file without it.
+KEY_ENV = {"TEAM_LLAMA_KEY": "test-key-123"}
+
+
+def compose_services(directory: Path, *files: str, env: dict[str, str] = KEY_ENV) -> dict[str, Any]:
+    """The services as Compose's own loader reads (and merges) ``files``, with ``env`` set."""
     argv = ["docker", "compose", *(arg for name in files for arg in ("-f", name)), "config", "--format", "json"]
-    loaded = subprocess.run(argv, cwd=directory, capture_output=True, text=True, check=False)
+    loaded = subprocess.run(argv, cwd=directory, capture_output=True, text=True, check=False, env={**os.environ, **env})
     assert loaded.returncode == 0, loaded.stderr
     services: dict[str, Any] = json.loads(loaded.stdout)["services"]
     return services
@@ -251,6 +255,42 @@ def test_docker_compose_itself_loads_the_compose_file(case: str, tmp_path: Path)
     assert set(services) == {t.name for t in plan.targets}
     for target in plan.targets:
         assert (services[target.name].get("scale") == 0) == (target.kind == "base"), target.name
+
+
+def test_compose_publishes_on_loopback_unless_a_model_is_network_exposed_with_its_key(tmp_path: Path) -> None:
+    """As Compose itself reads the file: a `local` model (the default) is published on 127.0.0.1 only; the
+    `network` one on every interface, with its key as a Compose secret that llama-server reads from the
+    secret's file (from a file or the environment, never written into the Compose file)."""
+    paths = catalog_paths("multi", tmp_path)
+    compose = paths.bake_dir / "compose.yaml"
+    compose.write_text(compose_text(paths, compose, "llama-bake compose")[0], encoding="utf-8")
+    services = compose_services(paths.bake_dir, "compose.yaml")
+    plan = plan_catalog(paths)[1]
+    for target in (t for t in plan.targets if t.kind == "model"):
+        (port,) = services[target.name]["ports"]
+        assert port.get("host_ip") == ("127.0.0.1" if target.access == "local" else None), target.name
+        # Every model runs on a read-only root filesystem, writing only to its cache volume and /tmp.
+        assert services[target.name]["read_only"] is True, target.name
+        assert services[target.name]["tmpfs"] == ["/tmp"], target.name
+    assert plan.target("vision").access == "network"
+    # A key file: a Compose secret (a read-only bind mount, which a read-only container takes) for --api-key-file.
+    assert services["vision"]["secrets"] == [{"source": "vision-api-key", "target": "/run/secrets/vision-api-key"}]
+    assert services["vision"]["command"] == ["--api-key-file", "/run/secrets/vision-api-key"]
+    # A variable: read by Compose when it loads the file, into llama-server's own LLAMA_API_KEY.
+    assert services["gated"]["environment"]["LLAMA_API_KEY"] == KEY_ENV["TEAM_LLAMA_KEY"]
+    assert "secrets" not in services["tiny-cpu"]
+    assert "LLAMA_API_KEY" not in services["tiny-cpu"].get("environment", {})
+    assert "test-key-123" not in compose.read_text()
+    missing = subprocess.run(
+        ["docker", "compose", "config"],
+        cwd=paths.bake_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "TEAM_LLAMA_KEY"},
+    )
+    assert missing.returncode != 0
+    assert "TEAM_LLAMA_KEY must hold the API key of gated" in missing.stderr
 
 
 GIT_SCHEME = ["{tag}", "sha-{git_sha}", "{git_branch}", "{git_version}", "{git_version}-cuda{cuda}"]

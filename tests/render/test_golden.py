@@ -97,6 +97,11 @@ def generated_files(case: str, root: Path) -> dict[str, str]:
         result = runner.invoke(main, argv)
         assert result.exit_code == 0, result.output
         out[name] = (root / name).read_text(encoding="utf-8")
+    # The Kubernetes manifests, with the digests a build's summary reported.
+    shutil.copy(GOLDEN / case / "summary.json", root / "summary.json")
+    result = runner.invoke(main, ["kube", "-c", str(root / "catalog"), "--summary", str(root / "summary.json")])
+    assert result.exit_code == 0, result.output
+    out |= {f"kube/{p.name}": p.read_text(encoding="utf-8") for p in sorted((root / "kube").iterdir())}
     for name, fmt in (("graph.txt", "text"), ("graph.mmd", "mermaid"), ("graph.dot", "dot")):
         result = runner.invoke(main, ["graph", "-c", str(root / "catalog"), "--format", fmt])
         assert result.exit_code == 0, result.output
@@ -107,11 +112,16 @@ def generated_files(case: str, root: Path) -> dict[str, str]:
 @pytest.mark.parametrize("case", GENERATED_CASES)
 def test_generated_compose_ci_and_graph_equal_the_reviewed_files(case: str, tmp_path: Path) -> None:
     files = generated_files(case, tmp_path)
-    for name in GENERATED:
-        expected = GOLDEN / case / name
-        if os.environ.get("LLAMA_BAKE_UPDATE_GOLDEN") == "1":
-            expected.write_text(files[name], encoding="utf-8")
-        assert files[name] == expected.read_text(encoding="utf-8"), name
+    assert set(GENERATED) <= set(files)
+    if os.environ.get("LLAMA_BAKE_UPDATE_GOLDEN") == "1":
+        shutil.rmtree(GOLDEN / case / "kube", ignore_errors=True)
+        for name, text in files.items():
+            (GOLDEN / case / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / case / name).write_text(text, encoding="utf-8")
+    for name, text in files.items():
+        assert text == (GOLDEN / case / name).read_text(encoding="utf-8"), name
+    on_disk = sorted(f"kube/{p.name}" for p in (GOLDEN / case / "kube").iterdir())
+    assert on_disk == sorted(n for n in files if n.startswith("kube/"))
 
 
 @pytest.mark.parametrize("case", GENERATED_CASES)
@@ -121,6 +131,8 @@ def test_generated_files_are_byte_identical_run_to_run_and_say_how_to_regenerate
     assert first == second
     assert first["compose.yaml"].splitlines()[1] == "# Regenerate with: llama-bake compose"
     assert first["github.yml"].splitlines()[1].startswith("# Regenerate with: llama-bake ci github")
+    for name in (n for n in first if n.startswith("kube/")):
+        assert first[name].splitlines()[1] == "# Regenerate with: llama-bake kube --summary summary.json", name
 
 
 SCHEMAS = {

@@ -401,6 +401,7 @@ target "on-ada" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-ada"
   }
   tags       = ["${REGISTRY}/on-ada:${TAG}"]
@@ -433,6 +434,7 @@ target "on-ampere" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-ampere"
   }
   tags       = ["${REGISTRY}/on-ampere:${TAG}"]
@@ -465,6 +467,7 @@ target "on-ampere-datacenter" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-ampere-datacenter"
   }
   tags       = ["${REGISTRY}/on-ampere-datacenter:${TAG}"]
@@ -497,6 +500,7 @@ target "on-blackwell-consumer" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-blackwell-consumer"
   }
   tags       = ["${REGISTRY}/on-blackwell-consumer:${TAG}"]
@@ -529,6 +533,7 @@ target "on-blackwell-datacenter" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-blackwell-datacenter"
   }
   tags       = ["${REGISTRY}/on-blackwell-datacenter:${TAG}"]
@@ -561,6 +566,7 @@ target "on-gb10" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-gb10"
   }
   tags       = ["${REGISTRY}/on-gb10:${TAG}"]
@@ -593,6 +599,7 @@ target "on-hopper" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-hopper"
   }
   tags       = ["${REGISTRY}/on-hopper:${TAG}"]
@@ -625,6 +632,7 @@ target "on-turing" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-turing"
   }
   tags       = ["${REGISTRY}/on-turing:${TAG}"]
@@ -657,6 +665,7 @@ target "on-volta" {
     "io.llama-bake.model.delivery" = "baked"
     "io.llama-bake.model.sha256" = "5555555555555555555555555555555555555555555555555555555555555555"
     "io.llama-bake.model.weights" = "https://example.com/m.gguf"
+    "org.opencontainers.image.licenses" = "NOASSERTION"
     "org.opencontainers.image.title" = "on-volta"
   }
   tags       = ["${REGISTRY}/on-volta:${TAG}"]

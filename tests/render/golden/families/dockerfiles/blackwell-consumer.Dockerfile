@@ -214,5 +214,14 @@ ENV LD_LIBRARY_PATH=/app:/usr/local/nvidia/lib:/usr/local/nvidia/lib64 \
     NVIDIA_DRIVER_CAPABILITIES=${ENV_NVIDIA_DRIVER_CAPABILITIES} \
     NVIDIA_REQUIRE_CUDA=${ENV_NVIDIA_REQUIRE_CUDA} \
     NVIDIA_VISIBLE_DEVICES=${ENV_NVIDIA_VISIBLE_DEVICES}
+
+# llama-server runs as a fixed non-root user. The cache directory (LLAMA_CACHE: `delivery: fetch` weights, -hf
+# downloads; also its home) is the one place it writes, so the image runs with a read-only root filesystem too.
+RUN set -eu; \
+    echo "llama:x:10001:" >> /etc/group; \
+    echo "llama:x:10001:10001:llama-server:$LLAMA_CACHE:/usr/sbin/nologin" >> /etc/passwd; \
+    mkdir -p "$LLAMA_CACHE"; \
+    chown 10001:10001 "$LLAMA_CACHE"
+USER 10001:10001
 WORKDIR /app
 ENTRYPOINT ["llama-bake-serve"]

@@ -156,5 +156,14 @@ ARG ENV_LLAMA_CACHE
 ENV LD_LIBRARY_PATH=/app \
     LLAMA_BAKE_LLAMA_CPP_REF=${LLAMA_CPP_REF} \
     LLAMA_CACHE=${ENV_LLAMA_CACHE}
+
+# llama-server runs as a fixed non-root user. The cache directory (LLAMA_CACHE: `delivery: fetch` weights, -hf
+# downloads; also its home) is the one place it writes, so the image runs with a read-only root filesystem too.
+RUN set -eu; \
+    echo "llama:x:10001:" >> /etc/group; \
+    echo "llama:x:10001:10001:llama-server:$LLAMA_CACHE:/usr/sbin/nologin" >> /etc/passwd; \
+    mkdir -p "$LLAMA_CACHE"; \
+    chown 10001:10001 "$LLAMA_CACHE"
+USER 10001:10001
 WORKDIR /app
 ENTRYPOINT ["llama-bake-serve"]

@@ -5,6 +5,8 @@
 
 # Gated weights need the Hugging Face token: a BuildKit secret, mounted for this step only.
 FROM base AS gated
+# The base runs as its non-root user; this stage writes /out and reads the secret, which root owns.
+USER root
 ARG ENV_LLAMA_BAKE_WEIGHTS_URL
 ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256
 ARG ENV_LLAMA_BAKE_WEIGHTS_FILE

@@ -5,6 +5,7 @@
 
 # Local files arrive as named contexts; each is checked against the catalog's sha256 before it is used.
 FROM base AS verify
+USER root
 RUN mkdir -p /llama-bake
 ARG WEIGHTS_SOURCE
 ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256
