@@ -191,10 +191,11 @@ def _layout_outputs(plan: BakePlan, phase: Phase, site: Site) -> list[str]:
 def _output_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path) -> list[str]:
     """The exporters, spelled out wherever the build writes an image, so that each carries the catalog's
     compression (and clamped file times): the image exporter when pushing (--push sets push=true on it), the docker
-    exporter with --load, each ``--output``. With neither, the bake file's own output stands."""
+    exporter with --load (alone: the bake file's image output would run beside it), each ``--output``. With none
+    of them, the bake file's own output stands (the same image exporter)."""
     flags: list[str] = []
     attrs = plan.exporter_attrs
-    if options.push or options.load or plan.rewrite_timestamps:
+    if options.push or options.load:
         flags += ["--set", f"*.output=type={'docker' if options.load else 'image'}{attrs}"]
     for target, spec, out_dir in outputs(options, phase.targets):
         flags += ["--set", f"{target}.output={with_attrs(spec, attrs)}"]

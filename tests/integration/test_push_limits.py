@@ -308,3 +308,33 @@ def test_the_generated_ci_files_build_step_fails_in_seconds_without_a_login(
         assert proxy.uploads == {}, "nothing was pushed"
     finally:
         proxy.close()
+
+
+GZIP_TYPES = ("application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip")
+LAYER_TYPES = {
+    "zstd": ("application/vnd.oci.image.layer.v1.tar+zstd",),
+    "gzip": GZIP_TYPES,
+    "uncompressed": ("application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"),
+}
+
+
+@pytest.mark.parametrize("compression", ["zstd (default)", "gzip", "uncompressed"])
+def test_the_pushed_weights_layer_has_the_catalogs_compression(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path, compression: str
+) -> None:
+    """Read from the registry (skopeo inspect --raw): the weights layer has the media type of the catalog's
+    compression. With gzip every layer is gzip (layers taken from the base are compressed again); with zstd or
+    uncompressed, a layer the builder already held gzip (the stand-in base's) may stay gzip, nothing else."""
+    codec = compression.split()[0]
+    url, sha = server.add("m.gguf", size=2 * MIB)
+    write_yaml(project / "models" / "m.yaml", {"weights": {"url": url, "sha256": sha}})
+    if codec != "zstd":
+        write_yaml(project / "project.yaml", {**_yaml(project / "project.yaml"), "compression": codec})
+    pushed = build(project, f"{registry}/{codec}", "m")
+    assert pushed.exit_code == 0, pushed.output
+    found = layers(f"{registry}/{codec}/lb/m")
+    weights = max(found, key=lambda layer: int(layer["size"]))
+    assert weights["mediaType"] in LAYER_TYPES[codec], found
+    assert 2 * MIB <= weights["size"] < 2 * MIB + 64 * 1024, "random bytes: stored, not shrunk"
+    allowed = LAYER_TYPES[codec] if codec == "gzip" else LAYER_TYPES[codec] + GZIP_TYPES
+    assert all(layer["mediaType"] in allowed for layer in found), found

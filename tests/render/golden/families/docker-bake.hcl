@@ -143,6 +143,7 @@ target "ada" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ada")
   cache-to   = cache_to("ada")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -177,6 +178,7 @@ target "ampere" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ampere")
   cache-to   = cache_to("ampere")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -211,6 +213,7 @@ target "ampere-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ampere-datacenter")
   cache-to   = cache_to("ampere-datacenter")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -245,6 +248,7 @@ target "blackwell-consumer" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("blackwell-consumer")
   cache-to   = cache_to("blackwell-consumer")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -279,6 +283,7 @@ target "blackwell-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("blackwell-datacenter")
   cache-to   = cache_to("blackwell-datacenter")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -313,6 +318,7 @@ target "gb10" {
   platforms  = ["linux/arm64"]
   cache-from = cache_from("gb10")
   cache-to   = cache_to("gb10")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -347,6 +353,7 @@ target "hopper" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("hopper")
   cache-to   = cache_to("hopper")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -379,6 +386,7 @@ target "on-ada" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ada"), cache_from("ada"))
   cache-to   = cache_to("on-ada")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -411,6 +419,7 @@ target "on-ampere" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ampere"), cache_from("ampere"))
   cache-to   = cache_to("on-ampere")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -443,6 +452,7 @@ target "on-ampere-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ampere-datacenter"), cache_from("ampere-datacenter"))
   cache-to   = cache_to("on-ampere-datacenter")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -475,6 +485,7 @@ target "on-blackwell-consumer" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-blackwell-consumer"), cache_from("blackwell-consumer"))
   cache-to   = cache_to("on-blackwell-consumer")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -507,6 +518,7 @@ target "on-blackwell-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-blackwell-datacenter"), cache_from("blackwell-datacenter"))
   cache-to   = cache_to("on-blackwell-datacenter")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -539,6 +551,7 @@ target "on-gb10" {
   platforms  = ["linux/arm64"]
   cache-from = concat(cache_from("on-gb10"), cache_from("gb10"))
   cache-to   = cache_to("on-gb10")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -571,6 +584,7 @@ target "on-hopper" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-hopper"), cache_from("hopper"))
   cache-to   = cache_to("on-hopper")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -603,6 +617,7 @@ target "on-turing" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-turing"), cache_from("turing"))
   cache-to   = cache_to("on-turing")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -635,6 +650,7 @@ target "on-volta" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-volta"), cache_from("volta"))
   cache-to   = cache_to("on-volta")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -669,6 +685,7 @@ target "turing" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("turing")
   cache-to   = cache_to("turing")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -703,5 +720,6 @@ target "volta" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("volta")
   cache-to   = cache_to("volta")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
