@@ -119,10 +119,13 @@ def registry(root: Path) -> Iterator[str]:
         "http": {"addr": f"127.0.0.1:{port}"},
     }
     config.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 20
-        while subprocess.run(["curl", "-fs", f"http://127.0.0.1:{port}/v2/"], check=False).returncode != 0:
+        probe = ["curl", "-fso", "/dev/null", f"http://127.0.0.1:{port}/v2/"]
+        while subprocess.run(probe, check=False).returncode != 0:
             if process.poll() is not None or time.monotonic() > deadline:
                 msg = "docker-registry did not start"
                 raise RuntimeError(msg)
@@ -151,6 +154,7 @@ class Bench:
     url: str
     sha: str
     overrides: dict[str, object]
+    log: str = ""
 
     @property
     def catalog(self) -> Path:
@@ -160,12 +164,13 @@ class Bench:
     def builder_state(self) -> Path:
         return Path(self.env["LLAMA_BAKE_STATE_DIR"]) / "buildkitd" / "data"
 
-    def run(self, cmd: list[str]) -> str:
+    def run(self, cmd: list[str], *, stderr: bool = False) -> str:
+        """``cmd``'s output (with ``stderr``, its standard error after it); a failure raises with its end."""
         done = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             msg = f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-3000:]}"
             raise RuntimeError(msg)
-        return done.stdout
+        return done.stdout + (done.stderr if stderr else "")
 
     def settings(self, **extra: object) -> None:
         (self.catalog / "project.yaml").write_text(yaml.safe_dump({**self.overrides, **extra}), encoding="utf-8")
@@ -180,9 +185,9 @@ class Bench:
         before = allocated(self.builder_state)
         sampler = Sampler(self.builder_state)
         start = time.perf_counter()
-        argv = ["build", "-c", str(self.catalog), "--push", "--progress", "quiet", "--var", f"REGISTRY={self.registry}"]
+        argv = ["build", "-c", str(self.catalog), "--push", "--progress", "plain", "--var", f"REGISTRY={self.registry}"]
         try:
-            self.run([*LLAMA_BAKE, *argv, target])
+            self.log = self.run([*LLAMA_BAKE, *argv, target], stderr=True)
         finally:
             peak = sampler.stop()
         wall = time.perf_counter() - start
@@ -190,7 +195,11 @@ class Bench:
 
     def layers(self, target: str) -> list[dict[str, object]]:
         ref = f"docker://{self.registry}/{target}:latest"
-        manifest = json.loads(self.run(["skopeo", "inspect", "--tls-verify=false", "--raw", ref]))
+        try:
+            manifest = json.loads(self.run(["skopeo", "inspect", "--tls-verify=false", "--raw", ref]))
+        except RuntimeError:
+            print(self.log[-6000:], file=sys.stderr)
+            raise
         if "manifests" in manifest:
             digest = next(m["digest"] for m in manifest["manifests"] if m.get("platform", {}).get("os") == "linux")
             ref = f"docker://{self.registry}/{target}@{digest}"

@@ -190,13 +190,17 @@ def _layout_outputs(plan: BakePlan, phase: Phase, site: Site) -> list[str]:
 
 def _output_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path) -> list[str]:
     """The exporters, spelled out wherever the build writes an image, so that each carries the catalog's
-    compression (and clamped file times): the image exporter when pushing (--push sets push=true on it), the docker
-    exporter with --load (alone: the bake file's image output would run beside it), each ``--output``. With none
-    of them, the bake file's own output stands (the same image exporter)."""
+    compression (and clamped file times): the image exporter with push=true when pushing, the docker exporter with
+    --load (alone: the bake file's image output would run beside it), each ``--output``. With none of them, the
+    bake file's own output stands (the same image exporter)."""
     flags: list[str] = []
     attrs = plan.exporter_attrs
-    if options.push or options.load:
-        flags += ["--set", f"*.output=type={'docker' if options.load else 'image'}{attrs}"]
+    if options.load:
+        flags += ["--set", f"*.output=type=docker{attrs}"]
+    if options.push:
+        # push=true spelled here: buildx applies a target's overrides in map order, so its --push may set push on
+        # the bake file's output before this --set replaces it (seen: one push in three never happened).
+        flags += ["--set", f"*.output=type=image,push=true{attrs}"]
     for target, spec, out_dir in outputs(options, phase.targets):
         flags += ["--set", f"{target}.output={with_attrs(spec, attrs)}"]
         if out_dir is not None:

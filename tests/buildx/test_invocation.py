@@ -89,7 +89,7 @@ def test_bases_and_models_can_use_different_caches_and_import_only(write_catalog
     )
     assert _sets(_invocation(plan, options, tmp_path, 0)) == [
         "llama-cpp-cuda.cache-from=type=gha,scope=llama-bake-llama-cpp-cuda",
-        "*.output=type=image,compression=zstd",
+        "*.output=type=image,push=true,compression=zstd",
     ], "pushed: no layout; import only: no cache-to"
     assert _sets(_invocation(plan, options, tmp_path, 1))[1:-1] == [
         "model-a.cache-from=type=registry,ref=r/c/model-a:buildcache"
@@ -108,8 +108,8 @@ def test_rewrite_timestamps_is_on_every_image_output_the_build_writes(
     ]
     assert plan.exporter_attrs == f",{attrs}", "what the bake file's image output carries too"
     pushed = _invocation(plan, BuildOptions(push=True), tmp_path)
-    assert _sets(pushed) == [f"*.output=type=image,{attrs}"]
-    assert pushed.push, "--push adds push=true to that output"
+    assert _sets(pushed) == [f"*.output=type=image,push=true,{attrs}"]
+    assert pushed.push, "and --push, which buildx may apply before or after that output"
     assert _sets(_invocation(plan, BuildOptions(load=True), tmp_path)) == [f"*.output=type=docker,{attrs}"]
     own = BuildOptions(outputs=("type=oci,dest=out/{target}.tar", "type=cacheonly"))
     assert _sets(_invocation(plan, own, tmp_path)) == [
@@ -135,7 +135,7 @@ def test_every_output_that_writes_an_image_carries_the_catalogs_compression(
 ) -> None:
     plan = compile_catalog(Paths.from_options(write_catalog(project=project), None)).plan
     pushed = _invocation(plan, BuildOptions(push=True), tmp_path)
-    assert (_sets(pushed), pushed.push) == ([f"*.output=type=image,{attrs}"], True)
+    assert (_sets(pushed), pushed.push) == ([f"*.output=type=image,push=true,{attrs}"], True)
     assert _sets(_invocation(plan, BuildOptions(load=True), tmp_path)) == [f"*.output=type=docker,{attrs}"]
     layout = _sets(_invocation(plan, BuildOptions(phases="two"), tmp_path, 0))
     assert layout == [f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false,{attrs}"]
@@ -145,6 +145,8 @@ def test_every_output_that_writes_an_image_carries_the_catalogs_compression(
         "*.output=type=local,dest=d",
     ], "the user's own compression stays; a directory output is no image"
     assert _sets(_invocation(plan, BuildOptions(phases="one"), tmp_path)) == [], "the bake file's output stands"
+    both = _sets(_invocation(plan, BuildOptions(push=True, load=True), tmp_path))
+    assert both == [f"*.output=type=docker,{attrs}", f"*.output=type=image,push=true,{attrs}"]
 
 
 def test_targets_and_groups_expand_and_unknown_names_suggest(write_catalog: WriteCatalog) -> None:
