@@ -5,8 +5,9 @@
 
 Measured here: generation scaling on synthetic catalogs and start-up cost, each against a bare
 ``python -c pass``; then, on a real BuildKit (bench/builds.py), the graph against sequential builds, the
-overhead over raw bake and a cache import against a cold build. Absolute times are printed for context
-only; the ratios are the figures.
+overhead over raw bake and a cache import against a cold build; and (bench/weights.py) what a model's weights
+cost by layer compression (push, pull, builder disk) against one copy of them on the same disk. Absolute times
+are printed for context only; the ratios are the figures.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import builds
 import ccache
+import weights as weight_costs
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,6 +158,7 @@ def main() -> int:
     ]
     if not args.no_builds:
         lines += builds.run(builds.SMOKE if args.smoke else builds.FULL, overhead_repeat=1 if args.smoke else 7)
+        lines += weight_costs.run(weight_costs.SMOKE if args.smoke else weight_costs.FULL)
     text = "\n".join(lines)
     if args.smoke:
         print(text)
