@@ -39,6 +39,7 @@ from llama_bake.generated import generate_set
 from llama_bake.project import Paths, compile_catalog, plan_catalog
 from llama_bake.render.ci import GITHUB_GIT
 from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, ci_shell_steps, executed, prune_builder, write_yaml
+from tests.images import plain_tar
 
 pytestmark = pytest.mark.buildkit
 
@@ -711,7 +712,6 @@ def two_platform_stand_in(embedded_builder: str, tmp_path_factory: pytest.TempPa
 
 def _file_in_image(registry: str, repository: str, digest: str, path: str) -> bytes:
     """One file of an image manifest in the registry, read from its layers (the last layer that has it)."""
-    import gzip
     import io
     import tarfile
     import urllib.request
@@ -728,7 +728,7 @@ def _file_in_image(registry: str, repository: str, digest: str, path: str) -> by
     for layer in manifest["layers"]:
         with urllib.request.urlopen(f"http://{registry}/v2/{repository}/blobs/{layer['digest']}") as response:
             data = response.read()
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+        with tarfile.open(fileobj=io.BytesIO(plain_tar(data, layer["mediaType"]))) as tar:
             member = next((m for m in tar.getmembers() if m.name.lstrip("./") == path and m.isfile()), None)
             if member is not None:
                 handle = tar.extractfile(member)

@@ -7,6 +7,7 @@ builds are real (buildx bake on the tests' buildkitd), with the real model templ
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from click.testing import CliRunner, Result
 
 from llama_bake.cli import main
 from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, ci_shell_steps, write_yaml
+from tests.images import plain_tar
 from tests.registry_proxy import RegistryProxy
 
 pytestmark = pytest.mark.buildkit
@@ -111,7 +113,8 @@ def layer_files(repository: str, workdir: Path) -> list[tuple[str, list[str]]]:
     manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
     out = []
     for layer in manifest["layers"]:
-        with tarfile.open(layout / "blobs" / "sha256" / layer["digest"][7:]) as tar:
+        blob = (layout / "blobs" / "sha256" / layer["digest"][7:]).read_bytes()
+        with tarfile.open(fileobj=io.BytesIO(plain_tar(blob, layer["mediaType"]))) as tar:
             out.append((layer["digest"], sorted(m.name for m in tar.getmembers() if m.isfile())))
     return out
 

@@ -14,7 +14,6 @@ compiles nothing.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -39,7 +38,7 @@ from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, free_port, write_yaml
 from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.hub import StandInHub
-from tests.images import OciArchive, compiled_again, complete, run_checked, wait_healthy
+from tests.images import OciArchive, compiled_again, complete, plain_tar, run_checked, wait_healthy
 from tests.standins import (
     CPU_BAKE_CACHE,
     CUDA_BAKE_CACHE,
@@ -308,9 +307,7 @@ def _weight_layers(archive: OciArchive) -> list[str]:
 
 
 def _files_of(archive: OciArchive, layer: dict[str, Any]) -> list[tuple[str, bytes]]:
-    data = archive.blob(layer["digest"])
-    if layer["mediaType"].endswith("gzip"):
-        data = gzip.decompress(data)
+    data = plain_tar(archive.blob(layer["digest"]), layer["mediaType"])
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         return [(m.name, b"") for m in tar.getmembers() if m.isfile()]
 
