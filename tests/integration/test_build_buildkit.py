@@ -416,8 +416,10 @@ def test_summary_json_and_plain_progress_from_the_cli(project: Project, tmp_path
     assert [t["name"] for t in data["targets"]] == ["base", "m1"]
     assert {t["status"] for t in data["targets"]} <= {"built", "cached"}  # the session's builder may be warm
     assert "TARGET" in result.output
-    # buildx's own warning (no exporter on a remote builder) reaches the user, as it would from raw bake.
-    assert "buildx: WARNING: No output specified for m1 target(s)" in result.output
+    # The bake file's image output ran (the image stays in the builder's store, compressed as the catalog says),
+    # so buildx has no "No output specified" warning to give (its warnings' pass-through: tests/buildx/test_summary.py).
+    assert next(t for t in data["targets"] if t["name"] == "m1")["digest"], data
+    assert "No output specified" not in result.output
 
 
 def test_plain_progress_streams_the_compile_output_and_the_bytes_pulled(project: Project, registry: str) -> None:
