@@ -111,6 +111,7 @@ target "gemma-3-27b-abliterated-vision" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("gemma-3-27b-abliterated-vision"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gemma-3-27b-abliterated-vision")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -148,6 +149,7 @@ target "gpt-oss-20b-abliterated" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("gpt-oss-20b-abliterated"), cache_from("llama-cpp-cuda"))
   cache-to   = cache_to("gpt-oss-20b-abliterated")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -189,5 +191,6 @@ target "llama-cpp-cuda" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("llama-cpp-cuda")
   cache-to   = cache_to("llama-cpp-cuda")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }

@@ -5,9 +5,11 @@
 
 Measured here: generation scaling on synthetic catalogs and start-up cost, each against a bare
 ``python -c pass``; then, on a real BuildKit (bench/builds.py), the graph against sequential builds, the
-overhead over raw bake and a cache import against a cold build. Absolute times are printed for context
-only; the ratios are the figures. bench/ccache.py and bench/fanout.py (the CI fan-out: builder disk per job,
-compiles per run) write their own sections; the smoke run runs fanout's at tiny sizes too.
+overhead over raw bake and a cache import against a cold build; and (bench/weights.py) what a model's weights
+cost by layer compression (push, pull, builder disk) against one copy of them on the same disk. Absolute times
+are printed for context only; the ratios are the figures. bench/ccache.py, bench/cuda_runtime.py and
+bench/fanout.py (the CI fan-out: builder disk per job, compiles per run) write their own sections; the smoke run
+runs fanout's at tiny sizes too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import builds
 import ccache
 import cuda_runtime
 import fanout
+import weights as weight_costs
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,6 +162,7 @@ def main() -> int:
     ]
     if not args.no_builds:
         lines += builds.run(builds.SMOKE if args.smoke else builds.FULL, overhead_repeat=1 if args.smoke else 7)
+        lines += weight_costs.run(weight_costs.SMOKE if args.smoke else weight_costs.FULL)
         if args.smoke:
             lines += ["", fanout.report(fanout.SMOKE, fanout.measure(fanout.SMOKE))]
     text = "\n".join(lines)

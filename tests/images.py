@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 
 from tests.conftest import free_port
 
@@ -33,6 +34,16 @@ def run_checked(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) ->
 
 
 # --- reading an OCI archive ---------------------------------------------------------------------
+
+
+def plain_tar(data: bytes, media_type: str) -> bytes:
+    """A layer blob as a plain tar, whatever the exporter compressed it with (gzip, zstd or nothing)."""
+    if media_type.endswith("gzip"):
+        return gzip.decompress(data)
+    if media_type.endswith("zstd"):
+        # BuildKit writes zstd as a stream: its frames need not say their size, so read them as a stream.
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    return data
 
 
 class OciArchive:
@@ -58,9 +69,7 @@ class OciArchive:
     def layer_files(self) -> Iterator[tuple[str, bytes]]:
         """Every regular file of every layer, with its path."""
         for layer in self.manifest()["layers"]:
-            data = self.blob(layer["digest"])
-            if layer["mediaType"].endswith("gzip"):
-                data = gzip.decompress(data)
+            data = plain_tar(self.blob(layer["digest"]), layer["mediaType"])
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                 for member in tar.getmembers():
                     if member.isfile():
@@ -101,7 +110,9 @@ class Runner:
     def run(self, archive: Path) -> Container:
         layout = self.tmp / "layout"
         bundle = self.tmp / f"bundle-{len(self.started)}"
-        run_checked(["skopeo", "copy", "--quiet", f"oci-archive:{archive}", f"oci:{layout}:image"], cwd=self.tmp)
+        # As gzip: Debian's umoci (0.4.7) refuses zstd layers ("blob is not correct mediatype").
+        copy = ["skopeo", "copy", "--quiet", "--dest-compress", "--dest-compress-format", "gzip"]
+        run_checked([*copy, f"oci-archive:{archive}", f"oci:{layout}:image"], cwd=self.tmp)
         run_checked(["umoci", "unpack", "--image", f"{layout}:image", str(bundle)], cwd=self.tmp)
         spec = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
         port = free_port()

@@ -10,7 +10,14 @@ import shutil
 from llama_bake.buildx import nvidia
 from llama_bake.buildx.checks import Check
 from llama_bake.buildx.client import BuilderInfo, Builders
-from llama_bake.buildx.driver import Capabilities, Demands, EngineInfo, capabilities, refusals
+from llama_bake.buildx.driver import (
+    CONTAINERD_STORE_FIX,
+    Capabilities,
+    Demands,
+    EngineInfo,
+    capabilities,
+    refusals,
+)
 from llama_bake.buildx.invocation import demands, phases
 from llama_bake.buildx.options import BuildOptions
 from llama_bake.buildx.probe import INSTALL_BUILDX, builder_name
@@ -30,11 +37,15 @@ def _fmt(version: tuple[int, int, int]) -> str:
 
 
 def doctor(
-    runner: Builders, builder: str | None, platforms: tuple[str, ...] = (), asked: Demands | None = None
+    runner: Builders,
+    builder: str | None,
+    platforms: tuple[str, ...] = (),
+    asked: Demands | None = None,
+    compression: str | None = None,
 ) -> list[Check]:
     """Each check with its fix; stops at the first missing piece that later checks need. ``platforms``: what
     the catalog builds, each said to be built on a node of its own, by emulation, or not at all; ``asked``: what
-    a plain build of the catalog asks of the builder."""
+    a plain build of the catalog asks of the builder; ``compression``: how the catalog's layers are pushed."""
     checks: list[Check] = []
     docker = shutil.which("docker")
     if docker is None:
@@ -78,8 +89,41 @@ def doctor(
     caps = capabilities(info.driver, engine if info.driver == "docker" else None)
     checks.append(driver_check(caps, asked or Demands()))
     checks += [platform_check(info, platform) for platform in platforms]
+    if compression is not None:
+        checks.append(compression_check(engine, caps, compression))
     checks.append(gpu_check(engine))
     return checks
+
+
+ZSTD_ENGINE = (23, 0, 0)  # the first Docker Engine that pulls zstd layers
+COMPRESSION_FIX = (
+    "upgrade the engine to Docker 23 or newer, or set `compression: gzip` in catalog/project.yaml (every engine "
+    "pulls gzip; its pushes of weights take 2-3x as long)"
+)
+
+
+def compression_check(engine: EngineInfo | None, caps: Capabilities, compression: str) -> Check:
+    """Whether the engine in use can pull what the catalog pushes (Docker Engine < 23 cannot pull zstd), and
+    whether the builder pushes with the catalog's compression at all."""
+    name = "layer compression"
+    if caps.driver == "docker" and caps.image_store == "classic" and compression != "gzip":
+        detail = (
+            f"{compression} asked, but the docker driver with the classic image store pushes through the engine, "
+            "which compresses every layer with gzip"
+        )
+        return Check(name, True, detail, CONTAINERD_STORE_FIX, warning=True)
+    if compression != "zstd":
+        return Check(name, True, f"{compression}: every Docker Engine pulls it")
+    if engine is None:
+        return Check(name, True, "zstd: pulled by Docker Engine 23 and newer (no engine answers here to check)")
+    version = parse_version(engine.version)
+    if version is None:
+        detail = f"zstd: Docker Engine {engine.version!r} is no version this check can read (23 and newer pull it)"
+        return Check(name, True, detail, COMPRESSION_FIX, warning=True)
+    if version < ZSTD_ENGINE:
+        detail = f"zstd: Docker Engine {engine.version} cannot pull the images the catalog pushes (23 and newer can)"
+        return Check(name, True, detail, COMPRESSION_FIX, warning=True)
+    return Check(name, True, f"zstd: Docker Engine {engine.version} pulls it")
 
 
 def driver_check(caps: Capabilities, asked: Demands) -> Check:
@@ -141,6 +185,7 @@ def project_checks(runner: Builders, builder: str | None, paths: Paths | None = 
     platforms: tuple[str, ...] = ()
     asked = None
     plan = None
+    compression = None
     if paths is not None and paths.catalog.is_dir():
         try:
             plan = compile_catalog(paths).plan
@@ -148,7 +193,8 @@ def project_checks(runner: Builders, builder: str | None, paths: Paths | None = 
             plan = None
         if plan is not None:
             platforms = tuple(sorted({p for t in plan.targets for p in t.platforms}))
+            compression = plan.compression
             if any(t.kind == "model" for t in plan.targets):
                 plain = BuildOptions()
                 asked = demands(plain, plan, phases(plain, plan))
-    return doctor(runner, builder, platforms, asked) + nvidia.checks(plan)
+    return doctor(runner, builder, platforms, asked, compression) + nvidia.checks(plan)

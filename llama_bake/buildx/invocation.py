@@ -97,15 +97,17 @@ def _output_dest(spec: str) -> Path | None:
     return None
 
 
-REWRITE = ",rewrite-timestamp=true"
+IMAGE_TYPES = ("image", "registry", "docker", "oci")
 
 
-def _rewritten(spec: str) -> str:
-    """A user's ``--output`` with rewrite-timestamp added when its exporter writes an image."""
+def with_attrs(spec: str, attrs: str) -> str:
+    """A user's ``--output`` with the catalog's exporter attributes (``,key=value`` items) added when its exporter
+    writes an image; a key the user wrote stays as written."""
     keys = dict(item.partition("=")[::2] for item in spec.split(","))
-    if keys.get("type") in ("image", "registry", "docker", "oci") and "rewrite-timestamp" not in keys:
-        return spec + REWRITE
-    return spec
+    if keys.get("type") not in IMAGE_TYPES:
+        return spec
+    added = [item for item in attrs.split(",") if item and item.partition("=")[0] not in keys]
+    return ",".join([spec, *added])
 
 
 def outputs(options: BuildOptions, targets: Iterable[str]) -> list[tuple[str, str, Path | None]]:
@@ -185,22 +187,28 @@ def _base_contexts(
 
 def _layout_outputs(plan: BakePlan, phase: Phase, site: Site) -> list[str]:
     """The first of two phases, unpushed: each base written as an OCI layout in the working directory."""
-    rewrite = REWRITE if plan.rewrite_timestamps else ""
+    attrs = plan.exporter_attrs
     flags: list[str] = []
     for base in phase.targets:
-        flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(site.workdir, base)},tar=false{rewrite}"]
+        flags += ["--set", f"{base}.output=type=oci,dest={layout_dir(site.workdir, base)},tar=false{attrs}"]
     return [*flags, *_allow_path(site.workdir, site.cwd, "write")]
 
 
 def _output_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path) -> list[str]:
-    """The exporters: ``--output`` per target, and (with reproducible timestamps) the image exporter spelled out."""
+    """The exporters, spelled out wherever the build writes an image, so that each carries the catalog's
+    compression (and clamped file times): the image exporter with push=true when pushing, the docker exporter with
+    --load (alone: the bake file's image output would run beside it), each ``--output``. With none of them, the
+    bake file's own output stands (the same image exporter)."""
     flags: list[str] = []
-    rewrite = REWRITE if plan.rewrite_timestamps else ""
-    if rewrite:
-        # The image (or, with --load, docker) exporter spelled out, to carry the option; --push sets push=true on it.
-        flags += ["--set", f"*.output=type={'docker' if options.load else 'image'}{rewrite}"]
+    attrs = plan.exporter_attrs
+    if options.load:
+        flags += ["--set", f"*.output=type=docker{attrs}"]
+    if options.push:
+        # push=true spelled here: buildx applies a target's overrides in map order, so its --push may set push on
+        # the bake file's output before this --set replaces it (seen: one push in three never happened).
+        flags += ["--set", f"*.output=type=image,push=true{attrs}"]
     for target, spec, out_dir in outputs(options, phase.targets):
-        flags += ["--set", f"{target}.output={_rewritten(spec) if rewrite else spec}"]
+        flags += ["--set", f"{target}.output={with_attrs(spec, attrs)}"]
         if out_dir is not None:
             flags += _allow_path(out_dir, cwd, "write")
     return flags

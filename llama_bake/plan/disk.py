@@ -14,16 +14,15 @@ from llama_bake.plan.ir import BakePlan, Target
 
 GB = 1000**3
 
-# A baked model's weights (each file, the vision projector too) take 3.0 times their size on the builder.
-# Measured 2026-12-03 (BuildKit v0.32.2, weights of 1 GiB of random bytes, built and pushed on a pruned builder):
-# the `ADD <url>` download's snapshot, the `ADD --link` layer's snapshot and the pushed blob in the content
-# store, 1 GiB each. A gated download (a RUN's output, then `COPY --link`) and a local file (the context, then
-# `COPY --link`) make the same three copies.
-BAKED_WEIGHTS_FACTOR = 3.0
-# A weights file re-split for the registry's layer limit (model.Dockerfile.j2) makes two copies more: the whole
-# file in the stage `weights-whole` and its parts in the stage `resplit`, before the `COPY --link` layers that
-# stand for the `ADD --link` layer above. Counted from the template, not measured.
-RESPLIT_EXTRA_COPIES = 2
+# A baked model's weights take these multiples of their size on the builder, at the build's peak and after it.
+# Measured 2026-12-03 (bench/weights.py; BuildKit v0.32.2, ext4, 1 GiB of random weights, an emptied builder;
+# the same for gzip, zstd and uncompressed layers): a downloaded file (`hf`, `url`; a gated one is fetched by a
+# RUN and copied the same way) is 3.0x: the download's own cache record, the layer's snapshot and the blob in the
+# content store. A local file is 4.0x: its context's copy in the builder comes on top.
+BAKED_WEIGHTS_FACTOR = {"remote": 3.0, "gated": 3.0, "local": 4.0}
+# A weights file re-split for the registry's layer limit (model.Dockerfile.j2): a downloaded one peaks at 3.24x
+# (the split parts exist beside the download for a moment; measured as above), a local one stays at 4.0x.
+RESPLIT_EXTRA = {"remote": 0.25, "gated": 0.25, "local": 0.0}
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,11 @@ def weights_disk(target: Target) -> int | None:
     if not sizes or any(size is None for size in sizes):
         return None
     known = [size for size in sizes if size is not None]
-    planned = BAKED_WEIGHTS_FACTOR * sum(known)
+    # The files in the order of weight_sizes: the weights' parts, then the projector.
+    sources = [source for _, _, source in target.shape.items]
+    planned = sum(BAKED_WEIGHTS_FACTOR[source] * size for source, size in zip(sources, known, strict=False))
     if target.shape.resplit_layers:
-        planned += RESPLIT_EXTRA_COPIES * known[0]  # the weights file (the projector is never re-split)
+        planned += RESPLIT_EXTRA[sources[0]] * known[0]  # the weights file (the projector is never re-split)
     return round(planned)
 
 

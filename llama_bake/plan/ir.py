@@ -208,6 +208,17 @@ class BakePlan:
     groups: tuple[Group, ...]
     # Every image output clamps its layers' file times to SOURCE_DATE_EPOCH (project.rewrite_timestamps).
     rewrite_timestamps: bool = False
+    # How every image output compresses the layers it writes (project.compression, project.compression_level).
+    compression: str = "zstd"
+    compression_level: int | None = None
+
+    @property
+    def exporter_attrs(self) -> str:
+        """What every exporter that writes an image carries, as ``,key=value`` items: the compression, and the
+        clamped file times when asked for."""
+        return exporter_attrs(self.compression, self.compression_level) + (
+            ",rewrite-timestamp=true" if self.rewrite_timestamps else ""
+        )
 
     def target(self, name: str) -> Target:
         return next(t for t in self.targets if t.name == name)
@@ -238,6 +249,19 @@ class BakePlan:
             else:
                 out.append(part if isinstance(part, str) else values[part.name])
         return "".join(out)
+
+
+def exporter_attrs(compression: str, level: int | None) -> str:
+    """An image exporter's compression attributes. BuildKit keeps a layer it already holds compressed (a base's
+    layers, another build's) as it is, whatever the exporter asks, unless ``force-compression`` is set: gzip sets
+    it, so that an engine that cannot pull zstd (Docker < 23) never meets a zstd layer; zstd and uncompressed do
+    not, so a base's gzip layers (every engine pulls those) are pushed as they are, not compressed again."""
+    attrs = f",compression={compression}"
+    if level is not None:
+        attrs += f",compression-level={level}"
+    if compression == "gzip":
+        attrs += ",force-compression=true"
+    return attrs
 
 
 CACHE_TYPES = ("", "registry", "gha", "local")

@@ -84,7 +84,16 @@ def make_plan(catalog: Catalog, project_dir: Path, bake_dir: Path, dockerfiles: 
         groups.append(Group(f"{base.name}-all", f"{base.name} and the models built on it.", (base.name, *members)))
     groups.sort(key=lambda g: g.name)
     shapes = sorted({t.shape for t in targets}, key=repr)
-    return BakePlan(tuple(variables), tuple(shapes), tuple(targets), tuple(groups), catalog.project.rewrite_timestamps)
+    project = catalog.project
+    return BakePlan(
+        tuple(variables),
+        tuple(shapes),
+        tuple(targets),
+        tuple(groups),
+        project.rewrite_timestamps,
+        project.compression,
+        project.compression_level,
+    )
 
 
 LICENSES_LABEL = "org.opencontainers.image.licenses"

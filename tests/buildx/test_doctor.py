@@ -58,3 +58,22 @@ def test_doctor_says_whether_the_engine_gives_containers_a_gpu_with_the_fix() ->
     nvidia = gpu_check(EngineInfo("28.5.2", "classic", "overlay2", runtimes=("nvidia", "runc")))
     assert (nvidia.ok, nvidia.warning, nvidia.fix) == (True, False, "")
     assert gpu_check(None).detail.startswith("no Docker Engine answers")
+
+
+def test_doctor_warns_when_the_engine_cannot_pull_what_the_catalog_pushes() -> None:
+    from llama_bake.buildx.doctor import compression_check
+
+    remote = capabilities("remote", None)
+    old = compression_check(EngineInfo("20.10.24", "classic", "overlay2"), remote, "zstd")
+    assert (old.ok, old.warning) == (True, True)
+    assert "Docker Engine 20.10.24 cannot pull" in old.detail
+    assert "`compression: gzip`" in old.fix
+    new = compression_check(EngineInfo("23.0.0", "classic", "overlay2"), remote, "zstd")
+    assert (new.ok, new.warning, new.detail) == (True, False, "zstd: Docker Engine 23.0.0 pulls it")
+    assert not compression_check(EngineInfo("20.10.24", "classic", "overlay2"), remote, "gzip").warning
+    assert not compression_check(EngineInfo("20.10.24", "classic", "overlay2"), remote, "uncompressed").warning
+    assert not compression_check(None, remote, "zstd").warning, "no engine here: nothing pulls on this machine"
+    classic = compression_check(CLASSIC, capabilities("docker", CLASSIC), "zstd")
+    assert classic.warning
+    assert "pushes through the engine, which compresses every layer with gzip" in classic.detail
+    assert not compression_check(CONTAINERD, capabilities("docker", CONTAINERD), "zstd").warning

@@ -71,7 +71,7 @@ def test_each_target_gets_its_own_cache_and_a_pinned_model_reads_only_its_own(
     assert _sets(_invocation(plan, options, tmp_path, 0)) == [
         "llama-cpp-cuda.cache-from=type=registry,ref=r/c/llama-cpp-cuda:buildcache",
         "llama-cpp-cuda.cache-to=type=registry,ref=r/c/llama-cpp-cuda:buildcache,mode=max",
-        f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false",
+        f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false,compression=zstd",
     ]
     assert _sets(_invocation(plan, options, tmp_path, 1)) == [
         "model-a.contexts.base=oci-layout:///w/bases/llama-cpp-cuda@sha256:d",
@@ -88,9 +88,10 @@ def test_bases_and_models_can_use_different_caches_and_import_only(write_catalog
         base_cache=CachePreset("gha"), model_cache=CachePreset("registry", "r/c"), cache_export=False, push=True
     )
     assert _sets(_invocation(plan, options, tmp_path, 0)) == [
-        "llama-cpp-cuda.cache-from=type=gha,scope=llama-bake-llama-cpp-cuda"
+        "llama-cpp-cuda.cache-from=type=gha,scope=llama-bake-llama-cpp-cuda",
+        "*.output=type=image,push=true,compression=zstd",
     ], "pushed: no layout; import only: no cache-to"
-    assert _sets(_invocation(plan, options, tmp_path, 1))[1:] == [
+    assert _sets(_invocation(plan, options, tmp_path, 1))[1:-1] == [
         "model-a.cache-from=type=registry,ref=r/c/model-a:buildcache"
     ]
 
@@ -101,24 +102,51 @@ def test_rewrite_timestamps_is_on_every_image_output_the_build_writes(
     catalog = write_catalog(project={"source_date_epoch": 1700000000, "rewrite_timestamps": True})
     plan = compile_catalog(Paths.from_options(catalog, None)).plan
     two = BuildOptions(phases="two")
+    attrs = "compression=zstd,rewrite-timestamp=true"
     assert _sets(_invocation(plan, two, tmp_path, 0)) == [
-        "*.output=type=image,rewrite-timestamp=true",
-        f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false,rewrite-timestamp=true",
+        f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false,{attrs}",
     ]
+    assert plan.exporter_attrs == f",{attrs}", "what the bake file's image output carries too"
     pushed = _invocation(plan, BuildOptions(push=True), tmp_path)
-    assert _sets(pushed) == ["*.output=type=image,rewrite-timestamp=true"]
-    assert pushed.push, "--push adds push=true to that output"
-    assert _sets(_invocation(plan, BuildOptions(load=True), tmp_path)) == [
-        "*.output=type=docker,rewrite-timestamp=true"
-    ]
+    assert _sets(pushed) == [f"*.output=type=image,push=true,{attrs}"]
+    assert pushed.push, "and --push, which buildx may apply before or after that output"
+    assert _sets(_invocation(plan, BuildOptions(load=True), tmp_path)) == [f"*.output=type=docker,{attrs}"]
     own = BuildOptions(outputs=("type=oci,dest=out/{target}.tar", "type=cacheonly"))
-    assert _sets(_invocation(plan, own, tmp_path))[1:] == [
-        "llama-cpp-cuda.output=type=oci,dest=out/llama-cpp-cuda.tar,rewrite-timestamp=true",
-        "model-a.output=type=oci,dest=out/model-a.tar,rewrite-timestamp=true",
+    assert _sets(_invocation(plan, own, tmp_path)) == [
+        f"llama-cpp-cuda.output=type=oci,dest=out/llama-cpp-cuda.tar,{attrs}",
+        f"model-a.output=type=oci,dest=out/model-a.tar,{attrs}",
         "*.output=type=cacheonly",
     ]
     plain = compile_catalog(Paths.from_options(write_catalog(project={}), None)).plan
     assert not any("rewrite-timestamp" in s for s in _sets(_invocation(plain, two, tmp_path, 0))), "off by default"
+
+
+@pytest.mark.parametrize(
+    ("project", "attrs"),
+    [
+        ({}, "compression=zstd"),
+        ({"compression": "zstd", "compression_level": 1}, "compression=zstd,compression-level=1"),
+        ({"compression": "uncompressed"}, "compression=uncompressed"),
+        ({"compression": "gzip"}, "compression=gzip,force-compression=true"),
+    ],
+)
+def test_every_output_that_writes_an_image_carries_the_catalogs_compression(
+    write_catalog: WriteCatalog, tmp_path: Path, project: dict[str, object], attrs: str
+) -> None:
+    plan = compile_catalog(Paths.from_options(write_catalog(project=project), None)).plan
+    pushed = _invocation(plan, BuildOptions(push=True), tmp_path)
+    assert (_sets(pushed), pushed.push) == ([f"*.output=type=image,push=true,{attrs}"], True)
+    assert _sets(_invocation(plan, BuildOptions(load=True), tmp_path)) == [f"*.output=type=docker,{attrs}"]
+    layout = _sets(_invocation(plan, BuildOptions(phases="two"), tmp_path, 0))
+    assert layout == [f"llama-cpp-cuda.output=type=oci,dest={tmp_path}/bases/llama-cpp-cuda,tar=false,{attrs}"]
+    own = BuildOptions(outputs=("type=oci,dest=o.tar,compression=estargz", "type=local,dest=d"), phases="one")
+    assert _sets(_invocation(plan, own, tmp_path)) == [
+        f"*.output={','.join(['type=oci,dest=o.tar,compression=estargz', *attrs.split(',')[1:]])}",
+        "*.output=type=local,dest=d",
+    ], "the user's own compression stays; a directory output is no image"
+    assert _sets(_invocation(plan, BuildOptions(phases="one"), tmp_path)) == [], "the bake file's output stands"
+    both = _sets(_invocation(plan, BuildOptions(push=True, load=True), tmp_path))
+    assert both == [f"*.output=type=docker,{attrs}", f"*.output=type=image,push=true,{attrs}"]
 
 
 def test_targets_and_groups_expand_and_unknown_names_suggest(write_catalog: WriteCatalog) -> None:

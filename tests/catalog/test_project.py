@@ -34,3 +34,18 @@ def test_max_layer_size_refuses_what_is_not_a_size() -> None:
     with pytest.raises(ValidationError) as exc:
         Project.model_validate({"max_layer_size": "9 gigs"})
     assert "write bytes, or a number with GB, MB, GiB or MiB" in error_text(exc)
+
+
+def test_layers_are_pushed_zstd_by_default_and_the_level_must_fit_the_codec() -> None:
+    assert (Project().compression, Project().compression_level) == ("zstd", None)
+    assert Project.model_validate({"compression": "gzip", "compression_level": 9}).compression_level == 9
+    assert Project.model_validate({"compression": "zstd", "compression_level": 19}).compression_level == 19
+    with pytest.raises(ValidationError) as exc:
+        Project.model_validate({"compression": "gzip", "compression_level": 12})
+    assert "compression_level 12 is not a gzip level; write 0-9" in error_text(exc)
+    with pytest.raises(ValidationError) as exc:
+        Project.model_validate({"compression": "uncompressed", "compression_level": 3})
+    assert "no meaning with `compression: uncompressed`; remove it" in error_text(exc)
+    with pytest.raises(ValidationError) as exc:
+        Project.model_validate({"compression": "estargz"})
+    assert "'zstd', 'gzip' or 'uncompressed'" in error_text(exc)

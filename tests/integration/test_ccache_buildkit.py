@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import prune_builder, write_yaml
+from tests.images import plain_tar
 from tests.standins import debian_layout, debian_toolchain_layout
 
 pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
@@ -182,7 +183,7 @@ def image_paths(archive: Path) -> list[str]:
         manifest = json.loads(blob(next(m["digest"] for m in manifest["manifests"] if "platform" in m)))
     paths = []
     for layer in manifest["layers"]:
-        with tarfile.open(fileobj=io.BytesIO(blob(layer["digest"]))) as tar:
+        with tarfile.open(fileobj=io.BytesIO(plain_tar(blob(layer["digest"]), layer["mediaType"]))) as tar:
             paths += [m.name for m in tar.getmembers()]
     return paths
 

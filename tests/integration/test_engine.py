@@ -25,6 +25,7 @@ from click.testing import CliRunner, Result
 from llama_bake.cli import main
 from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
 from tests.engine import Engine, missing_engine_tools, running_engine
+from tests.integration.test_push_limits import layers
 from tests.standins import _native_busybox, _rootfs
 
 pytestmark = pytest.mark.engine
@@ -130,8 +131,12 @@ def test_doctor_names_the_docker_driver_its_image_store_and_that_no_gpu_is_there
             doctor.output
         )
         assert "containerd-snapshotter" in doctor.output
+        assert "warn layer compression: zstd asked, but the docker driver with the classic image store pushes" in (
+            doctor.output
+        )
     else:
         assert "ok  driver: the docker driver, containerd image store: attestations, cache export" in doctor.output
+        assert "ok  layer compression: zstd: Docker Engine 28.5.2 pulls it" in doctor.output
     assert "warn engine GPU: Docker Engine 28.5.2 has no NVIDIA runtime and no CDI GPU device" in doctor.output
     assert "nvidia-ctk runtime configure" in doctor.output
 
@@ -280,3 +285,36 @@ def test_builder_up_on_a_machine_with_an_engine_says_what_it_is_and_how_images_r
     finally:
         down = CliRunner().invoke(main, ["builder", "down"])
     assert down.exit_code == 0, down.output
+
+
+def test_an_image_pushed_with_zstd_pulls_and_runs_on_either_store(
+    engine: Engine,
+    embedded_builder: str,
+    registry: str,
+    stand_in_image: str,
+    weights_server: WeightsServer,
+    tmp_path: Path,
+) -> None:
+    """Built and pushed by the session's buildkitd with the default compression (zstd), read back from the registry
+    on 127.0.0.1, then pulled by the engine and run: the weights arrive whole."""
+    shutil.copytree(FIXTURE_TEMPLATES, tmp_path / "templates")
+    (tmp_path / "src" / "llama.cpp").mkdir(parents=True)
+    (tmp_path / "src" / "llama.cpp" / "VERSION").write_text("fixture source\n")
+    catalog = tmp_path / "catalog"
+    write_yaml(catalog / "project.yaml", {"image_overrides": {DEVEL: stand_in_image, RUNTIME: stand_in_image}})
+    write_yaml(
+        catalog / "bases" / "base.yaml", {"llama_cpp": {"path": "src/llama.cpp", "ref": "b1"}, "gpu_families": ["ada"]}
+    )
+    url, sha = weights_server.add("w.gguf", size=3 << 20)
+    model = {"weights": {"url": url, "sha256": sha}, "server": {"env": {"FIXTURE_DOWNLOAD": "1"}}}
+    write_yaml(catalog / "models" / "m.yaml", model)
+    prefix = f"{registry}/zstd-{engine.store}"
+    argv = ["build", "-c", str(catalog), "--builder", embedded_builder, "--push", "--progress", "plain", "m"]
+    pushed = CliRunner().invoke(main, [*argv, "--var", f"REGISTRY={prefix}"])
+    assert pushed.exit_code == 0, pushed.output
+    weights = max(layers(f"{prefix}/m"), key=lambda layer: int(layer["size"]))
+    assert weights["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+    image = f"{prefix}/m:latest"
+    engine.docker("pull", image)
+    assert in_engine(engine, image, "sha256sum", "/models/w.gguf").split()[0] == sha
+    assert in_engine(engine, image, "cat", "/model").strip() == "m"

@@ -7,6 +7,7 @@ builds are real (buildx bake on the tests' buildkitd), with the real model templ
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from llama_bake.project import Paths, plan_catalog
 from llama_bake.render.ci import job_plan
 from tests.ci_pipeline import job_shell
 from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
+from tests.images import plain_tar
 from tests.registry_proxy import RegistryProxy
 
 pytestmark = pytest.mark.buildkit
@@ -116,7 +118,8 @@ def layer_files(repository: str, workdir: Path) -> list[tuple[str, list[str]]]:
     manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
     out = []
     for layer in manifest["layers"]:
-        with tarfile.open(layout / "blobs" / "sha256" / layer["digest"][7:]) as tar:
+        blob = (layout / "blobs" / "sha256" / layer["digest"][7:]).read_bytes()
+        with tarfile.open(fileobj=io.BytesIO(plain_tar(blob, layer["mediaType"]))) as tar:
             out.append((layer["digest"], sorted(m.name for m in tar.getmembers() if m.isfile())))
     return out
 
@@ -326,3 +329,56 @@ def test_the_generated_ci_files_build_step_fails_in_seconds_without_a_login(
         assert proxy.uploads == {}, "nothing was pushed"
     finally:
         proxy.close()
+
+
+GZIP_TYPES = ("application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip")
+LAYER_TYPES = {
+    "zstd": ("application/vnd.oci.image.layer.v1.tar+zstd",),
+    "gzip": GZIP_TYPES,
+    "uncompressed": ("application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"),
+}
+
+
+@pytest.mark.parametrize("compression", ["zstd (default)", "gzip", "uncompressed"])
+def test_the_pushed_weights_layer_has_the_catalogs_compression(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path, compression: str
+) -> None:
+    """Read from the registry (skopeo inspect --raw): the weights layer has the media type of the catalog's
+    compression. With gzip every layer is gzip: the base's layers, which the session's builder already holds
+    compressed as an earlier build left them, are compressed again (force-compression); with zstd or
+    uncompressed they are pushed as they are."""
+    codec = compression.split()[0]
+    url, sha = server.add("m.gguf", size=2 * MIB)
+    write_yaml(project / "models" / "m.yaml", {"weights": {"url": url, "sha256": sha}})
+    if codec != "zstd":
+        write_yaml(project / "project.yaml", {**_yaml(project / "project.yaml"), "compression": codec})
+    pushed = build(project, f"{registry}/{codec}", "m")
+    assert pushed.exit_code == 0, pushed.output
+    found = layers(f"{registry}/{codec}/lb/m")
+    weights = max(found, key=lambda layer: int(layer["size"]))
+    assert weights["mediaType"] in LAYER_TYPES[codec], found
+    assert 2 * MIB <= weights["size"] < 2 * MIB + 64 * 1024, "random bytes: stored, not shrunk"
+    if codec == "gzip":
+        assert all(layer["mediaType"] in GZIP_TYPES for layer in found), found
+
+
+def test_a_plain_bake_push_of_the_generated_file_pushes_the_catalogs_compression(
+    project: Path, registry: str, server: WeightsServer, docker_config: Path, embedded_builder: str
+) -> None:
+    """The bake file's image output carries the compression, and bake's --push sets push=true on it: a plain
+    `docker buildx bake --push`, without llama-bake, pushes the weights as zstd."""
+    url, sha = server.add("plain.gguf", size=2 * MIB)
+    write_yaml(project / "models" / "plain.yaml", {"weights": {"url": url, "sha256": sha}})
+    generated = CliRunner().invoke(main, ["generate", "-c", str(project)])
+    assert generated.exit_code == 0, generated.output
+    done = subprocess.run(
+        ["docker", "buildx", "bake", "--builder", embedded_builder, "--push", "--progress", "plain", "plain"],
+        cwd=project.parent,
+        env={**os.environ, "REGISTRY": f"{registry}/plain-bake"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    weights = max(layers(f"{registry}/plain-bake/plain"), key=lambda layer: int(layer["size"]))
+    assert weights["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"

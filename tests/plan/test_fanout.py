@@ -73,7 +73,7 @@ def test_a_model_bigger_than_the_runner_is_refused_with_the_numbers_and_the_fix(
     with pytest.raises(DiskBudgetError) as caught:
         fan_out(plan, ["gemma", "a"], RUNNER_DISK["github"])
     message = str(caught.value)
-    assert "cannot fit on a runner with 40.0 GB of builder disk: model gemma: 88.5 GB planned" in message
+    assert "cannot fit on a runner with 40.0 GB of builder disk: model gemma: 59.6 GB planned" in message
     assert "--runner-disk" in message
     assert "delivery: fetch" in message
     assert caught.value.exit_code == 11

@@ -9,6 +9,7 @@ import pytest
 from llama_bake.errors import TemplateError
 from llama_bake.plan.ir import BakePlan, Interp, Shape, Var
 from llama_bake.render.templates import Header, hcl, hcl_string, render_bake, render_dockerfile
+from tests.conftest import WriteCatalog
 
 
 @pytest.mark.parametrize(
@@ -67,3 +68,27 @@ def test_packaged_templates_are_used_outside_the_repository(tmp_path: Path) -> N
     text = render_dockerfile(Shape(kind="base", backend="cpu"), tmp_path)
     assert "FROM ${BUILD_IMAGE} AS build" in text
     assert "build-essential" in text
+
+
+@pytest.mark.parametrize("source", ["url", "path"])
+def test_a_re_split_holds_no_stage_of_the_whole_file(source: str, write_catalog: WriteCatalog, tmp_path: Path) -> None:
+    """The whole weights file is one copy fewer on the builder's disk: a remote one is downloaded, checked and
+    deleted inside the re-split step; a local one is read from its named context."""
+    from llama_bake.project import Paths, compile_catalog
+
+    (tmp_path / "big.gguf").write_bytes(b"")
+    where = {"url": "https://example.invalid/big.gguf"} if source == "url" else {"path": str(tmp_path / "big.gguf")}
+    model = {"weights": {**where, "sha256": "a" * 64, "size": 3_000_000_000}}
+    catalog = write_catalog(models={"big": model}, project={"max_layer_size": "1GB"})
+    plan = compile_catalog(Paths.from_options(catalog, None)).plan
+    text = render_dockerfile(plan.target("big").shape, tmp_path)
+    assert "FROM gguf-split AS resplit" in text
+    assert "weights-whole" not in text
+    assert text.count("\nFROM ") == 3, "gguf-split, resplit and the image: no stage of its own for the file"
+    if source == "url":
+        assert "ADD " not in text
+        assert text.index('curl -fsSL --retry 3 -o "$whole"') < text.index("llama-gguf-split --split")
+        assert text.index("llama-gguf-split --split") < text.index("rm -rf /download")
+    else:
+        assert "RUN --mount=type=bind,from=weights-file,target=/in" in text
+        assert "/download" not in text

@@ -147,6 +147,7 @@ target "ada" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ada")
   cache-to   = cache_to("ada")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -185,6 +186,7 @@ target "ampere" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ampere")
   cache-to   = cache_to("ampere")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -223,6 +225,7 @@ target "ampere-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("ampere-datacenter")
   cache-to   = cache_to("ampere-datacenter")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -261,6 +264,7 @@ target "blackwell-consumer" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("blackwell-consumer")
   cache-to   = cache_to("blackwell-consumer")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -299,6 +303,7 @@ target "blackwell-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("blackwell-datacenter")
   cache-to   = cache_to("blackwell-datacenter")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -337,6 +342,7 @@ target "gb10" {
   platforms  = ["linux/arm64"]
   cache-from = cache_from("gb10")
   cache-to   = cache_to("gb10")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -375,6 +381,7 @@ target "hopper" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("hopper")
   cache-to   = cache_to("hopper")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -408,6 +415,7 @@ target "on-ada" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ada"), cache_from("ada"))
   cache-to   = cache_to("on-ada")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -441,6 +449,7 @@ target "on-ampere" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ampere"), cache_from("ampere"))
   cache-to   = cache_to("on-ampere")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -474,6 +483,7 @@ target "on-ampere-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-ampere-datacenter"), cache_from("ampere-datacenter"))
   cache-to   = cache_to("on-ampere-datacenter")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -507,6 +517,7 @@ target "on-blackwell-consumer" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-blackwell-consumer"), cache_from("blackwell-consumer"))
   cache-to   = cache_to("on-blackwell-consumer")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -540,6 +551,7 @@ target "on-blackwell-datacenter" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-blackwell-datacenter"), cache_from("blackwell-datacenter"))
   cache-to   = cache_to("on-blackwell-datacenter")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -573,6 +585,7 @@ target "on-gb10" {
   platforms  = ["linux/arm64"]
   cache-from = concat(cache_from("on-gb10"), cache_from("gb10"))
   cache-to   = cache_to("on-gb10")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -606,6 +619,7 @@ target "on-hopper" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-hopper"), cache_from("hopper"))
   cache-to   = cache_to("on-hopper")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -639,6 +653,7 @@ target "on-turing" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-turing"), cache_from("turing"))
   cache-to   = cache_to("on-turing")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -672,6 +687,7 @@ target "on-volta" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("on-volta"), cache_from("volta"))
   cache-to   = cache_to("on-volta")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -710,6 +726,7 @@ target "turing" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("turing")
   cache-to   = cache_to("turing")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -744,5 +761,6 @@ target "volta" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("volta")
   cache-to   = cache_to("volta")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }

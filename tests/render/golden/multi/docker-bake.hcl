@@ -150,6 +150,7 @@ target "cpu" {
   platforms  = ["linux/amd64"]
   cache-from = cache_from("cpu")
   cache-to   = cache_to("cpu")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -196,6 +197,7 @@ target "cuda-129" {
   platforms  = ["linux/arm64"]
   cache-from = cache_from("cuda-129")
   cache-to   = cache_to("cuda-129")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -236,6 +238,7 @@ target "gated" {
   secret     = ["id=hf_token,env=HF_TOKEN"]
   cache-from = concat(cache_from("gated"), cache_from("cuda-129"))
   cache-to   = cache_to("gated")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -275,6 +278,7 @@ target "local" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("local"), cache_from("cpu"))
   cache-to   = cache_to("local")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -312,6 +316,7 @@ target "tiny-cpu" {
   platforms  = ["linux/amd64"]
   cache-from = concat(cache_from("tiny-cpu"), cache_from("cpu"))
   cache-to   = cache_to("tiny-cpu")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }
 
@@ -361,5 +366,6 @@ target "vision" {
   platforms  = ["linux/arm64"]
   cache-from = concat(cache_from("vision"), cache_from("cuda-129"))
   cache-to   = cache_to("vision")
+  output     = ["type=image,compression=zstd"]
   network    = BUILD_NETWORK == "" ? null : BUILD_NETWORK
 }

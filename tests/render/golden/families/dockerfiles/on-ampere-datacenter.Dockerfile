@@ -14,8 +14,8 @@ ARG ENV_LLAMA_BAKE_MODEL
 ARG ENV_LLAMA_BAKE_WEIGHTS_FILE
 ARG ENV_LLAMA_BAKE_WEIGHTS_SHA256
 ARG ENV_LLAMA_BAKE_WEIGHTS_URL
-# BuildKit verifies each download's checksum, and with --link the layer does not depend on the base:
-# a new llama.cpp re-downloads nothing.
+# BuildKit verifies each download's checksum and keeps the download: a new llama.cpp re-downloads nothing.
+# (BuildKit drops --link when --chmod is given: after a new base the file is copied onto it again.)
 ADD --link --chmod=644 --checksum=sha256:${ENV_LLAMA_BAKE_WEIGHTS_SHA256} ${ENV_LLAMA_BAKE_WEIGHTS_URL} /models/${ENV_LLAMA_BAKE_WEIGHTS_FILE}
 ENV LLAMA_ARG_FLASH_ATTN=${ENV_LLAMA_ARG_FLASH_ATTN} \
     LLAMA_ARG_HOST=${ENV_LLAMA_ARG_HOST} \
