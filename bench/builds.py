@@ -10,13 +10,11 @@ private state), stopped at the end.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from common import builder_env
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -146,15 +145,7 @@ def _contexts(target: dict[str, object]) -> dict[str, str]:
 @contextmanager
 def project(sizes: Sizes) -> Iterator[Project]:
     """A private builder (started with ``llama-bake builder up``, stopped at the end) and the fixture project."""
-    tools = Path(os.environ.get("LLAMA_BAKE_TOOLS", str(Path.home() / ".cache" / "llama-bake" / "tools")))
-    state = Path(tempfile.mkdtemp(prefix="lb-bench-", dir="/tmp"))  # short: unix socket paths are limited
-    builder = f"llama-bake-bench-{os.getpid()}"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{tools}:{os.environ['PATH']}",
-        "LLAMA_BAKE_STATE_DIR": str(state),
-        "LLAMA_BAKE_BUILDER": builder,
-    }
+    state, builder, env = builder_env("bench")
     root = state / "project"
     proj = Project(root, builder, env, sizes)
     try:
@@ -176,7 +167,8 @@ def project(sizes: Sizes) -> Iterator[Project]:
         (root / "src" / "llama.cpp" / "VERSION").write_text("benchmark source\n", encoding="utf-8")
         (proj.catalog / "bases").mkdir(parents=True)
         (proj.catalog / "models").mkdir()
-        project_yaml = {"image_overrides": {DEVEL: stand_in, RUNTIME: stand_in}}
+        # A cuda base runs on the slim runtime (ubuntu plus the CUDA libraries) by default: stand in for both.
+        project_yaml = {"image_overrides": {DEVEL: stand_in, RUNTIME: stand_in, "ubuntu:24.04": stand_in}}
         (proj.catalog / "project.yaml").write_text(yaml.safe_dump(project_yaml), encoding="utf-8")
         base = {"llama_cpp": {"path": "src/llama.cpp", "ref": "b1"}, "gpu_families": ["ada"]}
         (proj.catalog / "bases" / "base.yaml").write_text(yaml.safe_dump(base), encoding="utf-8")

@@ -23,11 +23,9 @@ import argparse
 import datetime as dt
 import filecmp
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
+from common import builder_env
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -104,15 +103,7 @@ class Bench:
 def bench(work: Path | None, builder: str | None) -> Iterator[Bench]:
     """A builder (a private one from ``llama-bake builder up``, stopped at the end, unless one is named) and a
     project on the Debian stand-in, in ``work`` (kept) or a temporary directory."""
-    tools = Path(os.environ.get("LLAMA_BAKE_TOOLS", str(Path.home() / ".cache" / "llama-bake" / "tools")))
-    state = Path(tempfile.mkdtemp(prefix="lb-ccache-", dir="/tmp"))  # short: unix socket paths are limited
-    name = builder or f"llama-bake-ccache-{os.getpid()}"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{tools}:{os.environ['PATH']}",
-        "LLAMA_BAKE_STATE_DIR": str(state),
-        "LLAMA_BAKE_BUILDER": name,
-    }
+    state, name, env = builder_env("ccache", builder)
     root = work or state / "project"
     (root / "catalog" / "bases").mkdir(parents=True, exist_ok=True)
     (root / "catalog" / "models").mkdir(exist_ok=True)

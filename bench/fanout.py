@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import shutil
 import subprocess
 import sys
@@ -34,11 +33,12 @@ from pathlib import Path
 
 import ccache
 import yaml
+from common import registry, tools_env
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, free_port  # noqa: E402
+from tests.conftest import FIXTURE_TEMPLATES, WeightsServer  # noqa: E402
 from tests.standins import busybox_layout  # noqa: E402
 
 LLAMA_BAKE = [sys.executable, "-m", "llama_bake"]
@@ -96,40 +96,9 @@ class Bench:
 
 
 @contextmanager
-def registry(root: Path) -> Iterator[str]:
-    """Debian's docker-registry on 127.0.0.1, stopped at the end."""
-    import time
-    import urllib.request
-
-    port = free_port()
-    config = root / "registry.yml"
-    storage = {"filesystem": {"rootdirectory": str(root / "registry")}}
-    settings = {"version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": True}}, "storage": storage}
-    config.write_text(yaml.safe_dump(settings | {"http": {"addr": f"127.0.0.1:{port}"}}))
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@contextmanager
 def bench(sizes: Sizes) -> Iterator[tuple[Bench, list[str]]]:
-    tools = Path(os.environ.get("LLAMA_BAKE_TOOLS", str(Path.home() / ".cache" / "llama-bake" / "tools")))
     work = Path(tempfile.mkdtemp(prefix="lb-fanout-", dir="/tmp"))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{tools}:{os.environ['PATH']}"}
+    env = tools_env()
     server = WeightsServer()
     try:
         with registry(work) as address:

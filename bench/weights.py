@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from common import builder_env, registry
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -105,43 +105,6 @@ def served(directory: Path) -> Iterator[int]:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
-
-
-@contextmanager
-def registry(root: Path) -> Iterator[str]:
-    """Debian's docker-registry on 127.0.0.1; yields its address."""
-    port = _free_port()
-    config = root / "registry.yml"
-    settings = {
-        "version": 0.1,
-        "log": {"level": "warn"},
-        "storage": {"filesystem": {"rootdirectory": str(root / "registry")}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }
-    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 20
-        probe = ["curl", "-fso", "/dev/null", f"http://127.0.0.1:{port}/v2/"]
-        while subprocess.run(probe, check=False).returncode != 0:
-            if process.poll() is not None or time.monotonic() > deadline:
-                msg = "docker-registry did not start"
-                raise RuntimeError(msg)
-            time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -221,15 +184,7 @@ def copy_floor(weights: Path) -> float:
 
 @contextmanager
 def bench(sizes: Sizes) -> Iterator[Bench]:
-    tools = Path(os.environ.get("LLAMA_BAKE_TOOLS", str(Path.home() / ".cache" / "llama-bake" / "tools")))
-    state = Path(tempfile.mkdtemp(prefix="lb-weights-", dir="/tmp"))  # short: unix socket paths are limited
-    builder = f"llama-bake-weights-{os.getpid()}"
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{tools}:{os.environ['PATH']}",
-        "LLAMA_BAKE_STATE_DIR": str(state),
-        "LLAMA_BAKE_BUILDER": builder,
-    }
+    state, builder, env = builder_env("weights")
     root = state / "project"
     files = state / "served"
     files.mkdir()
