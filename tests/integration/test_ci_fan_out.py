@@ -38,7 +38,7 @@ def _project(root: Path, registry: str, stand_in: str, server: WeightsServer) ->
         catalog / "project.yaml",
         {
             "registry": registry,
-            "tag_scheme": ["{tag}", "sha-{git_sha}", "{git_branch}"],
+            "tag_scheme": ["{tag}", "sha-{git_sha}", "{git_branch}", "{git_version}"],
             "image_overrides": {"ubuntu:24.04": stand_in},
         },
     )
@@ -94,10 +94,13 @@ def test_the_pipeline_compiles_the_base_once_and_each_model_job_builds_only_its_
     if provider == "github":
         push = {"PUBLISH": "true", "GIT_SHA": SHA, "GIT_BRANCH": "main", "GIT_VERSION": ""}
         pull_request = {"PUBLISH": "false", "GIT_SHA": SHA, "GIT_BRANCH": "12/merge", "GIT_VERSION": ""}
+        release = {"PUBLISH": "true", "GIT_SHA": SHA, "GIT_BRANCH": "", "GIT_VERSION": "v1.2.3"}
+        assert "v*" in document["on"]["push"]["tags"], "a version tag runs the pipeline"
     else:
         ci = {"CI_COMMIT_SHA": SHA, "CI_REGISTRY_IMAGE": f"{registry}/{provider}", "CI_COMMIT_TAG": ""}
         push = ci | {"CI_COMMIT_BRANCH": "main"}
         pull_request = ci | {"CI_COMMIT_BRANCH": "feature"}
+        release = ci | {"CI_COMMIT_BRANCH": "", "CI_COMMIT_TAG": "v1.2.3"}
 
     # A push to the default branch.
     pipeline = PipelineRun(provider, document, root, tmp_path / "push", push)
@@ -161,3 +164,12 @@ def test_the_pipeline_compiles_the_base_once_and_each_model_job_builds_only_its_
     assert "  w3 (failed, in llama-bake-summary-models-w3.json)" in pr["summary"].output
     assert "latest" not in _tags(registry, f"{provider}/w2"), "a pull request pushes nothing"
     assert _tags(registry, f"{provider}/w1") == ["latest", "main", "sha-0123456"], "no tag of the pull request's"
+
+    # A release tag, every job on a new empty builder: pushed, and tagged with its version (no branch tag).
+    released = PipelineRun(provider, document, root, tmp_path / "release", release).run().jobs
+    for name in ("plan", "base-base-amd64", "models-w1", "models-w2"):
+        assert released[name].ok, f"{name}:\n{released[name].output[-3000:]}"
+    assert _tags(registry, f"{provider}/w2") == ["1.2.3", "latest", "sha-0123456"]
+    inspect = ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry}/{provider}/w2:1.2.3"]
+    labels = yaml.safe_load(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)["Labels"]
+    assert labels["org.opencontainers.image.version"] == "1.2.3"
