@@ -16,7 +16,6 @@ GitHub the models' cache is a registry cache by default and only the bases use G
 
 from __future__ import annotations
 
-import json
 import shlex
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -146,28 +145,3 @@ def base_jobs(bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else {"job": f"base-{name}", "base": name, "platform": ",".join(e["platform"] for e in entries)}
         for name, entries in sorted(grouped.items())
     ]
-
-
-def summary_markdown(text: str) -> str:
-    """``llama-bake build --summary-json`` (or bake's metadata file) as a Markdown table for a CI job summary."""
-    try:
-        data = json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        msg = f"the build summary is not JSON: {exc}"
-        raise UsageError(msg) from exc
-    if isinstance(data, dict) and isinstance(data.get("targets"), list):
-        rows = ["| target | status | image | digest | on base |", "| --- | --- | --- | --- | --- |"]
-        for item in data["targets"]:
-            if isinstance(item, dict):
-                cells = [item.get(k) or "" for k in ("name", "status", "image", "digest", "base_digest")]
-                rows.append("| {} | {} | `{}` | `{}` | `{}` |".format(*cells))
-        head = f"{data.get('steps_executed', 0)} steps run, {data.get('steps_cached', 0)} from the cache.\n\n"
-        return "### llama-bake images\n\n" + head + "\n".join(rows) + "\n"
-    rows = ["| target | image | digest |", "| --- | --- | --- |"]
-    for name in sorted(data) if isinstance(data, dict) else []:
-        item = data[name]
-        if not isinstance(item, dict) or name.startswith("buildx."):
-            continue
-        image = str(item.get("image.name", "")).split(",")[0] or "(not pushed)"
-        rows.append(f"| {name} | `{image}` | `{item.get('containerimage.digest', '')}` |")
-    return "### llama-bake images\n\n" + "\n".join(rows) + "\n"

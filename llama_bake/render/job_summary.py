@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from llama_bake.errors import UsageError
-from llama_bake.render.ci import summary_markdown
 
 DONE = ("built", "cached")  # buildx.summary.DONE, as the summary file spells it
 
@@ -48,7 +47,7 @@ def combined_markdown(results: Sequence[JobResult]) -> str:
     """One file: as ``ci summary`` always printed it. Several: one table, a row per target and the job (file)
     it comes from, a target built in several jobs once (its finished row first), then the jobs with no file."""
     if len(results) == 1 and results[0].data is not None:
-        return summary_markdown(json.dumps(results[0].data))
+        return summary_markdown(results[0].data)
     rows = ["| target | status | image | digest | on base | job |", "| --- | --- | --- | --- | --- | --- |"]
     run = cached = 0
     for target, job in _best(results).values():
@@ -92,3 +91,23 @@ def not_built(results: Sequence[JobResult], plan: dict[str, Any] | None) -> list
             if name not in best:
                 problems.append(f"{name} (no result in any summary: its job stopped before writing one)")
     return problems
+
+
+def summary_markdown(data: Any) -> str:
+    """One job's ``llama-bake build --summary-json`` (or bake's metadata file), read, as a Markdown table."""
+    if isinstance(data, dict) and isinstance(data.get("targets"), list):
+        rows = ["| target | status | image | digest | on base |", "| --- | --- | --- | --- | --- |"]
+        for item in data["targets"]:
+            if isinstance(item, dict):
+                cells = [item.get(k) or "" for k in ("name", "status", "image", "digest", "base_digest")]
+                rows.append("| {} | {} | `{}` | `{}` | `{}` |".format(*cells))
+        head = f"{data.get('steps_executed', 0)} steps run, {data.get('steps_cached', 0)} from the cache.\n\n"
+        return "### llama-bake images\n\n" + head + "\n".join(rows) + "\n"
+    rows = ["| target | image | digest |", "| --- | --- | --- |"]
+    for name in sorted(data) if isinstance(data, dict) else []:
+        item = data[name]
+        if not isinstance(item, dict) or name.startswith("buildx."):
+            continue
+        image = str(item.get("image.name", "")).split(",")[0] or "(not pushed)"
+        rows.append(f"| {name} | `{image}` | `{item.get('containerimage.digest', '')}` |")
+    return "### llama-bake images\n\n" + "\n".join(rows) + "\n"
