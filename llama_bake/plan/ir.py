@@ -94,6 +94,9 @@ class Shape:
     # cuda base: what its runtime stage starts from, slim (the OS image and the CUDA libraries the build loads)
     # or full (NVIDIA's -runtime- image)
     cuda_runtime: str = ""
+    # base: the backend's packages beside every base's, in the build and runtime stages
+    build_packages: tuple[str, ...] = ()
+    runtime_packages: tuple[str, ...] = ()
 
     @property
     def mmproj(self) -> bool:
