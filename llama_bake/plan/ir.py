@@ -170,6 +170,8 @@ class Target:
     # or ("file", PATH relative to the bake file); () when it has none.
     access: str = "local"
     api_key: tuple[str, str] | tuple[()] = ()
+    # What a model runs on, from its base: its backend and the GPU families it is for ("cuda:ada", "vulkan:any", "cpu")
+    runs_on: str = ""
 
     @property
     def weight_size(self) -> int | None:

@@ -219,7 +219,15 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         from_images=tuple(dict.fromkeys((build_image, runtime_image))),
         llama_cpp=(source.ref, src_context),
         platforms=base.target_platforms,
+        runs_on=runs_on(base),
     )
+
+
+def runs_on(base: Base) -> str:
+    """What a base's images run on, for `list`: ``cuda:ada,hopper``, ``vulkan:rdna3``, ``vulkan:any``, ``cpu``."""
+    if not base.engine.devices:
+        return base.backend
+    return f"{base.backend}:{','.join(base.gpu_families) or 'any'}"
 
 
 def _runs_on(base: Base) -> str:
@@ -366,6 +374,7 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         weight_layers=(split.estimate if split is not None else len(model.weights.files)) + (model.mmproj is not None),
         access=catalog.access_of(model),
         api_key=_api_key(catalog, model, project_dir, bake_dir),
+        runs_on=runs_on(base),
     )
 
 

@@ -137,3 +137,10 @@ def test_families_on_a_cpu_base_are_refused() -> None:
     with pytest.raises(ValidationError) as exc:
         Base.model_validate({"name": "c", "backend": "cpu", "llama_cpp": SOURCE, "gpu_families": ["rdna3"]})
     assert "not on this cpu base: move them to one (a base each); a cpu base has none" in error_text(exc)
+
+
+def test_validate_says_which_family_a_card_written_in_a_vulkan_base_is() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Base.model_validate(vulkan(gpu_families=["Radeon 8060S"]))
+    assert "Radeon 8060S is in the family `rdna3.5`" in error_text(exc)
+    assert "write `rdna3.5`" in error_text(exc)
