@@ -45,7 +45,7 @@ def cross_check(bases: list[Base | None], models: list[Model | None], project: P
     """Problems between entries; ``None`` stands for an entry that failed its own validation."""
     problems: list[Problem] = []
     for i, base in enumerate(bases):
-        if base is not None and base.backend == "cuda" and project is not None:
+        if base is not None and base.engine.cuda and project is not None:
             problems += [Problem(("bases", i, "cuda"), m) for m in stack_mismatches(base, project)]
     if not bases:
         problems.append(Problem(("bases",), "the catalog has no base; add catalog/bases/<name>.yaml (see the README)"))

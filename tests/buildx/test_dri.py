@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from llama_bake.buildx.client import Builders
 from llama_bake.buildx.dri import RenderNode, is_local, render_check, render_gid, render_nodes
 from llama_bake.buildx.driver import EngineInfo
 from llama_bake.buildx.launch import Launch
 from llama_bake.buildx.smoke import launch_for, smoke_one
 from llama_bake.errors import DockerError
+from llama_bake.project import Paths, plan_catalog
 from tests.buildx.test_smoke import Clock, FakeContainers, server
 
 LOCAL = EngineInfo("28.5.2", "containerd", "overlayfs", host_name="gpu-box", operating_system="Ubuntu 24.04.1 LTS")
@@ -94,3 +97,24 @@ def test_doctor_warns_where_no_render_node_can_be_given(
     assert (check.ok, check.warning) == (True, True)
     assert said in check.detail
     assert fix in check.fix
+
+
+class EngineOnly:
+    def __init__(self, engine: EngineInfo | None) -> None:
+        self.info = engine
+
+    def engine(self) -> EngineInfo | None:
+        return self.info
+
+
+def test_doctor_checks_the_render_node_only_for_a_catalog_with_a_vulkan_base() -> None:
+    from llama_bake.buildx.doctor import device_checks
+
+    golden = Path(__file__).parents[1] / "render" / "golden"
+    runner = cast(Builders, EngineOnly(DESKTOP))
+    cuda_and_cpu = plan_catalog(Paths.from_options(golden / "multi" / "catalog", None))[1]
+    assert device_checks(runner, cuda_and_cpu) == []
+    assert device_checks(runner, None) == []
+    (check,) = device_checks(runner, plan_catalog(Paths.from_options(golden / "vulkan" / "catalog", None))[1])
+    assert check.name == "render node"
+    assert check.detail.startswith("Docker Desktop runs containers in a VM that has no /dev/dri")
