@@ -1,7 +1,7 @@
 """The CI fan-out against one job, and against a per-target matrix of plain bake, each job on a builder of its own.
 
     python bench/fanout.py          # six models; writes its section of bench/RESULTS.md (a few minutes)
-    python bench/fanout.py --smoke  # two tiny models, nothing written (run.py --smoke runs it)
+    python bench/fanout.py --smoke  # one tiny model, nothing written (run.py --smoke runs it)
 
 The project is the buildkit test fixture (a base whose "compile" is a step that prints `fixture-compile`, and
 models whose weights the build downloads from a server on 127.0.0.1), pushed to a registry on 127.0.0.1. Every
@@ -53,7 +53,7 @@ class Sizes:
 
 
 FULL = Sizes(models=6, weights_mb=64)
-SMOKE = Sizes(models=2, weights_mb=1)
+SMOKE = Sizes(models=1, weights_mb=1)
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def report(sizes: Sizes, results: dict[str, list[Job]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="two tiny models, nothing written")
+    parser.add_argument("--smoke", action="store_true", help="one tiny model, nothing written")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL

@@ -2,15 +2,19 @@
 builder, so a one-file change compiles one translation unit.
 
 The real base template (``backend: cpu``) compiles a small CMake tree standing in for llama.cpp (a local source
-path), so each build takes seconds of compile instead of minutes. Builders are emptied with
-``docker buildx prune --all`` (cache mounts included) between builds.
+path), so each build takes seconds of compile instead of minutes. Where a test speaks of an emptied builder, it is
+emptied with ``docker buildx prune --all`` (cache mounts included). A test's first build compiles cold on a builder
+whose cache mounts alone were emptied, with a tree no other test built (``tree_id``); the stand-in and the apt
+steps that earlier tests left stay cached. Only the test that reads the image writes one (the others build the
+same target with ``type=cacheonly``).
 
 The stand-in for ubuntu:24.04 is the Debian one with the template's build packages already installed
 (``debian_toolchain_layout``, built once and kept in the test cache): the template's apt step still runs after
 every emptying, and finds nothing to install. What this tier proves is about the compile and its cache, which
 that step does not touch; installing the toolchain anew on every emptied builder was most of its time. The
-test that reads the image's layers keeps the plain stand-in (the runtime image is FROM it too, and must not
-hold the ccache package), and the slow tier's real images install the toolchain from nothing.
+test that reads the image's layers keeps the plain stand-in for the runtime image, which must not hold the ccache
+package (its build stage is on the toolchain stand-in, under a name of its own); the slow tier's real images
+install the toolchain from nothing.
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ BASE = "tiny-cpu"
 UNITS = 6  # u0.c .. u5.c, and main.c
 
 
-def write_tree(root: Path, changes: dict[int, str] | None = None) -> None:
+def write_tree(root: Path, changes: dict[int, str] | None = None, *, tree_id: str = "") -> None:
     """A CMake project with the target llama-server (in build/bin, where llama.cpp puts it) of UNITS + 1 files;
-    ``changes`` replaces the body of some units."""
+    ``changes`` replaces the body of some units. ``tree_id``, a comment in CMakeLists.txt, makes the tree (the
+    compile step's input) differ from another test's without changing what any unit compiles to."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "CMakeLists.txt").write_text(
-        "cmake_minimum_required(VERSION 3.16)\nproject(tiny C)\n"
+        f"# {tree_id}\ncmake_minimum_required(VERSION 3.16)\nproject(tiny C)\n"
         "set(CMAKE_RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)\n"
         f"add_executable(llama-server main.c {' '.join(f'u{i}.c' for i in range(UNITS))})\n",
         encoding="utf-8",
@@ -74,14 +79,21 @@ class Result:
 class Project:
     root: Path
     builder: str
+    tree_id: str
 
     @property
     def tree(self) -> Path:
         return self.root / "llama.cpp"
 
-    def build(self, cache: str, *extra: str) -> Result:
+    def write(self, changes: dict[int, str] | None = None) -> None:
+        write_tree(self.tree, changes, tree_id=self.tree_id)
+
+    def build(self, cache: str, *extra: str, image: bool = False) -> Result:
+        """``llama-bake build`` of the base; with ``image``, its image is written to ``out/<base>.tar`` (the
+        tests that only count compiles keep none: ``type=cacheonly``, the target built all the same)."""
         summary = self.root / "summary.json"
         summary.unlink(missing_ok=True)
+        output = f"type=oci,dest={self.root / 'out'}/{{target}}.tar" if image else "type=cacheonly"
         done = subprocess.run(
             [
                 "llama-bake",
@@ -92,7 +104,7 @@ class Project:
                 "--cache",
                 cache,
                 "--output",
-                f"type=oci,dest={self.root / 'out'}/{{target}}.tar",
+                output,
                 "--summary-json",
                 str(summary),
                 *extra,
@@ -108,6 +120,15 @@ class Project:
     def empty_builder(self) -> None:
         prune_builder(self.builder)
 
+    def empty_cache_mounts(self) -> None:
+        """Only the builder's cache mounts, the compiler cache's among them; its build cache stays."""
+        prune = ["docker", "buildx", "prune", "--force", "--all", "--builder", self.builder]
+        subprocess.run(
+            [*prune, "--filter", "type=exec.cachemount"],
+            check=True,
+            capture_output=True,
+        )
+
     def stand_in(self, layout: Path) -> None:
         """``layout`` stands in for ubuntu:24.04, the build stage's image and the runtime image's."""
         write_yaml(
@@ -117,17 +138,21 @@ class Project:
 
 
 @pytest.fixture
-def project(embedded_builder: str, tmp_path: Path) -> Project:
+def project(embedded_builder: str, tmp_path: Path, request: pytest.FixtureRequest) -> Project:
+    """A project whose first build compiles cold: its tree is its own (no compile step another test ran is in
+    the builder's cache) and the builder's cache mounts, the compiler cache's among them, are emptied. The rest
+    of the builder's cache stays, so a test's first build does not load the stand-in and run the apt step again;
+    every "emptied builder" a test speaks of is emptied whole (``Project.empty_builder``)."""
     root = tmp_path / "project"
     write_yaml(
         root / "catalog" / "bases" / f"{BASE}.yaml",
         {"backend": "cpu", "llama_cpp": {"path": "llama.cpp", "ref": "tiny-1"}, "build_jobs": 2},
     )
     (root / "catalog" / "models").mkdir()
-    created = Project(root, embedded_builder)
+    created = Project(root, embedded_builder, f"{request.node.name} {tmp_path.name}")
     created.stand_in(debian_toolchain_layout(embedded_builder))
-    write_tree(created.tree)
-    created.empty_builder()
+    created.write()
+    created.empty_cache_mounts()
     return created
 
 
@@ -196,7 +221,7 @@ def test_registry_a_one_file_change_on_an_emptied_builder_compiles_one_unit(proj
     assert exported, "the compiler cache was exported as <REF>/<base>:ccache"
 
     project.empty_builder()
-    write_tree(project.tree, {3: "return 33;"})
+    project.write({3: "return 33;"})
     second = ok(project.build(cache))
     hits, misses = compiled_units(second)
     assert misses == 1, f"only u3.c compiles after the import ({hits} hits, {misses} misses)"
@@ -214,17 +239,17 @@ def test_registry_a_one_file_change_on_an_emptied_builder_compiles_one_unit(proj
 
 def test_registry_a_failed_compile_leaves_the_exported_cache_as_it_was(project: Project, registry: str) -> None:
     cache = f"registry={registry}/poison"
-    ok(project.build(cache))
+    assert compiled_units(ok(project.build(cache)))[1] >= UNITS + 1, "a cold compile misses every unit"
     exported = registry_digest(registry, f"poison/{BASE}", "ccache")
     assert exported
 
-    write_tree(project.tree, {4: "return"})  # a syntax error: the compile fails
+    project.write({4: "return"})  # a syntax error: the compile fails
     failed = project.build(cache)
     assert failed.returncode == 6, failed.output[-3000:]
     assert registry_digest(registry, f"poison/{BASE}", "ccache") == exported, "a failed compile exported nothing"
 
     project.empty_builder()
-    write_tree(project.tree, {4: "return 44;"})
+    project.write({4: "return 44;"})
     hits, misses = compiled_units(ok(project.build(cache)))
     assert misses == 1, f"the last good export still serves every other unit ({hits} hits, {misses} misses)"
 
@@ -233,12 +258,12 @@ def test_local_a_one_file_change_on_an_emptied_builder_compiles_one_unit(project
     directory = tmp_path / "cache"
     cache = f"local={directory}"
     layout = directory / f"{BASE}.ccache"
-    ok(project.build(cache))
+    assert compiled_units(ok(project.build(cache)))[1] >= UNITS + 1, "a cold compile misses every unit"
     exported = layout_digest(layout)
     assert exported, "the compiler cache was exported as an OCI layout <DIR>/<base>.ccache"
 
     project.empty_builder()
-    write_tree(project.tree, {3: "return 33;"})
+    project.write({3: "return 33;"})
     second = ok(project.build(cache))
     hits, misses = compiled_units(second)
     assert misses == 1, f"only u3.c compiles after the import ({hits} hits, {misses} misses)"
@@ -246,12 +271,12 @@ def test_local_a_one_file_change_on_an_emptied_builder_compiles_one_unit(project
 
     # A failed compile: the layout stays as it was, and still serves the next build.
     kept = layout_digest(layout)
-    write_tree(project.tree, {3: "return 33;", 4: "return"})
+    project.write({3: "return 33;", 4: "return"})
     assert project.build(cache).returncode == 6
     assert layout_digest(layout) == kept
     assert not (directory / f"{BASE}.ccache.new").exists()
     project.empty_builder()
-    write_tree(project.tree, {3: "return 33;", 4: "return 44;"})
+    project.write({3: "return 33;", 4: "return 44;"})
     assert compiled_units(ok(project.build(cache)))[1] == 1
 
 
@@ -266,12 +291,18 @@ def layout_paths(layout: Path) -> list[str]:
 
 def test_the_compiler_cache_is_in_no_image_layer(project: Project, tmp_path: Path) -> None:
     # The layers read here include the runtime image's: on the plain Debian stand-in, which has no ccache
-    # package, as ubuntu:24.04 has none.
+    # package, as ubuntu:24.04 has none. The build stage, whose layers no image holds, keeps the toolchain
+    # stand-in under a name of its own (its ccache package is not what this test looks for).
     project.stand_in(debian_layout())
-    ok(project.build(f"local={tmp_path / 'cache'}"))
+    toolchain = "llama-bake-test/toolchain:stand-in"  # not :latest, which BuildKit drops from a context name
+    layout = debian_toolchain_layout(project.builder)
+    build_stage = ["--set", f"{BASE}.args.BUILD_IMAGE={toolchain}"]
+    build_stage += ["--set", f"{BASE}.contexts.{toolchain}=oci-layout://{layout}:latest"]
+    ok(project.build(f"local={tmp_path / 'cache'}", *build_stage))
     project.empty_builder()
-    write_tree(project.tree, {0: "return 100;"})
-    ok(project.build(f"local={tmp_path / 'cache'}"))
+    project.write({0: "return 100;"})
+    second = ok(project.build(f"local={tmp_path / 'cache'}", *build_stage, image=True))
+    assert compiled_units(second)[1] == 1, "the build imported the compiler cache it reads"
     entries = {Path(p).name for p in layout_paths(tmp_path / "cache" / f"{BASE}.ccache")}
     entries = {name for name in entries if len(name) > 20}  # ccache's result and manifest files (hash names)
     assert entries, "the exported compiler cache holds ccache entries"
@@ -283,8 +314,9 @@ def test_the_compiler_cache_is_in_no_image_layer(project: Project, tmp_path: Pat
 
 def test_plain_bake_of_the_generated_file_compiles_with_a_cold_cache(project: Project) -> None:
     ok(project.build(f"local={project.root / 'cache'}"))
-    project.empty_builder()
-    write_tree(project.tree, {5: "return 55;"})
+    # The compiler cache that build left in the builder's cache mount is gone; its export is beside the project.
+    project.empty_cache_mounts()
+    project.write({5: "return 55;"})
     done = subprocess.run(
         ["docker", "buildx", "bake", "--builder", project.builder, "--progress", "plain", BASE],
         cwd=project.root,

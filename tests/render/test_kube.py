@@ -4,8 +4,10 @@ Standard, and the directory is regenerated and drift-checked like the other gene
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,16 @@ def write_kube(catalog: Path, *args: str) -> Path:
 def test_the_supported_versions_reach_the_newest_schemas_the_package_ships() -> None:
     assert VERSIONS[0] == "1.29.0"
     assert Version(VERSIONS[-1]) >= Version("1.34.0")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def schemas_read_once() -> Iterator[None]:
+    """kubernetes-validate reads a version's definitions (megabytes of JSON) again for every object it checks:
+    here each schema file is read once for the module (the validation itself is unchanged)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(kubernetes_validate.utils, "schema_contents", functools.cache(kubernetes_validate.utils.schema_contents))
+    yield
+    mp.undo()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
