@@ -180,28 +180,38 @@ class PipelineRun:
         assert not condition, f"the test runner does not know the condition {condition!r}"
         return True
 
+    def _github_job_runs(self, spec: dict[str, Any], results: Mapping[str, str]) -> bool:
+        """Whether a job runs, by its ``if`` and how the jobs it needs ended (success, failure or skipped)."""
+        needs = spec.get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        ended = [results.get(n, "skipped") for n in needs]
+        condition = spec.get("if", "")
+        if condition == "${{ always() && needs.plan.result == 'success' }}":
+            return results.get("plan") == "success"
+        if condition == "${{ !cancelled() && !failure() }}":
+            return "failure" not in ended and results.get("plan") == "success"
+        merges = re.fullmatch(r"\$\{\{ needs\.(\w+)\.outputs\.(\w+) != '\[\]' \}\}", condition)
+        if merges:  # and, as any `if` without a status function, success() of every job it needs
+            return all(e == "success" for e in ended) and json.loads(self.outputs[merges[1]][merges[2]]) != []
+        assert not condition, condition
+        return all(e == "success" for e in ended)
+
     def run_github(self) -> None:
         outputs = self.outputs
-        results: dict[str, bool] = {}
+        results: dict[str, str] = {}
         for key, spec in self.document["jobs"].items():
-            needs = spec.get("needs", [])
-            needs = [needs] if isinstance(needs, str) else needs
-            condition = spec.get("if", "")
-            if condition == "${{ always() && needs.plan.result == 'success' }}":
-                runs = results.get("plan", False)
-            else:
-                assert not condition, condition
-                runs = all(results.get(n, False) for n in needs)
             include = spec.get("strategy", {}).get("matrix", {}).get("include")
             matrix = MATRIX.fullmatch(include) if include else None
-            entries = json.loads(outputs[matrix.group(1)][matrix.group(2)]) if matrix else [{}]
-            if not runs:
+            if not self._github_job_runs(spec, results):
+                planned = outputs.get(matrix.group(1), {}).get(matrix.group(2), "[{}]") if matrix else "[{}]"
+                entries = json.loads(planned)
                 for entry in entries:
                     self.jobs[entry.get("job", key)] = Job(entry.get("job", key), skipped=True)
-                results[key] = False
+                results[key] = "skipped"
                 continue
+            entries = json.loads(outputs[matrix.group(1)][matrix.group(2)]) if matrix else [{}]
             done = [self._github_job(key, entry, outputs) for entry in entries]
-            results[key] = all(job.ok for job in done)
+            results[key] = "success" if all(job.ok for job in done) else "failure"
 
     # --- GitLab CI ------------------------------------------------------------------------------------------
 

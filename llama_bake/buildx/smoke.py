@@ -19,8 +19,7 @@ from typing import Literal, Protocol
 
 from llama_bake.buildx.client import Launch
 from llama_bake.buildx.driver import EngineInfo
-from llama_bake.buildx.invocation import expand_targets
-from llama_bake.buildx.summary import image_of
+from llama_bake.buildx.invocation import expand_targets, image_of
 from llama_bake.errors import DockerError, UsageError
 from llama_bake.plan.ir import BakePlan, Target
 

@@ -205,6 +205,38 @@ def ci_summary(files: tuple[Path, ...], plan_file: Any, fail: bool) -> None:
         raise BuildError(msg)
 
 
+@ci_group.command(name="merge")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--builder", help="Whose registry settings to use (default: the one `builder up` made, else buildx's).")
+@click.option(
+    "--summary-json",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the merged images' summary (for `build --bases-from`).",
+)
+def ci_merge(files: tuple[Path, ...], builder: str | None, summary_json: Path) -> None:
+    """Merge the parts of each target built one platform each (`build --platform P --push`: pushed by digest)
+    into one image index under its tags. FILES: those builds' --summary-json. Exit 6 naming each target with a
+    platform missing or unfinished."""
+    from llama_bake.buildx.client import DockerRunner
+    from llama_bake.buildx.merge import imagetools_create, merge
+    from llama_bake.buildx.probe import builder_name
+    from llama_bake.errors import BuildError
+    from llama_bake.files import write_atomic
+
+    name = builder or (builder_name() if builder_name() in DockerRunner().builders() else None)
+    summary, problems = merge(files, imagetools_create(name), name or "(buildx default)")
+    write_atomic(summary_json, summary.to_json())
+    for target in summary.targets:
+        if target.digest:
+            where = target.image.rpartition(":")[0] if ":" in target.image.rpartition("/")[2] else target.image
+            click.echo(f"{target.name}: {', '.join(target.platforms)} -> {where}@{target.digest}", err=True)
+    if not summary.targets:
+        click.echo("nothing to merge: no target in FILES was pushed for one of its platforms alone", err=True)
+    if problems:
+        raise BuildError("cannot merge every target's platforms:\n" + "\n".join(f"  {p}" for p in problems))
+
+
 @ci_group.command(name="plan")
 @paths_options
 @click.argument("targets", nargs=-1, shell_complete=complete_targets)
