@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama_bake.render.ci_gitlab import QEMU
+
 # GitHub steps the provider or the runner image does; the test's venv and the job's own builder stand in for them.
 SETUP_ACTIONS = (
     "actions/setup-python",
@@ -33,6 +35,8 @@ SETUP_ACTIONS = (
     "actions/checkout",  # the job's directory is a fresh copy of the project
 )
 SETUP_STEPS = ("Free disk space for the build", "Install llama-bake")
+# GitLab script lines the runner's set-up does here: the machine's binfmt_misc registration stands in for QEMU's.
+GITLAB_SETUP_LINES = (QEMU,)
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 MATRIX = re.compile(r"\$\{\{ fromJSON\(needs\.(\w+)\.outputs\.(\w+)\) \}\}")
 
@@ -236,7 +240,8 @@ class PipelineRun:
         job_env = {**env, **variables, **self.overrides}
         builds = spec.get("image", "").startswith("docker")
         with own_builder(job_env) if builds else _no_builder(job_env) as job_env:
-            job.returncode, job.output = self._shell("\n".join(spec["script"]), workdir, job_env)
+            script = [line for line in spec["script"] if line not in GITLAB_SETUP_LINES]
+            job.returncode, job.output = self._shell("\n".join(script), workdir, job_env)
             _, after = self._shell("\n".join(spec.get("after_script", [])), workdir, job_env)
             job.output += after
         artifacts = spec.get("artifacts", {})

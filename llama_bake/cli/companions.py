@@ -90,13 +90,19 @@ def ci_group() -> None:
 
 def _ci(ctx: click.Context, provider: Provider, out: Path | None, *, check: bool) -> tuple[Path, bool]:
     from llama_bake.companions import ci_file, ci_options
-    from llama_bake.project import Paths
+    from llama_bake.project import Paths, compile_catalog
+    from llama_bake.render.ci import plan_warnings
 
     paths = Paths.from_options(ctx.params["catalog"], ctx.params["bake_file"])
     settings = {name: value for name, value in ctx.params.items() if name in CI_DEFAULTS}
     for name in ("runner_tags", "arm64_runner_tags"):
         settings[name] = tuple(settings.get(name, ()))
-    return ci_file(paths, ci_options(paths, provider, **settings), out, changed_options(ctx), check=check)
+    options = ci_options(paths, provider, **settings)
+    written = ci_file(paths, options, out, changed_options(ctx), check=check)
+    if provider == "gitlab":  # its jobs are the plan's: what `ci plan` warns of, said when they are written
+        for warning in plan_warnings(compile_catalog(paths).plan, options):
+            click.echo(f"warning: {warning}", err=True)
+    return written
 
 
 def _ci_command(provider: Provider) -> click.Command:

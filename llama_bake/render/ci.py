@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from llama_bake.buildx.options import CachePreset
 from llama_bake.catalog.fields import parse_size
 from llama_bake.errors import UsageError
-from llama_bake.plan.fanout import RUNNER_DISK, fan_out
+from llama_bake.plan.fanout import RUNNER_DISK, FanOut, fan_out
 from llama_bake.render.ci_options import DEFAULT_CACHES, CiOptions
 
 if TYPE_CHECKING:
@@ -131,12 +131,22 @@ def summary_command(files: str) -> str:
     return f"llama-bake ci summary --plan {PLAN_FILE} {files}"
 
 
-def job_plan(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
-    """The jobs ``llama-bake ci plan`` prints for this catalog (what GitLab's static jobs are rendered from)."""
+def _fan_out(plan: BakePlan, options: CiOptions) -> FanOut:
     try:
         disk = parse_size(options.runner_disk) if options.runner_disk else RUNNER_DISK[options.provider]
     except ValueError as exc:
         msg = f"--runner-disk: {exc}"
         raise UsageError(msg) from None
     models = [t.name for t in plan.targets if t.kind == "model"]
-    return fan_out(plan, models, disk, options.provider).as_json()
+    return fan_out(plan, models, disk, options.provider)
+
+
+def job_plan(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
+    """The jobs ``llama-bake ci plan`` prints for this catalog (what GitLab's static jobs are rendered from)."""
+    return _fan_out(plan, options).as_json()
+
+
+def plan_warnings(plan: BakePlan, options: CiOptions) -> tuple[str, ...]:
+    """What ``llama-bake ci plan`` warns of for this catalog (a base over the runner's disk, a model of unknown
+    size), for the command that writes the pipeline to say too."""
+    return _fan_out(plan, options).warnings

@@ -12,6 +12,7 @@ artifact hand-over for no gain: the plan only changes with the catalog, which is
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,9 @@ def _summary_after(job: str) -> dict[str, Any]:
 
 def _build_template(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     template: dict[str, Any] = {"image": "docker:27", "services": ["docker:27-dind"], "interruptible": True}
+    # A job that pushes runs to its end (cancelled half-way, some images would be pushed and others not).
+    pushes = f"$CI_COMMIT_BRANCH == {json.dumps(options.branch)}" + (" || $CI_COMMIT_TAG" if plan.uses_git else "")
+    template["rules"] = [{"if": pushes, "interruptible": False}, {"when": "on_success"}]
     if options.runner_tags:
         template["tags"] = list(options.runner_tags)
     template |= {

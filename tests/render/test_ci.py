@@ -185,3 +185,16 @@ def test_only_the_default_branch_pushes_and_every_build_writes_its_jobs_summary(
         assert "set -- --push" in script
         assert "set -- --no-cache-export" in script, "elsewhere: import the caches, push and export nothing"
         assert '--summary-json "llama-bake-summary-$JOB.json"' in script
+
+
+def test_gitlab_jobs_that_push_run_to_their_end(two_platforms: tuple[Paths, BakePlan]) -> None:
+    """A newer pipeline cancels a job that pushes nothing; one on the default branch or a tag runs to its end."""
+    paths, plan = two_platforms
+    pipeline = gitlab_pipeline(plan, ci_options(paths, "gitlab", runner_disk="50GB", branch="release"))
+    template = pipeline[".llama-bake-build"]
+    assert template["interruptible"] is True
+    assert template["rules"] == [
+        {"if": '$CI_COMMIT_BRANCH == "release"', "interruptible": False},
+        {"when": "on_success"},
+    ]
+    assert all(pipeline[name]["interruptible"] is True for name in ("plan", "summary")), "they push nothing"
