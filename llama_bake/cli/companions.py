@@ -230,8 +230,11 @@ def ci_merge(files: tuple[Path, ...], builder: str | None, summary_json: Path) -
     from llama_bake.errors import BuildError
     from llama_bake.files import write_atomic
 
-    name = builder or (builder_name() if builder_name() in DockerRunner().builders() else None)
-    summary, problems = merge(files, imagetools_create(name), name or "(buildx default)")
+    def create(sources: list[str], tags: list[str]) -> str:  # asks buildx only when there is something to merge
+        name = builder or (builder_name() if builder_name() in DockerRunner().builders() else None)
+        return imagetools_create(name)(sources, tags)
+
+    summary, problems = merge(files, create, builder or "(the builder `builder up` made, else buildx's)")
     write_atomic(summary_json, summary.to_json())
     for target in summary.targets:
         if target.digest:
