@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llama_bake.render.ci_gitlab import QEMU
+
 # GitHub steps the provider or the runner image does; the test's venv and the job's own builder stand in for them.
 SETUP_ACTIONS = (
     "actions/setup-python",
@@ -33,6 +35,8 @@ SETUP_ACTIONS = (
     "actions/checkout",  # the job's directory is a fresh copy of the project
 )
 SETUP_STEPS = ("Free disk space for the build", "Install llama-bake")
+# GitLab script lines the runner's set-up does here: the machine's binfmt_misc registration stands in for QEMU's.
+GITLAB_SETUP_LINES = (QEMU,)
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 MATRIX = re.compile(r"\$\{\{ fromJSON\(needs\.(\w+)\.outputs\.(\w+)\) \}\}")
 
@@ -180,28 +184,38 @@ class PipelineRun:
         assert not condition, f"the test runner does not know the condition {condition!r}"
         return True
 
+    def _github_job_runs(self, spec: dict[str, Any], results: Mapping[str, str]) -> bool:
+        """Whether a job runs, by its ``if`` and how the jobs it needs ended (success, failure or skipped)."""
+        needs = spec.get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        ended = [results.get(n, "skipped") for n in needs]
+        condition = spec.get("if", "")
+        if condition == "${{ always() && needs.plan.result == 'success' }}":
+            return results.get("plan") == "success"
+        if condition == "${{ !cancelled() && !failure() }}":
+            return "failure" not in ended and results.get("plan") == "success"
+        merges = re.fullmatch(r"\$\{\{ needs\.(\w+)\.outputs\.(\w+) != '\[\]' \}\}", condition)
+        if merges:  # and, as any `if` without a status function, success() of every job it needs
+            return all(e == "success" for e in ended) and json.loads(self.outputs[merges[1]][merges[2]]) != []
+        assert not condition, condition
+        return all(e == "success" for e in ended)
+
     def run_github(self) -> None:
         outputs = self.outputs
-        results: dict[str, bool] = {}
+        results: dict[str, str] = {}
         for key, spec in self.document["jobs"].items():
-            needs = spec.get("needs", [])
-            needs = [needs] if isinstance(needs, str) else needs
-            condition = spec.get("if", "")
-            if condition == "${{ always() && needs.plan.result == 'success' }}":
-                runs = results.get("plan", False)
-            else:
-                assert not condition, condition
-                runs = all(results.get(n, False) for n in needs)
             include = spec.get("strategy", {}).get("matrix", {}).get("include")
             matrix = MATRIX.fullmatch(include) if include else None
-            entries = json.loads(outputs[matrix.group(1)][matrix.group(2)]) if matrix else [{}]
-            if not runs:
+            if not self._github_job_runs(spec, results):
+                planned = outputs.get(matrix.group(1), {}).get(matrix.group(2), "[{}]") if matrix else "[{}]"
+                entries = json.loads(planned)
                 for entry in entries:
                     self.jobs[entry.get("job", key)] = Job(entry.get("job", key), skipped=True)
-                results[key] = False
+                results[key] = "skipped"
                 continue
+            entries = json.loads(outputs[matrix.group(1)][matrix.group(2)]) if matrix else [{}]
             done = [self._github_job(key, entry, outputs) for entry in entries]
-            results[key] = all(job.ok for job in done)
+            results[key] = "success" if all(job.ok for job in done) else "failure"
 
     # --- GitLab CI ------------------------------------------------------------------------------------------
 
@@ -226,7 +240,8 @@ class PipelineRun:
         job_env = {**env, **variables, **self.overrides}
         builds = spec.get("image", "").startswith("docker")
         with own_builder(job_env) if builds else _no_builder(job_env) as job_env:
-            job.returncode, job.output = self._shell("\n".join(spec["script"]), workdir, job_env)
+            script = [line for line in spec["script"] if line not in GITLAB_SETUP_LINES]
+            job.returncode, job.output = self._shell("\n".join(script), workdir, job_env)
             _, after = self._shell("\n".join(spec.get("after_script", [])), workdir, job_env)
             job.output += after
         artifacts = spec.get("artifacts", {})

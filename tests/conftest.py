@@ -237,6 +237,17 @@ def stand_in_image(embedded_builder: str, tmp_path_factory: pytest.TempPathFacto
         pytest.fail(str(exc))
 
 
+@pytest.fixture(scope="session")
+def two_platform_stand_in(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """busybox for linux/amd64 and linux/arm64 in one image index: the multi-platform nvidia/cuda stand-in."""
+    from tests.standins import two_platform_busybox_layout
+
+    try:
+        return two_platform_busybox_layout(embedded_builder, tmp_path_factory.mktemp("stand-in-2"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
 class WeightsServer:
     """GGUF-sized stand-ins served on 127.0.0.1, every GET counted: the proof that a build downloaded nothing."""
 

@@ -7,7 +7,8 @@ compile's cache mount), and ``ccache-snapshot``/``ccache-export`` (the cache aft
 ``CCACHE_MAXSIZE``, alone in an image). This module says where a base's export lives, how a build imports it,
 and the bake that exports it after a base compiled:
 
-- ``registry=REF``: an image ``REF/<base>:ccache`` beside the build cache ``REF/<base>:buildcache``;
+- ``registry=REF``: an image ``REF/<base>:ccache`` beside the build cache ``REF/<base>:buildcache`` (a base of
+  several platforms built for one, ``--platform``: ``REF/<base>:ccache-<arch>``, ``DIR/<base>.ccache-<arch>``);
 - ``local=DIR``: an OCI layout ``DIR/<base>.ccache`` beside the build cache ``DIR/<base>`` (a dot, which no
   target name has, so it never meets another target's cache);
 - ``gha``: not carried. GitHub's cache backend holds BuildKit cache records, found only by the key of the step
@@ -32,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_bake.buildx.client import Invocation
-from llama_bake.buildx.invocation import Site, override_flags
-from llama_bake.buildx.options import BuildOptions, CachePreset
+from llama_bake.buildx.invocation import Site, override_flags, platform_flags
+from llama_bake.buildx.options import BuildOptions, CachePreset, arch_of
 from llama_bake.buildx.progress import Progress
 from llama_bake.plan.ir import BakePlan
 
@@ -75,15 +76,17 @@ class Store:
         return f"type=oci,dest={staging or self.location},tar=false"
 
 
-def store(preset: CachePreset | None, base: str) -> Store | None:
-    """The base's store for this preset, or None (no preset, or gha: see the module's note)."""
+def store(preset: CachePreset | None, base: str, platform: str = "") -> Store | None:
+    """The base's store for this preset, or None (no preset, or gha: see the module's note). ``platform``: a
+    base of several platforms built for one alone (``--platform``) has a store of its own per platform."""
     if preset is None:
         return None
+    tag = f"{TAG}-{arch_of(platform)}" if platform else TAG
     match preset.kind:
         case "registry":
-            return Store("registry", f"{preset.ref}/{base}:{TAG}")
+            return Store("registry", f"{preset.ref}/{base}:{tag}")
         case "local":
-            return Store("local", f"{preset.ref}/{base}.{TAG}")
+            return Store("local", f"{preset.ref}/{base}.{tag}")
         case "gha":
             return None
 
@@ -103,7 +106,8 @@ def stores(options: BuildOptions, plan: BakePlan, targets: Iterable[str]) -> dic
     preset = preset_for(options)
     found = {}
     for name in targets:
-        if plan.target(name).kind == "base" and (where := store(preset, name)) is not None:
+        target = plan.target(name)
+        if target.kind == "base" and (where := store(preset, name, options.split(target.platforms))) is not None:
             found[name] = where
     return found
 
@@ -161,7 +165,7 @@ def export_invocation(options: BuildOptions, plan: BakePlan, exports: Mapping[st
     """The bake that exports ``exports`` (base -> store) after the bases compiled on this builder: each base
     built again (all of it cached, on the caches ``site`` imported) with its target stage ``ccache-export`` and
     the store as its only output."""
-    flags = override_flags(options, plan)
+    flags = override_flags(options, plan) + platform_flags(options, exports)
     flags += [
         arg
         for item in options.sets

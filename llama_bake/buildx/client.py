@@ -363,18 +363,19 @@ class DockerRunner:
             _client().buildx.remove(name)
 
 
-def registry_digest(reference: str, builder: str | None = None) -> str | None:
-    """The digest of ``reference`` in its registry (``docker buildx imagetools inspect``, with ``builder``'s
-    registry settings), or None when it does not exist or cannot be read (the caller goes on without it)."""
+def imagetools(args: Sequence[str], builder: str | None = None) -> str:
+    """``docker buildx imagetools SUBCOMMAND ARGS...`` with ``builder``'s registry settings: its stdout."""
     where = ["--builder", builder] if builder else []
+    return _run(_docker(_client(), ["buildx", "imagetools", args[0], *where, *args[1:]]))
+
+
+def registry_digest(reference: str, builder: str | None = None) -> str | None:
+    """The digest of ``reference`` in its registry, or None when it does not exist or cannot be read (the
+    caller goes on without it)."""
     try:
-        client = _client()
-        out = _run(
-            _docker(client, ["buildx", "imagetools", "inspect", *where, "--format", "{{.Manifest.Digest}}", reference])
-        )
+        digest = imagetools(["inspect", "--format", "{{.Manifest.Digest}}", reference], builder).strip()
     except DockerError:
         return None
-    digest = str(out or "").strip()
     return digest if digest.startswith("sha256:") else None
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from llama_bake.buildx.client import Invocation
 from llama_bake.buildx.driver import Demands
-from llama_bake.buildx.options import BuildOptions, PhaseName
-from llama_bake.buildx.pinned import given_bases
+from llama_bake.buildx.options import BuildOptions, CachePreset, PhaseName
+from llama_bake.buildx.pinned import given_bases, repository_of
 from llama_bake.errors import UsageError, did_you_mean
 from llama_bake.plan.ir import BakePlan
 
@@ -143,6 +143,7 @@ def make_invocation(
     """The buildx command of ``phase``. ``base_images`` (phase ``models``) maps each base to the pinned image source
     its models build on."""
     flags = override_flags(options, plan)
+    flags += platform_flags(options, phase.targets)
     imports = site.ccache_imports
     flags += [arg for b in phase.targets if b in imports for arg in ("--set", f"{b}.contexts.ccache={imports[b]}")]
     if phase.name == "models":
@@ -203,10 +204,22 @@ def _output_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path
     attrs = plan.exporter_attrs
     if options.load:
         flags += ["--set", f"*.output=type=docker{attrs}"]
-    if options.push:
+    split = [name for name in phase.targets if options.split(plan.target(name).platforms)]
+    if options.push and not split:
         # push=true spelled here: buildx applies a target's overrides in map order, so its --push may set push on
         # the bake file's output before this --set replaces it (seen: one push in three never happened).
         flags += ["--set", f"*.output=type=image,push=true{attrs}"]
+    elif options.push:
+        # One platform of a target with several: pushed by digest alone (no tag: a tag is the index of every
+        # platform, which `ci merge` writes once each platform's build has pushed its part).
+        for name in phase.targets:
+            by_digest = ""
+            if name in split:
+                # buildx names an image after the target's tags, and a tagged name cannot be pushed by digest.
+                repository = repository_of(image_of(plan, name, options.variables))
+                flags += ["--set", f"{name}.tags={repository}"]
+                by_digest = f",push-by-digest=true,name-canonical=true,name={repository}"
+            flags += ["--set", f"{name}.output=type=image,push=true{by_digest}{attrs}"]
     for target, spec, out_dir in outputs(options, phase.targets):
         flags += ["--set", f"{target}.output={with_attrs(spec, attrs)}"]
         if out_dir is not None:
@@ -229,6 +242,35 @@ def _checked_set(item: str) -> str:
         msg = f"--set {item!r}: buildx ignores {key} given with --set; {IGNORED_BY_SET[key]}"
         raise UsageError(msg)
     return item
+
+
+def image_of(plan: BakePlan, name: str, variables: tuple[str, ...]) -> str:
+    """The target's image (``Target.image``: its first tag that is always written), with ``--var`` values in
+    place of the variables' defaults."""
+    declared = {v.name for v in plan.variables}
+    overrides = {k: v for k, _, v in (item.partition("=") for item in variables) if k in declared}
+    return plan.value_of(plan.target(name).image, overrides)
+
+
+def platform_flags(options: BuildOptions, targets: Iterable[str]) -> list[str]:
+    """``--platform``: each target built for that platform only."""
+    if options.platform is None:
+        return []
+    return [arg for name in targets for arg in ("--set", f"{name}.platform={options.platform}")]
+
+
+def refuse_other_platform(options: BuildOptions, plan: BakePlan, targets: Iterable[str]) -> None:
+    """``--platform`` must be one that each target it builds is built for."""
+    if options.platform is None:
+        return
+    other = [
+        f"{name} ({', '.join(plan.target(name).platforms)})"
+        for name in targets
+        if options.platform not in plan.target(name).platforms
+    ]
+    if other:
+        msg = f"--platform {options.platform}: not a platform of {'; '.join(other)}; build those without --platform"
+        raise UsageError(msg)
 
 
 def override_flags(options: BuildOptions, plan: BakePlan) -> list[str]:
@@ -258,14 +300,14 @@ def _cache_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path)
         target = plan.target(name)
         preset = options.cache_for(target.kind)
         if preset is not None:
-            sources = [preset.source(name)]
+            sources = cache_sources(options, plan, name, preset)
             if phase.name == "all" and target.base is not None:
                 base_preset = options.cache_for("base")
                 if base_preset is not None:
-                    sources.append(base_preset.source(target.base))
+                    sources += cache_sources(options, plan, target.base, base_preset)
             flags += [arg for spec in sources for arg in ("--set", f"{name}.cache-from={spec}")]
             if options.cache_export:
-                flags += ["--set", f"{name}.cache-to={preset.destination(name)}"]
+                flags += ["--set", f"{name}.cache-to={preset.destination(name, options.split(target.platforms))}"]
     for spec in options.cache_from:
         flags += ["--set", f"*.cache-from={spec}"]
     if options.cache_export:
@@ -273,6 +315,17 @@ def _cache_flags(options: BuildOptions, plan: BakePlan, phase: Phase, cwd: Path)
             flags += ["--set", f"*.cache-to={spec}"]
     flags += _local_cache_allows(options, cwd)
     return _dedupe_allows(flags)
+
+
+def cache_sources(options: BuildOptions, plan: BakePlan, name: str, preset: CachePreset) -> list[str]:
+    """What a target imports: its cache, and for a target with several platforms each platform's own (which
+    the builds of one platform each, `--platform`, export): its own platform's first when it builds one."""
+    platforms = plan.target(name).platforms
+    own = options.split(platforms)
+    if own:
+        return [preset.source(name, own), preset.source(name)]
+    each = [preset.source(name, p) for p in platforms] if len(platforms) > 1 else []
+    return [preset.source(name), *each]
 
 
 def _local_cache_allows(options: BuildOptions, cwd: Path) -> list[str]:
@@ -316,7 +369,7 @@ def demands(options: BuildOptions, plan: BakePlan, steps: list[Phase]) -> Demand
         for target in targets:
             preset = options.cache_for(target.kind)
             if preset is not None:
-                exports.append(preset.destination(target.name))
+                exports.append(preset.destination(target.name, options.split(target.platforms)))
         exports += options.cache_to
     oci = [spec for spec in options.outputs if "type=oci" in spec.split(",")]
     if len(steps) > 1 and not options.push and options.hand_over == "oci-layout":
@@ -325,5 +378,5 @@ def demands(options: BuildOptions, plan: BakePlan, steps: list[Phase]) -> Demand
         attestations=tuple(t.name for t in targets if any("disabled=true" not in a for a in t.attest)),
         cache_export=tuple(dict.fromkeys(exports)),
         oci_outputs=tuple(oci),
-        multi_platform=tuple(t.name for t in targets if len(t.platforms) > 1),
+        multi_platform=tuple(t.name for t in targets if len(t.platforms) > 1 and options.platform is None),
     )

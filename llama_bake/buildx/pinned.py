@@ -78,7 +78,13 @@ def read_bases_from(path: Path) -> list[PinnedBase]:
         status, digest, image = (str(item.get(key) or "") for key in ("status", "digest", "image"))
         pinned = f"{repository_of(image)}@{digest}" if image and digest else ""
         problem = ""
-        if status not in DONE_STATUSES:
+        if item.get("merge_tags"):
+            platforms = ", ".join(map(str, item.get("platforms") or ()))
+            problem = (
+                f"that build pushed its {platforms} image alone, by digest: merge its platforms first "
+                "(`llama-bake ci merge SUMMARY...`) and give the merge's summary"
+            )
+        elif status not in DONE_STATUSES:
             problem = f"it did not build there (status: {status or 'none'})"
         elif not pushed:
             problem = "that build pushed nothing (build the base with --push)"

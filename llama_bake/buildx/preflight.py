@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from llama_bake.buildx import ccache
 from llama_bake.buildx.invocation import expand_targets, phases
 from llama_bake.buildx.options import BuildOptions
 from llama_bake.buildx.pinned import repository_of
@@ -286,7 +287,8 @@ def check_push(
 
 def pushed_repositories(plan: BakePlan, options: BuildOptions, environ: Mapping[str, str] = os.environ) -> list[str]:
     """Every repository the build writes to: each pushed target's tags (variables as bake resolves them: the
-    environment, then ``--var``) and, when the cache is exported to a registry, each target's cache ref."""
+    environment, then ``--var``) and, when the cache is exported to a registry, each target's cache ref and each
+    base's compiler cache (which goes to the models' registry when the bases' cache is gha)."""
     declared = {v.name for v in plan.variables}
     values = {k: v for k, v in environ.items() if k in declared}
     values |= {k: v for k, _, v in (item.partition("=") for item in options.variables) if k in declared}
@@ -299,4 +301,7 @@ def pushed_repositories(plan: BakePlan, options: BuildOptions, environ: Mapping[
             preset = options.cache_for(target.kind)
             if options.cache_export and preset is not None and preset.kind == "registry":
                 repositories.append(repository_of(f"{preset.ref}/{name}:buildcache"))
+        if options.cache_export:
+            stores = ccache.stores(options, plan, expand_targets(plan, phase.names)).values()
+            repositories += [repository_of(where.location) for where in stores if where.kind == "registry"]
     return list(dict.fromkeys(repositories))

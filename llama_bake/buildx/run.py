@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import tempfile
 import threading
@@ -34,6 +35,7 @@ from llama_bake.buildx.invocation import (
     make_invocation,
     outputs,
     phases,
+    refuse_other_platform,
     with_bases,
 )
 from llama_bake.buildx.options import BuildOptions
@@ -72,6 +74,7 @@ def refuse_unbuildable(plan: BakePlan, options: BuildOptions) -> None:
         msg = "nothing to build: the catalog has no model yet; add one with `llama-bake add OWNER/REPO:QUANT`"
         raise UsageError(msg)
     refuse_unusable(given_bases(options.base_images, plan), plan, targets, options.phases)
+    refuse_other_platform(options, plan, targets)
     problems = [t.unpinned for t in plan.targets if t.name in targets and t.unpinned]
     if problems:
         raise CatalogError(problems)
@@ -188,6 +191,8 @@ class _Build:
             phases=len(self.steps),
             pinned={name: p.digest for name, p in given_bases(self.options.base_images, self.plan).items()},
             pushed=self.options.push,
+            platform=self.options.platform,
+            tag_values={**os.environ, **self.site.env},
         )
 
 

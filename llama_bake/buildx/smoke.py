@@ -19,9 +19,8 @@ from typing import Literal, Protocol
 
 from llama_bake.buildx.dri import render_gid as engine_render_gid
 from llama_bake.buildx.driver import EngineInfo
-from llama_bake.buildx.invocation import expand_targets
+from llama_bake.buildx.invocation import expand_targets, image_of
 from llama_bake.buildx.launch import Launch
-from llama_bake.buildx.summary import image_of
 from llama_bake.catalog.backends import BACKENDS
 from llama_bake.errors import DockerError, UsageError
 from llama_bake.plan.ir import BakePlan, Target

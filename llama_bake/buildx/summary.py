@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from llama_bake.buildx import ccache
+from llama_bake.buildx.invocation import image_of
 from llama_bake.buildx.progress import Progress, TargetState, Vertex
 from llama_bake.plan.ir import BakePlan
 
@@ -36,6 +37,10 @@ class TargetSummary:
     # A base whose compile ran: its compiler cache's hits and misses (None: it did not compile).
     ccache_hits: int | None = None
     ccache_misses: int | None = None
+    # A target with several platforms, built and pushed for one (`build --platform`): pushed by digest only, and
+    # the tags and platforms of the index `ci merge` makes of the parts.
+    merge_tags: tuple[str, ...] = ()
+    merge_platforms: tuple[str, ...] = ()
 
     @property
     def ccache_hit_rate(self) -> float | None:
@@ -90,18 +95,6 @@ def _rounded(rate: float | None) -> float | None:
     return None if rate is None else round(rate, 4)
 
 
-def image_of(plan: BakePlan, name: str, variables: tuple[str, ...]) -> str:
-    """The target's image (``Target.image``: its first tag that is always written), with ``--var`` values in
-    place of the variables' defaults."""
-    declared = {v.name for v in plan.variables}
-    overrides = {}
-    for item in variables:
-        key, _, value = item.partition("=")
-        if key in declared:
-            overrides[key] = value
-    return plan.value_of(plan.target(name).image, overrides)
-
-
 def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
     plan: BakePlan,
     targets: list[str],
@@ -115,8 +108,12 @@ def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
     pinned: Mapping[str, str] | None = None,
     *,
     pushed: bool = False,
+    platform: str | None = None,
+    tag_values: Mapping[str, str] | None = None,
 ) -> Summary:
-    """Each target's row. ``pinned``: the digest of each base given as built elsewhere (not built here)."""
+    """Each target's row. ``pinned``: the digest of each base given as built elsewhere (not built here).
+    ``platform``: the one platform built (``--platform``); a target of several platforms pushed for it alone
+    records the tags its index gets (resolved with ``tag_values``, as bake resolves them)."""
     given = pinned or {}
     finished = progress.finished_targets()
     statuses = {name: _status(progress.target(name), name in finished, metadata.get(name)) for name in targets}
@@ -136,6 +133,9 @@ def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
         state = progress.target(name)
         status = statuses[name]
         base = plan.target(name).base
+        every = plan.target(name).platforms
+        part = pushed and platform is not None and len(every) > 1
+        tags = _tags(plan, name, tag_values or {}, variables) if part else ()
         rows.append(
             TargetSummary(
                 name=name,
@@ -146,7 +146,9 @@ def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
                 steps_executed=state.executed,
                 steps_cached=state.cached,
                 base_digest=_base_digest(metadata, base, given, phases),
-                platforms=plan.target(name).platforms,
+                platforms=(platform,) if platform else every,
+                merge_tags=tags,
+                merge_platforms=every if part else (),
                 digest_is_image_id=_is_image_id(metadata, name),
                 ccache_hits=compiled[name].hits if name in compiled else None,
                 ccache_misses=compiled[name].misses if name in compiled else None,
@@ -154,6 +156,14 @@ def summarize(  # noqa: PLR0913 - a pure function of everything a build reports
         )
     builder_name = builder or "(buildx default)"
     return Summary(tuple(rows), wall_seconds, builder_name, tuple(progress.messages), phases, pushed=pushed)
+
+
+def _tags(plan: BakePlan, name: str, values: Mapping[str, str], variables: tuple[str, ...]) -> tuple[str, ...]:
+    """Every tag of the target as bake writes them: variables from ``values`` (the environment), then ``--var``."""
+    declared = {v.name for v in plan.variables}
+    found = {k: v for k, v in values.items() if k in declared}
+    found |= {k: v for k, _, v in (item.partition("=") for item in variables) if k in declared}
+    return tuple(tag for tag in (plan.value_of(t, found) for t in plan.target(name).tags) if tag)
 
 
 def _base_digest(metadata: Mapping[str, object], base: str | None, given: Mapping[str, str], phases: int) -> str:

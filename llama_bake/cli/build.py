@@ -64,6 +64,12 @@ from llama_bake.cli.options import JSON_OPTION, complete_targets, parse_size_opt
     help="BASE=IMAGE@sha256:DIGEST: build BASE's models on this pushed image; BASE is not built here.",
 )
 @click.option(
+    "--platform",
+    metavar="PLATFORM",
+    help="Build each target for this one of its platforms (linux/amd64, linux/arm64): a target of several is "
+    "pushed by digest with its own caches, for `ci merge` to make its tag an index of every platform.",
+)
+@click.option(
     "--disk-budget",
     callback=parse_size_option,
     help="Builder disk this build may use (40GB, 9500MB, 10GiB): a build planned over it is refused before any step.",

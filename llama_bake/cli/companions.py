@@ -90,13 +90,19 @@ def ci_group() -> None:
 
 def _ci(ctx: click.Context, provider: Provider, out: Path | None, *, check: bool) -> tuple[Path, bool]:
     from llama_bake.companions import ci_file, ci_options
-    from llama_bake.project import Paths
+    from llama_bake.project import Paths, compile_catalog
+    from llama_bake.render.ci import plan_warnings
 
     paths = Paths.from_options(ctx.params["catalog"], ctx.params["bake_file"])
     settings = {name: value for name, value in ctx.params.items() if name in CI_DEFAULTS}
     for name in ("runner_tags", "arm64_runner_tags"):
         settings[name] = tuple(settings.get(name, ()))
-    return ci_file(paths, ci_options(paths, provider, **settings), out, changed_options(ctx), check=check)
+    options = ci_options(paths, provider, **settings)
+    written = ci_file(paths, options, out, changed_options(ctx), check=check)
+    if provider == "gitlab":  # its jobs are the plan's: what `ci plan` warns of, said when they are written
+        for warning in plan_warnings(compile_catalog(paths).plan, options):
+            click.echo(f"warning: {warning}", err=True)
+    return written
 
 
 def _ci_command(provider: Provider) -> click.Command:
@@ -203,6 +209,41 @@ def ci_summary(files: tuple[Path, ...], plan_file: Any, fail: bool) -> None:
         lines = [f"  {p}" for p in problems] + [f"  no summary: {name}" for name in missing]
         msg = "not every target was built:\n" + "\n".join(lines)
         raise BuildError(msg)
+
+
+@ci_group.command(name="merge")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--builder", help="Whose registry settings to use (default: the one `builder up` made, else buildx's).")
+@click.option(
+    "--summary-json",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the merged images' summary (for `build --bases-from`).",
+)
+def ci_merge(files: tuple[Path, ...], builder: str | None, summary_json: Path) -> None:
+    """Merge the parts of each target built one platform each (`build --platform P --push`: pushed by digest)
+    into one image index under its tags. FILES: those builds' --summary-json. Exit 6 naming each target with a
+    platform missing or unfinished."""
+    from llama_bake.buildx.client import DockerRunner
+    from llama_bake.buildx.merge import imagetools_create, merge
+    from llama_bake.buildx.probe import builder_name
+    from llama_bake.errors import BuildError
+    from llama_bake.files import write_atomic
+
+    def create(sources: list[str], tags: list[str]) -> str:  # asks buildx only when there is something to merge
+        name = builder or (builder_name() if builder_name() in DockerRunner().builders() else None)
+        return imagetools_create(name)(sources, tags)
+
+    summary, problems = merge(files, create, builder or "(the builder `builder up` made, else buildx's)")
+    write_atomic(summary_json, summary.to_json())
+    for target in summary.targets:
+        if target.digest:
+            where = target.image.rpartition(":")[0] if ":" in target.image.rpartition("/")[2] else target.image
+            click.echo(f"{target.name}: {', '.join(target.platforms)} -> {where}@{target.digest}", err=True)
+    if not summary.targets:
+        click.echo("nothing to merge: no target in FILES was pushed for one of its platforms alone", err=True)
+    if problems:
+        raise BuildError("cannot merge every target's platforms:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 @ci_group.command(name="plan")

@@ -1,5 +1,6 @@
-"""The CI fan-out plan: the catalog -> one job per base and platform, then the models in jobs that each fit a
-runner's disk (one model per job, or small models on one base packed together by planned disk). Pure.
+"""The CI fan-out plan: the catalog -> one job per base and platform, a merge of each base of several platforms
+(its platforms' images, each pushed by digest, made one index under its tags), then the models in jobs that each
+fit a runner's disk (one model per job, or small models on one base packed together by planned disk). Pure.
 
 ``llama-bake ci plan`` prints it as JSON; the generated pipelines read their matrices from it.
 """
@@ -37,6 +38,16 @@ class BaseJob:
 
 
 @dataclass(frozen=True)
+class MergeJob:
+    """A base of several platforms: after its platforms' jobs (``needs``), one index of their images."""
+
+    job: str
+    base: str
+    platforms: tuple[str, ...]
+    needs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ModelJob:
     job: str
     targets: tuple[str, ...]
@@ -50,11 +61,13 @@ class FanOut:
     bases: tuple[BaseJob, ...]
     models: tuple[ModelJob, ...]
     warnings: tuple[str, ...] = field(default=())
+    merges: tuple[MergeJob, ...] = field(default=())
 
     def as_json(self) -> dict[str, Any]:
         return {
             "runner_disk": self.runner_disk,
             "bases": [vars(job) for job in self.bases],
+            "merges": [vars(job) | {"platforms": list(job.platforms), "needs": list(job.needs)} for job in self.merges],
             "models": [vars(job) | {"targets": list(job.targets), "bases": list(job.bases)} for job in self.models],
         }
 
@@ -70,13 +83,15 @@ def _fix(provider: str, *, model: bool) -> str:
 
 
 def fan_out(plan: BakePlan, models: Iterable[str], runner_disk: int, provider: str = "github") -> FanOut:
-    """Base jobs for the bases ``models`` need, one per platform; model jobs packed under ``runner_disk``. A model
+    """Base jobs for the bases ``models`` need, one per platform (and a merge of a base's platforms when it has
+    several); model jobs packed under ``runner_disk``. A model
     bigger than the runner is refused, naming the numbers and the fix; a base whose planned (not measured) figure
     is over it is a warning with the same fix."""
     wanted = [t.name for t in plan.targets if t.name in set(models) and t.kind == "model"]
     bases = [t.name for t in plan.targets if t.kind == "base" and any(plan.target(m).base == t.name for m in wanted)]
     too_big = []
     base_jobs = []
+    merges: list[MergeJob] = []
     warnings: list[str] = []
     for base in bases:
         need = base_disk(plan, base).built
@@ -86,8 +101,13 @@ def fan_out(plan: BakePlan, models: Iterable[str], runner_disk: int, provider: s
                 f"base {base}: {format_size(need)} planned for its build (from the images' published sizes, not "
                 f"measured) is over the runner's {format_size(runner_disk)}. " + _fix(provider, model=False)
             )
-        for platform in plan.target(base).platforms:
-            base_jobs.append(BaseJob(f"base-{base}-{platform.rpartition('/')[2]}", base, platform, need))
+        platforms = plan.target(base).platforms
+        jobs_of = [
+            BaseJob(f"base-{base}-{platform.rpartition('/')[2]}", base, platform, need) for platform in platforms
+        ]
+        base_jobs += jobs_of
+        if len(platforms) > 1:
+            merges.append(MergeJob(f"merge-{base}", base, platforms, tuple(job.job for job in jobs_of)))
     jobs: list[ModelJob] = []
     for base in bases:
         members = [m for m in wanted if plan.target(m).base == base]
@@ -111,7 +131,7 @@ def fan_out(plan: BakePlan, models: Iterable[str], runner_disk: int, provider: s
         raise DiskBudgetError(msg)
     order = {t.name: i for i, t in enumerate(plan.targets)}
     jobs.sort(key=lambda job: order[job.targets[0]])
-    return FanOut(runner_disk, tuple(base_jobs), tuple(_unique_names(jobs)), tuple(warnings))
+    return FanOut(runner_disk, tuple(base_jobs), tuple(_unique_names(jobs)), tuple(warnings), tuple(merges))
 
 
 def _pack(plan: BakePlan, sized: list[tuple[str, int]], base: str, pulled: int, budget: int) -> list[ModelJob]:

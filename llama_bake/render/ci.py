@@ -3,12 +3,15 @@ plan they are rendered from. Pure.
 
 The pipelines fan out (``ci_github``, ``ci_gitlab``): a plan job checks the bake file and splits the build into
 jobs (``llama-bake ci plan``); a job per base and platform compiles llama.cpp once and pushes the base with its
-caches; a job per model (or per shard of small models, packed under the runner's disk) builds only its models
-on the bases' exact digests, each with its own cache; a summary job combines every job's ``--summary-json`` and
-fails naming each model that failed. Every job runs the command a developer runs (``llama-bake build``), so CI
-builds with the same summary and the same errors. Images and caches are pushed from the default branch only: a
-pull request imports the caches and pushes nothing, so a missing login fails nothing; its model jobs take their
-base from the base cache (two phases, ``--no-cache-export``) instead of a pushed digest.
+caches (a base of several platforms: each platform on its own runner, pushed by digest with caches of its own,
+then a merge job makes one index of them under the base's tags, ``llama-bake ci merge``); a job per model (or per
+shard of small models, packed under the runner's disk) builds only its models on the bases' exact digests, each
+with its own cache; a summary job combines every job's ``--summary-json`` and fails naming each model that
+failed. Every job runs the command a developer runs (``llama-bake build``), so CI builds with the same summary
+and the same errors. Images and caches are pushed from the default branch only: a pull request imports the
+caches and pushes nothing, so a missing login fails nothing; its model jobs take their base from the base cache
+(two phases, ``--no-cache-export``; a base of several platforms from each platform's cache) instead of a pushed
+digest.
 
 Caches: a model's weights are 12-17 GB, more than GitHub's cache holds for a whole repository (10 GB), so on
 GitHub the models' cache is a registry cache by default and only the bases use GitHub's cache.
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from llama_bake.buildx.options import CachePreset
 from llama_bake.catalog.fields import parse_size
 from llama_bake.errors import UsageError
-from llama_bake.plan.fanout import RUNNER_DISK, fan_out
+from llama_bake.plan.fanout import RUNNER_DISK, FanOut, fan_out
 from llama_bake.render.ci_options import DEFAULT_CACHES, CiOptions
 
 if TYPE_CHECKING:
@@ -78,12 +81,13 @@ ARTIFACT_DAYS = 7  # how long the summaries and the plan are kept
 
 def base_script(plan: BakePlan, options: CiOptions, publish: str) -> str:
     """A base job: ``$BASE`` for ``$PLATFORM`` alone, pushed with its caches (build cache and compiler cache)
-    when ``publish`` holds, else built from the caches and kept (a pull request)."""
+    when ``publish`` holds, else built from the caches and kept (a pull request). A base of several platforms
+    is pushed by digest, with caches of its own per platform (``build --platform``)."""
     base, model = caches(options, plan)
     # $CI_REGISTRY_IMAGE and the like expand in the shell, so the caches' words are not quoted.
     return (
         f"if {publish}; then set -- --push; else set -- --no-cache-export; fi\n"
-        f'llama-bake build {files_flags(options)} "$BASE" --set "$BASE.platform=$PLATFORM"'
+        f'llama-bake build {files_flags(options)} "$BASE" --platform "$PLATFORM"'
         f" --base-cache {base} --model-cache {model} --progress plain"
         f' --summary-json "{SUMMARY_FILE.format(job="$JOB")}" "$@"\n'
     )
@@ -108,6 +112,13 @@ def model_script(plan: BakePlan, options: CiOptions, publish: str, base_summarie
     )
 
 
+def merge_script(parts: str) -> str:
+    """A merge job: the images the base jobs pushed by digest (their summaries: ``parts``, shell words), one
+    index per base under its tags, and the summary the model jobs build on. A pull request pushed none:
+    nothing to merge."""
+    return f'llama-bake ci merge {parts} --summary-json "{SUMMARY_FILE.format(job="$JOB")}"\n'
+
+
 def plan_command(options: CiOptions) -> str:
     """The plan job's command: the jobs, as JSON on stdout."""
     disk = f" --runner-disk {shlex.quote(options.runner_disk)}" if options.runner_disk else ""
@@ -120,28 +131,22 @@ def summary_command(files: str) -> str:
     return f"llama-bake ci summary --plan {PLAN_FILE} {files}"
 
 
-def job_plan(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
-    """The jobs ``llama-bake ci plan`` prints for this catalog (what GitLab's static jobs are rendered from)."""
+def _fan_out(plan: BakePlan, options: CiOptions) -> FanOut:
     try:
         disk = parse_size(options.runner_disk) if options.runner_disk else RUNNER_DISK[options.provider]
     except ValueError as exc:
         msg = f"--runner-disk: {exc}"
         raise UsageError(msg) from None
     models = [t.name for t in plan.targets if t.kind == "model"]
-    return fan_out(plan, models, disk, options.provider).as_json()
+    return fan_out(plan, models, disk, options.provider)
 
 
-def base_jobs(bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The plan's base jobs as the pipelines run them: a base for one platform in a job of its own (arm64 on an
-    arm64 runner), a base for several platforms in one job that builds them all (the others by emulation).
-    One tag is one image index, which only a build of every platform writes; per-platform jobs would each
-    push an image of one platform under it. ``ci_github.GROUP_BASES`` does the same in the plan job."""
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for entry in bases:
-        grouped.setdefault(entry["base"], []).append(entry)
-    return [
-        entries[0]
-        if len(entries) == 1
-        else {"job": f"base-{name}", "base": name, "platform": ",".join(e["platform"] for e in entries)}
-        for name, entries in sorted(grouped.items())
-    ]
+def job_plan(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
+    """The jobs ``llama-bake ci plan`` prints for this catalog (what GitLab's static jobs are rendered from)."""
+    return _fan_out(plan, options).as_json()
+
+
+def plan_warnings(plan: BakePlan, options: CiOptions) -> tuple[str, ...]:
+    """What ``llama-bake ci plan`` warns of for this catalog (a base over the runner's disk, a model of unknown
+    size), for the command that writes the pipeline to say too."""
+    return _fan_out(plan, options).warnings

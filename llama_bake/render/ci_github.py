@@ -2,8 +2,8 @@
 
 The plan job runs ``llama-bake ci plan`` and hands its jobs to the base and model matrices as job outputs
 (``fromJSON``), so the matrices follow the catalog with no file to keep in step. The base jobs hand their
-``--summary-json`` (the pushed digests) to the model jobs as artifacts; every job's summary reaches the summary
-job the same way.
+``--summary-json`` (the pushed digests) to the model jobs as artifacts, through the merge job when a base has
+several platforms (it runs only then); every job's summary reaches the summary job the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from llama_bake.render.ci import (
     caches,
     default_install,
     files_flags,
+    merge_script,
     model_script,
     plan_command,
     registry_host,
@@ -38,14 +39,12 @@ GITHUB_GIT = {
 }
 PUBLISHING = '[ "$PUBLISH" = true ]'
 JOB_SUMMARY = SUMMARY_FILE.format(job="${{ matrix.job }}")
-# A base job's artifact: its summary, which names the pushed digest. The model jobs take every one.
+# A base job's artifact: its summary, which names the pushed digest; the merge job's is one of them. The model
+# jobs take every one (a base of several platforms: its parts, which --bases-from refuses, and the merged index).
 BASE_ARTIFACTS = "summary-base-*"
+MERGE_JOB = "merge"
+MERGE_SUMMARY = SUMMARY_FILE.format(job=MERGE_JOB)
 QEMU = {"name": "Emulate arm64", "uses": "docker/setup-qemu-action@v3"}
-# ``ci.base_jobs`` in jq: a base for several platforms is one job that builds them all.
-GROUP_BASES = (
-    "[.bases | group_by(.base)[] | if length == 1 then .[0] else "
-    '{job: ("base-" + .[0].base), base: .[0].base, platform: (map(.platform) | join(","))} end]'
-)
 
 
 def _literal(text: str) -> str:
@@ -105,7 +104,7 @@ def _builder_steps(plan: BakePlan, options: CiOptions, qemu: dict[str, Any] | No
     return steps
 
 
-def _summary_steps(artifact: str) -> list[dict[str, Any]]:
+def _summary_steps(artifact: str, path: str = JOB_SUMMARY) -> list[dict[str, Any]]:
     return [
         {
             "name": "Job summary",
@@ -118,7 +117,7 @@ def _summary_steps(artifact: str) -> list[dict[str, Any]]:
             "uses": "actions/upload-artifact@v4",
             "with": {
                 "name": artifact,
-                "path": JOB_SUMMARY,
+                "path": path,
                 "retention-days": ARTIFACT_DAYS,
                 "if-no-files-found": "ignore",
             },
@@ -127,7 +126,7 @@ def _summary_steps(artifact: str) -> list[dict[str, Any]]:
 
 
 def _plan_job(options: CiOptions) -> dict[str, Any]:
-    outputs = {"bases": GROUP_BASES, "models": ".models", "runner_disk": ".runner_disk"}
+    outputs = {"bases": ".bases", "merges": ".merges", "models": ".models", "runner_disk": ".runner_disk"}
     record = "\n".join(f"  echo \"{key}=$(jq -c '{jq}' {PLAN_FILE})\"" for key, jq in outputs.items())
     return {
         "name": "Plan the build",
@@ -154,12 +153,11 @@ def _plan_job(options: CiOptions) -> dict[str, Any]:
 
 def _base_job(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     arm64 = "matrix.platform == 'linux/arm64'"
-    if options.arm64_runs_on:
+    qemu: dict[str, Any] | None = None
+    if options.arm64_runs_on:  # each platform on a runner of its own architecture
         runs_on = f"${{{{ {arm64} && {_literal(options.arm64_runs_on)} || {_literal(options.runs_on)} }}}}"
-        emulated = "contains(matrix.platform, ',')"  # a base for several platforms: one job, arm64 emulated
     else:  # no native arm64 runner: emulate on the usual one
-        runs_on, emulated = options.runs_on, "contains(matrix.platform, 'arm64')"
-    qemu = {"name": QEMU["name"], "if": emulated, "uses": QEMU["uses"]}
+        runs_on, qemu = options.runs_on, {"name": QEMU["name"], "if": arm64, "uses": QEMU["uses"]}
     return {
         "name": "Base ${{ matrix.base }} (${{ matrix.platform }})",
         "needs": "plan",
@@ -180,6 +178,31 @@ def _base_job(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     }
 
 
+def _merge_job(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
+    """One job after every base job, when a base has several platforms: each such base's index."""
+    login = _login(plan)
+    return {
+        "name": "Merge each base's platforms into one image",
+        "needs": ["plan", "base"],
+        "if": "${{ needs.plan.outputs.merges != '[]' }}",
+        "runs-on": options.runs_on,
+        "timeout-minutes": 30,
+        "env": {"JOB": MERGE_JOB, "SUMMARY": MERGE_SUMMARY},
+        "steps": [
+            *_install(options),
+            {"uses": "docker/setup-buildx-action@v3"},
+            login,
+            {
+                "name": "The base jobs' digests",
+                "uses": "actions/download-artifact@v4",
+                "with": {"pattern": BASE_ARTIFACTS, "merge-multiple": True},
+            },
+            {"name": "Merge the platforms", "run": merge_script(SUMMARY_FILE.format(job="base-*"))},
+            *_summary_steps("summary-base-merged", MERGE_SUMMARY),
+        ],
+    }
+
+
 def _model_job(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     arm64 = any("linux/arm64" in t.platforms for t in plan.targets if t.kind == "model")
     env = {
@@ -192,7 +215,9 @@ def _model_job(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         env["HF_TOKEN"] = "${{ secrets.HF_TOKEN }}"
     return {
         "name": "Models ${{ join(matrix.targets, ', ') }}",
-        "needs": ["plan", "base"],
+        "needs": ["plan", "base", MERGE_JOB],
+        # The merge job runs only for a base of several platforms: skipped is as good as done.
+        "if": "${{ !cancelled() && !failure() }}",
         "strategy": {"fail-fast": False, "matrix": {"include": "${{ fromJSON(needs.plan.outputs.models) }}"}},
         "runs-on": options.runs_on,
         "timeout-minutes": 180,
@@ -207,7 +232,8 @@ def _model_job(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
             },
             {
                 "name": "Build the models",
-                "run": model_script(plan, options, PUBLISHING, SUMMARY_FILE.format(job="base-*")),
+                # Every summary the step above fetched: the base jobs' and the merge job's.
+                "run": model_script(plan, options, PUBLISHING, SUMMARY_FILE.format(job="*")),
             },
             *_summary_steps("summary-${{ matrix.job }}"),
         ],
@@ -217,7 +243,7 @@ def _model_job(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
 def _summary_job(options: CiOptions) -> dict[str, Any]:
     return {
         "name": "Summary of every image",
-        "needs": ["plan", "base", "models"],
+        "needs": ["plan", "base", MERGE_JOB, "models"],
         "if": "${{ always() && needs.plan.result == 'success' }}",
         "runs-on": options.runs_on,
         "timeout-minutes": 15,
@@ -257,6 +283,7 @@ def github_workflow(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         "jobs": {
             "plan": _plan_job(options),
             "base": _base_job(plan, options),
+            MERGE_JOB: _merge_job(plan, options),
             "models": _model_job(plan, options),
             "summary": _summary_job(options),
         },

@@ -1,17 +1,18 @@
 """The GitLab CI pipeline that fans the build out (the shape: ``render/ci.py``). Pure.
 
 GitLab has no matrix computed at run time short of a generated child pipeline, so the jobs are written into
-the file from the same plan ``llama-bake ci plan`` prints: a job per base and platform, a job per model or shard,
-each named after what it builds. A catalog change that changes the jobs makes the file stale, which the plan
-job's ``generate --check`` reports (the file's header names the command that writes it again). Static jobs
-rather than one ``parallel: matrix`` job: each model job needs only its own bases (a matrix job's ``needs`` are
-the same for every entry), and the pipeline graph names every model. A child pipeline would hide the jobs until
-it runs and needs a second trigger job and artifact hand-over for no gain: the plan only changes with the
-catalog, which is committed with the file.
+the file from the same plan ``llama-bake ci plan`` prints: a job per base and platform (and a merge job after the
+platforms of a base that has several), a job per model or shard, each named after what it builds. A catalog
+change that changes the jobs makes the file stale, which the plan job's ``generate --check`` reports (the file's
+header names the command that writes it again). Static jobs rather than one ``parallel: matrix`` job: each model
+job needs only its own bases (a matrix job's ``needs`` are the same for every entry), and the pipeline graph
+names every model. A child pipeline would hide the jobs until it runs and needs a second trigger job and
+artifact hand-over for no gain: the plan only changes with the catalog, which is committed with the file.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +20,11 @@ from llama_bake.render.ci import (
     ARTIFACT_DAYS,
     PLAN_FILE,
     SUMMARY_FILE,
-    base_jobs,
     base_script,
     default_install,
     files_flags,
     job_plan,
+    merge_script,
     model_script,
     plan_command,
     summary_command,
@@ -56,6 +57,9 @@ def _summary_after(job: str) -> dict[str, Any]:
 
 def _build_template(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
     template: dict[str, Any] = {"image": "docker:27", "services": ["docker:27-dind"], "interruptible": True}
+    # A job that pushes runs to its end (cancelled half-way, some images would be pushed and others not).
+    pushes = f"$CI_COMMIT_BRANCH == {json.dumps(options.branch)}" + (" || $CI_COMMIT_TAG" if plan.uses_git else "")
+    template["rules"] = [{"if": pushes, "interruptible": False}, {"when": "on_success"}]
     if options.runner_tags:
         template["tags"] = list(options.runner_tags)
     template |= {
@@ -76,10 +80,22 @@ def _base_job(plan: BakePlan, options: CiOptions, entry: dict[str, Any], publish
     script = [base_script(plan, options, publish).rstrip("\n")]
     if entry["platform"] == "linux/arm64" and options.arm64_runner_tags:
         job["tags"] = list(options.arm64_runner_tags)
-    elif "linux/arm64" in entry["platform"]:  # no arm64 runner, or a base for several platforms in one job
+    elif entry["platform"] == "linux/arm64":  # no arm64 runner: emulated
         script.insert(0, QEMU)
     job["variables"] = {"BASE": entry["base"], "PLATFORM": entry["platform"], "JOB": entry["job"]}
     return job | {"script": script} | _summary_after(entry["job"])
+
+
+def _merge_job(entry: dict[str, Any]) -> dict[str, Any]:
+    """After the platforms' jobs of a base of several: its index, under its tags."""
+    parts = " ".join(SUMMARY_FILE.format(job=job) for job in entry["needs"])
+    return {
+        "extends": BUILD,
+        "stage": "bases",
+        "needs": list(entry["needs"]),
+        "variables": {"JOB": entry["job"]},
+        "script": [merge_script(parts).rstrip("\n")],
+    } | _summary_after(entry["job"])
 
 
 def _model_job(
@@ -112,11 +128,14 @@ def gitlab_pipeline(plan: BakePlan, options: CiOptions) -> dict[str, Any]:
         "script": [f"llama-bake generate --check {files_flags(options)}", f"{plan_command(options)} > {PLAN_FILE}"],
         "artifacts": {"expire_in": EXPIRE, "paths": [PLAN_FILE]},
     }
-    bases = base_jobs(jobs["bases"])
-    for entry in bases:
+    for entry in jobs["bases"]:
         pipeline[entry["job"]] = _base_job(plan, options, entry, publish)
+    for entry in jobs["merges"]:
+        pipeline[entry["job"]] = _merge_job(entry)
+    # What a model job builds on: its base's merge job for a base of several platforms, else its base's job.
+    last = {entry["base"]: entry["job"] for entry in [*jobs["bases"], *jobs["merges"]]}
     for entry in jobs["models"]:
-        needs = [base["job"] for base in bases if base["base"] in entry["bases"]]
+        needs = [last[base] for base in entry["bases"]]
         pipeline[entry["job"]] = _model_job(plan, options, entry, needs, jobs["runner_disk"], publish)
     # No `needs`: the last stage waits for every job and takes every job's artifacts (a job's `needs` is limited
     # to 50 jobs, fewer than a large catalog's).

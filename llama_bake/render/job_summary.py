@@ -63,15 +63,16 @@ def combined_markdown(results: Sequence[JobResult]) -> str:
     return "### llama-bake images\n\n" + "\n".join(lines) + "\n\n" + "\n".join(rows) + "\n"
 
 
-def _best(results: Sequence[JobResult]) -> dict[str, tuple[dict[str, Any], str]]:
-    """Each target once: a finished result wins over one that did not finish (a base built in one job and
-    skipped in none), else the first seen."""
-    best: dict[str, tuple[dict[str, Any], str]] = {}
+def _best(results: Sequence[JobResult]) -> dict[tuple[str, str], tuple[dict[str, Any], str]]:
+    """Each target once per set of platforms (a base of several built one platform per job, then merged, has a
+    row per platform's part and one for the index): a finished result wins over one that did not finish (a base
+    built in one job and skipped in none), else the first seen."""
+    best: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
     for result in results:
         for target in _targets(result):
-            name = target["name"]
-            if name not in best or (target.get("status") in DONE and best[name][0].get("status") not in DONE):
-                best[name] = (target, result.name)
+            key = (target["name"], ",".join(map(str, target.get("platforms") or ())))
+            if key not in best or (target.get("status") in DONE and best[key][0].get("status") not in DONE):
+                best[key] = (target, result.name)
     return best
 
 
@@ -81,14 +82,15 @@ def not_built(results: Sequence[JobResult], plan: dict[str, Any] | None) -> list
     best = _best(results)
     problems = [
         f"{name} ({target.get('status') or 'no status'}, in {job})"
-        for name, (target, job) in best.items()
+        for (name, _), (target, job) in best.items()
         if target.get("status") not in DONE
     ]
+    names = {name for name, _ in best}
     if plan is not None:
         planned = [b.get("base") for b in plan.get("bases", []) if isinstance(b, dict)]
         planned += [t for job in plan.get("models", []) if isinstance(job, dict) for t in job.get("targets", [])]
         for name in dict.fromkeys(n for n in planned if isinstance(n, str)):
-            if name not in best:
+            if name not in names:
                 problems.append(f"{name} (no result in any summary: its job stopped before writing one)")
     return problems
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from llama_bake.buildx import ccache
 from llama_bake.buildx.client import Invocation
-from llama_bake.buildx.invocation import Phase, Site, expand_targets, make_invocation, phases
+from llama_bake.buildx.invocation import Phase, Site, expand_targets, make_invocation, phases, refuse_other_platform
 from llama_bake.buildx.options import BuildOptions, CachePreset
 from llama_bake.errors import UsageError
 from llama_bake.plan.ir import BakePlan
 from llama_bake.project import Paths, compile_catalog
-from tests.conftest import WriteCatalog
+from tests.conftest import BASE, WriteCatalog
 
 FAKE_DIGEST = "sha256:" + "d" * 64
 
@@ -167,3 +168,47 @@ def test_a_set_that_buildx_would_silently_drop_is_refused_with_what_works(
     assert "*.platform=linux/amd64" in _sets(
         _invocation(plan, BuildOptions(sets=("*.platform=linux/amd64",)), tmp_path)
     )
+
+
+def _two_platform_plan(write_catalog: WriteCatalog) -> BakePlan:
+    base = {**BASE, "gpu_families": ["hopper"], "platforms": ["linux/amd64", "linux/arm64"]}
+    catalog = write_catalog(bases={"cuda": base}, project={"registry": "registry.example.com/team"})
+    return compile_catalog(Paths.from_options(catalog, None)).plan
+
+
+def test_one_platform_of_a_base_of_several_is_pushed_by_digest_with_caches_of_its_own(
+    write_catalog: WriteCatalog, tmp_path: Path
+) -> None:
+    """`--platform`: that platform alone, no tag pushed (a tag is the index `ci merge` writes), the build cache
+    and compiler cache of that platform, imported first; a build of every platform imports each platform's too."""
+    plan = _two_platform_plan(write_catalog)
+    cache = CachePreset("registry", "r/c")
+    options = BuildOptions(targets=("cuda",), push=True, cache=cache, platform="linux/arm64")
+    sets = _sets(_invocation(plan, options, tmp_path))
+    assert "cuda.platform=linux/arm64" in sets
+    assert "cuda.tags=registry.example.com/team/cuda" in sets
+    [output] = [s for s in sets if s.startswith("cuda.output=")]
+    assert ",push-by-digest=true,name-canonical=true,name=registry.example.com/team/cuda" in output
+    assert [s for s in sets if ".cache-" in s] == [
+        "cuda.cache-from=type=registry,ref=r/c/cuda:buildcache-arm64",
+        "cuda.cache-from=type=registry,ref=r/c/cuda:buildcache",
+        "cuda.cache-to=type=registry,ref=r/c/cuda:buildcache-arm64,mode=max",
+    ]
+    assert ccache.stores(options, plan, ["cuda"])["cuda"].location == "r/c/cuda:ccache-arm64"
+    export = ccache.export_invocation(
+        options, plan, ccache.stores(options, plan, ["cuda"]), Site(tmp_path, tmp_path, tmp_path)
+    )
+    assert "cuda.platform=linux/arm64" in _sets(export), "the compiler cache of that platform only"
+    whole = _sets(_invocation(plan, BuildOptions(targets=("cuda",), push=True, cache=cache), tmp_path))
+    assert "*.output=type=image,push=true" in " ".join(whole)
+    assert [s for s in whole if ".cache-from" in s] == [
+        "cuda.cache-from=type=registry,ref=r/c/cuda:buildcache",
+        "cuda.cache-from=type=registry,ref=r/c/cuda:buildcache-amd64",
+        "cuda.cache-from=type=registry,ref=r/c/cuda:buildcache-arm64",
+    ]
+
+
+def test_a_platform_a_target_is_not_built_for_is_refused(write_catalog: WriteCatalog) -> None:
+    plan = compile_catalog(Paths.from_options(write_catalog(), None)).plan
+    with pytest.raises(UsageError, match=r"--platform linux/arm64: not a platform of llama-cpp-cuda \(linux/amd64\)"):
+        refuse_other_platform(BuildOptions(platform="linux/arm64"), plan, ["llama-cpp-cuda"])

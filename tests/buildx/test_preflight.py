@@ -151,6 +151,24 @@ def test_pushed_repositories_are_every_tag_and_registry_cache_the_build_writes(w
     assert pushed_repositories(plan, BuildOptions(), environ={}) == [], "nothing pushed, nothing checked"
 
 
+def test_the_compiler_caches_repository_is_checked_where_the_bases_cache_is_gha(write_catalog: WriteCatalog) -> None:
+    """The generated GitHub workflow's caches: the bases' in gha, the models' in a registry, where the bases'
+    compiler cache goes too (REF/<base>:ccache): that repository is written, so it is checked."""
+    plan = compile_catalog(Paths.from_options(write_catalog(), None)).plan
+    options = BuildOptions(
+        targets=("llama-cpp-cuda",),
+        push=True,
+        base_cache=CachePreset("gha"),
+        model_cache=CachePreset("registry", "ghcr.io/acme/cache"),
+    )
+    assert pushed_repositories(plan, options, environ={"REGISTRY": "ghcr.io/acme"}) == [
+        "ghcr.io/acme/llama-cpp-cuda",
+        "ghcr.io/acme/cache/llama-cpp-cuda",
+    ]
+    imports_only = BuildOptions(**{**vars(options), "push": False, "cache_export": False})
+    assert pushed_repositories(plan, imports_only, environ={}) == []
+
+
 def test_an_identity_token_is_exchanged_for_an_access_token(tmp_path: Path) -> None:
     registry = FakeRegistry()
     env = config(tmp_path, {"reg.example": {"identitytoken": "IDTOKEN"}})

@@ -109,3 +109,13 @@ def test_gitlabs_jobs_written_from_the_plan_go_stale_when_the_catalog_adds_a_mod
     assert ".gitlab-ci.yml" in stale.output
     assert generate(catalog).exit_code == 0
     assert "models-model-b" in yaml.safe_load((root / ".gitlab-ci.yml").read_text())
+
+
+def test_ci_gitlab_says_what_the_plan_warns_of(write_catalog: WriteCatalog) -> None:
+    """GitLab's jobs are written from the plan: its warnings (here a CUDA base planned over the runner's disk) are
+    said when the file is written, as `ci plan` says them."""
+    catalog = write_catalog()
+    done = run("ci", "gitlab", "-c", str(catalog), "--runner-disk", "20GB")
+    assert done.exit_code == 0, done.output
+    assert "warning: base " in done.output
+    assert "is over the runner's 20.0 GB" in done.output

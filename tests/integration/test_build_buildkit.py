@@ -613,17 +613,6 @@ def test_the_real_cuda_templates_pass_buildx_check(
         assert result.stdout.count("Check complete, no warnings found.") == len(targets), result.stdout
 
 
-@pytest.fixture(scope="session")
-def two_platform_stand_in(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """busybox for linux/amd64 and linux/arm64 in one image index: the multi-platform nvidia/cuda stand-in."""
-    from tests.standins import two_platform_busybox_layout
-
-    try:
-        return two_platform_busybox_layout(embedded_builder, tmp_path_factory.mktemp("stand-in-2"))
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-
-
 def _file_in_image(registry: str, repository: str, digest: str, path: str) -> bytes:
     """One file of an image manifest in the registry, read from its layers (the last layer that has it)."""
     import io

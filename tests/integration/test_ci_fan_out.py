@@ -4,6 +4,8 @@ outputs. The fixture base stands in for the llama.cpp compile (tests/fixtures/bu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -74,23 +76,29 @@ def _base_steps(job: Any) -> int:
 
 @pytest.mark.parametrize("provider", ["github", "gitlab"])
 def test_the_pipeline_compiles_the_base_once_and_each_model_job_builds_only_its_model(  # noqa: PLR0915 - one CI run, job by job
-    tmp_path: Path, registry: str, stand_in_image: str, weights_server: WeightsServer, provider: str
+    tmp_path: Path,
+    registry: str,
+    stand_in_image: str,
+    two_platform_stand_in: str,
+    weights_server: WeightsServer,
+    provider: str,
 ) -> None:
-    """A push to the default branch, then a pull request, each job on an empty builder of its own. The push:
-    the base job compiles once and pushes; each model job runs none of the base's steps, downloads only its own
-    weights and pushes its image; the model with a wrong checksum fails its own job only, and the summary job
-    exits 6 naming it. A model job whose disk budget is below its need stops before any step. The pull
-    request: nothing is pushed, nothing compiled (the base comes from the cache), no cached weights downloaded."""
+    """A push to the default branch, then a pull request, then a release, each job on an empty builder of its
+    own. The push: the base job compiles once and pushes; each model job runs none of the base's steps, downloads
+    only its own weights and pushes its image; the model with a wrong checksum fails its own job only, and the
+    summary job exits 6 naming it. A model job whose disk budget is below its need stops before any step. The pull
+    request: nothing is pushed, nothing compiled (the base comes from the cache), no cached weights downloaded.
+    The release adds linux/arm64 to the base: a job per platform, each building its own platform alone and pushing
+    it by digest, a merge job that makes the base's tag one index of exactly those images, and models for both
+    platforms built on that index."""
     root = tmp_path / "repo"
     catalog = _project(root, f"{registry}/{provider}", stand_in_image, weights_server)
     argv = ["ci", provider, "--catalog", str(catalog), "--runner-disk", RUNNER_DISK]
     if provider == "github":
         argv += ["--cache", f"registry={registry}/{provider}/cache"]  # GitHub's own cache service is not here
-    assert (done := CliRunner().invoke(main, argv)).exit_code == 0, done.output
     paths = Paths.from_options(catalog, None)
-    generate_set(paths, compile_catalog(paths), check=False)  # committed with the pipeline
     written = root / (".github/workflows/llama-bake.yml" if provider == "github" else ".gitlab-ci.yml")
-    document = yaml.safe_load(written.read_text())
+    document = _regenerate(argv, paths, written)
     if provider == "github":
         push = {"PUBLISH": "true", "GIT_SHA": SHA, "GIT_BRANCH": "main", "GIT_VERSION": ""}
         pull_request = {"PUBLISH": "false", "GIT_SHA": SHA, "GIT_BRANCH": "12/merge", "GIT_VERSION": ""}
@@ -117,7 +125,9 @@ def test_the_pipeline_compiles_the_base_once_and_each_model_job_builds_only_its_
     pipeline._shell = counting  # type: ignore[method-assign]
     jobs = pipeline.run().jobs
     model_jobs = [f"models-{name}" for name in MODELS]
-    assert list(jobs) == ["plan", "base-base-amd64", *model_jobs, "summary"]
+    merge_skipped = ["merge"] if provider == "github" else []  # no base of several platforms: nothing to merge
+    assert list(jobs) == ["plan", "base-base-amd64", *merge_skipped, *model_jobs, "summary"]
+    assert all(jobs[name].skipped for name in merge_skipped)
     for name in ("plan", "base-base-amd64", "models-w1", "models-w2"):
         assert jobs[name].ok, f"{name}:\n{jobs[name].output[-3000:]}"
     assert _base_steps(jobs["base-base-amd64"]) > 0, "the base job compiled"
@@ -147,29 +157,90 @@ def test_the_pipeline_compiles_the_base_once_and_each_model_job_builds_only_its_
     assert "over the 100.0 kB it has (--disk-budget); nothing was built" in refused.output
     assert dict(weights_server.gets) == {}, "no step ran"
 
-    # A pull request, every job on a new empty builder: built from the caches, nothing pushed or compiled.
+    # A pull request that removes the failed model (one job fewer to run), every job on a new empty builder: built
+    # from the caches, nothing pushed, compiled or downloaded.
     subprocess.run(
         ["skopeo", "delete", "--tls-verify=false", f"docker://{registry}/{provider}/w2:latest"],
         check=True,
         capture_output=True,
     )
+    (catalog / "models" / "w3.yaml").unlink()
+    document = _regenerate(argv, paths, written)
     weights_server.gets.clear()
     pr = PipelineRun(provider, document, root, tmp_path / "pull-request", pull_request).run().jobs
-    for name in ("plan", "base-base-amd64", "models-w1", "models-w2"):
+    assert list(pr) == ["plan", "base-base-amd64", *merge_skipped, "models-w1", "models-w2", "summary"]
+    for name in ("plan", "base-base-amd64", "models-w1", "models-w2", "summary"):
         assert pr[name].ok, f"{name}:\n{pr[name].output[-3000:]}"
-        if name != "plan":
+        if name not in ("plan", "summary"):
             assert _base_steps(pr[name]) == 0, f"{name} compiled the base on a pull request"
-    assert weights_server.gets.keys() <= {"w3.gguf"}, "the models' caches hold w1 and w2"
-    assert pr["summary"].returncode == 6, pr["summary"].output[-3000:]
-    assert "  w3 (failed, in llama-bake-summary-models-w3.json)" in pr["summary"].output
+    assert dict(weights_server.gets) == {}, "the models' caches hold w1 and w2"
     assert "latest" not in _tags(registry, f"{provider}/w2"), "a pull request pushes nothing"
     assert _tags(registry, f"{provider}/w1") == ["latest", "main", "sha-0123456"], "no tag of the pull request's"
 
-    # A release tag, every job on a new empty builder: pushed, and tagged with its version (no branch tag).
+    # A release tag that adds linux/arm64 to the base, every job on a new empty builder: each platform of the base
+    # in a job of its own, pushed by digest; the merge job makes one index of them under the base's tags; the
+    # models, for both platforms, build on that index. Pushed, and tagged with the version (no branch tag).
+    _two_platforms(catalog, two_platform_stand_in)
+    document = _regenerate(argv, paths, written)
     released = PipelineRun(provider, document, root, tmp_path / "release", release).run().jobs
-    for name in ("plan", "base-base-amd64", "models-w1", "models-w2"):
+    _assert_two_platform_release(released, registry, provider, ["models-w1", "models-w2"])
+
+
+def _regenerate(argv: list[str], paths: Paths, written: Path) -> Any:
+    """The pipeline and the bake file written again after a catalog change (committed with it); the pipeline."""
+    assert (done := CliRunner().invoke(main, argv)).exit_code == 0, done.output
+    generate_set(paths, compile_catalog(paths), check=False)
+    return yaml.safe_load(written.read_text())
+
+
+def _assert_two_platform_release(released: dict[str, Any], registry: str, provider: str, model_jobs: list[str]) -> None:
+    """The base is an index of both platforms whose images are the ones each platform's job pushed (each job
+    built its own platform only); the models, for both platforms, build on that index; tagged with the version."""
+    merge = "merge" if provider == "github" else "merge-base"
+    platform_jobs = {"amd64": "base-base-amd64", "arm64": "base-base-arm64"}
+    assert list(released) == ["plan", *platform_jobs.values(), merge, *model_jobs, "summary"]
+    for name in ("plan", *platform_jobs.values(), merge, *model_jobs, "summary"):
         assert released[name].ok, f"{name}:\n{released[name].output[-3000:]}"
+    assert "1.2.3" in _tags(registry, f"{provider}/base")
+    index = _index(registry, f"{provider}/base:1.2.3")
+    assert sorted(a for a, _ in index if a != "unknown") == ["amd64", "arm64"]
+    for arch, job in platform_jobs.items():
+        [part] = released[job].summary()["targets"]
+        assert part["platforms"] == [f"linux/{arch}"], "each platform job built its own platform only"
+        assert part["steps_executed"] > 0, "each platform job compiled its platform"
+        pushed = _index(registry, f"{provider}/base@{part['digest']}")
+        assert [a for a, _ in pushed if a != "unknown"] == [arch], f"{job} pushed its own platform's image only"
+        assert dict(pushed)[arch] == dict(index)[arch], "the index names the image the platform job pushed"
+    [merged] = released[merge].summary()["targets"]
+    assert merged["digest"] == _digest(registry, f"{provider}/base:1.2.3")
+    for name in ("models-w1", "models-w2"):
+        [model] = [t for t in released[name].summary()["targets"] if t["name"] != "base"]
+        assert model["base_digest"] == merged["digest"], "the models build on the merged index"
+        assert _base_steps(released[name]) == 0, f"{name} ran the base's steps"
+    assert sorted(a for a, _ in _index(registry, f"{provider}/w2:1.2.3") if a != "unknown") == ["amd64", "arm64"]
     assert _tags(registry, f"{provider}/w2") == ["1.2.3", "latest", "sha-0123456"]
     inspect = ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry}/{provider}/w2:1.2.3"]
     labels = yaml.safe_load(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)["Labels"]
     assert labels["org.opencontainers.image.version"] == "1.2.3"
+
+
+def _two_platforms(catalog: Path, stand_in: str) -> None:
+    """The base for linux/amd64 and linux/arm64, its image a two-platform stand-in (arm64 emulated here)."""
+    settings = yaml.safe_load((catalog / "project.yaml").read_text())
+    write_yaml(catalog / "project.yaml", {**settings, "image_overrides": {"ubuntu:24.04": stand_in}})
+    base = yaml.safe_load((catalog / "bases" / "base.yaml").read_text())
+    write_yaml(catalog / "bases" / "base.yaml", {**base, "platforms": ["linux/amd64", "linux/arm64"]})
+
+
+def _raw(registry: str, image: str) -> str:
+    inspect = ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry}/{image}"]
+    return subprocess.run(inspect, capture_output=True, text=True, check=True).stdout
+
+
+def _index(registry: str, image: str) -> list[tuple[str, str]]:
+    """An image index's manifests: (architecture, digest); ``unknown``: an attestation."""
+    return [(m["platform"]["architecture"], m["digest"]) for m in json.loads(_raw(registry, image))["manifests"]]
+
+
+def _digest(registry: str, image: str) -> str:
+    return "sha256:" + hashlib.sha256(_raw(registry, image).encode()).hexdigest()

@@ -91,3 +91,20 @@ def test_a_skipped_model_fails_and_a_base_built_in_one_job_counts_once(tmp_path:
     assert result.exit_code == 6
     assert "a (skipped" in result.stderr
     assert "base (" not in result.stderr, "built in the second job"
+
+
+def test_a_base_built_per_platform_has_a_row_per_part_and_one_for_the_merged_index(tmp_path: Path) -> None:
+    """Its platforms' jobs and the merge job each name the base; a part that failed is named."""
+    amd64 = {**target("base", "built"), "platforms": ["linux/amd64"]}
+    arm64 = {**target("base", "failed"), "platforms": ["linux/arm64"]}
+    merged = {**target("base", "failed"), "platforms": ["linux/amd64", "linux/arm64"], "digest": ""}
+    files = [
+        write(tmp_path / "llama-bake-summary-base-base-amd64.json", amd64),
+        write(tmp_path / "llama-bake-summary-base-base-arm64.json", arm64),
+        write(tmp_path / "llama-bake-summary-merge.json", merged, run=0),
+    ]
+    result = ci_summary("--fail", *map(str, files))
+    assert result.exit_code == 6, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("| base |")]
+    assert len(rows) == 3, result.output
+    assert "  base (failed, in " in result.output
