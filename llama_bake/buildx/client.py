@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llama_bake.buildx.driver import Capabilities, EngineInfo, capabilities, image_store_of
+from llama_bake.buildx.launch import Launch
 from llama_bake.errors import DockerError
 
 if TYPE_CHECKING:
@@ -55,19 +56,6 @@ class Invocation:
         if self.metadata_file:
             argv += ["--metadata-file", self.metadata_file]
         return argv + list(self.flags) + list(self.targets)
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One container to start: its image, extra environment, the host port its server answers on, and how."""
-
-    image: str
-    env: Mapping[str, str]
-    host_port: int
-    container_port: int
-    host_network: bool  # no published port: the server listens on the host's 127.0.0.1 itself
-    gpu: str  # "" (none), "runtime" (--gpus all) or a CDI device name (--device nvidia.com/gpu=all)
-    api_key: str = field(default="", repr=False)
 
 
 class BakeFailed(Exception):
@@ -299,6 +287,8 @@ class DockerRunner:
             runtimes=tuple(sorted(str(k) for k in data.get("Runtimes") or {})),
             default_runtime=str(data.get("DefaultRuntime") or ""),
             cdi_devices=tuple(sorted(filter(None, devices))),
+            host_name=str(data.get("Name") or ""),
+            operating_system=str(data.get("OperatingSystem") or ""),
         )
 
     # --- containers on the engine (``smoke``) ---
@@ -317,7 +307,8 @@ class DockerRunner:
                 networks=["host"] if launch.host_network else [],
                 publish=[] if launch.host_network else [(f"127.0.0.1:{launch.host_port}", launch.container_port)],
                 gpus="all" if launch.gpu == "runtime" else None,
-                devices=[launch.gpu] if launch.gpu and launch.gpu != "runtime" else [],
+                devices=([launch.gpu] if launch.gpu and launch.gpu != "runtime" else []) + list(launch.devices),
+                groups_add=list(launch.groups),
                 labels={"io.llama-bake.smoke": "1"},
             )
         return str(container.id)

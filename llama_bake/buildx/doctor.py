@@ -1,13 +1,13 @@
 """``llama-bake doctor``: the docker client, buildx, the builder and its driver, each platform the catalog builds,
-the engine's GPU and (where `nvidia-smi` exists) the NVIDIA driver against each CUDA base; each problem with its
-fix."""
+the engine's GPU, (where `nvidia-smi` exists) the NVIDIA driver against each CUDA base and, for a catalog with
+vulkan bases, the engine host's render node; each problem with its fix."""
 
 from __future__ import annotations
 
 import re
 import shutil
 
-from llama_bake.buildx import nvidia
+from llama_bake.buildx import dri, nvidia
 from llama_bake.buildx.checks import Check
 from llama_bake.buildx.client import BuilderInfo, Builders
 from llama_bake.buildx.driver import (
@@ -21,7 +21,9 @@ from llama_bake.buildx.driver import (
 from llama_bake.buildx.invocation import demands, phases
 from llama_bake.buildx.options import BuildOptions
 from llama_bake.buildx.probe import INSTALL_BUILDX, builder_name
+from llama_bake.catalog.backends import BACKENDS
 from llama_bake.errors import CatalogError, DockerError, UsageError
+from llama_bake.plan.ir import BakePlan
 from llama_bake.project import Paths, compile_catalog
 
 MIN_BUILDX = (0, 20, 0)  # variable validation blocks, user functions, --allow fs entitlements
@@ -197,4 +199,14 @@ def project_checks(runner: Builders, builder: str | None, paths: Paths | None = 
             if any(t.kind == "model" for t in plan.targets):
                 plain = BuildOptions()
                 asked = demands(plain, plan, phases(plain, plan))
-    return doctor(runner, builder, platforms, asked, compression) + nvidia.checks(plan)
+    return doctor(runner, builder, platforms, asked, compression) + nvidia.checks(plan) + device_checks(runner, plan)
+
+
+def device_checks(runner: Builders, plan: BakePlan | None) -> list[Check]:
+    """For a catalog whose bases reach their GPUs as device nodes (vulkan): the engine host's render node."""
+    backends = {t.shape.backend for t in plan.targets if t.kind == "base"} if plan is not None else set()
+    if not any(BACKENDS[b].devices == "nodes" for b in backends):
+        return []
+    engine = runner.engine()
+    local = engine is not None and dri.is_local(engine)
+    return [dri.render_check(engine, dri.render_nodes() if local else [], local)]

@@ -34,6 +34,8 @@ class EngineInfo:
     runtimes: tuple[str, ...] = ()
     default_runtime: str = ""
     cdi_devices: tuple[str, ...] = ()  # CDI device names the engine discovered (e.g. nvidia.com/gpu=all)
+    host_name: str = ""  # the engine's host (docker info's Name): this machine's name when the engine is local
+    operating_system: str = ""  # e.g. "Docker Desktop", "Ubuntu 24.04.1 LTS"
 
     @property
     def gpu(self) -> str:

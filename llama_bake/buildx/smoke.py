@@ -17,10 +17,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
-from llama_bake.buildx.client import Launch
+from llama_bake.buildx.dri import render_gid as engine_render_gid
 from llama_bake.buildx.driver import EngineInfo
 from llama_bake.buildx.invocation import expand_targets
+from llama_bake.buildx.launch import Launch
 from llama_bake.buildx.summary import image_of
+from llama_bake.catalog.backends import BACKENDS
 from llama_bake.errors import DockerError, UsageError
 from llama_bake.plan.ir import BakePlan, Target
 
@@ -89,6 +91,8 @@ def smoke_one(  # noqa: PLR0913 - the engine, the launch and how long to wait; t
     sleep: Callable[[float], None] = time.sleep,
 ) -> SmokeResult:
     on = "CPU" if not launch.gpu else f"GPU ({'nvidia runtime' if launch.gpu == 'runtime' else launch.gpu})"
+    if launch.devices:
+        on = f"GPU ({', '.join(launch.devices)}, group {', '.join(launch.groups)})"
     result = SmokeResult(model, launch.image, False, on)
     container = containers.start(launch)
     try:
@@ -156,7 +160,19 @@ def result_line(result: SmokeResult) -> str:
     )
 
 
-def launch_for(  # noqa: PLR0913 - a pure function of the seven facts a container's launch depends on
+NO_NVIDIA = (
+    "the engine cannot give a container a GPU (no nvidia runtime, no CDI device): install the NVIDIA "
+    "Container Toolkit (nvidia-ctk runtime configure --runtime=docker, then restart dockerd; Docker "
+    "Desktop on Windows: WSL 2 with a current NVIDIA driver), or smoke on the CPU with --cpu"
+)
+NO_RENDER_NODE = (
+    "a vulkan image needs the engine host's GPU render node, and none can be given: the engine is not this "
+    "machine (or is Docker Desktop, whose VM has no /dev/dri), or this machine has no /dev/dri/renderD* (load the "
+    "GPU's amdgpu, i915 or xe driver); smoke on the engine's host, or on the CPU with --cpu"
+)
+
+
+def launch_for(  # noqa: PLR0913 - a pure function of the facts a container's launch depends on
     target_args: Mapping[str, str],
     image: str,
     backend: str,
@@ -164,29 +180,33 @@ def launch_for(  # noqa: PLR0913 - a pure function of the seven facts a containe
     engine_gpu: str,
     host_port: int,
     host_network: bool,
+    render_gid: int | None = None,
 ) -> Launch:
-    """How to start one model: with the GPU when its base is CUDA and the engine can give one (``auto``), always
-    (``gpu``: refused without one) or never (``cpu``: no layer offloaded)."""
+    """How to start one model: with its backend's GPU when the engine can give one (``auto``), always (``gpu``:
+    refused without one) or never (``cpu``: no layer offloaded). A cuda base's GPU comes through NVIDIA's runtime
+    or CDI (``engine_gpu``); a vulkan base's as the host's render nodes with their group (``render_gid``)."""
     port = int(target_args.get("ENV_LLAMA_ARG_PORT") or 8080)
     env: dict[str, str] = {}
-    wants = backend == "cuda" and mode != "cpu"
-    if mode == "gpu" and not engine_gpu:
-        msg = (
-            "the engine cannot give a container a GPU (no nvidia runtime, no CDI device): install the NVIDIA "
-            "Container Toolkit (nvidia-ctk runtime configure --runtime=docker, then restart dockerd; Docker "
-            "Desktop on Windows: WSL 2 with a current NVIDIA driver), or smoke on the CPU with --cpu"
-        )
-        raise DockerError(msg)
+    entry = BACKENDS[backend]
+    nodes = entry.devices == "nodes"
+    if mode == "gpu" and nodes and render_gid is None:
+        raise DockerError(NO_RENDER_NODE)
+    if mode == "gpu" and not nodes and not engine_gpu:
+        raise DockerError(NO_NVIDIA)
     gpu = ""
-    if wants and engine_gpu:
+    devices: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    if mode != "cpu" and entry.devices == "nvidia" and engine_gpu:
         gpu = "runtime" if engine_gpu == "the nvidia runtime" else "nvidia.com/gpu=all"
-    if not gpu:
+    if mode != "cpu" and nodes and render_gid is not None:
+        devices, groups = entry.device_nodes, (str(render_gid),)
+    if not gpu and not devices:
         env["LLAMA_ARG_N_GPU_LAYERS"] = "0"
     if host_network:
         # The container shares the host's network: its server listens on 127.0.0.1 only, on a free port.
         env |= {"LLAMA_ARG_HOST": "127.0.0.1", "LLAMA_ARG_PORT": str(host_port)}
         port = host_port
-    return Launch(image, env, host_port, port, host_network, gpu)
+    return Launch(image, env, host_port, port, host_network, gpu, devices=devices, groups=groups)
 
 
 def api_key_of(target: Target, bake_dir: Path, environ: Mapping[str, str]) -> str:
@@ -225,6 +245,7 @@ def smoke(  # noqa: PLR0913 - the plan, the engine and the command's options
     timeout: float,
     bake_dir: Path = Path(),
     environ: Mapping[str, str] = os.environ,
+    render_gid: Callable[[EngineInfo], int | None] = engine_render_gid,
 ) -> list[SmokeResult]:
     """Run each model image (default: every model) on the Docker Engine, one after another: healthy, one
     completion, removed. The images are the ones a build names (``--var`` as for build)."""
@@ -240,13 +261,14 @@ def smoke(  # noqa: PLR0913 - the plan, the engine and the command's options
             "or `docker context use` picks another)"
         )
         raise DockerError(msg)
+    gid = render_gid(engine)
     results = []
     for name in names:
         target = plan.target(name)
         base = plan.target(target.base) if target.base else target
         args = {key: value for key, value in target.args if isinstance(value, str)}
         image = image_of(plan, name, variables)
-        launch = launch_for(args, image, base.shape.backend, mode, engine.gpu, free_port(), host_network)
+        launch = launch_for(args, image, base.shape.backend, mode, engine.gpu, free_port(), host_network, gid)
         launch = replace(launch, api_key=keys[name])
         results.append(smoke_one(runner, name, launch, timeout))
     return results

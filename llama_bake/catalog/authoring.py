@@ -15,8 +15,15 @@ import yaml
 
 from llama_bake.catalog import hub
 from llama_bake.catalog.constants import HF_ENDPOINT, HUB_BRANCH
-from llama_bake.catalog.edits import detect_families, init_files, model_text, pin_text, read_pins
-from llama_bake.catalog.gpus import family_hint, family_of, known_families
+from llama_bake.catalog.edits import (
+    detect_families,
+    init_base_name,
+    init_files,
+    model_text,
+    pin_text,
+    read_pins,
+)
+from llama_bake.catalog.gpus import card_of, family_hint, known_families
 from llama_bake.catalog.loader import load_catalog
 from llama_bake.errors import CatalogError, UsageError
 from llama_bake.files import unified_diff, write_atomic
@@ -161,37 +168,49 @@ def _license_line(text: str, weights_at: tuple[str, str] | None, fetch: Callable
     return ("" if text.endswith("\n") else "\n") + f"license: {json.dumps(found)}  # the Hub's model card\n"
 
 
-def chosen_families(words: Sequence[str]) -> list[str]:
-    """``init --gpu``'s words (families, card names as people type them, compute capabilities) -> the families,
-    in order and once each; a word that names none is refused with what can be written."""
-    chosen: list[str] = []
+def chosen_families(words: Sequence[str]) -> dict[str, list[str]]:
+    """``init --gpu``'s words (families, card names as people type them, compute capabilities) -> each backend's
+    families, backends in the order of their first card, families in order and once each; a word that names none
+    is refused with what can be written."""
+    chosen: dict[str, list[str]] = {}
     for word in words:
-        family = family_of(word)
-        if family is None:
+        found = card_of(word)
+        if found is None:
             msg = f"--gpu {word!r}: {family_hint(word)}. Known: {known_families()}"
             raise UsageError(msg)
-        if family not in chosen:
-            chosen.append(family)
+        backend, family = found
+        if family not in chosen.setdefault(backend, []):
+            chosen[backend].append(family)
     return chosen
 
 
 @dataclass(frozen=True)
 class Initialised:
     written: list[Path]
-    families: list[str]  # what the base compiles for, from --gpu's words or this machine's cards
+    # each base written -> (its backend, the families it is for), from --gpu's words or this machine's cards
+    bases: dict[str, tuple[str, list[str]]]
 
 
-def init_catalog(directory: Path, families: Sequence[str]) -> Initialised:
-    """``llama-bake init``: a new catalog in ``directory/catalog`` for ``families`` (or this machine's cards)."""
+NO_GPU = (
+    "no NVIDIA GPU found here (no nvidia-smi): name the cards with --gpu, e.g. --gpu 'RTX 4090', "
+    "--gpu 'Radeon RX 7900 XTX', --gpu 'Arc A770' or a family (--gpu ada)"
+)
+
+
+def init_catalog(directory: Path, words: Sequence[str]) -> Initialised:
+    """``llama-bake init``: a new catalog in ``directory/catalog`` with a base per backend of the cards named
+    (NVIDIA cards: a cuda base; AMD and Intel cards: a vulkan base), or of this machine's NVIDIA cards."""
 
     catalog = directory / "catalog"
     if catalog.exists():
         msg = f"{catalog} exists; `llama-bake add` adds models to it"
         raise UsageError(msg)
-    chosen = chosen_families(families) or detect_families()
+    chosen = chosen_families(words)
     if not chosen:
-        msg = "no NVIDIA GPU found here (no nvidia-smi): name the cards' families with --gpu, e.g. --gpu ada"
-        raise UsageError(msg)
+        detected = detect_families()
+        chosen = {"cuda": detected} if detected else {}
+    if not chosen:
+        raise UsageError(NO_GPU)
     written = []
     for name, text in init_files(chosen).items():
         write_atomic(catalog / name, text)
@@ -202,4 +221,4 @@ def init_catalog(directory: Path, families: Sequence[str]) -> Initialised:
     except CatalogError:
         shutil.rmtree(catalog)
         raise
-    return Initialised(written, chosen)
+    return Initialised(written, {init_base_name(b): (b, families) for b, families in chosen.items()})

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from llama_bake.catalog.backends import BACKENDS, Backend
 from llama_bake.catalog.fields import (
     CcacheSize,
     CMakeName,
@@ -27,10 +28,13 @@ from llama_bake.catalog.fields import (
     _pattern,
 )
 from llama_bake.catalog.gpus import (
+    FAMILY_BACKEND,
+    FAMILY_NAMES,
     GPU_FAMILIES,
     MANAGED_CMAKE_OPTIONS,
     OBSOLETE_CMAKE_OPTIONS,
     PLATFORMS,
+    family_cards,
     family_hint,
     fmt_cuda,
     known_families,
@@ -156,7 +160,9 @@ class Base(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_name_from_the_file)
 
     name: TargetName = Field(description="Bake target name; defaults to the file name.")
-    backend: Literal["cuda", "cpu"] = Field("cuda", description="cuda (NVIDIA GPUs) or cpu.")
+    backend: Literal["cuda", "vulkan", "cpu"] = Field(
+        "cuda", description="; ".join(f"{b.name} ({b.runs_on})" for b in BACKENDS.values()) + "."
+    )
     llama_cpp: LlamaSource = Field(description="Where the llama.cpp source comes from.")
     cuda: CudaVersion = Field("12.8.1", description="CUDA toolkit of the nvidia/cuda images.")
     os: OsFlavour = Field("ubuntu24.04", description="OS of the build and runtime images.")
@@ -170,8 +176,12 @@ class Base(Strict):
     )
     gpu_families: tuple[str, ...] = Field(
         default=(),
-        description="GPU families to compile for: " + ", ".join(GPU_FAMILIES) + ".",
-        json_schema_extra={"items": {"enum": list(GPU_FAMILIES), "type": "string"}},
+        description=(
+            "GPU families the base is for. cuda: the families it compiles for (" + ", ".join(GPU_FAMILIES) + "). "
+            "vulkan: the cards it is meant for (" + ", ".join(BACKENDS["vulkan"].families) + "); the shaders run on "
+            "any Vulkan GPU, so none means any, and the families say which device plugin a pod asks."
+        ),
+        json_schema_extra={"items": {"enum": list(FAMILY_NAMES), "type": "string"}},
     )
     platforms: tuple[Literal["linux/amd64", "linux/arm64"], ...] | None = Field(
         None,
@@ -212,7 +222,7 @@ class Base(Strict):
     @field_validator("gpu_families")
     @classmethod
     def _known_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [family for family in value if family not in GPU_FAMILIES]
+        unknown = [family for family in value if family not in FAMILY_BACKEND]
         if unknown:
             lines = [f"`{family}`: {family_hint(family)}" for family in unknown]
             known = known_families()
@@ -236,19 +246,44 @@ class Base(Strict):
                 raise ValueError(msg)
         return value
 
+    @property
+    def engine(self) -> Backend:
+        """The backend's entry: what it compiles with, installs, and how its containers reach their GPUs."""
+        return BACKENDS[self.backend]
+
     @model_validator(mode="after")
-    def _families_fit_backend_and_cuda(self) -> Base:
-        if self.backend == "cpu":
-            if self.gpu_families:
-                msg = "gpu_families only apply to `backend: cuda`; remove them for a cpu base"
+    def _fits_its_backend(self) -> Base:
+        """Fields, families and CMake options of another backend are refused, each with where it belongs."""
+        backend = self.engine
+        for name in backend.refused_fields:
+            if name in self.model_fields_set:
+                field_owner = next(b.name for b in BACKENDS.values() if name in b.fields)
+                msg = f"{name} only applies to `backend: {field_owner}`; remove it for a {self.backend} base"
                 raise ValueError(msg)
-            if "cuda_runtime" in self.model_fields_set:
-                msg = "cuda_runtime only applies to `backend: cuda`; remove it for a cpu base"
+        for key in self.cmake_options:
+            owner = next((b for b in BACKENDS.values() if b.owns_option(key)), backend)
+            if owner is not backend:
+                msg = (
+                    f"cmake_options: {key} configures llama.cpp's {owner.name} backend, which a {self.backend} base "
+                    f"does not compile; remove it, or move it to a `backend: {owner.name}` base"
+                )
                 raise ValueError(msg)
-            return self
-        if not self.gpu_families:
-            msg = "a cuda base needs `gpu_families`, e.g. [ada, blackwell-consumer]; known: " + ", ".join(GPU_FAMILIES)
+        if self.os in backend.os_refused:
+            msg = f"a {self.backend} base cannot build on {self.os}: {backend.os_refused[self.os]}"
             raise ValueError(msg)
+        foreign = [f for f in self.gpu_families if FAMILY_BACKEND[f] != self.backend]
+        if foreign:
+            raise ValueError(_foreign_families_message(self.backend, foreign))
+        if backend.families_required and not self.gpu_families:
+            msg = f"a {self.backend} base needs `gpu_families`, e.g. [ada, blackwell-consumer]; known: " + ", ".join(
+                backend.families
+            )
+            raise ValueError(msg)
+        if backend.cuda:
+            self._families_fit_cuda()
+        return self
+
+    def _families_fit_cuda(self) -> None:
         cuda = parse_cuda(self.cuda)
         for name in self.gpu_families:
             family = GPU_FAMILIES[name]
@@ -266,7 +301,6 @@ class Base(Strict):
                 )
                 raise ValueError(msg)
         self._families_exist_on_the_platforms()
-        return self
 
     def _families_exist_on_the_platforms(self) -> None:
         wanted = self.target_platforms
@@ -289,10 +323,21 @@ class Base(Strict):
         """The platforms built: as set, or what the families fix (amd64 when none does)."""
         if self.platforms is not None:
             return tuple(p for p in PLATFORMS if p in self.platforms)
-        fixed = {p for f in self.gpu_families for p in GPU_FAMILIES[f].platforms if len(GPU_FAMILIES[f].platforms) == 1}
+        nvidia = [GPU_FAMILIES[f] for f in self.gpu_families if f in GPU_FAMILIES]
+        fixed = {p for f in nvidia for p in f.platforms if len(f.platforms) == 1}
         return tuple(p for p in PLATFORMS if p in fixed) or ("linux/amd64",)
 
     @property
     def cuda_architectures(self) -> str:
         families = sorted((GPU_FAMILIES[f] for f in self.gpu_families), key=lambda f: f.compute_capability)
         return ";".join(f.cuda_arch for f in families)
+
+
+def _foreign_families_message(backend: str, families: list[str]) -> str:
+    """Families of another backend's cards on a base: where they belong, and what this base's would be."""
+    owners = sorted({FAMILY_BACKEND[f] for f in families})
+    named = ", ".join(f"`{f}` ({family_cards(f)})" for f in families)
+    where = " or ".join(f"a `backend: {o}` base" for o in owners)
+    own = BACKENDS[backend].families
+    instead = f"; a {backend} base's families: {', '.join(own)}" if own else f"; a {backend} base has none"
+    return f"{named} run on {where}, not on this {backend} base: move them to one (a base each){instead}"

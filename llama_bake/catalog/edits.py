@@ -276,25 +276,41 @@ def _init_cuda(families: list[str]) -> str:
     return _INIT_CUDA[needed]
 
 
-def init_files(families: list[str]) -> dict[str, str]:
-    """The files of a new catalog: project settings and one CUDA base for ``families``; no model yet."""
+def init_base_name(backend: str) -> str:
+    return f"llama-cpp-{backend}"
+
+
+def init_files(families: Mapping[str, list[str]]) -> dict[str, str]:
+    """The files of a new catalog: project settings and a base per backend of ``families`` (backend -> its
+    families: a cuda base compiles for its own, a vulkan base names the cards it is for); no model yet."""
     project = (
         "# Settings shared by every image; REGISTRY and TAG are overridden at build time:\n"
         "#   REGISTRY=ghcr.io/acme TAG=v1 llama-bake build\n"
         "registry: localhost:5000/llama-bake\n"
         "tag: latest\n"
     )
-    base = (
-        "# llama.cpp compiled with CUDA for the cards this catalog serves.\n"
-        "backend: cuda\n"
-        "llama_cpp:\n"
-        f"  git: {LLAMA_CPP_GIT}\n"
-        "  ref: b6500  # pin a release tag or a commit\n"
-        f"cuda: {_init_cuda(families)}\n"
-        f"gpu_families: [{', '.join(families)}]\n"
-    )
-    readme = "Models: `llama-bake add OWNER/REPO:QUANT` writes one file here per model.\n"
-    return {"project.yaml": project, "bases/llama-cpp-cuda.yaml": base, "models/README.md": readme}
+    files = {"project.yaml": project}
+    source = f"llama_cpp:\n  git: {LLAMA_CPP_GIT}\n  ref: b6500  # pin a release tag or a commit\n"
+    for backend, chosen in families.items():
+        if backend == "cuda":
+            head = "# llama.cpp compiled with CUDA for the cards this catalog serves.\nbackend: cuda\n"
+            tail = f"cuda: {_init_cuda(chosen)}\n"
+        else:
+            head = (
+                f"# llama.cpp compiled with {backend.capitalize()} for the AMD and Intel cards this catalog serves\n"
+                "# (its shaders run on any of them; the families say which cards it is for).\n"
+                f"backend: {backend}\n"
+            )
+            tail = ""
+        text = head + source + tail + f"gpu_families: [{', '.join(chosen)}]\n"
+        files[f"bases/{init_base_name(backend)}.yaml"] = text
+    several = len(families) > 1
+    add = "`llama-bake add OWNER/REPO:QUANT" + (" --base BASE`" if several else "`")
+    readme = f"Models: {add} writes one file here per model.\n"
+    if several:
+        readme += "With several bases, each model names the one it is built on (`base:` in its file).\n"
+    files["models/README.md"] = readme
+    return files
 
 
 def detect_families(run: Callable[[list[str]], str] | None = None) -> list[str]:

@@ -1,5 +1,6 @@
-"""The GPU families llama-bake compiles for (architectures, cards, the first CUDA of each, platforms), CUDA
-versions, and llama.cpp's CMake options that the catalog manages or that no longer exist. Pure data.
+"""The GPU families llama-bake builds for: NVIDIA's (architectures, cards, the first CUDA of each, platforms) and
+the AMD and Intel families a Vulkan base runs on (cards, vendor, Kubernetes resource); the cards people name for each;
+CUDA versions, and llama.cpp's CMake options that the catalog manages or that no longer exist. Pure data.
 """
 
 from __future__ import annotations
@@ -60,6 +61,66 @@ _CARD_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Vulkan families: llama.cpp's Vulkan shaders are SPIR-V, compiled once for every card, so a family changes no
+# compile; it says which cards a base is for (labels, `list`, `graph`) and which device plugin's resource a pod asks
+# for. The resource is the vendor's device plugin's: AMD's `amd.com/gpu`; Intel's `gpu.intel.com/i915`, or `xe` for
+# the cards whose kernel driver is xe (Battlemage, Lunar Lake).
+@dataclass(frozen=True)
+class VulkanFamily:
+    name: str
+    vendor: str  # amd or intel
+    cards: str
+    kube_resource: str
+    platforms: tuple[str, ...] = BOTH  # SPIR-V runs on either: a family fixes no platform
+
+
+AMD_GPU = "amd.com/gpu"
+VULKAN_FAMILIES: dict[str, VulkanFamily] = {
+    f.name: f
+    for f in (
+        VulkanFamily("rdna1", "amd", "Radeon RX 5500, 5600, 5700 (XT), PRO W5700", AMD_GPU),
+        VulkanFamily("rdna2", "amd", "Radeon RX 6400-6950 XT, PRO W6800, Radeon 680M/660M, Steam Deck", AMD_GPU),
+        VulkanFamily("rdna3", "amd", "Radeon RX 7600-7900 XTX, PRO W7800/W7900, Radeon 780M/760M", AMD_GPU),
+        VulkanFamily(
+            "rdna3.5",
+            "amd",
+            "Ryzen AI Max+ 395 / Max 390 / 385 (Strix Halo: Radeon 8060S/8050S), Radeon 890M/880M",
+            AMD_GPU,
+        ),
+        VulkanFamily("rdna4", "amd", "Radeon RX 9060 XT, 9070 (XT), Radeon AI PRO R9700", AMD_GPU),
+        VulkanFamily("intel-arc-alchemist", "intel", "Arc A310-A770, Arc Pro A40-A60", "gpu.intel.com/i915"),
+        VulkanFamily("intel-arc-battlemage", "intel", "Arc B570, B580, Arc Pro B50/B60", "gpu.intel.com/xe"),
+        VulkanFamily(
+            "intel-xe-igpu", "intel", "Iris Xe, Arc graphics of Core Ultra (Meteor/Arrow Lake)", "gpu.intel.com/i915"
+        ),
+    )
+}
+
+# Every family a base may name -> the backend that runs it.
+FAMILY_BACKEND: dict[str, str] = {**dict.fromkeys(GPU_FAMILIES, "cuda"), **dict.fromkeys(VULKAN_FAMILIES, "vulkan")}
+FAMILY_NAMES = tuple(FAMILY_BACKEND)
+
+_VULKAN_CARD_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"(radeon|radeonrx|rx)5[5-7]\d\d(xt|m)?|radeon(pro)?w5\d\d\d", "rdna1"),
+    (r"(radeon|radeonrx|rx)6[4-9]\d\d(xt|m|s)?|radeon(pro)?w6\d\d\d|radeon6[68]0m|steamdeck", "rdna2"),
+    (r"(radeon|radeonrx|rx)7[6-9]\d\d(xtx|xt|gre|m|s)?|radeon(pro)?w7\d\d\d|radeon7[4-8]0m", "rdna3"),
+    (
+        r"ryzenaimax\+?\d{3}|radeon80[4-6]0s|radeon8[89]0m|strixhalo|strixpoint|ryzenai9(hx)?3\d\d",
+        "rdna3.5",
+    ),
+    (r"(radeon|radeonrx|rx)90[67]0(xt|gre)?|radeon(ai)?pror9700", "rdna4"),
+    (r"(intel)?arc(pro)?a\d{2,3}m?|a(310|380|580|750|770)", "intel-arc-alchemist"),
+    (r"(intel)?arc(pro)?b\d{2,3}|b(570|580)", "intel-arc-battlemage"),
+    (r"(intel)?(irisxe|arc1[34]0[vt]|arcgraphics|coreultra\w*)", "intel-xe-igpu"),
+)
+
+
+def family_cards(name: str) -> str:
+    """The cards of any family, NVIDIA's or a Vulkan one."""
+    family = GPU_FAMILIES.get(name) or VULKAN_FAMILIES[name]
+    return family.cards
+
+
 def _capability(word: str) -> int | None:
     """``8.9``, ``89``, ``sm_89``, ``sm_120a``, ``compute_86`` -> the compute capability as an int."""
     match = re.fullmatch(r"(?:sm|compute|cc)?(\d{1,2})\.?(\d)a?", re.sub(r"[\s_-]", "", word.lower()))
@@ -67,15 +128,28 @@ def _capability(word: str) -> int | None:
 
 
 def family_of(word: str) -> str | None:
-    """The GPU family a user's word names: the family itself, a card (``RTX 4090``, ``L40S``, ``H100``) or a
-    compute capability (``8.9``, ``sm_120``); None when it names none."""
-    if word in GPU_FAMILIES:
+    """The GPU family a user's word names: the family itself, a card (``RTX 4090``, ``L40S``, ``Radeon RX 7900
+    XTX``, ``Ryzen AI Max+ 395``, ``Arc A770``) or a compute capability (``8.9``, ``sm_120``); None when it names
+    none."""
+    if word in FAMILY_BACKEND:
         return word
     capability = _capability(word)
     if capability is not None:
         return next((f.name for f in GPU_FAMILIES.values() if f.compute_capability == capability), None)
-    compact = re.sub(r"[\s_-]", "", word.lower()).removeprefix("nvidia")
-    return next((family for pattern, family in _CARD_PATTERNS if re.fullmatch(pattern, compact)), None)
+    compact = re.sub(r"[\s_-]", "", word.lower())
+    for vendor in ("nvidia", "amd", "intel"):
+        compact = compact.removeprefix(vendor)
+    for pattern, family in (*_CARD_PATTERNS, *_VULKAN_CARD_PATTERNS):
+        if re.fullmatch(pattern, compact):
+            return family
+    return None
+
+
+def card_of(word: str) -> tuple[str, str] | None:
+    """(backend, family) of a card, a family or a compute capability: ``RTX 4090`` -> (cuda, ada), ``Radeon RX
+    7900 XTX`` -> (vulkan, rdna3); None when the word names none."""
+    family = family_of(word)
+    return (FAMILY_BACKEND[family], family) if family is not None else None
 
 
 def family_hint(word: str) -> str:
@@ -86,14 +160,14 @@ def family_hint(word: str) -> str:
         return f"no family llama-bake knows has compute capability {capability}"
     if family is not None:
         named = f"compute capability {capability} is" if capability is not None else f"{word} is in"
-        return f"{named} the family `{family}` ({GPU_FAMILIES[family].cards}): write `{family}`"
-    hint = did_you_mean(word, tuple(GPU_FAMILIES))
+        return f"{named} the family `{family}` ({family_cards(family)}): write `{family}`"
+    hint = did_you_mean(word, FAMILY_NAMES)
     return hint or "not a family llama-bake knows"
 
 
 def known_families() -> str:
-    """Every family with its cards, for an error that lists what can be written."""
-    return "; ".join(f"{f.name} ({f.cards})" for f in GPU_FAMILIES.values())
+    """Every family with its cards, for an error that lists what can be written: NVIDIA's (cuda), then Vulkan's."""
+    return "; ".join(f"{name} ({family_cards(name)})" for name in FAMILY_NAMES)
 
 
 # CMake switches that look plausible but do not exist (any more) in llama.cpp, with what to do instead.
@@ -106,13 +180,15 @@ OBSOLETE_CMAKE_OPTIONS: dict[str, str] = {
     "LLAMA_CUDA_F16": "was removed from llama.cpp; drop it",
     "LLAMA_CURL": "is ignored by current llama.cpp (downloads no longer use libcurl); drop it",
     "LLAMA_CUBLAS": "is a hard error in current llama.cpp; use `backend: cuda` (GGML_CUDA=ON)",
+    "LLAMA_VULKAN": "was renamed GGML_VULKAN; use `backend: vulkan`",
     "LLAMA_CUDA": "was renamed GGML_CUDA; use `backend: cuda`",
     "LLAMA_NATIVE": "was renamed GGML_NATIVE; llama-bake sets GGML_NATIVE=OFF for portable images",
 }
 
 # Options llama-bake derives from other catalog fields; setting them by hand would fight the generator.
 MANAGED_CMAKE_OPTIONS: dict[str, str] = {
-    "GGML_CUDA": "set by `backend` (cuda or cpu)",
+    "GGML_CUDA": "set by `backend: cuda`",
+    "GGML_VULKAN": "set by `backend: vulkan`",
     "CMAKE_CUDA_ARCHITECTURES": "derived from `gpu_families`",
     "GGML_NATIVE": "always OFF: a container image must not depend on the build machine's CPU",
 }

@@ -78,16 +78,26 @@ def pin(
     "--gpu",
     "families",
     multiple=True,
-    help="A GPU to compile for: a family, a card ('RTX 4090') or a compute capability (8.9); default: this machine's.",
+    help=(
+        "A GPU the catalog serves: a family, a card ('RTX 4090', 'Radeon RX 7900 XTX', 'Arc A770') or a compute "
+        "capability (8.9); NVIDIA cards get a cuda base, AMD and Intel cards a vulkan base. Default: this machine's "
+        "NVIDIA cards."
+    ),
 )
 def init(directory: Path, families: tuple[str, ...]) -> None:
-    """Start a catalog in DIRECTORY/catalog: project settings and a CUDA base, no model yet."""
+    """Start a catalog in DIRECTORY/catalog: project settings and a base per backend of the cards, no model yet."""
     from llama_bake.catalog.authoring import init_catalog
-    from llama_bake.catalog.gpus import GPU_FAMILIES
+    from llama_bake.catalog.gpus import family_cards
 
     done = init_catalog(directory, families)
     for path in done.written:
         click.echo(f"wrote {path}", err=True)
-    chosen = ", ".join(f"{name} ({GPU_FAMILIES[name].cards})" for name in done.families)
-    click.echo(f"the CUDA base compiles for: {chosen}", err=True)
-    click.echo("next: `llama-bake add OWNER/REPO:QUANT`, then `llama-bake generate`", err=True)
+    for name, (backend, chosen) in done.bases.items():
+        cards = ", ".join(f"{family} ({family_cards(family)})" for family in chosen)
+        said = "the CUDA base compiles for" if backend == "cuda" else f"the {backend} base `{name}` is for"
+        click.echo(f"{said}: {cards}", err=True)
+    if len(done.bases) > 1:
+        named = " or ".join(f"--base {name}" for name in done.bases)
+        click.echo(f"next: `llama-bake add OWNER/REPO:QUANT {named}`, then `llama-bake generate`", err=True)
+    else:
+        click.echo("next: `llama-bake add OWNER/REPO:QUANT`, then `llama-bake generate`", err=True)

@@ -107,7 +107,8 @@ def schema(kind: str | None) -> None:
 @paths_options
 @JSON_OPTION
 def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
-    """List targets, their base and image (with REGISTRY and TAG at their defaults)."""
+    """List targets, their base, what they run on (backend: GPU families) and image (with REGISTRY and TAG at their
+    defaults)."""
     from dataclasses import asdict
 
     from llama_bake.cli.console import columns
@@ -129,9 +130,9 @@ def list_(catalog: Path | None, bake_file: Path | None, as_json: bool) -> None:
     ]
     disk = ["?" if r.planned_disk is None else format_size(r.planned_disk) for r in rows]
     table = [
-        ("TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS", "DISK"),
+        ("TARGET", "KIND", "BASE", "GPUS", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS", "DISK"),
         *(
-            (r.target, r.kind, r.base, r.image, shown, *sizes, planned)
+            (r.target, r.kind, r.base, r.runs_on, r.image, shown, *sizes, planned)
             for r, shown, sizes, planned in zip(rows, platforms, weights, disk, strict=True)
         ),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from llama_bake.catalog.backends import BACKENDS, BaseDisk
 from llama_bake.plan.ir import BakePlan, Target
 
 GB = 1000**3
@@ -25,23 +26,8 @@ BAKED_WEIGHTS_FACTOR = {"remote": 3.0, "gated": 3.0, "local": 4.0}
 RESPLIT_EXTRA = {"remote": 0.25, "gated": 0.25, "local": 0.0}
 
 
-@dataclass(frozen=True)
-class BaseDisk:
-    """A base's planned builder disk, by backend. Planned from the images' published sizes, not measured."""
-
-    built: int  # building it: the build image (blobs + unpacked), the compile, the compiler cache, the runtime image
-    pulled: int  # a model built on its pushed image (a model job): the runtime image's blobs and snapshots
-
-
-BASE_DISK = {
-    # nvidia/cuda devel (~4.5 GB of blobs, ~9 GB unpacked), the build packages and llama.cpp's build tree
-    # (~2.5 GB), the compiler cache at its default ccache_max_size of 2G five times over (the imported export,
-    # blob and snapshot; the cache mount; the new export, snapshot and blob: ~10 GB), the runtime image (~1.5 GB
-    # of blobs, ~3.5 GB unpacked) and the base's own layers (~0.5 GB).
-    "cuda": BaseDisk(built=32 * GB, pulled=6 * GB),
-    # ubuntu, build-essential, cmake and a CPU build with its compiler cache; a runtime image of a few hundred MB.
-    "cpu": BaseDisk(built=4 * GB, pulled=1 * GB),
-}
+# A base's planned builder disk, by backend: each backend's entry keeps its figure.
+BASE_DISK: dict[str, BaseDisk] = {name: backend.disk for name, backend in BACKENDS.items()}
 
 
 def weights_disk(target: Target) -> int | None:

@@ -14,8 +14,10 @@ from llama_bake.plan.ir import DEFAULT_LLAMA_CACHE, MODELS_DIR, part_prefix
 def cmake_args(base: Base) -> str:
     """The -D options passed to llama.cpp's CMake, generated ones first, user options sorted."""
     options: dict[str, str] = {"GGML_NATIVE": "OFF"}
-    if base.backend == "cuda":
-        options["GGML_CUDA"] = "ON"
+    backend = base.engine
+    if backend.cmake_option:
+        options[backend.cmake_option] = "ON"
+    if backend.cuda:
         options["CMAKE_CUDA_ARCHITECTURES"] = base.cuda_architectures
         # libcuda.so comes from the host driver at run time; the devel image only has its stub.
         options["CMAKE_EXE_LINKER_FLAGS"] = "-Wl,--allow-shlib-undefined"
@@ -25,10 +27,11 @@ def cmake_args(base: Base) -> str:
 
 
 def base_env(base: Base) -> dict[str, str]:
-    """A base image's environment, sorted: llama.cpp's download cache; on a slim CUDA runtime what NVIDIA's
-    runtime image tells the NVIDIA container toolkit; then the base's runtime_env, which wins."""
-    env = {"LLAMA_CACHE": DEFAULT_LLAMA_CACHE}
-    if base.backend == "cuda" and base.cuda_runtime == "slim":
+    """A base image's environment, sorted: llama.cpp's download cache and what the backend sets (a vulkan image
+    says it is one, which its entrypoint reads); on a slim CUDA runtime what NVIDIA's runtime image tells the NVIDIA
+    container toolkit; then the base's runtime_env, which wins."""
+    env = {"LLAMA_CACHE": DEFAULT_LLAMA_CACHE, **base.engine.image_env}
+    if base.engine.cuda and base.cuda_runtime == "slim":
         major, minor = base.cuda.split(".")[:2]
         env |= {
             "CUDA_VERSION": base.cuda,

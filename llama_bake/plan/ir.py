@@ -94,6 +94,9 @@ class Shape:
     # cuda base: what its runtime stage starts from, slim (the OS image and the CUDA libraries the build loads)
     # or full (NVIDIA's -runtime- image)
     cuda_runtime: str = ""
+    # base: the backend's packages beside every base's, in the build and runtime stages
+    build_packages: tuple[str, ...] = ()
+    runtime_packages: tuple[str, ...] = ()
 
     @property
     def mmproj(self) -> bool:
@@ -167,6 +170,8 @@ class Target:
     # or ("file", PATH relative to the bake file); () when it has none.
     access: str = "local"
     api_key: tuple[str, str] | tuple[()] = ()
+    # What a model runs on, from its base: its backend and the GPU families it is for ("cuda:ada", "vulkan:any", "cpu")
+    runs_on: str = ""
 
     @property
     def weight_size(self) -> int | None:

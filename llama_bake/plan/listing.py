@@ -13,6 +13,7 @@ class Row:
     target: str
     kind: str
     base: str
+    runs_on: str  # the backend and the GPU families it is for: cuda:ada, vulkan:rdna3, vulkan:any, cpu
     image: str
     tags: tuple[str, ...]
     dockerfile: str
@@ -29,6 +30,7 @@ def rows(plan: BakePlan) -> list[Row]:
             t.name,
             t.kind,
             t.base or "-",
+            t.runs_on,
             plan.value_of(t.image),
             tuple(tag for tag in (plan.value_of(i) for i in t.tags) if tag),
             t.dockerfile,

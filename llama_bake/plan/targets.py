@@ -107,7 +107,8 @@ def _image(name: str, tag: tuple[str | Var | Fn, ...]) -> Interp:
 def _tags(catalog: Catalog, name: str, base: Base, extra: tuple[str, ...]) -> tuple[Interp, ...]:
     values = {
         "ref": base.llama_cpp.ref,
-        "cuda": base.cuda if base.backend == "cuda" else "cpu",
+        # {cuda}: the toolkit of a cuda base, the backend's name on another (a cpu base's tags said `cpu` first)
+        "cuda": base.cuda if base.engine.cuda else base.backend,
         "backend": base.backend,
     }
     tags: list[Interp] = []
@@ -138,13 +139,8 @@ def _merge(parts: list[str | Var | Fn]) -> tuple[str | Var | Fn, ...]:
 
 
 def _os_images(base: Base) -> tuple[str, str]:
-    """The build stage's image and the runtime stage's: a slim CUDA runtime starts from the OS image, as a cpu
-    base's does, and takes the CUDA libraries its binaries load from the build stage."""
-    os_image = f"ubuntu:{base.os.removeprefix('ubuntu')}"
-    if base.backend == "cpu":
-        return (os_image, os_image)
-    devel = f"nvidia/cuda:{base.cuda}-devel-{base.os}"
-    return (devel, os_image if base.cuda_runtime == "slim" else f"nvidia/cuda:{base.cuda}-runtime-{base.os}")
+    """The build stage's image and the runtime stage's, as the backend names them."""
+    return base.engine.images(base.os, base.cuda, base.cuda_runtime)
 
 
 def _overrides(catalog: Catalog, images: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -193,9 +189,10 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         f"{LABEL_PREFIX}.llama-cpp.ref": source.ref,
         f"{LABEL_PREFIX}.llama-cpp.source": src_label,
     }
-    if base.backend == "cuda":
+    if base.engine.cuda:
         labels[f"{LABEL_PREFIX}.cuda"] = base.cuda
         labels[f"{LABEL_PREFIX}.cuda-architectures"] = base.cuda_architectures
+    if base.gpu_families:
         labels[f"{LABEL_PREFIX}.gpu-families"] = ",".join(base.gpu_families)
     labels.update(base.labels)
     contexts = [("llama-src", src_context), *_overrides(catalog, (build_image, runtime_image))]
@@ -204,13 +201,14 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         backend=base.backend,
         source=source_kind,
         env_keys=tuple(env),
-        cuda_runtime=base.cuda_runtime if base.backend == "cuda" else "",
+        cuda_runtime=base.cuda_runtime if base.engine.cuda else "",
+        build_packages=base.engine.build_packages,
+        runtime_packages=base.engine.runtime_packages,
     )
     return Target(
         name=base.name,
         kind="base",
-        description=f"llama.cpp {source.ref} ({base.backend}"
-        + (f" {base.cuda}, {base.cuda_architectures})" if base.backend == "cuda" else ")"),
+        description=f"llama.cpp {source.ref} ({_runs_on(base)})",
         shape=shape,
         base=None,
         contexts=tuple(sorted(contexts)),
@@ -221,7 +219,24 @@ def _base_target(catalog: Catalog, base: Base, project_dir: Path, bake_dir: Path
         from_images=tuple(dict.fromkeys((build_image, runtime_image))),
         llama_cpp=(source.ref, src_context),
         platforms=base.target_platforms,
+        runs_on=runs_on(base),
     )
+
+
+def runs_on(base: Base) -> str:
+    """What a base's images run on, for `list`: ``cuda:ada,hopper``, ``vulkan:rdna3``, ``vulkan:any``, ``cpu``."""
+    if not base.engine.devices:
+        return base.backend
+    return f"{base.backend}:{','.join(base.gpu_families) or 'any'}"
+
+
+def _runs_on(base: Base) -> str:
+    """The backend and what it was built for: ``cuda 12.8.1, 89-real``, ``vulkan: rdna3``, ``vulkan: any GPU``."""
+    if base.engine.cuda:
+        return f"{base.backend} {base.cuda}, {base.cuda_architectures}"
+    if base.engine.families:
+        return f"{base.backend}: {', '.join(base.gpu_families) or 'any GPU'}"
+    return base.backend
 
 
 def _epoch(catalog: Catalog) -> dict[str, str | Interp]:
@@ -359,6 +374,7 @@ def _model_target(catalog: Catalog, model: Model, project_dir: Path, bake_dir: P
         weight_layers=(split.estimate if split is not None else len(model.weights.files)) + (model.mmproj is not None),
         access=catalog.access_of(model),
         api_key=_api_key(catalog, model, project_dir, bake_dir),
+        runs_on=runs_on(base),
     )
 
 

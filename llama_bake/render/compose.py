@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from llama_bake.catalog.backends import Backend
 from llama_bake.catalog.checks import Catalog
 from llama_bake.catalog.models import Model
 from llama_bake.errors import CatalogError
@@ -90,6 +91,19 @@ def _gpus(model: Model) -> dict[str, Any]:
     return {"resources": {"reservations": {"devices": [device]}}}
 
 
+# The host's render group, by number: the image runs as a non-root user, the host's render nodes are root:render
+# 0660, and Docker resolves a group name against the image's /etc/group, which has no `render`.
+RENDER_GID = (
+    "${LLAMA_BAKE_RENDER_GID:?set LLAMA_BAKE_RENDER_GID to the host's render group id (stat -c %g "
+    "/dev/dri/renderD128) for the services on a vulkan base; any number with compose.cpu.yaml}"
+)
+
+
+def _device_nodes(backend: Backend) -> dict[str, Any]:
+    """A service on a backend whose GPUs are device nodes: the nodes, and the group that may open them."""
+    return {"devices": [f"{node}:{node}" for node in backend.device_nodes], "group_add": [RENDER_GID]}
+
+
 def _health(shape: Shape, port: int) -> dict[str, Any]:
     start, interval, timeout, retries = shape.health
     return {
@@ -154,8 +168,10 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
             _with_key(service, target, bake_dir, compose_dir, key_secrets)
         service["healthcheck"] = _health(target.shape, model.server.port)
         service["restart"] = "unless-stopped"
-        if base.backend == "cuda":
+        if base.engine.devices == "nvidia":
             service["deploy"] = _gpus(model)
+        elif base.engine.devices == "nodes":
+            service |= _device_nodes(base.engine)
         services[target.name] = service
     if problems:
         raise CatalogError(problems)
@@ -170,13 +186,16 @@ def compose_document(catalog: Catalog, plan: BakePlan, bake_dir: Path, compose_d
 
 
 def cpu_override(document: dict[str, Any], title: str, command: str) -> str:
-    """A Compose override for hosts without an NVIDIA GPU: each service's GPU reservation removed (Compose's
-    ``!reset``, 2.24+) and no layer offloaded. ``docker compose -f compose.yaml -f compose.cpu.yaml up``. Service
-    names are target names (``[A-Za-z0-9_-]``), safe to write as they are."""
+    """A Compose override for hosts without the GPUs: each service's GPU reservation (or device nodes and their
+    group) removed (Compose's ``!reset``, 2.24+) and no layer offloaded. ``docker compose -f compose.yaml -f
+    compose.cpu.yaml up``. Service names are target names (``[A-Za-z0-9_-]``), safe to write as they are."""
     lines = [f"# {title}", f"{REGENERATE}{command}", "services:"]
     for name, service in document["services"].items():
         if "deploy" in service:
             lines += [f"  {name}:", "    deploy: !reset null", "    environment:", '      LLAMA_ARG_N_GPU_LAYERS: "0"']
+        elif "devices" in service:
+            lines += [f"  {name}:", "    devices: !reset []", "    group_add: !reset []", "    environment:"]
+            lines += ['      LLAMA_ARG_N_GPU_LAYERS: "0"']
     return "\n".join(lines) + "\n"
 
 

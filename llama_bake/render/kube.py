@@ -5,7 +5,8 @@ Each pod passes the ``restricted`` Pod Security Standard: the image's non-root u
 capability dropped, the runtime's default seccomp profile, a read-only root filesystem (the cache and /tmp are
 volumes). A model with an API key reads it from a Secret the team creates (never written here). A CUDA model asks
 for ``nvidia.com/gpu`` and runs only on nodes whose GPU (as NVIDIA's GPU feature discovery labels it) has a compute
-capability its base was compiled for.
+capability its base was compiled for. A Vulkan model asks for the GPU of its families' device plugin (AMD's
+``amd.com/gpu``, Intel's ``gpu.intel.com/i915`` or ``xe``); its shaders run on any card of it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from llama_bake.catalog.bases import Base
 from llama_bake.catalog.checks import Catalog
-from llama_bake.catalog.gpus import GPU_FAMILIES
+from llama_bake.catalog.gpus import GPU_FAMILIES, VULKAN_FAMILIES
 from llama_bake.catalog.models import Model
+from llama_bake.errors import CatalogError
 from llama_bake.plan.ir import DEFAULT_LLAMA_CACHE, SERVER_UID, BakePlan, Target
 
 KUSTOMIZATION = "kustomization.yaml"
@@ -85,6 +88,32 @@ def _gpu_count(model: Model) -> int:
     return 1 if gpus == "all" else gpus
 
 
+def gpu_resources(base: Base) -> list[str]:
+    """The extended resources a pod of ``base`` may ask for its GPU: NVIDIA's, or its families' device plugins'
+    (none for a cpu base, or a vulkan base that names no family)."""
+    if base.engine.devices == "nvidia":
+        return [GPU_RESOURCE]
+    return sorted({VULKAN_FAMILIES[f].kube_resource for f in base.gpu_families if f in VULKAN_FAMILIES})
+
+
+def resource_problems(base: Base) -> list[str]:
+    """Why a pod of ``base`` cannot say which GPU it asks for: one device plugin's resource per pod."""
+    if not base.engine.devices:
+        return []
+    found = gpu_resources(base)
+    if not found:
+        return [
+            f"base {base.name}: a {base.backend} base without gpu_families does not say which device plugin's GPU "
+            "its pods ask for (AMD: amd.com/gpu; Intel: gpu.intel.com/i915 or xe): name its families"
+        ]
+    if len(found) > 1:
+        return [
+            f"base {base.name}: its families are served by {len(found)} device plugins ({', '.join(found)}) and a "
+            "pod asks for one: put the families of each in a base of their own"
+        ]
+    return []
+
+
 def _affinity(families: tuple[str, ...]) -> dict[str, Any]:
     """Nodes whose GPU has one of the compute capabilities the base was compiled for (one term each: ORed)."""
     capabilities = sorted({GPU_FAMILIES[f].compute_capability for f in families})
@@ -115,10 +144,11 @@ def _container(catalog: Catalog, model: Model, target: Target, image: str, cache
     health = model.health
     interval, timeout = _seconds(health.interval), _seconds(health.timeout)
     resources: dict[str, Any] = {
-        "requests": {"cpu": "1" if base.backend == "cuda" else "2", "memory": _mebibytes(memory_request(target, model))}
+        "requests": {"cpu": base.engine.kube_cpu, "memory": _mebibytes(memory_request(target, model))}
     }
-    if base.backend == "cuda":
-        resources["limits"] = {GPU_RESOURCE: _gpu_count(model)}
+    gpu = gpu_resources(base)
+    if gpu:
+        resources["limits"] = {gpu[0]: _gpu_count(model)}
     mounts: list[dict[str, Any]] = [{"name": "cache", "mountPath": cache}, {"name": "tmp", "mountPath": "/tmp"}]
     container: dict[str, Any] = {"name": "llama-server", "image": image}
     if catalog.api_key_of(model) is not None:
@@ -168,9 +198,11 @@ def pod_spec(catalog: Catalog, model: Model, target: Target, image: str) -> dict
     }
     if len(target.platforms) == 1:
         spec["nodeSelector"] = {"kubernetes.io/arch": target.platforms[0].removeprefix("linux/")}
-    if base.backend == "cuda":
+    if base.engine.cuda:
         spec["affinity"] = _affinity(base.gpu_families)
-        spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    gpu = gpu_resources(base)
+    if gpu:
+        spec["tolerations"] = [{"key": gpu[0], "operator": "Exists", "effect": "NoSchedule"}]
     spec["containers"] = [_container(catalog, model, target, image, cache)]
     spec["volumes"] = _volumes(catalog, model)
     return spec
@@ -232,6 +264,10 @@ def manifests(
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """Each model's file (``NAME.yaml``: its documents) and the kustomization that lists them. ``built``: per model,
     the image a build pushed and its digest, which the kustomization pins (kustomize's ``images``)."""
+    models = [m for m in catalog.models if any(t.name == m.name for t in plan.targets)]
+    problems = [p for b in catalog.bases if any(catalog.base_of(m) is b for m in models) for p in resource_problems(b)]
+    if problems:
+        raise CatalogError(problems)
     files: dict[str, list[dict[str, Any]]] = {}
     images = []
     for target in (t for t in plan.targets if t.kind == "model"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llama_bake.buildx.client import Launch
+from llama_bake.buildx.launch import Launch
 from llama_bake.buildx.smoke import api_key_of, launch_for, result_line, smoke_one
 from llama_bake.errors import DockerError, UsageError
 from llama_bake.plan.ir import Shape, Target

@@ -116,7 +116,8 @@ def test_subdir_only_applies_to_an_archive() -> None:
         ("8.9", "ada"),
         ("sm_120a", "blackwell-consumer"),
         ("compute_86", "ampere"),
-        ("Radeon RX 7900 XTX", None),
+        ("Radeon RX 7900 XTX", "rdna3"),
+        ("Voodoo 5", None),
         ("9.9", None),
     ],
 )

@@ -170,14 +170,15 @@ def test_the_schemas_are_valid_json_schemas_that_carry_what_validate_knows() -> 
 
 def test_list_shows_targets_bases_and_images(write_catalog: WriteCatalog) -> None:
     output = run("list", "--catalog", str(write_catalog())).output.splitlines()
-    assert output[0].split() == ["TARGET", "KIND", "BASE", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS", "DISK"]
+    assert output[0].split() == ["TARGET", "KIND", "BASE", "GPUS", "IMAGE", "PLATFORMS", "WEIGHTS", "LAYERS", "DISK"]
     image = "localhost:5000/llama-bake/llama-cpp-cuda:latest"
-    base = ["llama-cpp-cuda", "base", "-", image, "amd64", "-", "-", "32.0", "GB"]
+    base = ["llama-cpp-cuda", "base", "-", "cuda:ada,blackwell-consumer", image, "amd64", "-", "-", "32.0", "GB"]
     assert output[1].split() == base
     assert output[2].split() == [
         "model-a",
         "model",
         "llama-cpp-cuda",
+        "cuda:ada,blackwell-consumer",
         "localhost:5000/llama-bake/model-a:latest",
         "amd64",
         "?",
@@ -323,6 +324,7 @@ def test_json_outputs_of_list_validate_and_graph_have_the_documented_shapes(writ
         "target": "llama-cpp-cuda",
         "kind": "base",
         "base": "-",
+        "runs_on": "cuda:ada,blackwell-consumer",
         "image": "localhost:5000/llama-bake/llama-cpp-cuda:latest",
         "tags": ["localhost:5000/llama-bake/llama-cpp-cuda:latest"],
         "dockerfile": "dockerfiles/llama-cpp-cuda.Dockerfile",

@@ -50,7 +50,7 @@ def test_the_supported_versions_reach_the_newest_schemas_the_package_ships() -> 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_manifest_validates_against_the_kubernetes_openapi_schema(version: str) -> None:
     """Strict: an unknown field is an error too (the schemas with additionalProperties false)."""
-    found = documents(GOLDEN / "multi" / "kube")
+    found = documents(GOLDEN / "multi" / "kube") + documents(GOLDEN / "vulkan" / "kube")
     assert {d["kind"] for d in found} == {"Deployment", "Service", "PersistentVolumeClaim"}
     for document in found:
         kubernetes_validate.validate(document, version, strict=True)

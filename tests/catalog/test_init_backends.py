@@ -1,0 +1,58 @@
+"""`llama-bake init` with the cards people name: NVIDIA cards give a cuda base, AMD and Intel cards a vulkan base,
+side by side when both are named; each says which family it chose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from llama_bake.catalog.authoring import chosen_families
+from llama_bake.cli import main
+
+
+def init(tmp_path: Path, *cards: str) -> tuple[Path, str]:
+    args = [a for card in cards for a in ("--gpu", card)]
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "proj"), *args])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "proj" / "catalog", result.output
+
+
+def test_the_cards_are_grouped_by_backend_in_the_order_given() -> None:
+    words = ["RTX 4090", "Arc A770", "Radeon RX 7900 XTX", "L40S", "Ryzen AI Max+ 395"]
+    assert chosen_families(words) == {"cuda": ["ada"], "vulkan": ["intel-arc-alchemist", "rdna3", "rdna3.5"]}
+
+
+def test_an_amd_card_gives_a_vulkan_base_and_says_its_family(tmp_path: Path) -> None:
+    catalog, output = init(tmp_path, "Radeon RX 7900 XTX")
+    assert sorted(p.name for p in (catalog / "bases").iterdir()) == ["llama-cpp-vulkan.yaml"]
+    base = yaml.safe_load((catalog / "bases" / "llama-cpp-vulkan.yaml").read_text())
+    assert (base["backend"], base["gpu_families"]) == ("vulkan", ["rdna3"])
+    assert "cuda" not in base
+    assert "the vulkan base `llama-cpp-vulkan` is for: rdna3 (Radeon RX 7600-7900 XTX" in output
+    assert "next: `llama-bake add OWNER/REPO:QUANT`, then" in output
+    assert CliRunner().invoke(main, ["generate", "-c", str(catalog)]).exit_code == 0
+
+
+def test_nvidia_and_intel_cards_give_a_cuda_and_a_vulkan_base_and_models_name_theirs(tmp_path: Path) -> None:
+    catalog, output = init(tmp_path, "RTX 4090", "Arc A770")
+    cuda = yaml.safe_load((catalog / "bases" / "llama-cpp-cuda.yaml").read_text())
+    vulkan = yaml.safe_load((catalog / "bases" / "llama-cpp-vulkan.yaml").read_text())
+    assert (cuda["backend"], cuda["gpu_families"]) == ("cuda", ["ada"])
+    assert (vulkan["backend"], vulkan["gpu_families"]) == ("vulkan", ["intel-arc-alchemist"])
+    assert "the CUDA base compiles for: ada (RTX 40" in output
+    assert "the vulkan base `llama-cpp-vulkan` is for: intel-arc-alchemist (Arc A310-A770" in output
+    assert "--base llama-cpp-cuda or --base llama-cpp-vulkan" in output
+    assert "--base BASE" in (catalog / "models" / "README.md").read_text()
+    listed = CliRunner().invoke(main, ["list", "-c", str(catalog)]).output
+    rows = {line.split()[0]: line.split()[3] for line in listed.splitlines()[1:]}
+    assert rows == {"llama-cpp-cuda": "cuda:ada", "llama-cpp-vulkan": "vulkan:intel-arc-alchemist"}
+
+
+def test_a_word_that_names_no_card_is_refused_with_every_family(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "proj"), "--gpu", "Voodoo 5"])
+    assert result.exit_code == 2
+    assert "--gpu 'Voodoo 5': not a family llama-bake knows. Known: volta" in result.output
+    assert "rdna3.5 (Ryzen AI Max+ 395" in result.output
+    assert not (tmp_path / "proj" / "catalog").exists()
