@@ -20,6 +20,7 @@ from pathlib import Path
 
 from llama_bake.buildx import ccache
 from llama_bake.buildx.options import CachePreset
+from llama_bake.catalog.backends import BACKENDS
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -38,6 +39,7 @@ def cache_dir() -> Path:
 # (DIR/<base>.ccache, an OCI layout).
 CPU_BAKE_CACHE = "bake-cache"
 CUDA_BAKE_CACHE = "bake-cache-cuda"
+VULKAN_BAKE_CACHE = "bake-cache-vulkan"
 
 
 def compiler_cache(cache: Path, base: str) -> Path:
@@ -226,15 +228,13 @@ def debian_toolchain_layout(builder: str) -> Path:
 # The Vulkan tier's Debian: bookworm's Vulkan headers (1.3.239) lack what llama.cpp's Vulkan backend uses unguarded
 # (VK_EXT_layer_settings, headers 1.3.272 and later); trixie ships 1.4.309, glslc 2025.2 and Mesa 25.0 (lavapipe).
 VULKAN_SUITE = "trixie"
-# What a vulkan base's build stage installs beside the base template's build packages.
-VULKAN_BUILD_PACKAGES = ("libvulkan-dev", "glslc", "spirv-headers")
 
 
 def vulkan_toolchain_layout() -> Path:
     """Debian trixie with the base template's build packages and the Vulkan build packages installed, made by
     debootstrap (no builder needed, so ``tests/prepare.py`` makes it beside the tool builds); an OCI layout, tag
     ``latest``, stands in for ubuntu:24.04 in the Vulkan tier. The template's apt steps still run on it."""
-    packages = [*build_packages(), *VULKAN_BUILD_PACKAGES]
+    packages = [*build_packages(), *BACKENDS["vulkan"].build_packages]
     # Named by its package list: a template that installs something else gets a layout of its own.
     digest = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
     return _debootstrap_layout(VULKAN_SUITE, packages, f"debian-{VULKAN_SUITE}-vulkan-toolchain-{digest}-oci")
