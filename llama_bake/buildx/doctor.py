@@ -44,10 +44,12 @@ def doctor(
     platforms: tuple[str, ...] = (),
     asked: Demands | None = None,
     compression: str | None = None,
+    nvidia_gpu: bool = True,
 ) -> list[Check]:
     """Each check with its fix; stops at the first missing piece that later checks need. ``platforms``: what
     the catalog builds, each said to be built on a node of its own, by emulation, or not at all; ``asked``: what
-    a plain build of the catalog asks of the builder; ``compression``: how the catalog's layers are pushed."""
+    a plain build of the catalog asks of the builder; ``compression``: how the catalog's layers are pushed;
+    ``nvidia_gpu``: whether to say if the engine can give a container an NVIDIA GPU."""
     checks: list[Check] = []
     docker = shutil.which("docker")
     if docker is None:
@@ -93,7 +95,8 @@ def doctor(
     checks += [platform_check(info, platform) for platform in platforms]
     if compression is not None:
         checks.append(compression_check(engine, caps, compression))
-    checks.append(gpu_check(engine))
+    if nvidia_gpu:
+        checks.append(gpu_check(engine))
     return checks
 
 
@@ -199,7 +202,13 @@ def project_checks(runner: Builders, builder: str | None, paths: Paths | None = 
             if any(t.kind == "model" for t in plan.targets):
                 plain = BuildOptions()
                 asked = demands(plain, plan, phases(plain, plan))
-    return doctor(runner, builder, platforms, asked, compression) + nvidia.checks(plan) + device_checks(runner, plan)
+    # A catalog whose GPU bases all reach their GPUs as device nodes (vulkan) needs no NVIDIA runtime.
+    access = (
+        {BACKENDS[t.shape.backend].devices for t in plan.targets if t.kind == "base"} if plan is not None else set()
+    )
+    nvidia_gpu = "nvidia" in access or "nodes" not in access
+    checks = doctor(runner, builder, platforms, asked, compression, nvidia_gpu)
+    return checks + nvidia.checks(plan) + device_checks(runner, plan)
 
 
 def device_checks(runner: Builders, plan: BakePlan | None) -> list[Check]:

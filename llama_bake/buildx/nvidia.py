@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Mapping
 
 from llama_bake.buildx.checks import Check
+from llama_bake.catalog.backends import BACKENDS
 from llama_bake.plan.ir import LABEL_PREFIX, BakePlan
 
 # The oldest Linux driver of each CUDA major version (NVIDIA's minor version compatibility: any 13.x toolkit runs
@@ -25,7 +26,7 @@ def cuda_bases(plan: BakePlan) -> dict[str, str]:
     """Each cuda base's name -> its CUDA version (as the catalog writes it, e.g. 13.0.2)."""
     found: dict[str, str] = {}
     for target in plan.targets:
-        if target.kind == "base" and target.shape.backend == "cuda":
+        if target.kind == "base" and BACKENDS[target.shape.backend].cuda:
             cuda = dict(target.labels).get(f"{LABEL_PREFIX}.cuda")
             if isinstance(cuda, str):
                 found[target.name] = cuda

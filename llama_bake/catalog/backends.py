@@ -95,7 +95,7 @@ BACKENDS: dict[str, Backend] = {
         ),
         Backend(
             "vulkan",
-            "AMD and Intel GPUs (Vulkan; NVIDIA's too)",
+            "AMD and Intel GPUs",
             "GGML_VULKAN",
             option_prefixes=("GGML_VULKAN",),
             families=tuple(VULKAN_FAMILIES),

@@ -45,12 +45,13 @@ def cross_check(bases: list[Base | None], models: list[Model | None], project: P
     """Problems between entries; ``None`` stands for an entry that failed its own validation."""
     problems: list[Problem] = []
     for i, base in enumerate(bases):
-        if base is not None and base.backend == "cuda" and project is not None:
+        if base is not None and base.engine.cuda and project is not None:
             problems += [Problem(("bases", i, "cuda"), m) for m in stack_mismatches(base, project)]
     if not bases:
         problems.append(Problem(("bases",), "the catalog has no base; add catalog/bases/<name>.yaml (see the README)"))
     problems += _name_clashes(bases, models)
     problems += _unknown_bases(bases, models)
+    problems += _nvidia_gpus_elsewhere(bases, models)
     if project is not None:
         problems += _unprotected(models, project)
     return problems
@@ -93,6 +94,26 @@ def _name_clashes(bases: list[Base | None], models: list[Model | None]) -> list[
         for i, base in enumerate(bases)
         if base is not None and f"{base.name}-all" in seen
     ]
+    return problems
+
+
+def _nvidia_gpus_elsewhere(bases: list[Base | None], models: list[Model | None]) -> list[Problem]:
+    """``compose.gpus`` picks NVIDIA GPUs; a model on a base whose GPUs are device nodes (vulkan) would ignore it."""
+    by_name = {b.name: b for b in bases if b is not None}
+    problems = []
+    for i, model in enumerate(models):
+        if model is None or "gpus" not in model.compose.model_fields_set:
+            continue
+        base = by_name.get(model.base) if model.base else next(iter(by_name.values()), None)
+        if base is not None and base.engine.devices == "nodes":
+            problems.append(
+                Problem(
+                    ("models", i, "compose", "gpus"),
+                    f"compose.gpus picks NVIDIA GPUs, and base {base.name} is a {base.backend} base, whose services "
+                    "get every render node of /dev/dri; remove it (to pick a card, set GGML_VK_VISIBLE_DEVICES in "
+                    "server.env: 0, 1, ... in the order llama.cpp lists them)",
+                )
+            )
     return problems
 
 

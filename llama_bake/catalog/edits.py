@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llama_bake.catalog.backends import BACKENDS
 from llama_bake.catalog.constants import (
     COMMIT_PATTERN,
     LLAMA_CPP_GIT,
@@ -292,7 +293,7 @@ def init_files(families: Mapping[str, list[str]]) -> dict[str, str]:
     files = {"project.yaml": project}
     source = f"llama_cpp:\n  git: {LLAMA_CPP_GIT}\n  ref: b6500  # pin a release tag or a commit\n"
     for backend, chosen in families.items():
-        if backend == "cuda":
+        if BACKENDS[backend].cuda:
             head = "# llama.cpp compiled with CUDA for the cards this catalog serves.\nbackend: cuda\n"
             tail = f"cuda: {_init_cuda(chosen)}\n"
         else:

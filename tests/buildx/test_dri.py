@@ -4,16 +4,20 @@ vulkan model, and doctor's render-node check (Docker Desktop, a remote engine, n
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from llama_bake.buildx.client import BuilderInfo, Builders, NodeInfo
 from llama_bake.buildx.dri import RenderNode, is_local, render_check, render_gid, render_nodes
 from llama_bake.buildx.driver import EngineInfo
 from llama_bake.buildx.launch import Launch
 from llama_bake.buildx.smoke import launch_for, smoke_one
 from llama_bake.errors import DockerError
+from llama_bake.project import Paths, plan_catalog
 from tests.buildx.test_smoke import Clock, FakeContainers, server
 
 LOCAL = EngineInfo("28.5.2", "containerd", "overlayfs", host_name="gpu-box", operating_system="Ubuntu 24.04.1 LTS")
@@ -94,3 +98,57 @@ def test_doctor_warns_where_no_render_node_can_be_given(
     assert (check.ok, check.warning) == (True, True)
     assert said in check.detail
     assert fix in check.fix
+
+
+class EngineOnly:
+    def __init__(self, engine: EngineInfo | None) -> None:
+        self.info = engine
+
+    def engine(self) -> EngineInfo | None:
+        return self.info
+
+
+def test_doctor_checks_the_render_node_only_for_a_catalog_with_a_vulkan_base() -> None:
+    from llama_bake.buildx.doctor import device_checks
+
+    golden = Path(__file__).parents[1] / "render" / "golden"
+    runner = cast(Builders, EngineOnly(DESKTOP))
+    cuda_and_cpu = plan_catalog(Paths.from_options(golden / "multi" / "catalog", None))[1]
+    assert device_checks(runner, cuda_and_cpu) == []
+    assert device_checks(runner, None) == []
+    (check,) = device_checks(runner, plan_catalog(Paths.from_options(golden / "vulkan" / "catalog", None))[1])
+    assert check.name == "render node"
+    assert check.detail.startswith("Docker Desktop runs containers in a VM that has no /dev/dri")
+
+
+class FakeBuilders(EngineOnly):
+    def version(self) -> str:
+        return "github.com/docker/buildx v0.36.1"
+
+    def builders(self) -> list[str]:
+        return []
+
+    def inspect(self, name: str | None, bootstrap: bool) -> BuilderInfo:
+        node = NodeInfo("b0", "", "running", ("linux/amd64",))
+        return BuilderInfo("b", "remote", "running", "unix:///s", "v0.32.2", (node,))
+
+
+@pytest.mark.parametrize(("case", "nvidia_said"), [("vulkan", True), ("multi", True), ("vulkan-only", False)])
+def test_doctor_asks_for_an_nvidia_runtime_only_when_a_base_needs_one(
+    case: str, nvidia_said: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llama_bake.buildx import doctor
+
+    golden = Path(__file__).parents[1] / "render" / "golden"
+    shutil.copytree(golden / case.removesuffix("-only") / "catalog", tmp_path / "catalog")
+    if case == "vulkan-only":
+        (tmp_path / "catalog" / "bases" / "cuda.yaml").unlink()
+        (tmp_path / "catalog" / "models" / "tiny-cuda.yaml").unlink()
+    monkeypatch.setattr("llama_bake.buildx.doctor.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("llama_bake.buildx.nvidia.query_driver", lambda: None)
+    checks = doctor.project_checks(
+        cast(Builders, FakeBuilders(DESKTOP)), None, Paths.from_options(tmp_path / "catalog", None)
+    )
+    names = [c.name for c in checks]
+    assert ("engine GPU" in names) == nvidia_said
+    assert ("render node" in names) == case.startswith("vulkan")

@@ -144,3 +144,16 @@ def test_validate_says_which_family_a_card_written_in_a_vulkan_base_is() -> None
         Base.model_validate(vulkan(gpu_families=["Radeon 8060S"]))
     assert "Radeon 8060S is in the family `rdna3.5`" in error_text(exc)
     assert "write `rdna3.5`" in error_text(exc)
+
+
+def test_compose_gpus_on_a_model_of_a_vulkan_base_is_refused_with_the_fix() -> None:
+    from llama_bake.catalog.checks import cross_check
+    from llama_bake.catalog.models import Model
+    from tests.conftest import MODEL
+
+    bases: list[Base | None] = [Base.model_validate(vulkan())]
+    picked = Model.model_validate({"name": "m", **MODEL, "compose": {"gpus": ["0"]}})
+    (problem,) = cross_check(bases, [picked])
+    assert problem.loc == ("models", 0, "compose", "gpus")
+    assert "set GGML_VK_VISIBLE_DEVICES in server.env" in problem.message
+    assert cross_check(bases, [Model.model_validate({"name": "m", **MODEL})]) == []

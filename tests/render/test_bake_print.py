@@ -52,7 +52,7 @@ def catalog_paths(case: str, tmp_path: Path) -> Paths:
     return Paths.from_options(tmp_path / "catalog", None)
 
 
-@pytest.mark.parametrize("case", ["shipped", "multi", "families"])
+@pytest.mark.parametrize("case", ["shipped", "multi", "families", "vulkan"])
 def test_buildx_resolves_every_target_as_planned(case: str, tmp_path: Path) -> None:
     paths = catalog_paths(case, tmp_path)
     compiled = compile_catalog(paths)
@@ -199,7 +199,7 @@ def test_arbitrary_strings_come_back_unchanged_from_buildx(
         assert unprint(got["args"][f"ENV_X_{i}"]) == unicodedata.normalize("NFC", clean)
 
 
-@pytest.mark.parametrize("case", ["shipped", "multi"])
+@pytest.mark.parametrize("case", ["shipped", "multi", "vulkan"])
 def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case: str, tmp_path: Path) -> None:
     """`docker buildx bake -f compose.yaml --print`: every service is its bake target (Dockerfile, args, labels,
     contexts with `service:` read back as `target:`), and the image is the target's first tag."""
@@ -228,8 +228,9 @@ def test_buildx_reads_the_compose_file_as_the_same_targets_as_the_bake_file(case
         assert got["tags"] == [plan.value_of(target.image)], target.name
 
 
-# The multi case's `gated` model reads its API key from this variable: Compose refuses the file without it.
-KEY_ENV = {"TEAM_LLAMA_KEY": "test-key-123"}
+# The multi case's `gated` model reads its API key from this variable, and the vulkan case's services the host's
+# render group from the other: Compose refuses the file without them.
+KEY_ENV = {"TEAM_LLAMA_KEY": "test-key-123", "LLAMA_BAKE_RENDER_GID": "993"}
 
 
 def compose_services(directory: Path, *files: str, env: dict[str, str] = KEY_ENV) -> dict[str, Any]:
@@ -241,7 +242,7 @@ def compose_services(directory: Path, *files: str, env: dict[str, str] = KEY_ENV
     return services
 
 
-@pytest.mark.parametrize("case", ["shipped", "multi"])
+@pytest.mark.parametrize("case", ["shipped", "multi", "vulkan"])
 def test_docker_compose_itself_loads_the_compose_file(case: str, tmp_path: Path) -> None:
     """Compose's own loader (stricter than the JSON schema: it resolves `service:` contexts against the
     services it would run) reads the file, and sees the bases as services that are never started."""
@@ -373,3 +374,27 @@ def test_the_cpu_override_drops_every_gpu_reservation_in_compose_itself(tmp_path
         assert services[name]["image"] == plain[name]["image"]
     again = CliRunner().invoke(main, ["compose", "--check", "-c", str(paths.catalog), "-b", str(paths.output)])
     assert again.exit_code == 0, again.output
+
+
+def test_compose_gives_a_vulkan_service_the_render_nodes_and_group_and_the_cpu_override_drops_them(
+    tmp_path: Path,
+) -> None:
+    """Compose's own loader: /dev/dri and the render group from LLAMA_BAKE_RENDER_GID, refused (saying how to find
+    it) without it; merged with compose.cpu.yaml, neither remains and no layer is offloaded."""
+    paths = catalog_paths("vulkan", tmp_path)
+    written = CliRunner().invoke(main, ["compose", "-c", str(paths.catalog), "-b", str(paths.output)])
+    assert written.exit_code == 0, written.output
+    radeon = compose_services(paths.bake_dir, "compose.yaml")["tiny-radeon"]
+    assert [(d["source"], d["target"]) for d in radeon["devices"]] == [("/dev/dri", "/dev/dri")]
+    assert radeon["group_add"] == ["993"]
+    env = {k: v for k, v in os.environ.items() if k != "LLAMA_BAKE_RENDER_GID"}
+    argv = ["docker", "compose", "-f", "compose.yaml", "config"]
+    refused = subprocess.run(argv, cwd=paths.bake_dir, capture_output=True, text=True, check=False, env=env)
+    assert refused.returncode != 0
+    assert "set LLAMA_BAKE_RENDER_GID to the host's render group id (stat -c %g /dev/dri/renderD128)" in refused.stderr
+    merged = compose_services(paths.bake_dir, "compose.yaml", "compose.cpu.yaml")
+    for name in ("tiny-radeon", "tiny-arc"):
+        assert not merged[name].get("devices"), name
+        assert not merged[name].get("group_add"), name
+        assert merged[name]["environment"]["LLAMA_ARG_N_GPU_LAYERS"] == "0"
+    assert "deploy" not in merged["tiny-cuda"]

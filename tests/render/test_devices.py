@@ -106,3 +106,18 @@ def test_vulkan_pods_ask_one_gpu_of_their_plugin_and_pass_the_restricted_standar
         assert pod["tolerations"] == [{"key": resource, "operator": "Exists", "effect": "NoSchedule"}]
         assert "affinity" not in pod, "SPIR-V runs on every card of the plugin: no node is ruled out"
         assert restricted_violations(pod) == [], name
+
+
+def test_the_vulkan_dockerfile_installs_the_sdk_to_build_and_mesa_to_run_and_says_when_no_gpu_is_reachable() -> None:
+    text = (GOLDEN / "dockerfiles" / "radeon.Dockerfile").read_text(encoding="utf-8")
+    build, runtime = text.split("FROM ${RUNTIME_IMAGE} AS runtime")
+    assert "libssl-dev libvulkan-dev glslc spirv-headers $BUILD_PACKAGES" in build
+    assert "--mount=type=cache,id=llama-bake-ccache-vulkan," in build
+    assert "CMAKE_CUDA_COMPILER_LAUNCHER" not in build
+    assert "libgomp1 libssl3 curl ca-certificates libvulkan1 mesa-vulkan-drivers\n" in runtime
+    assert "llama-bake: no GPU render node (/dev/dri): llama.cpp will run on the CPU; pass /dev/dri" in runtime
+    assert 'if [ -z "${GGML_VK_VISIBLE_DEVICES:-}" ]; then' in runtime, "quiet when a device is named (lavapipe)"
+    assert "LLAMA_BAKE_BACKEND=${ENV_LLAMA_BAKE_BACKEND}" in runtime
+    cuda = (GOLDEN / "dockerfiles" / "cuda.Dockerfile").read_text(encoding="utf-8")
+    assert "vulkan" not in cuda.lower()
+    assert "/dev/dri" not in cuda
