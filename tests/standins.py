@@ -15,10 +15,12 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from llama_bake.buildx import ccache
 from llama_bake.buildx.options import CachePreset
+from llama_bake.catalog.backends import BACKENDS
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -37,6 +39,7 @@ def cache_dir() -> Path:
 # (DIR/<base>.ccache, an OCI layout).
 CPU_BAKE_CACHE = "bake-cache"
 CUDA_BAKE_CACHE = "bake-cache-cuda"
+VULKAN_BAKE_CACHE = "bake-cache-vulkan"
 
 
 def compiler_cache(cache: Path, base: str) -> Path:
@@ -127,9 +130,15 @@ def two_platform_busybox_layout(builder: str, root: Path) -> str:
     return _bake_layout(builder, root, '  platforms = ["linux/amd64", "linux/arm64"]\n')
 
 
-def debian_layout() -> Path:
-    """An OCI image layout (tag ``latest``) holding a minimal Debian made by debootstrap."""
-    final = cache_dir() / f"debian-{DEBIAN_SUITE}-oci"
+def debian_layout(suite: str = DEBIAN_SUITE) -> Path:
+    """An OCI image layout (tag ``latest``) holding a minimal Debian ``suite`` made by debootstrap."""
+    return _debootstrap_layout(suite, (), f"debian-{suite}-oci")
+
+
+def _debootstrap_layout(suite: str, include: Sequence[str], name: str) -> Path:
+    """debootstrap's minimal ``suite`` (with the packages ``include``, their dependencies too, not their
+    recommendations) as an OCI layout in the test cache under ``name``."""
+    final = cache_dir() / name
     if (final / "index.json").exists():
         return final
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
@@ -137,15 +146,19 @@ def debian_layout() -> Path:
     if not Path(debootstrap).exists() or umoci is None:
         msg = "debootstrap and umoci are needed for the Debian stand-in: run .ci/install-tools.sh"
         raise RuntimeError(msg)
-    work = cache_dir() / f".debian-{os.getpid()}"
+    work = cache_dir() / f".debian-{suite}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     rootfs = work / "rootfs"
+    options = [f"--include={','.join(include)}"] if include else []
     subprocess.run(
-        [debootstrap, "--variant=minbase", DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
+        [debootstrap, "--variant=minbase", *options, suite, str(rootfs), DEBIAN_MIRROR],
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    if include:  # what debootstrap downloaded stays out of the image (apt-get clean in a Dockerfile)
+        for archive in (rootfs / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+            archive.unlink()
     layout = work / "oci"
     bundle = work / "bundle"
     subprocess.run([umoci, "init", "--layout", str(layout)], check=True)
@@ -210,6 +223,21 @@ def debian_toolchain_layout(builder: str) -> Path:
     _publish(work / "layout", final)
     shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+# The Vulkan tier's Debian: bookworm's Vulkan headers (1.3.239) lack what llama.cpp's Vulkan backend uses unguarded
+# (VK_EXT_layer_settings, headers 1.3.272 and later); trixie ships 1.4.309, glslc 2025.2 and Mesa 25.0 (lavapipe).
+VULKAN_SUITE = "trixie"
+
+
+def vulkan_toolchain_layout() -> Path:
+    """Debian trixie with the base template's build packages and the Vulkan build packages installed, made by
+    debootstrap (no builder needed, so ``tests/prepare.py`` makes it beside the tool builds); an OCI layout, tag
+    ``latest``, stands in for ubuntu:24.04 in the Vulkan tier. The template's apt steps still run on it."""
+    packages = [*build_packages(), *BACKENDS["vulkan"].build_packages]
+    # Named by its package list: a template that installs something else gets a layout of its own.
+    digest = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
+    return _debootstrap_layout(VULKAN_SUITE, packages, f"debian-{VULKAN_SUITE}-vulkan-toolchain-{digest}-oci")
 
 
 def llama_cpp_tree(requirement: str = LLAMA_CPP_PYTHON) -> Path:
