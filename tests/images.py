@@ -118,8 +118,12 @@ class Runner:
         port = free_port()
         # Share the host's network, so the test reaches the server on 127.0.0.1; a port of our choosing.
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
-        spec["process"]["env"] = [e for e in spec["process"]["env"] if not e.startswith("LLAMA_ARG_PORT=")]
-        spec["process"]["env"].append(f"LLAMA_ARG_PORT={port}")
+        # On the host's network the image's own host (0.0.0.0, for a published port) would listen on every
+        # interface: the server listens on the loopback address only.
+        spec["process"]["env"] = [
+            e for e in spec["process"]["env"] if not e.startswith(("LLAMA_ARG_PORT=", "LLAMA_ARG_HOST="))
+        ]
+        spec["process"]["env"] += [f"LLAMA_ARG_PORT={port}", "LLAMA_ARG_HOST=127.0.0.1"]
         spec["process"]["terminal"] = False
         # As Compose and Kubernetes run it: a read-only root filesystem, with tmpfs on /tmp and on the cache
         # (LLAMA_CACHE: a volume there), the process as the image's user (umoci takes it from the image config).
