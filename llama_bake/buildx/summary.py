@@ -207,11 +207,14 @@ def _status(state: TargetState, finished: bool, meta: object) -> Status:
     return "unfinished" if state.vertices else "not started"
 
 
-# What buildx says when the builder goes away under a running build (seen: kill -9 of buildkitd, buildx v0.36.1:
-# "failed to receive status: rpc error: code = Unavailable desc = error reading from server: EOF").
+# What buildx says when the builder goes away under a running build (seen: kill -9 of buildkitd, buildx v0.36.1,
+# worded by the call that noticed: "failed to receive status: rpc error: code = Unavailable desc = error reading
+# from server: EOF" or "failed to solve: Unavailable: error reading from server: EOF"). gRPC's Unavailable, in
+# either form, is the builder out of reach whatever the description (a redial refused after the kill).
 CONNECTION_LOST = (
     "error reading from server",
     "code = unavailable",
+    "unavailable: ",
     "transport is closing",
     "connection reset by peer",
     "broken pipe",

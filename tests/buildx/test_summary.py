@@ -49,3 +49,24 @@ def test_a_builder_lost_after_steps_ran_is_said_so_with_what_finished_and_ran() 
     assert failure_message(None, Summary(nothing_ran, 1.0, "b"), "ERROR: bad flag\n").startswith(
         "docker buildx bake failed before any step ran:"
     )
+
+
+def test_each_wording_buildx_gives_a_lost_builder_is_said_to_be_a_lost_connection() -> None:
+    from llama_bake.buildx.summary import failure_message
+
+    targets = (
+        TargetSummary("m1", "r/m1", "", "built", 1.0, 1, 0),
+        TargetSummary("m3", "r/m3", "", "unfinished", 1.0, 1, 0),
+    )
+    # Seen (kill -9 of buildkitd, buildx v0.36.1), then the same status code with a redial's description.
+    for error in (
+        "ERROR: target m3: failed to receive status: rpc error: code = Unavailable desc = error reading from server: "
+        "EOF",
+        "ERROR: target m3: failed to solve: Unavailable: error reading from server: EOF",
+        'ERROR: target m1: failed to solve: Unavailable: connection error: desc = "transport: Error while dialing: '
+        'dial unix /tmp/b/buildkitd.sock: connect: connection refused"',
+    ):
+        message = failure_message(None, Summary(targets, 1.0, "b"), error + "\n")
+        assert message.startswith("lost the connection to the builder during the build"), error
+        assert f"  {error}\n" in message
+        assert message.endswith("finished: m1\nnot finished: m3")

@@ -7,9 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from click.testing import CliRunner
 from llama_bake.buildx import daemon
 from llama_bake.buildx.options import CachePreset
 from llama_bake.buildx.pinned import pinned_bases
+from llama_bake.buildx.summary import CONNECTION_LOST
 from llama_bake.cli import main
 from tests.conftest import WeightsServer, write_yaml
 from tests.integration import test_build_buildkit as build_tests
@@ -117,24 +121,62 @@ def test_a_disk_budget_below_the_plan_stops_the_build_before_any_step(
 def test_a_builder_killed_mid_build_is_reported_as_lost_naming_what_finished(
     project: Project, fresh_builder: str
 ) -> None:
-    """kill -9 of buildkitd while a model's step runs: not "failed before any step ran", but the lost builder,
-    the targets that had finished and the steps that ran."""
+    """kill -9 of buildkitd while m3's long step runs, once m1 has finished: not "failed before any step ran",
+    but the lost builder (with buildx's own words for it), the targets that had finished and the steps that ran."""
     long_step = _slow_model(project, "m3")
-    command = [sys.executable, "-m", "llama_bake", "build", "--catalog", str(project.catalog), "--progress", "quiet"]
-    process = subprocess.Popen([*command, "m1", "m3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "llama_bake", "build", "--catalog", str(project.catalog), "--progress", "rawjson"]
+    process = subprocess.Popen([*command, "m1", "m3"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = _lines_of(process)
     try:
-        assert _waits_until(long_step, running=True, timeout=120), "the long step runs in the builder"
+        # m1 and m3 build side by side, m1 exporting its image while m3's long step may already run: kill only
+        # once the stream shows m1's last vertex done (buildx resolves the provenance for the metadata file
+        # after the export) and m3's long step started, in whichever order they come.
+        awaited = {"[m1] resolving provenance for metadata file": "completed", "a long step for m3": "started"}
+        seen: list[str] = []
+        deadline = time.monotonic() + 180
+        while awaited and (line := lines.get(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+            seen.append(line)
+            for vertex in _vertices(line):
+                for text, stamp in list(awaited.items()):
+                    if text in str(vertex.get("name", "")) and vertex.get(stamp) and not vertex.get("error"):
+                        del awaited[text]
+        assert not awaited, f"the build ended before {', '.join(awaited)}:\n" + "".join(seen[-20:])
+        assert _waits_until(long_step, running=True, timeout=60), "the long step runs in the builder"
         _kill_builder()
-        _, err = process.communicate(timeout=120)
+        process.wait(timeout=120)
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
+    err = "".join(iter(lambda: lines.get(timeout=30), None))  # the rest, llama-bake's report last
     assert process.returncode == 6, err
     assert "failed before any step ran" not in err
     assert "lost the connection to the builder during the build" in err
-    assert "error reading from server: EOF" in err
+    # buildx's own error, quoted: its wording for the lost connection depends on the moment of the kill.
+    quoted = [line.lower() for line in err.splitlines() if line.startswith("  ERROR: ")]
+    assert [line for line in quoted if any(sign in line for sign in CONNECTION_LOST)], err
     assert "finished: base, m1\n" in err
     assert "not finished: m3" in err
+
+
+def _lines_of(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """The process's stderr, line by line, read on a thread (so that waiting for a line can time out); None
+    at its end."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stderr is not None
+        with process.stderr:
+            for line in process.stderr:
+                lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _vertices(line: str) -> list[dict[str, object]]:
+    """The vertices of one line of the rawjson stream (the other lines are llama-bake's or buildx's words)."""
+    return list(json.loads(line).get("vertexes") or ()) if line.startswith("{") else []
 
 
 def _kill_builder() -> None:
