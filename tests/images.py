@@ -3,6 +3,7 @@ Python, unpacked with umoci and run with runc on the host's network (the server 
 
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import json
@@ -100,6 +101,27 @@ class Container:
         )
 
 
+@dataclass(frozen=True)
+class Unpacked:
+    """An image unpacked once (its root filesystem and runc's spec for it); each container runs on it read-only."""
+
+    rootfs: Path
+    spec: dict[str, Any]
+
+
+def unpack(archive: Path, into: Path) -> Unpacked:
+    """The image of the OCI archive ``archive`` unpacked by umoci under ``into``."""
+    layout = into / "layout"
+    bundle = into / "bundle"
+    into.mkdir(parents=True, exist_ok=True)
+    # As gzip: Debian's umoci (0.4.7) refuses zstd layers ("blob is not correct mediatype").
+    copy = ["skopeo", "copy", "--quiet", "--dest-compress", "--dest-compress-format", "gzip"]
+    run_checked([*copy, f"oci-archive:{archive}", f"oci:{layout}:image"], cwd=into)
+    run_checked(["umoci", "unpack", "--image", f"{layout}:image", str(bundle)], cwd=into)
+    spec = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
+    return Unpacked(bundle / "rootfs", spec)
+
+
 @dataclass
 class Runner:
     """Runs images under ``tmp``; ``stop`` kills and deletes every container it started."""
@@ -108,31 +130,30 @@ class Runner:
     started: list[Container] = field(default_factory=list)
 
     def run(self, archive: Path) -> Container:
-        layout = self.tmp / "layout"
-        bundle = self.tmp / f"bundle-{len(self.started)}"
-        # As gzip: Debian's umoci (0.4.7) refuses zstd layers ("blob is not correct mediatype").
-        copy = ["skopeo", "copy", "--quiet", "--dest-compress", "--dest-compress-format", "gzip"]
-        run_checked([*copy, f"oci-archive:{archive}", f"oci:{layout}:image"], cwd=self.tmp)
-        run_checked(["umoci", "unpack", "--image", f"{layout}:image", str(bundle)], cwd=self.tmp)
-        spec = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
+        return self.start(unpack(archive, self.tmp / f"image-{len(self.started)}"))
+
+    def start(
+        self, image: Unpacked, env: dict[str, str] | None = None, mounts: tuple[dict[str, Any], ...] = ()
+    ) -> Container:
+        """A container of ``image`` with ``env`` added to its environment and ``mounts`` to its mounts."""
+        spec = copy.deepcopy(image.spec)
+        spec["root"] = {"path": str(image.rootfs), "readonly": True}
         port = free_port()
-        # Share the host's network, so the test reaches the server on 127.0.0.1; a port of our choosing.
+        # Share the host's network, so the test reaches the server on 127.0.0.1; a port of our choosing. On the
+        # host's network the image's own host (0.0.0.0, for a published port) would listen on every interface:
+        # the server listens on the loopback address only.
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
-        # On the host's network the image's own host (0.0.0.0, for a published port) would listen on every
-        # interface: the server listens on the loopback address only.
-        spec["process"]["env"] = [
-            e for e in spec["process"]["env"] if not e.startswith(("LLAMA_ARG_PORT=", "LLAMA_ARG_HOST="))
-        ]
-        spec["process"]["env"] += [f"LLAMA_ARG_PORT={port}", "LLAMA_ARG_HOST=127.0.0.1"]
+        environment = [e for e in spec["process"]["env"] if not e.startswith(("LLAMA_ARG_PORT=", "LLAMA_ARG_HOST="))]
+        added = {"LLAMA_ARG_PORT": str(port), "LLAMA_ARG_HOST": "127.0.0.1", **(env or {})}
+        spec["process"]["env"] = [*environment, *(f"{k}={v}" for k, v in added.items())]
         spec["process"]["terminal"] = False
         # As Compose and Kubernetes run it: a read-only root filesystem, with tmpfs on /tmp and on the cache
         # (LLAMA_CACHE: a volume there), the process as the image's user (umoci takes it from the image config).
-        spec["root"]["readonly"] = True
-        env = dict(e.split("=", 1) for e in spec["process"]["env"])
+        cache = dict(e.split("=", 1) for e in environment).get("LLAMA_CACHE", "/var/cache/llama")
         user = spec["process"]["user"]
         # The cache belongs to the image's user, as a volume Docker fills from the image (or fsGroup) makes it.
         owner = [f"uid={user['uid']}", f"gid={user['gid']}"]
-        for target, options in (("/tmp", ["mode=1777"]), (env.get("LLAMA_CACHE", "/var/cache/llama"), owner)):
+        for target, options in (("/tmp", ["mode=1777"]), (cache, owner)):
             mount = {
                 "destination": target,
                 "type": "tmpfs",
@@ -140,6 +161,9 @@ class Runner:
                 "options": ["nosuid", "nodev", *options],
             }
             spec["mounts"].append(mount)
+        spec["mounts"] += mounts
+        bundle = self.tmp / f"bundle-{len(self.started)}"
+        bundle.mkdir(parents=True)
         (bundle / "config.json").write_text(json.dumps(spec), encoding="utf-8")
         root = self.tmp / "runc"
         name = f"llama-bake-test-{os.getpid()}-{len(self.started)}"

@@ -10,14 +10,13 @@ the CPU: every layer offloaded to it runs through the real backend, shaders and 
 - lavapipe is a CPU-type Vulkan device, which llama.cpp skips unless ``GGML_VK_VISIBLE_DEVICES`` names it. Run with
   it, the image serves on the Vulkan device; run without, as on a host without a GPU, llama.cpp finds no usable
   Vulkan device and serves on the CPU, and the log says so.
-- The image is unpacked once and run with runc (as tests/images.py runs images), each run with its own environment.
+- The image is unpacked once and run with runc by tests/images.py, each run with its own environment.
 - The base's build cache and compiler cache live in the test cache (``VULKAN_BAKE_CACHE``): a second run compiles
   nothing.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -31,8 +30,8 @@ from typing import Any
 import pytest
 
 from llama_bake.buildx.progress import Progress
-from tests.conftest import executed, free_port, write_yaml
-from tests.images import Container, compiled_again, run_checked, wait_healthy
+from tests.conftest import executed, write_yaml
+from tests.images import Container, Runner, Unpacked, compiled_again, run_checked, unpack, wait_healthy
 from tests.standins import VULKAN_BAKE_CACHE, cache_dir, llama_cpp_tree, vulkan_toolchain_layout
 from tests.tinymodel import N_LAYER, write_tiny_gguf
 
@@ -119,23 +118,9 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Bu
 # --- running the image: unpacked once, each run with runc and its own environment ------------------------------
 
 
-@dataclass(frozen=True)
-class Unpacked:
-    rootfs: Path
-    spec: dict[str, Any]
-
-
 @pytest.fixture(scope="module")
 def unpacked(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Unpacked:
-    tmp = tmp_path_factory.mktemp("vulkan-image")
-    layout = tmp / "layout"
-    bundle = tmp / "bundle"
-    # As gzip: Debian's umoci (0.4.7) refuses zstd layers.
-    copy_gzip = ["skopeo", "copy", "--quiet", "--dest-compress", "--dest-compress-format", "gzip"]
-    run_checked([*copy_gzip, f"oci-archive:{built.archive}", f"oci:{layout}:image"], cwd=tmp)
-    run_checked(["umoci", "unpack", "--image", f"{layout}:image", str(bundle)], cwd=tmp)
-    spec = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
-    return Unpacked(bundle / "rootfs", spec)
+    return unpack(built.archive, tmp_path_factory.mktemp("vulkan-image"))
 
 
 Start = Callable[[dict[str, str]], Container]
@@ -143,60 +128,21 @@ Start = Callable[[dict[str, str]], Container]
 
 @pytest.fixture
 def start(unpacked: Unpacked, tmp_path: Path) -> Iterator[Start]:
-    """``start(env)`` runs the image with ``env`` added to its environment, as Compose and Kubernetes run it (a
-    read-only root filesystem, tmpfs on /tmp and the cache), with Mesa's shader cache on a volume, on the host's
-    network and a free port; every container is stopped and deleted after the test."""
-    started: list[Container] = []
-    root = tmp_path / "runc"
+    """``start(env)`` runs the image as tests/images.py runs images (read-only, tmpfs on /tmp and the cache, the
+    host's network on 127.0.0.1) with ``env`` added to its environment and Mesa's shader cache on a volume; every
+    container is stopped and deleted after the test."""
+    runner = Runner(tmp_path)
+    shaders = cache_dir() / MESA_SHADER_CACHE
+    shaders.mkdir(exist_ok=True)
+    user = unpacked.spec["process"]["user"]
+    os.chown(shaders, user["uid"], user["gid"])
+    volume = {"destination": "/var/cache/mesa", "type": "bind", "source": str(shaders), "options": ["rbind", "rw"]}
 
     def run(env: dict[str, str]) -> Container:
-        spec = copy.deepcopy(unpacked.spec)
-        spec["root"] = {"path": str(unpacked.rootfs), "readonly": True}
-        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
-        port = free_port()
-        environment = [e for e in spec["process"]["env"] if not e.startswith(("LLAMA_ARG_PORT=", "LLAMA_ARG_HOST="))]
-        # The host's network, on 127.0.0.1 only (the image listens on every interface of its own network).
-        listen = {"LLAMA_ARG_HOST": "127.0.0.1", "LLAMA_ARG_PORT": str(port)}
-        added = {**listen, "MESA_SHADER_CACHE_DIR": "/var/cache/mesa", **env}
-        spec["process"]["env"] = [*environment, *(f"{k}={v}" for k, v in added.items())]
-        spec["process"]["terminal"] = False
-        user = spec["process"]["user"]
-        shaders = cache_dir() / MESA_SHADER_CACHE
-        shaders.mkdir(exist_ok=True)
-        os.chown(shaders, user["uid"], user["gid"])
-        spec["mounts"].append(
-            {"destination": "/var/cache/mesa", "type": "bind", "source": str(shaders), "options": ["rbind", "rw"]}
-        )
-        cache = dict(e.split("=", 1) for e in environment).get("LLAMA_CACHE", "/var/cache/llama")
-        owner = [f"uid={user['uid']}", f"gid={user['gid']}"]
-        for target, options in (("/tmp", ["mode=1777"]), (cache, owner)):
-            spec["mounts"].append(
-                {"destination": target, "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", *options]}
-            )
-        bundle = tmp_path / f"bundle-{len(started)}"
-        bundle.mkdir()
-        (bundle / "config.json").write_text(json.dumps(spec), encoding="utf-8")
-        name = f"{bundle.name}-{port}"
-        log = tmp_path / f"{name}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                ["runc", "--root", str(root), "run", "--bundle", str(bundle), name],
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        container = Container(name, root, port, process, log)
-        started.append(container)
-        return container
+        return runner.start(unpacked, {"MESA_SHADER_CACHE_DIR": "/var/cache/mesa", **env}, (volume,))
 
     yield run
-    for container in started:
-        subprocess.run(["runc", "--root", str(root), "kill", container.name, "KILL"], check=False, capture_output=True)
-        try:
-            container.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            container.process.kill()
-        subprocess.run(["runc", "--root", str(root), "delete", "--force", container.name], check=False)
+    runner.stop()
 
 
 def serve(start: Start, env: dict[str, str]) -> tuple[Container, dict[str, Any], str]:
