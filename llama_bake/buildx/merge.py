@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llama_bake.buildx.pinned import DONE_STATUSES, repository_of
+from llama_bake.buildx.pinned import DONE_STATUSES, read_summary_file, repository_of
 from llama_bake.buildx.summary import Summary, TargetSummary
-from llama_bake.errors import DockerError, UsageError
+from llama_bake.errors import DockerError
 
 # (the sources, REPO@sha256:..., and the tags) -> the digest of the index written under every tag
 Create = Callable[[list[str], list[str]], str]
@@ -42,18 +42,10 @@ def read_parts(files: Sequence[Path]) -> list[Part]:
     """Every target a summary file records as one platform's part (``merge_tags``), in file order."""
     parts = []
     for path in files:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            msg = f"{path}: cannot read a build summary: {exc}"
-            raise UsageError(msg) from exc
-        targets = data.get("targets") if isinstance(data, dict) else None
-        if not isinstance(targets, list):
-            msg = f"{path}: not a `llama-bake build --summary-json` file (it has no `targets` list)"
-            raise UsageError(msg)
+        targets, pushed = read_summary_file(path, str(path))
         for item in targets:
             if isinstance(item, dict) and item.get("merge_tags") and isinstance(item.get("name"), str):
-                parts.append(_part(str(path), item, pushed=data.get("pushed") is True))
+                parts.append(_part(str(path), item, pushed=pushed))
     return parts
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llama_bake.errors import UsageError, did_you_mean
 from llama_bake.plan.ir import BakePlan
@@ -58,19 +59,25 @@ class PinnedBase:
         return f"docker-image://{self.image}"
 
 
-def read_bases_from(path: Path) -> list[PinnedBase]:
-    """Every target of a ``build --summary-json`` file as a ``PinnedBase`` (a build keeps those that are bases of
-    its catalog): its image by digest when that build pushed it and it finished, else the problem."""
+def read_summary_file(path: Path, where: str) -> tuple[list[Any], bool]:
+    """The ``targets`` of a ``build --summary-json`` file and whether that build pushed; a file that is not one is
+    a usage error that starts with ``where`` (the option or the file that named it)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"--bases-from {path}: cannot read a build summary: {exc}"
+        msg = f"{where}: cannot read a build summary: {exc}"
         raise UsageError(msg) from exc
     targets = data.get("targets") if isinstance(data, dict) else None
     if not isinstance(targets, list):
-        msg = f"--bases-from {path}: not a `llama-bake build --summary-json` file (it has no `targets` list)"
+        msg = f"{where}: not a `llama-bake build --summary-json` file (it has no `targets` list)"
         raise UsageError(msg)
-    pushed = data.get("pushed") is True
+    return targets, data.get("pushed") is True
+
+
+def read_bases_from(path: Path) -> list[PinnedBase]:
+    """Every target of a ``build --summary-json`` file as a ``PinnedBase`` (a build keeps those that are bases of
+    its catalog): its image by digest when that build pushed it and it finished, else the problem."""
+    targets, pushed = read_summary_file(path, f"--bases-from {path}")
     found = []
     for item in targets:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
