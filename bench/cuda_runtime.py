@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.cuda_standins import _PLATFORMS, CUDA_VERSION, cuda_layouts, image_overrides  # noqa: E402
 from tests.integration.test_real_cuda import BASE, base_catalog  # noqa: E402
-from tests.standins import CUDA_BAKE_CACHE, _publish, cache_dir  # noqa: E402
+from tests.standins import CUDA_BAKE_CACHE, DEBIAN_SUITE, _publish, cache_dir  # noqa: E402
 
 SECTION = "## The slim CUDA runtime"
 # What NVIDIA's 13.0 runtime image installs beyond cudart and cuBLAS (cuda-libraries-13-0, libnpp, libcusparse,
@@ -77,7 +77,7 @@ def runtime_wheels() -> list[Path]:
 def full_runtime_layout() -> Path:
     """The tier's runtime stand-in plus ``RUNTIME_WHEELS``' libraries where NVIDIA's packages put them (the CUDA
     libraries beside cudart, NCCL in the system's library directory), built once into the test cache."""
-    final = cache_dir() / f"nvidia-cuda-{CUDA_VERSION}-runtime-libraries-oci"
+    final = cache_dir() / f"nvidia-cuda-{CUDA_VERSION}-runtime-libraries-{DEBIAN_SUITE}-oci"
     if (final / "index.json").exists():
         return final
     work = cache_dir() / f".cuda-runtime-{os.getpid()}"

@@ -25,7 +25,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.standins import _publish, cache_dir, debian_layout
+from tests.standins import DEBIAN_SUITE, _publish, cache_dir, debian_layout
 
 # The image tag these stand in for, and the wheels (the newest of the 13.0 line on PyPI) that make its toolkit.
 CUDA_VERSION = "13.0.2"
@@ -192,7 +192,10 @@ def _image(kind: str, toolkit: Path, work: Path) -> Path:
 
 def cuda_layouts() -> dict[str, Path]:
     """``{"devel": LAYOUT, "runtime": LAYOUT}``, each an OCI layout with the tag ``latest``, built once."""
-    finals = {kind: cache_dir() / f"nvidia-cuda-{CUDA_VERSION}-{kind}-oci" for kind in ("devel", "runtime")}
+    # Named by the Debian suite under the toolkit too: a stand-in on another suite is another image.
+    finals = {
+        kind: cache_dir() / f"nvidia-cuda-{CUDA_VERSION}-{kind}-{DEBIAN_SUITE}-oci" for kind in ("devel", "runtime")
+    }
     if all((final / "index.json").exists() for final in finals.values()):
         return finals
     work = cache_dir() / f".cuda-{os.getpid()}"

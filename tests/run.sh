@@ -3,6 +3,8 @@
 # lint, types and every test tier, and stops whatever it started. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where a run's time went: each phase's end, in seconds since the start (the tier table's figures come from these).
+phase() { echo "tests/run.sh: $1 at ${SECONDS} s" >&2; }
 
 VENV=${LLAMA_BAKE_VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
@@ -10,6 +12,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+
+# Lint and types first: a minute, so that a mistake they catch fails the run before the tools' builds start.
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+"$VENV/bin/mypy"
+phase "venv, lint and types done"
 
 # Debian's packages first; then the stand-ins that need no builder (downloads, mostly) are made beside the Go
 # builds of the tools, in their own process group so that a failed tool build stops them too.
@@ -25,12 +33,9 @@ if [ "$prepared" -ne 0 ]; then
     echo "tests/run.sh: making the test stand-ins failed (exit $prepared): see the lines above" >&2
     exit 1
 fi
+phase "tools built and stand-ins made"
 # The venv's commands (llama-bake, check-jsonschema) and the built tools, for the tests that run them.
 export PATH="$(cd "$VENV/bin" && pwd):${LLAMA_BAKE_TOOLS:-$HOME/.cache/llama-bake/tools}:$PATH"
-
-"$VENV/bin/ruff" check .
-"$VENV/bin/ruff" format --check .
-"$VENV/bin/mypy"
 
 status=0
 # -m "": every tier (plain `pytest` runs the fast, pure one only); later -m arguments in "$@" narrow it.
@@ -41,5 +46,7 @@ if [ "$status" -eq 5 ]; then
     exit 1
 fi
 [ "$status" -eq 0 ] || exit "$status"
+phase "pytest done"
 # The benchmarks are never timed assertions; a smoke run at tiny sizes keeps their code working.
 "$VENV/bin/python" bench/run.py --smoke >/dev/null
+phase "benchmarks smoke run done"

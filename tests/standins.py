@@ -22,7 +22,13 @@ from llama_bake.buildx import ccache
 from llama_bake.buildx.options import CachePreset
 from llama_bake.catalog.backends import BACKENDS
 
-DEBIAN_SUITE = "bookworm"
+# Debian's stable release, the stand-in for ubuntu:24.04 in every tier that builds on it: trixie, whose compiler
+# (GCC 14) and glibc (2.41) are as near Ubuntu 24.04's (GCC 13, 2.39) as Debian gets, and whose Vulkan headers
+# (1.4.309), glslc (2025.2) and Mesa (25.0, lavapipe) are new enough for llama.cpp's Vulkan backend (bookworm's
+# headers, 1.3.239, lack VK_EXT_layer_settings, which it uses unguarded). One suite for the CPU, CUDA and Vulkan
+# tiers means one compiler: the C and C++ sources they share compile once, in whichever tier runs first, and hit
+# that tier's compiler cache in the others (``share_compiler_cache``).
+DEBIAN_SUITE = "trixie"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # The sdist that vendors llama.cpp; pinned so the compiled source, and so the BuildKit cache, stay put.
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
@@ -146,7 +152,7 @@ def _debootstrap_layout(suite: str, include: Sequence[str], name: str) -> Path:
     if not Path(debootstrap).exists() or umoci is None:
         msg = "debootstrap and umoci are needed for the Debian stand-in: run .ci/install-tools.sh"
         raise RuntimeError(msg)
-    work = cache_dir() / f".debian-{suite}-{os.getpid()}"
+    work = cache_dir() / f".{name}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     rootfs = work / "rootfs"
@@ -197,47 +203,16 @@ def build_packages() -> list[str]:
     return found.group(1).split()
 
 
-def debian_toolchain_layout(builder: str) -> Path:
-    """The Debian stand-in with the base template's build packages already installed (an OCI layout, tag
-    ``latest``, built once by ``builder`` and cached): the template's apt step still runs on it, and finds
-    nothing to install. For tiers whose claim is about the compile, not apt, on builders they empty often."""
-    packages = build_packages()
+def debian_toolchain_layout() -> Path:
+    """The Debian stand-in with the base template's build packages and the OS packages every backend adds to them
+    (Vulkan's headers, loader and glslc) already installed: an OCI layout, tag ``latest``, made by debootstrap
+    (no builder needed, so ``tests/prepare.py`` makes it beside the tool builds) and cached. The template's apt
+    steps still run on it, and find the build packages installed. It stands in for ubuntu:24.04 in the Vulkan
+    tier, and in the compiler cache tier, whose claim is about the compile, not apt, on builders it empties often."""
+    packages = [*build_packages(), *(p for backend in BACKENDS.values() for p in backend.build_packages)]
     # Named by its package list: a template that installs something else gets a layout of its own.
     digest = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
-    final = cache_dir() / f"debian-{DEBIAN_SUITE}-toolchain-{digest}-oci"
-    if (final / "index.json").exists():
-        return final
-    work = cache_dir() / f".toolchain-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    # HCL escapes: \\n is a newline in the Dockerfile.
-    dockerfile = (
-        "FROM debian\\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
-        f"--no-install-recommends {' '.join(packages)} && rm -rf /var/lib/apt/lists/*\\n"
-    )
-    _bake_layout(
-        builder,
-        work,
-        f'  contexts = {{ debian = "oci-layout://{debian_layout()}:latest" }}\n  dockerfile-inline = "{dockerfile}"\n',
-    )
-    _publish(work / "layout", final)
-    shutil.rmtree(work, ignore_errors=True)
-    return final
-
-
-# The Vulkan tier's Debian: bookworm's Vulkan headers (1.3.239) lack what llama.cpp's Vulkan backend uses unguarded
-# (VK_EXT_layer_settings, headers 1.3.272 and later); trixie ships 1.4.309, glslc 2025.2 and Mesa 25.0 (lavapipe).
-VULKAN_SUITE = "trixie"
-
-
-def vulkan_toolchain_layout() -> Path:
-    """Debian trixie with the base template's build packages and the Vulkan build packages installed, made by
-    debootstrap (no builder needed, so ``tests/prepare.py`` makes it beside the tool builds); an OCI layout, tag
-    ``latest``, stands in for ubuntu:24.04 in the Vulkan tier. The template's apt steps still run on it."""
-    packages = [*build_packages(), *BACKENDS["vulkan"].build_packages]
-    # Named by its package list: a template that installs something else gets a layout of its own.
-    digest = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
-    return _debootstrap_layout(VULKAN_SUITE, packages, f"debian-{VULKAN_SUITE}-vulkan-toolchain-{digest}-oci")
+    return _debootstrap_layout(DEBIAN_SUITE, packages, f"debian-{DEBIAN_SUITE}-toolchain-{digest}-oci")
 
 
 def llama_cpp_tree(requirement: str = LLAMA_CPP_PYTHON) -> Path:

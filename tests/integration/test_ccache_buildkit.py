@@ -150,7 +150,7 @@ def project(embedded_builder: str, tmp_path: Path, request: pytest.FixtureReques
     )
     (root / "catalog" / "models").mkdir()
     created = Project(root, embedded_builder, f"{request.node.name} {tmp_path.name}")
-    created.stand_in(debian_toolchain_layout(embedded_builder))
+    created.stand_in(debian_toolchain_layout())
     created.write()
     created.empty_cache_mounts()
     return created
@@ -295,7 +295,7 @@ def test_the_compiler_cache_is_in_no_image_layer(project: Project, tmp_path: Pat
     # stand-in under a name of its own (its ccache package is not what this test looks for).
     project.stand_in(debian_layout())
     toolchain = "llama-bake-test/toolchain:stand-in"  # not :latest, which BuildKit drops from a context name
-    layout = debian_toolchain_layout(project.builder)
+    layout = debian_toolchain_layout()
     build_stage = ["--set", f"{BASE}.args.BUILD_IMAGE={toolchain}"]
     build_stage += ["--set", f"{BASE}.contexts.{toolchain}=oci-layout://{layout}:latest"]
     ok(project.build(f"local={tmp_path / 'cache'}", *build_stage))

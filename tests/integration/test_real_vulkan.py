@@ -3,10 +3,13 @@
 the image run with Mesa's lavapipe as its Vulkan device. lavapipe is a conformant Vulkan implementation that runs on
 the CPU: every layer offloaded to it runs through the real backend, shaders and all, with no GPU on the machine.
 
-- ubuntu:24.04 is replaced (the catalog's `image_overrides`) by Debian trixie with the build packages installed
-  (tests/standins.py; bookworm's Vulkan headers are too old for llama.cpp's Vulkan backend). Both stages start from
-  it and the template's apt steps still run: the runtime stage's installs the Vulkan loader and Mesa's drivers.
-- The compile is trimmed as the CPU tier's is (one CPU variant, no -O3); every shader is still compiled.
+- ubuntu:24.04 is replaced (the catalog's `image_overrides`) by the Debian stand-in (trixie) with the build packages
+  installed (tests/standins.py). Both stages start from it and the template's apt steps still run: the runtime
+  stage's installs the Vulkan loader and Mesa's drivers.
+- The compile is trimmed as the CPU tier's is (one CPU variant, no -O3); every shader is still compiled. The CUDA
+  tier (run before this one, on the same Debian and compiler) compiled the C and C++ sources the two share with
+  these flags: its compiler cache starts this base's, so what compiles here is the Vulkan backend and its shaders
+  (and everything, when this tier runs alone).
 - lavapipe is a CPU-type Vulkan device, which llama.cpp skips unless ``GGML_VK_VISIBLE_DEVICES`` names it. Run with
   it, the image serves on the Vulkan device; run without, as on a host without a GPU, llama.cpp finds no usable
   Vulkan device and serves on the CPU, and the log says so.
@@ -32,7 +35,15 @@ import pytest
 from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, write_yaml
 from tests.images import Container, Runner, Unpacked, compiled_again, run_checked, unpack, wait_healthy
-from tests.standins import VULKAN_BAKE_CACHE, cache_dir, llama_cpp_tree, vulkan_toolchain_layout
+from tests.standins import (
+    CUDA_BAKE_CACHE,
+    VULKAN_BAKE_CACHE,
+    cache_dir,
+    compiler_cache,
+    debian_toolchain_layout,
+    llama_cpp_tree,
+    share_compiler_cache,
+)
 from tests.tinymodel import N_LAYER, write_tiny_gguf
 
 pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
@@ -66,7 +77,7 @@ def _cache() -> str:
 @pytest.fixture(scope="module")
 def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
     project = tmp_path_factory.mktemp("vulkan")
-    toolchain = vulkan_toolchain_layout()
+    toolchain = debian_toolchain_layout()
     write_yaml(
         project / "catalog" / "project.yaml",
         {
@@ -98,6 +109,12 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Bu
         },
     )
     out = project / "out"
+    # The CUDA tier's compiler cache starts this base's (see the module's docstring); the compile is still the
+    # template's, in this base's own cache mount.
+    share_compiler_cache(
+        compiler_cache(cache_dir() / VULKAN_BAKE_CACHE, BASE),
+        compiler_cache(cache_dir() / CUDA_BAKE_CACHE, "llama-cuda"),
+    )
     run_checked(
         [
             "llama-bake",
