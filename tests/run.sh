@@ -7,25 +7,39 @@ cd "$(dirname "$0")/.."
 phase() { echo "tests/run.sh: $1 at ${SECONDS} s" >&2; }
 
 VENV=${LLAMA_BAKE_VENV:-.venv}
+# Debian's packages first (the Go builds and the stand-ins need some); then the Go builds of the tools (minutes
+# on a new machine, nothing on a reused one) start at once, beside the venv and lint, and the stand-ins that
+# need no builder (downloads, mostly) are made beside them. Each runs in its own process group, so that a failure
+# anywhere stops the others.
+bash .ci/install-tools.sh --packages-only
+tools=""
+prepare=""
+stop_background() {
+    for group in $tools $prepare; do kill -- -"$group" 2>/dev/null || true; done
+}
+trap stop_background EXIT
+setsid bash .ci/install-tools.sh &
+tools=$!
+
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
-
-# Lint and types first: a minute, so that a mistake they catch fails the run before the tools' builds start.
+# Lint and types: a minute, so that a mistake they catch fails the run before the tools' builds are done.
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"
 phase "venv, lint and types done"
 
-# Debian's packages first; then the stand-ins that need no builder (downloads, mostly) are made beside the Go
-# builds of the tools, in their own process group so that a failed tool build stops them too.
-bash .ci/install-tools.sh --packages-only
 setsid "$VENV/bin/python" -m tests.prepare &
 prepare=$!
-trap 'kill -- -"$prepare" 2>/dev/null || true' EXIT
-bash .ci/install-tools.sh
+built=0
+wait "$tools" || built=$?
+if [ "$built" -ne 0 ]; then  # the trap stops the stand-ins
+    echo "tests/run.sh: building the tools failed (exit $built): see the install-tools lines above" >&2
+    exit 1
+fi
 prepared=0
 wait "$prepare" || prepared=$?
 trap - EXIT
