@@ -115,8 +115,8 @@ def unpack(archive: Path, into: Path) -> Unpacked:
     bundle = into / "bundle"
     into.mkdir(parents=True, exist_ok=True)
     # As gzip: Debian's umoci (0.4.7) refuses zstd layers ("blob is not correct mediatype").
-    copy = ["skopeo", "copy", "--quiet", "--dest-compress", "--dest-compress-format", "gzip"]
-    run_checked([*copy, f"oci-archive:{archive}", f"oci:{layout}:image"], cwd=into)
+    as_gzip = ["skopeo", "copy", "--quiet", "--dest-compress", "--dest-compress-format", "gzip"]
+    run_checked([*as_gzip, f"oci-archive:{archive}", f"oci:{layout}:image"], cwd=into)
     run_checked(["umoci", "unpack", "--image", f"{layout}:image", str(bundle)], cwd=into)
     spec = json.loads((bundle / "config.json").read_text(encoding="utf-8"))
     return Unpacked(bundle / "rootfs", spec)

@@ -46,6 +46,8 @@ def cache_dir() -> Path:
 CPU_BAKE_CACHE = "bake-cache"
 CUDA_BAKE_CACHE = "bake-cache-cuda"
 VULKAN_BAKE_CACHE = "bake-cache-vulkan"
+# The CUDA tier's base (tests/integration/test_real_cuda.py): its compiler cache starts the CPU and Vulkan tiers'.
+CUDA_TIER_BASE = "llama-cuda"
 
 
 def compiler_cache(cache: Path, base: str) -> Path:
@@ -55,9 +57,12 @@ def compiler_cache(cache: Path, base: str) -> Path:
     return Path(found.location)
 
 
-def share_compiler_cache(into: Path, source: Path) -> None:
-    """Start a base's compiler cache (``into``) as a copy of another base's (``source``) when it has none yet: the
-    C and C++ sources two bases compile with the same flags then hit, and only what differs compiles."""
+def share_compiler_cache(cache: Path, base: str) -> None:
+    """Start ``base``'s compiler cache (in the build cache ``cache``) as a copy of the CUDA tier's, when it has none
+    yet: the C and C++ sources the two bases compile with the same flags then hit, and only what differs compiles
+    (everything, when the CUDA tier has not run)."""
+    into = compiler_cache(cache, base)
+    source = compiler_cache(cache_dir() / CUDA_BAKE_CACHE, CUDA_TIER_BASE)
     if into.exists() or not (source / "index.json").exists():
         return
     into.parent.mkdir(parents=True, exist_ok=True)

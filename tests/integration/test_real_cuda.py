@@ -31,13 +31,13 @@ from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, write_yaml
 from tests.cuda_standins import CUDA_VERSION, image_overrides
 from tests.images import OciArchive, compiled_again, complete, run_checked, wait_healthy
-from tests.standins import CUDA_BAKE_CACHE, cache_dir, llama_cpp_tree
+from tests.standins import CUDA_BAKE_CACHE, CUDA_TIER_BASE, cache_dir, llama_cpp_tree
 from tests.tinymodel import write_tiny_gguf
 
 pytestmark = [pytest.mark.buildkit, pytest.mark.slow]
 
 LLAMA_REF = "pypi-0.3.36"
-BASE = "llama-cuda"
+BASE = CUDA_TIER_BASE
 FAMILY = "ada"
 ARCH = 89
 START_PERIOD_S = 60

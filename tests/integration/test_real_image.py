@@ -42,9 +42,7 @@ from tests.hub import StandInHub
 from tests.images import OciArchive, compiled_again, complete, plain_tar, run_checked, wait_healthy
 from tests.standins import (
     CPU_BAKE_CACHE,
-    CUDA_BAKE_CACHE,
     cache_dir,
-    compiler_cache,
     debian_layout,
     llama_cpp_tree,
     share_compiler_cache,
@@ -171,9 +169,7 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     # The CUDA tier (run before this one) compiled llama.cpp's C and C++ sources with these flags: its compiler
     # cache starts this base's, so that only the files a CPU build alone has compile here (all do when this
     # tier runs alone). The compile is still the template's, in this base's own cache mount.
-    share_compiler_cache(
-        compiler_cache(cache, "llama-cpu"), compiler_cache(cache_dir() / CUDA_BAKE_CACHE, "llama-cuda")
-    )
+    share_compiler_cache(cache, "llama-cpu")
     run_checked(
         [
             "llama-bake",

@@ -36,10 +36,8 @@ from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, write_yaml
 from tests.images import Container, Runner, Unpacked, compiled_again, run_checked, unpack, wait_healthy
 from tests.standins import (
-    CUDA_BAKE_CACHE,
     VULKAN_BAKE_CACHE,
     cache_dir,
-    compiler_cache,
     debian_toolchain_layout,
     llama_cpp_tree,
     share_compiler_cache,
@@ -111,10 +109,7 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Bu
     out = project / "out"
     # The CUDA tier's compiler cache starts this base's (see the module's docstring); the compile is still the
     # template's, in this base's own cache mount.
-    share_compiler_cache(
-        compiler_cache(cache_dir() / VULKAN_BAKE_CACHE, BASE),
-        compiler_cache(cache_dir() / CUDA_BAKE_CACHE, "llama-cuda"),
-    )
+    share_compiler_cache(cache_dir() / VULKAN_BAKE_CACHE, BASE)
     run_checked(
         [
             "llama-bake",
