@@ -6,7 +6,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from llama_bake.buildx.progress import Progress
+from tests.early import Chain, chain_for
 
 REPO = Path(__file__).resolve().parent.parent
 SHA_A = "a" * 64
@@ -57,6 +58,16 @@ def compile_cache_in_the_session(tmp_path_factory: pytest.TempPathFactory) -> An
     mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def early_builds(
+    request: pytest.FixtureRequest, compile_cache_in_the_session: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Chain | None]:
+    """The compile tiers' builds, started before the first test (tests/early.py): the tests in front run beside
+    them. None when the session runs no compile tier."""
+    del compile_cache_in_the_session
+    yield from chain_for(request, lambda: tmp_path_factory.mktemp("early"))
 
 
 @pytest.fixture

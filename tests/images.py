@@ -24,11 +24,13 @@ import zstandard
 from tests.conftest import free_port
 
 
-def run_checked(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd``; a non-zero exit fails the test with the end of its output."""
-    result = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
-    )
+def run_checked(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, *, base_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in ``base_env`` (default: this process's environment) with ``env`` added; a non-zero exit fails
+    the test with the end of its output."""
+    environment = {**(os.environ if base_env is None else base_env), **(env or {})}
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, env=environment)
     if result.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result

@@ -126,7 +126,7 @@ class RegistryProxy:
             digest = parse_qs(urlsplit(handler.path).query).get("digest", ["?"])[0]
             self.uploads[digest] += 1
             self.uploaded_sizes[digest] = self.sizes[session.group(1)]
-        self._reply(handler, status, headers, answer, head=handler.command == "HEAD")
+        self._reply(handler, status, headers, answer)
 
     def _body(self, handler: http.server.BaseHTTPRequestHandler) -> bytes:
         if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -163,9 +163,10 @@ class RegistryProxy:
         status: int,
         headers: dict[str, str],
         body: bytes,
-        *,
-        head: bool = False,
     ) -> None:
+        """Every reply, a refusal included, to a HEAD request has the headers only: a body sent after one would be
+        read by the client as the start of its next response on the same connection."""
+        head = handler.command == "HEAD"
         handler.send_response(status)
         for key, value in headers.items():
             if key.lower() != "content-length":

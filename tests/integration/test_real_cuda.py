@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import pytest
 from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, write_yaml
 from tests.cuda_standins import CUDA_VERSION, image_overrides
+from tests.early import Build, Chain, EarlyBuild, Setup
 from tests.images import OciArchive, compiled_again, complete, run_checked, wait_healthy
 from tests.standins import CUDA_BAKE_CACHE, CUDA_TIER_BASE, cache_dir, llama_cpp_tree
 from tests.tinymodel import write_tiny_gguf
@@ -78,9 +80,8 @@ def _cache() -> str:
     return f"local={cache_dir() / CUDA_BAKE_CACHE}"
 
 
-@pytest.fixture(scope="module")
-def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    project = tmp_path_factory.mktemp("cuda")
+def _prepare(setup: Setup) -> tuple[Build, Callable[[], Built]]:
+    project = setup.project
     write_yaml(
         project / "catalog" / "project.yaml",
         {"registry": "localhost:5000/real-cuda", "image_overrides": image_overrides()},
@@ -98,22 +99,33 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Bu
         },
     )
     out = project / "out"
-    run_checked(
-        [
-            "llama-bake",
-            "build",
-            "--progress",
-            "plain",
-            "--cache",
-            _cache(),
-            "--output",
-            f"type=oci,dest={out}/{{target}}.tar",
-            "tiny-cuda",
-        ],
-        cwd=project,
-    )
-    model = OciArchive(out / "tiny-cuda.tar")
-    return Built(project, model, {name: data for name, data in model.layer_files() if name.startswith("app/")})
+    argv = [
+        "llama-bake",
+        "build",
+        "--progress",
+        "plain",
+        "--cache",
+        _cache(),
+        "--output",
+        f"type=oci,dest={out}/{{target}}.tar",
+        "tiny-cuda",
+    ]
+
+    def read() -> Built:
+        model = OciArchive(out / "tiny-cuda.tar")
+        return Built(project, model, {name: data for name, data in model.layer_files() if name.startswith("app/")})
+
+    return Build(argv, project, project / "build.log"), read
+
+
+# The build starts with the session (tests/early.py), first of the compile tiers: its compiler cache starts theirs.
+EARLY_BUILD = EarlyBuild("cuda", 0, _prepare)
+
+
+@pytest.fixture(scope="module")
+def built(embedded_builder: str, early_builds: Chain | None) -> Built:
+    assert early_builds is not None, "the session starts this tier's build"
+    return early_builds.wait(EARLY_BUILD)
 
 
 # --- what nvcc put into libggml-cuda.so ----------------------------------------------------------------

@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ import yaml
 from llama_bake.buildx.progress import Progress
 from llama_bake.plan.ir import SERVER_UID
 from tests.conftest import executed, free_port, write_yaml
+from tests.early import Build, Chain, EarlyBuild, Setup
 from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.hub import StandInHub
 from tests.images import OciArchive, compiled_again, complete, plain_tar, run_checked, wait_healthy
@@ -67,9 +68,8 @@ class Built:
     summary: dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    project = tmp_path_factory.mktemp("real")
+def _prepare(setup: Setup) -> tuple[Build, Callable[[], Built]]:
+    project = setup.project
     (project / "weights").mkdir()
     # The served models are new every run, so their downloads (and the token check on them) always happen:
     # with the same bytes, BuildKit would answer both from the build cache without asking the server.
@@ -84,6 +84,7 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     # A stand-in Hub: the URL model is a plain download from it; the gated one is added with `llama-bake add`,
     # which pins its commit and sha256 through the Hub's API (with the token), as a user would.
     hub = StandInHub(token=TOKEN)
+    setup.closing.callback(hub.close)  # the fetch-delivery model reads its parts from it when a test runs the image
     url_commit = hub.commit("acme/tiny-url", {"tiny-url.gguf": (scratch / "tiny-url.gguf").read_bytes()})
     hub.commit("acme/tiny-gated", {"tiny.gguf": (scratch / "tiny.gguf").read_bytes()}, gated=True)
     # A split model (three parts, as llama.cpp's tools name them): from local files, baked; and from the Hub,
@@ -156,7 +157,10 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
             {**data, "server": {"ctx_size": 512, "jinja": False}, "health": health},
         )
     run_checked(
-        ["llama-bake", "add", "hf://acme/tiny-gated/tiny.gguf", "--name", "tiny-gated"], project, {"HF_TOKEN": TOKEN}
+        ["llama-bake", "add", "hf://acme/tiny-gated/tiny.gguf", "--name", "tiny-gated"],
+        project,
+        {"HF_TOKEN": TOKEN},
+        base_env=setup.env,
     )
     added = project / "catalog" / "models" / "tiny-gated.yaml"
     pinned = yaml.safe_load(added.read_text(encoding="utf-8"))
@@ -170,25 +174,25 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> It
     # cache starts this base's, so that only the files a CPU build alone has compile here (all do when this
     # tier runs alone). The compile is still the template's, in this base's own cache mount.
     share_compiler_cache(cache, "llama-cpu")
-    run_checked(
-        [
-            "llama-bake",
-            "build",
-            "--progress",
-            "plain",
-            "--cache",
-            f"local={cache}",
-            "--output",
-            f"type=oci,dest={out}/{{target}}.tar",
-            "--summary-json",
-            str(project / "summary.json"),
-        ],
-        cwd=project,
-        env={"HF_TOKEN": TOKEN},
-    )
-    summary = json.loads((project / "summary.json").read_text(encoding="utf-8"))
-    yield Built(project, out, hub.requests, shas, summary)
-    hub.close()
+    argv = ["llama-bake", "build", "--progress", "plain", "--cache", f"local={cache}"]
+    argv += ["--output", f"type=oci,dest={out}/{{target}}.tar", "--summary-json", str(project / "summary.json")]
+
+    def read() -> Built:
+        summary = json.loads((project / "summary.json").read_text(encoding="utf-8"))
+        return Built(project, out, hub.requests, shas, summary)
+
+    return Build(argv, project, project / "build.log", {"HF_TOKEN": TOKEN}), read
+
+
+# The build starts with the session (tests/early.py): after the CUDA tier's, whose compiler cache starts this one's,
+# beside the Vulkan tier's.
+EARLY_BUILD = EarlyBuild("cpu", 1, _prepare)
+
+
+@pytest.fixture(scope="module")
+def built(embedded_builder: str, early_builds: Chain | None) -> Built:
+    assert early_builds is not None, "the session starts this tier's build"
+    return early_builds.wait(EARLY_BUILD)
 
 
 # --- the tests ----------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import pytest
 
 from llama_bake.buildx.progress import Progress
 from tests.conftest import executed, write_yaml
+from tests.early import Build, Chain, EarlyBuild, Setup
 from tests.images import Container, Runner, Unpacked, compiled_again, run_checked, unpack, wait_healthy
 from tests.standins import (
     VULKAN_BAKE_CACHE,
@@ -72,9 +73,8 @@ def _cache() -> str:
     return f"local={cache_dir() / VULKAN_BAKE_CACHE}"
 
 
-@pytest.fixture(scope="module")
-def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
-    project = tmp_path_factory.mktemp("vulkan")
+def _prepare(setup: Setup) -> tuple[Build, Callable[[], Built]]:
+    project = setup.project
     toolchain = debian_toolchain_layout()
     write_yaml(
         project / "catalog" / "project.yaml",
@@ -110,21 +110,20 @@ def built(embedded_builder: str, tmp_path_factory: pytest.TempPathFactory) -> Bu
     # The CUDA tier's compiler cache starts this base's (see the module's docstring); the compile is still the
     # template's, in this base's own cache mount.
     share_compiler_cache(cache_dir() / VULKAN_BAKE_CACHE, BASE)
-    run_checked(
-        [
-            "llama-bake",
-            "build",
-            "--progress",
-            "plain",
-            "--cache",
-            _cache(),
-            "--output",
-            f"type=oci,dest={out}/{{target}}.tar",
-            MODEL,
-        ],
-        cwd=project,
-    )
-    return Built(project, out / f"{MODEL}.tar")
+    argv = ["llama-bake", "build", "--progress", "plain", "--cache", _cache()]
+    argv += ["--output", f"type=oci,dest={out}/{{target}}.tar", MODEL]
+    return Build(argv, project, project / "build.log"), lambda: Built(project, out / f"{MODEL}.tar")
+
+
+# The build starts with the session (tests/early.py): after the CUDA tier's, whose compiler cache starts this one's,
+# beside the CPU tier's.
+EARLY_BUILD = EarlyBuild("vulkan", 1, _prepare)
+
+
+@pytest.fixture(scope="module")
+def built(embedded_builder: str, early_builds: Chain | None) -> Built:
+    assert early_builds is not None, "the session starts this tier's build"
+    return early_builds.wait(EARLY_BUILD)
 
 
 # --- running the image: unpacked once, each run with runc and its own environment ------------------------------
