@@ -2,11 +2,11 @@
 
 Each compile tier (CUDA, CPU, Vulkan) spends most of its time in one `llama-bake build` that compiles llama.cpp, and
 the tests before them in a run leave much of the machine idle (they wait on registries, engines and health checks).
-A tier module declares its build as an `EarlyBuild`; the session starts every selected one, in threads, by order
-(the CUDA tier first: its compiler cache starts the other two, which then build side by side), on a builder of its
-own that runs at a lower priority, so that the tests in front keep their pace and the compiles fill what they leave
-idle. The tier's module fixture then waits for its build and checks it: a failed build fails the tier's tests with
-its output, as it did when the fixture ran it.
+A tier module declares its build as an `EarlyBuild`; the session starts every selected one, in a thread, by order
+(the CUDA tier's first: its compiler cache starts the other two), on a builder of its own that runs at a lower
+priority, so that the tests in front keep their pace and the compiles fill what they leave idle. The tier's module
+fixture then waits for its build and checks it: a failed build fails the tier's tests with its output, as it did
+when the fixture ran it.
 
 The builder is its own so that nothing the other tests do to the session's builder (prune it, stop it, kill it)
 reaches a compile; the tiers' later builds run on the session's builder from the exported caches, as a CI job on a
@@ -145,8 +145,9 @@ class Chain:
             pytest.fail(f"`llama-bake builder {verb}` for the early builds exited {result.returncode}:\n{output}")
 
     def _run(self) -> None:
-        """Each ``order`` in turn; the builds of one order side by side (the two after the CUDA tier's: while one
-        runs a step that keeps one core busy, an export or a link, the other's compile takes the other)."""
+        """Each ``order`` in turn, the builds of one order side by side. The tiers have an order each: the CPU and
+        Vulkan tiers' builds side by side finished together, and then the tests of both ran with nothing beside
+        them (a cold run 2 minutes longer than with the CPU tier's tests beside the Vulkan tier's build)."""
         orders = sorted({slot.early.order for slot in self.slots.values()})
         for order in orders:
             threads = [

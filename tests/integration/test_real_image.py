@@ -184,8 +184,7 @@ def _prepare(setup: Setup) -> tuple[Build, Callable[[], Built]]:
     return Build(argv, project, project / "build.log", {"HF_TOKEN": TOKEN}), read
 
 
-# The build starts with the session (tests/early.py): after the CUDA tier's, whose compiler cache starts this one's,
-# beside the Vulkan tier's.
+# The build starts with the session (tests/early.py), after the CUDA tier's, whose compiler cache starts this one's.
 EARLY_BUILD = EarlyBuild("cpu", 1, _prepare)
 
 

@@ -115,9 +115,9 @@ def _prepare(setup: Setup) -> tuple[Build, Callable[[], Built]]:
     return Build(argv, project, project / "build.log"), lambda: Built(project, out / f"{MODEL}.tar")
 
 
-# The build starts with the session (tests/early.py): after the CUDA tier's, whose compiler cache starts this one's,
-# beside the CPU tier's.
-EARLY_BUILD = EarlyBuild("vulkan", 1, _prepare)
+# The build starts with the session (tests/early.py), last: after the CUDA tier's, whose compiler cache starts this
+# one's, and the CPU tier's, whose tests run beside it.
+EARLY_BUILD = EarlyBuild("vulkan", 2, _prepare)
 
 
 @pytest.fixture(scope="module")
