@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from llama_bake.buildx.progress import Progress
-from tests.early import Chain, chain_for
+from tests.early import REPORT, Chain, chain_for
 
 REPO = Path(__file__).resolve().parent.parent
 SHA_A = "a" * 64
@@ -39,6 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
     del config
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Where the compile tiers' early builds went (tests/early.py), so that a run's log says it."""
+    for line in REPORT:
+        terminalreporter.write_line(line)
 
 
 def write_yaml(path: Path, data: Any) -> Path:

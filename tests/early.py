@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,23 @@ import pytest
 T = TypeVar("T")
 # The early builder's niceness: the tests in front of the compiles keep the CPU they ask for.
 NICENESS = 10
+# A finished step in `llama-bake build --progress plain`: "[target stage n/m] INSTRUCTION ... DONE 12.3s".
+STEP_DONE = re.compile(r"^\[(?P<step>[^\]]+)\] .* \.\.\. DONE (?P<seconds>[0-9.]+)s$")
+# What the early builds took, a line per tier, for the run's summary (tests/conftest.py prints it).
+REPORT: list[str] = []
+
+
+def slowest_steps(output: str, count: int = 3) -> list[tuple[float, str]]:
+    """The ``count`` steps of a plain progress output that took longest, longest first, as (seconds, step)."""
+    steps = [(float(m["seconds"]), m["step"]) for line in output.splitlines() if (m := STEP_DONE.match(line))]
+    return sorted(steps, key=lambda s: -s[0])[:count]
+
+
+def report_line(name: str, started: float, ended: float, output: str) -> str:
+    """Where a tier's build went: when, in minutes from the session's start, and its slowest steps."""
+    steps = ", ".join(f"{step} {seconds:.0f} s" for seconds, step in slowest_steps(output))
+    took = (ended - started) / 60
+    return f"early build {name}: {took:.1f} min ({started / 60:.1f}-{ended / 60:.1f} min in); slowest steps: {steps}"
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,7 @@ class Chain:
         self.closing = contextlib.ExitStack()
         self.processes: list[subprocess.Popen[bytes]] = []
         self.stopping = False
+        self.started = time.monotonic()
         self.lock = threading.Lock()  # a build starts, or the session stops: never a build after the stop
         self.thread = threading.Thread(target=self._run, name="early-builds", daemon=True)
 
@@ -179,7 +199,10 @@ class Chain:
                         start_new_session=True,
                     )
                     self.processes.append(process)
+                began = time.monotonic() - self.started
                 slot.returncode = process.wait()
+            output = build.log.read_text(encoding="utf-8", errors="replace")
+            REPORT.append(report_line(slot.early.name, began, time.monotonic() - self.started, output))
         # Whatever a prepare raised (pytest.fail's exception is a BaseException) is the tier's fixture's to raise.
         except BaseException as exc:  # noqa: BLE001
             slot.error = exc
