@@ -47,7 +47,8 @@ def slowest_steps(output: str, count: int = 3) -> list[tuple[float, str]]:
 
 def report_line(name: str, started: float, ended: float, output: str) -> str:
     """Where a tier's build went: when, in minutes from the session's start, and its slowest steps."""
-    steps = ", ".join(f"{step} {seconds:.0f} s" for seconds, step in slowest_steps(output))
+    slowest = slowest_steps(output)
+    steps = ", ".join(f"{step} {seconds:.0f} s" for seconds, step in slowest) or "none ran (all from the cache)"
     took = (ended - started) / 60
     return f"early build {name}: {took:.1f} min ({started / 60:.1f}-{ended / 60:.1f} min in); slowest steps: {steps}"
 

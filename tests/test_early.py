@@ -30,3 +30,8 @@ def test_the_report_line_says_when_the_build_ran_and_where_its_time_went() -> No
         "early build cuda: 28.3 min (0.5-28.8 min in); slowest steps: llama-cuda build 1/1 1543 s, "
         "llama-cuda build-src 1/4 32 s, llama-cuda runtime 1/9 12 s"
     )
+
+
+def test_a_build_from_the_cache_says_that_no_step_ran() -> None:
+    cached = "[llama-cuda build 1/1] RUN cmake ... CACHED\n"
+    assert report_line("cuda", 0.0, 30.0, cached).endswith("slowest steps: none ran (all from the cache)")
