@@ -100,7 +100,7 @@ class _Slot:
 
 
 class Chain:
-    """The session's early builds, run by order in threads on a niced builder of their own."""
+    """The session's early builds, run by order in a thread on a niced builder of their own."""
 
     def __init__(self, builds: list[EarlyBuild[Any]], root: Path, env: dict[str, str]) -> None:
         self.slots = {b.name: _Slot(b, root / b.name) for b in sorted(builds, key=lambda b: b.order)}
@@ -111,7 +111,7 @@ class Chain:
         builder = f"llama-bake-early-{os.getpid()}"
         self.env = {**env, "LLAMA_BAKE_BUILDER": builder, "LLAMA_BAKE_STATE_DIR": str(self.state)}
         self.closing = contextlib.ExitStack()
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.process: subprocess.Popen[bytes] | None = None  # the build running now
         self.stopping = False
         self.started = time.monotonic()
         self.lock = threading.Lock()  # a build starts, or the session stops: never a build after the stop
@@ -138,11 +138,10 @@ class Chain:
         """Stop a build still running (an interrupted or failed session), then the builder; close what lived."""
         with self.lock:
             self.stopping = True
-            running = [p for p in self.processes if p.poll() is None]
-        for process in running:
+            process = self.process
+        if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGINT)  # llama-bake cancels its build, as on Ctrl-C
-        for process in running:
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -166,20 +165,11 @@ class Chain:
             pytest.fail(f"`llama-bake builder {verb}` for the early builds exited {result.returncode}:\n{output}")
 
     def _run(self) -> None:
-        """Each ``order`` in turn, the builds of one order side by side. The tiers have an order each: the CPU and
-        Vulkan tiers' builds side by side finished together, and then the tests of both ran with nothing beside
-        them (a cold run 2 minutes longer than with the CPU tier's tests beside the Vulkan tier's build)."""
-        orders = sorted({slot.early.order for slot in self.slots.values()})
-        for order in orders:
-            threads = [
-                threading.Thread(target=self._build, args=(slot,), name=f"early-{slot.early.name}", daemon=True)
-                for slot in self.slots.values()
-                if slot.early.order == order
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        """The builds one after another, by order: each tier's tests then run beside the next tier's build (the CPU
+        and Vulkan tiers' builds side by side finished together, and the tests of both ran with nothing beside them:
+        a cold run 2 minutes longer)."""
+        for slot in self.slots.values():
+            self._build(slot)
 
     def _build(self, slot: _Slot) -> None:
         try:
@@ -190,7 +180,7 @@ class Chain:
                     if self.stopping:
                         message = f"the session stopped before the {slot.early.name} tier's build started"
                         raise RuntimeError(message)
-                    process = subprocess.Popen(
+                    process = self.process = subprocess.Popen(
                         build.argv,
                         cwd=build.cwd,
                         env={**self.env, **build.env},
@@ -199,7 +189,6 @@ class Chain:
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
                     )
-                    self.processes.append(process)
                 began = time.monotonic() - self.started
                 slot.returncode = process.wait()
             output = build.log.read_text(encoding="utf-8", errors="replace")
