@@ -16,8 +16,9 @@ import yaml
 from llama_bake.catalog import hub
 from llama_bake.catalog.constants import HF_ENDPOINT, HUB_BRANCH
 from llama_bake.catalog.edits import (
+    InitBase,
     detect_families,
-    init_base_name,
+    init_bases,
     init_files,
     model_text,
     pin_text,
@@ -187,8 +188,8 @@ def chosen_families(words: Sequence[str]) -> dict[str, list[str]]:
 @dataclass(frozen=True)
 class Initialised:
     written: list[Path]
-    # each base written -> (its backend, the families it is for), from --gpu's words or this machine's cards
-    bases: dict[str, tuple[str, list[str]]]
+    # each base written -> its backend and the families it is for, from --gpu's words or this machine's cards
+    bases: dict[str, InitBase]
 
 
 NO_GPU = (
@@ -211,8 +212,9 @@ def init_catalog(directory: Path, words: Sequence[str]) -> Initialised:
         chosen = {"cuda": detected} if detected else {}
     if not chosen:
         raise UsageError(NO_GPU)
+    bases = init_bases(chosen)
     written = []
-    for name, text in init_files(chosen).items():
+    for name, text in init_files(bases).items():
         write_atomic(catalog / name, text)
         written.append(catalog / name)
 
@@ -221,4 +223,4 @@ def init_catalog(directory: Path, words: Sequence[str]) -> Initialised:
     except CatalogError:
         shutil.rmtree(catalog)
         raise
-    return Initialised(written, {init_base_name(b): (b, families) for b, families in chosen.items()})
+    return Initialised(written, bases)

@@ -21,7 +21,7 @@ from llama_bake.catalog.constants import (
     PLACEHOLDER_SHA256,
     SHA256_PATTERN,
 )
-from llama_bake.catalog.gpus import GPU_FAMILIES, family_of
+from llama_bake.catalog.gpus import DEVICE_PLUGIN_NAMES, GPU_FAMILIES, VULKAN_FAMILIES, family_of
 from llama_bake.catalog.hub import HubFile, HubRepo
 from llama_bake.errors import CatalogError, UsageError
 
@@ -277,13 +277,35 @@ def _init_cuda(families: list[str]) -> str:
     return _INIT_CUDA[needed]
 
 
-def init_base_name(backend: str) -> str:
-    return f"llama-cpp-{backend}"
+@dataclass(frozen=True)
+class InitBase:
+    backend: str
+    families: list[str]
+    plugin: str = ""  # a Vulkan base of one device plugin's cards, among others: its resource
 
 
-def init_files(families: Mapping[str, list[str]]) -> dict[str, str]:
-    """The files of a new catalog: project settings and a base per backend of ``families`` (backend -> its
-    families: a cuda base compiles for its own, a vulkan base names the cards it is for); no model yet."""
+def init_bases(families: Mapping[str, list[str]]) -> dict[str, InitBase]:
+    """The bases of a new catalog: one per backend of ``families`` (backend -> its families), named
+    ``llama-cpp-BACKEND``; Vulkan cards of several device plugins (AMD's, Intel's i915 and xe) get a base per
+    plugin (``llama-cpp-vulkan-amd``, ...), since a pod asks for one plugin's GPU (the image is the same: a family
+    changes no compile, so a builder runs the bases' identical steps once)."""
+    bases: dict[str, InitBase] = {}
+    for backend, chosen in families.items():
+        plugins: dict[str, list[str]] = {}
+        for family in chosen:
+            vulkan = VULKAN_FAMILIES.get(family)
+            plugins.setdefault(vulkan.kube_resource if vulkan else "", []).append(family)
+        if len(plugins) == 1:
+            bases[f"llama-cpp-{backend}"] = InitBase(backend, chosen)
+            continue
+        for plugin, grouped in plugins.items():
+            bases[f"llama-cpp-{backend}-{DEVICE_PLUGIN_NAMES[plugin]}"] = InitBase(backend, grouped, plugin)
+    return bases
+
+
+def init_files(bases: Mapping[str, InitBase]) -> dict[str, str]:
+    """The files of a new catalog: project settings and ``bases`` (see init_bases: a cuda base compiles for its
+    own families, a vulkan base names the cards it is for); no model yet."""
     project = (
         "# Settings shared by every image; REGISTRY and TAG are overridden at build time:\n"
         "#   REGISTRY=ghcr.io/acme TAG=v1 llama-bake build\n"
@@ -292,20 +314,28 @@ def init_files(families: Mapping[str, list[str]]) -> dict[str, str]:
     )
     files = {"project.yaml": project}
     source = f"llama_cpp:\n  git: {LLAMA_CPP_GIT}\n  ref: b6500  # pin a release tag or a commit\n"
-    for backend, chosen in families.items():
-        if BACKENDS[backend].cuda:
+    for name, base in bases.items():
+        if BACKENDS[base.backend].cuda:
             head = "# llama.cpp compiled with CUDA for the cards this catalog serves.\nbackend: cuda\n"
-            tail = f"cuda: {_init_cuda(chosen)}\n"
+            tail = f"cuda: {_init_cuda(base.families)}\n"
         else:
-            head = (
-                f"# llama.cpp compiled with {backend.capitalize()} for the AMD and Intel cards this catalog serves\n"
-                "# (its shaders run on any of them; the families say which cards it is for).\n"
-                f"backend: {backend}\n"
-            )
+            label = base.backend.capitalize()
+            if base.plugin:
+                head = (
+                    f"# llama.cpp compiled with {label} for the cards of the device plugin {base.plugin} this catalog\n"
+                    "# serves: a Kubernetes pod asks for one plugin's GPU, so each has a base (the image is the\n"
+                    f"# same as the other {label} bases': a builder compiles their identical steps once).\n"
+                )
+            else:
+                head = (
+                    f"# llama.cpp compiled with {label} for the AMD and Intel cards this catalog serves\n"
+                    "# (its shaders run on any of them; the families say which cards it is for).\n"
+                )
+            head += f"backend: {base.backend}\n"
             tail = ""
-        text = head + source + tail + f"gpu_families: [{', '.join(chosen)}]\n"
-        files[f"bases/{init_base_name(backend)}.yaml"] = text
-    several = len(families) > 1
+        text = head + source + tail + f"gpu_families: [{', '.join(base.families)}]\n"
+        files[f"bases/{name}.yaml"] = text
+    several = len(bases) > 1
     add = "`llama-bake add OWNER/REPO:QUANT" + (" --base BASE`" if several else "`")
     readme = f"Models: {add} writes one file here per model.\n"
     if several:

@@ -75,6 +75,11 @@ class VulkanFamily:
 
 
 AMD_GPU = "amd.com/gpu"
+INTEL_I915 = "gpu.intel.com/i915"
+INTEL_XE = "gpu.intel.com/xe"
+# Each device plugin's resource -> a short name for it (`init` names a Vulkan base per device plugin with it when
+# the cards it is given need more than one: a pod asks for one plugin's GPU).
+DEVICE_PLUGIN_NAMES = {AMD_GPU: "amd", INTEL_I915: "intel-i915", INTEL_XE: "intel-xe"}
 VULKAN_FAMILIES: dict[str, VulkanFamily] = {
     f.name: f
     for f in (
@@ -88,11 +93,9 @@ VULKAN_FAMILIES: dict[str, VulkanFamily] = {
             AMD_GPU,
         ),
         VulkanFamily("rdna4", "amd", "Radeon RX 9060 XT, 9070 (XT), Radeon AI PRO R9700", AMD_GPU),
-        VulkanFamily("intel-arc-alchemist", "intel", "Arc A310-A770, Arc Pro A40-A60", "gpu.intel.com/i915"),
-        VulkanFamily("intel-arc-battlemage", "intel", "Arc B570, B580, Arc Pro B50/B60", "gpu.intel.com/xe"),
-        VulkanFamily(
-            "intel-xe-igpu", "intel", "Iris Xe, Arc graphics of Core Ultra (Meteor/Arrow Lake)", "gpu.intel.com/i915"
-        ),
+        VulkanFamily("intel-arc-alchemist", "intel", "Arc A310-A770, Arc Pro A40-A60", INTEL_I915),
+        VulkanFamily("intel-arc-battlemage", "intel", "Arc B570, B580, Arc Pro B50/B60", INTEL_XE),
+        VulkanFamily("intel-xe-igpu", "intel", "Iris Xe, Arc graphics of Core Ultra (Meteor/Arrow Lake)", INTEL_I915),
     )
 }
 

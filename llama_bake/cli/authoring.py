@@ -80,7 +80,8 @@ def pin(
     multiple=True,
     help=(
         "A GPU the catalog serves: a family, a card ('RTX 4090', 'Radeon RX 7900 XTX', 'Arc A770') or a compute "
-        "capability (8.9); NVIDIA cards get a cuda base, AMD and Intel cards a vulkan base. Default: this machine's "
+        "capability (8.9); NVIDIA cards get a cuda base, AMD and Intel cards a vulkan base (one per Kubernetes device "
+        "plugin when they need several). Default: this machine's "
         "NVIDIA cards."
     ),
 )
@@ -92,10 +93,11 @@ def init(directory: Path, families: tuple[str, ...]) -> None:
     done = init_catalog(directory, families)
     for path in done.written:
         click.echo(f"wrote {path}", err=True)
-    for name, (backend, chosen) in done.bases.items():
-        cards = ", ".join(f"{family} ({family_cards(family)})" for family in chosen)
-        said = "the CUDA base compiles for" if backend == "cuda" else f"the {backend} base `{name}` is for"
-        click.echo(f"{said}: {cards}", err=True)
+    for name, base in done.bases.items():
+        cards = ", ".join(f"{family} ({family_cards(family)})" for family in base.families)
+        said = "the CUDA base compiles for" if base.backend == "cuda" else f"the {base.backend} base `{name}` is for"
+        plugin = f"; its pods ask for {base.plugin}" if base.plugin else ""
+        click.echo(f"{said}: {cards}{plugin}", err=True)
     if len(done.bases) > 1:
         named = " or ".join(f"--base {name}" for name in done.bases)
         click.echo(f"next: `llama-bake add OWNER/REPO:QUANT {named}`, then `llama-bake generate`", err=True)

@@ -1,5 +1,6 @@
-"""`llama-bake init` with the cards people name: NVIDIA cards give a cuda base, AMD and Intel cards a vulkan base,
-side by side when both are named; each says which family it chose."""
+"""`llama-bake init` with the cards people name: NVIDIA cards give a cuda base, AMD and Intel cards a vulkan base
+(one per device plugin when they need several), side by side when both are named; each says which family it
+chose."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import yaml
 from click.testing import CliRunner
 
 from llama_bake.catalog.authoring import chosen_families
+from llama_bake.catalog.loader import load_catalog
 from llama_bake.cli import main
+from llama_bake.project import Paths, plan_catalog
+from llama_bake.render.kube import manifests, resource_problems
+from tests.conftest import MODEL, write_yaml
 
 
 def init(tmp_path: Path, *cards: str) -> tuple[Path, str]:
@@ -56,3 +61,44 @@ def test_a_word_that_names_no_card_is_refused_with_every_family(tmp_path: Path) 
     assert "--gpu 'Voodoo 5': not a family llama-bake knows. Known: volta" in result.output
     assert "rdna3.5 (Ryzen AI Max+ 395" in result.output
     assert not (tmp_path / "proj" / "catalog").exists()
+
+
+def test_amd_and_intel_cards_get_a_vulkan_base_per_device_plugin_which_kube_accepts(tmp_path: Path) -> None:
+    catalog, output = init(tmp_path, "Radeon RX 7900 XTX", "Arc A770", "Ryzen AI Max+ 395", "Arc B580", "Iris Xe")
+    bases = {p.stem: yaml.safe_load(p.read_text()) for p in (catalog / "bases").iterdir()}
+    assert {name: base["gpu_families"] for name, base in bases.items()} == {
+        "llama-cpp-vulkan-amd": ["rdna3", "rdna3.5"],
+        "llama-cpp-vulkan-intel-i915": ["intel-arc-alchemist", "intel-xe-igpu"],
+        "llama-cpp-vulkan-intel-xe": ["intel-arc-battlemage"],
+    }
+    assert "the vulkan base `llama-cpp-vulkan-amd` is for: rdna3 (" in output
+    assert "; its pods ask for gpu.intel.com/xe" in output
+    named = "--base llama-cpp-vulkan-amd or --base llama-cpp-vulkan-intel-i915 or --base llama-cpp-vulkan-intel-xe"
+    assert named in output
+    assert "the device plugin amd.com/gpu" in (catalog / "bases" / "llama-cpp-vulkan-amd.yaml").read_text()
+    assert all(resource_problems(base) == [] for base in load_catalog(catalog).bases)
+    for name in bases:
+        write_yaml(catalog / "models" / f"m-{name}.yaml", {**MODEL, "base": name})
+    loaded, plan = plan_catalog(Paths.from_options(catalog, None))
+    files, _ = manifests(loaded, plan, {})
+    limits = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        for documents in files.values()
+        for doc in documents
+        if doc["kind"] == "Deployment"
+    }
+    assert {name: sorted(set(limit) - {"memory"}) for name, limit in limits.items()} == {
+        "m-llama-cpp-vulkan-amd": ["amd.com/gpu"],
+        "m-llama-cpp-vulkan-intel-i915": ["gpu.intel.com/i915"],
+        "m-llama-cpp-vulkan-intel-xe": ["gpu.intel.com/xe"],
+    }
+    # The three images are one compile: the bases' build steps differ in no argument, only in names and labels.
+    targets = [t for t in plan.targets if t.kind == "base"]
+    assert len(targets) == 3
+    assert len({(t.args, t.contexts, t.shape) for t in targets}) == 1
+
+
+def test_the_cards_of_one_device_plugin_keep_one_vulkan_base(tmp_path: Path) -> None:
+    catalog, output = init(tmp_path, "Arc A770", "Iris Xe")
+    assert [p.name for p in (catalog / "bases").iterdir()] == ["llama-cpp-vulkan.yaml"]
+    assert "its pods ask for" not in output
