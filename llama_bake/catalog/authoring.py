@@ -23,8 +23,9 @@ from llama_bake.catalog.edits import (
     model_text,
     pin_text,
     read_pins,
+    render_vendors,
 )
-from llama_bake.catalog.gpus import card_of, family_hint, known_families
+from llama_bake.catalog.gpus import VENDOR_EXAMPLES, card_of, family_hint, known_families
 from llama_bake.catalog.loader import load_catalog
 from llama_bake.errors import CatalogError, UsageError
 from llama_bake.files import unified_diff, write_atomic
@@ -198,7 +199,26 @@ NO_GPU = (
 )
 
 
-def init_catalog(directory: Path, words: Sequence[str]) -> Initialised:
+def no_gpu_message(vendors: Sequence[str]) -> str:
+    """Why init found no family here, with the GPUs' makers the kernel shows (``render_vendors``): it sees an AMD or
+    Intel card (or an NVIDIA one without nvidia-smi) but not its family, which the user names."""
+    if not vendors:
+        return NO_GPU
+    seen = " and ".join(f"an {v} GPU" for v in vendors)
+    examples = ", ".join(f"--gpu '{VENDOR_EXAMPLES[v]}'" for v in vendors)
+    if list(vendors) == ["NVIDIA"]:
+        why = "no nvidia-smi reads its compute capability"
+    else:
+        why = "their families are not read from here" if len(vendors) > 1 else "its family is not read from here"
+    return (
+        f"this machine has {seen} (a render node in /dev/dri), but {why}: name the cards with --gpu, "
+        f"e.g. {examples}, or a family (an unknown name lists them)"
+    )
+
+
+def init_catalog(
+    directory: Path, words: Sequence[str], vendors: Callable[[], list[str]] = render_vendors
+) -> Initialised:
     """``llama-bake init``: a new catalog in ``directory/catalog`` with a base per backend of the cards named
     (NVIDIA cards: a cuda base; AMD and Intel cards: a vulkan base), or of this machine's NVIDIA cards."""
 
@@ -211,7 +231,7 @@ def init_catalog(directory: Path, words: Sequence[str]) -> Initialised:
         detected = detect_families()
         chosen = {"cuda": detected} if detected else {}
     if not chosen:
-        raise UsageError(NO_GPU)
+        raise UsageError(no_gpu_message(vendors()))
     bases = init_bases(chosen)
     written = []
     for name, text in init_files(bases).items():

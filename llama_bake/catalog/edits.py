@@ -21,7 +21,7 @@ from llama_bake.catalog.constants import (
     PLACEHOLDER_SHA256,
     SHA256_PATTERN,
 )
-from llama_bake.catalog.gpus import DEVICE_PLUGIN_NAMES, GPU_FAMILIES, VULKAN_FAMILIES, family_of
+from llama_bake.catalog.gpus import DEVICE_PLUGIN_NAMES, GPU_FAMILIES, PCI_VENDORS, VULKAN_FAMILIES, family_of
 from llama_bake.catalog.hub import HubFile, HubRepo
 from llama_bake.errors import CatalogError, UsageError
 
@@ -365,4 +365,25 @@ def detect_families(run: Callable[[list[str]], str] | None = None) -> list[str]:
             raise UsageError(msg)
         if family not in found:
             found.append(family)
+    return found
+
+
+DRM = Path("/sys/class/drm")
+
+
+def render_vendors(drm: Path = DRM) -> list[str]:
+    """The makers of this machine's GPUs that have a render node (AMD, Intel, NVIDIA), from the kernel's PCI vendor
+    ids, in the order of their nodes and once each; [] without any. No family: a PCI device id does not say one."""
+    found: list[str] = []
+    try:
+        nodes = sorted(drm.glob("renderD*"))
+    except OSError:
+        return []
+    for node in nodes:
+        try:
+            vendor = PCI_VENDORS.get(int((node / "device" / "vendor").read_text(encoding="ascii").strip(), 16))
+        except (OSError, ValueError):
+            continue
+        if vendor is not None and vendor not in found:
+            found.append(vendor)
     return found

@@ -74,6 +74,11 @@ class VulkanFamily:
     platforms: tuple[str, ...] = BOTH  # SPIR-V runs on either: a family fixes no platform
 
 
+# PCI vendor ids of the GPUs' makers, as the kernel shows them (/sys/class/drm/renderD*/device/vendor).
+PCI_VENDORS = {0x1002: "AMD", 0x8086: "Intel", 0x10DE: "NVIDIA"}
+# An example card per vendor, for a message that asks the user to name theirs.
+VENDOR_EXAMPLES = {"AMD": "Radeon RX 7900 XTX", "Intel": "Arc A770", "NVIDIA": "RTX 4090"}
+
 AMD_GPU = "amd.com/gpu"
 INTEL_I915 = "gpu.intel.com/i915"
 INTEL_XE = "gpu.intel.com/xe"

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
-from llama_bake.catalog.authoring import chosen_families
+from llama_bake.catalog import authoring
+from llama_bake.catalog.authoring import chosen_families, init_catalog
+from llama_bake.catalog.edits import render_vendors
 from llama_bake.catalog.loader import load_catalog
 from llama_bake.cli import main
+from llama_bake.errors import UsageError
 from llama_bake.project import Paths, plan_catalog
 from llama_bake.render.kube import manifests, resource_problems
 from tests.conftest import MODEL, write_yaml
@@ -102,3 +106,41 @@ def test_the_cards_of_one_device_plugin_keep_one_vulkan_base(tmp_path: Path) -> 
     catalog, output = init(tmp_path, "Arc A770", "Iris Xe")
     assert [p.name for p in (catalog / "bases").iterdir()] == ["llama-cpp-vulkan.yaml"]
     assert "its pods ask for" not in output
+
+
+def test_the_kernel_names_the_makers_of_the_gpus_with_a_render_node(tmp_path: Path) -> None:
+    for node, vendor in (("renderD129", "0x8086\n"), ("renderD128", "0x1002\n"), ("renderD130", "0x1002\n")):
+        (tmp_path / node / "device").mkdir(parents=True)
+        (tmp_path / node / "device" / "vendor").write_text(vendor)
+    (tmp_path / "card0" / "device").mkdir(parents=True)  # a display node: not a render node
+    (tmp_path / "card0" / "device" / "vendor").write_text("0x10de\n")
+    (tmp_path / "renderD131").mkdir()  # no device (a virtual node): skipped
+    assert render_vendors(tmp_path) == ["AMD", "Intel"]
+    assert render_vendors(tmp_path / "absent") == []
+
+
+@pytest.mark.parametrize(
+    ("vendors", "said"),
+    [
+        (
+            ["AMD"],
+            "this machine has an AMD GPU (a render node in /dev/dri), but its family is not read from here: "
+            "name the cards with --gpu, e.g. --gpu 'Radeon RX 7900 XTX', or a family",
+        ),
+        (
+            ["AMD", "Intel"],
+            "an AMD GPU and an Intel GPU (a render node in /dev/dri), but their families are not read "
+            "from here: name the cards with --gpu, e.g. --gpu 'Radeon RX 7900 XTX', --gpu 'Arc A770'",
+        ),
+        (["NVIDIA"], "an NVIDIA GPU (a render node in /dev/dri), but no nvidia-smi reads its compute capability"),
+        ([], "no NVIDIA GPU found here (no nvidia-smi): name the cards with --gpu"),
+    ],
+)
+def test_without_gpu_words_init_says_which_gpus_it_sees_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vendors: list[str], said: str
+) -> None:
+    monkeypatch.setattr(authoring, "detect_families", lambda: [])  # no nvidia-smi here
+    with pytest.raises(UsageError) as refused:
+        init_catalog(tmp_path, [], vendors=lambda: vendors)
+    assert said in str(refused.value)
+    assert not (tmp_path / "catalog").exists()
