@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.statedirs import state_dir  # noqa: E402
+
 TOOLS = Path(os.environ.get("LLAMA_BAKE_TOOLS", str(Path.home() / ".cache" / "llama-bake" / "tools")))
 
 
@@ -26,7 +29,7 @@ def tools_env() -> dict[str, str]:
 def builder_env(prefix: str, builder: str | None = None) -> tuple[Path, str, dict[str, str]]:
     """(a new state directory, the builder's name, the environment that makes `llama-bake builder up` and
     `build` use them): a short path under /tmp, since unix socket paths are limited to about 100 bytes."""
-    state = Path(tempfile.mkdtemp(prefix=f"lb-{prefix}-", dir="/tmp"))
+    state = state_dir(f"lb-{prefix}-")
     name = builder or f"llama-bake-{prefix}-{os.getpid()}"
     return state, name, {**tools_env(), "LLAMA_BAKE_STATE_DIR": str(state), "LLAMA_BAKE_BUILDER": name}
 

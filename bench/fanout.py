@@ -25,7 +25,6 @@ import datetime as dt
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.conftest import FIXTURE_TEMPLATES, WeightsServer  # noqa: E402
 from tests.standins import busybox_layout  # noqa: E402
+from tests.statedirs import state_dir  # noqa: E402
 
 LLAMA_BAKE = [sys.executable, "-m", "llama_bake"]
 SECTION = "## The CI fan-out: builder disk per job and compiles per run"
@@ -75,7 +75,7 @@ class Bench:
 
     def job(self, name: str, argv: list[str]) -> Job:
         """``argv`` in a job of its own: an empty builder, started for it and stopped after."""
-        state = Path(tempfile.mkdtemp(prefix="lb-fan-", dir="/tmp"))  # short: unix socket paths are limited
+        state = state_dir("lb-fan-")  # short: unix socket paths are limited
         env = {**self.env, "LLAMA_BAKE_STATE_DIR": str(state), "LLAMA_BAKE_BUILDER": f"lb-fan-{state.name}"}
         try:
             subprocess.run([*LLAMA_BAKE, "builder", "up"], env=env, capture_output=True, check=True)
@@ -97,7 +97,7 @@ class Bench:
 
 @contextmanager
 def bench(sizes: Sizes) -> Iterator[tuple[Bench, list[str]]]:
-    work = Path(tempfile.mkdtemp(prefix="lb-fanout-", dir="/tmp"))
+    work = state_dir("lb-fanout-")
     env = tools_env()
     server = WeightsServer()
     try:
@@ -128,7 +128,7 @@ def bench(sizes: Sizes) -> Iterator[tuple[Bench, list[str]]]:
 
 def _stand_in(work: Path, env: dict[str, str]) -> str:
     """The busybox stand-in for ubuntu, made on a builder of its own."""
-    state = Path(tempfile.mkdtemp(prefix="lb-fan-", dir="/tmp"))
+    state = state_dir("lb-fan-")
     job_env = {**env, "LLAMA_BAKE_STATE_DIR": str(state), "LLAMA_BAKE_BUILDER": f"lb-fan-{state.name}"}
     try:
         subprocess.run([*LLAMA_BAKE, "builder", "up"], env=job_env, capture_output=True, check=True)

@@ -34,6 +34,10 @@ import weights as weight_costs
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.statedirs import remove_stale  # noqa: E402
+
 LLAMA_BAKE = [sys.executable, "-m", "llama_bake"]
 
 
@@ -135,6 +139,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md")
     parser.add_argument("--no-builds", action="store_true", help="skip the BuildKit benchmarks")
     args = parser.parse_args()
+    remove_stale()  # what killed runs left under /tmp (tests/statedirs.py)
     sizes = [10, 50] if args.smoke else [10, 100, 1000, 5000]
     repeat = 1 if args.smoke else 5
     baseline = timed([sys.executable, "-c", "pass"], REPO, repeat)

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llama_bake.render.ci_gitlab import QEMU
+from tests.statedirs import state_dir
 
 # GitHub steps the provider or the runner image does; the test's venv and the job's own builder stand in for them.
 SETUP_ACTIONS = (
@@ -62,7 +62,7 @@ class Job:
 def own_builder(env: Mapping[str, str]) -> Iterator[dict[str, str]]:
     """A buildkitd of its own, as on a fresh runner: ``llama-bake builder up`` with its own state directory and
     builder name; stopped and removed after the job."""
-    state = Path(tempfile.mkdtemp(prefix="lb-job-", dir="/tmp"))  # short: unix socket paths are limited
+    state = state_dir("lb-job-")  # short: unix socket paths are limited
     job_env = {**env, "LLAMA_BAKE_STATE_DIR": str(state), "LLAMA_BAKE_BUILDER": f"lb-{state.name}"}
     up = subprocess.run(["llama-bake", "builder", "up"], env=job_env, capture_output=True, text=True, check=False)
     assert up.returncode == 0, up.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import yaml
 
 from llama_bake.buildx.progress import Progress
 from tests.early import REPORT, Chain, chain_for
+from tests.statedirs import remove_stale, state_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SHA_A = "a" * 64
@@ -141,8 +141,10 @@ def session_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     mp = pytest.MonkeyPatch()
     state = tmp_path_factory.mktemp("state")
+    # What killed runs left under /tmp (gigabytes each) goes first: see tests/statedirs.py.
+    remove_stale()
     # A short path: unix socket paths are limited to about 100 bytes.
-    short = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
+    short = state_dir("lb-")
     mp.setenv("LLAMA_BAKE_STATE_DIR", str(short))
     mp.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-test-{os.getpid()}")
     tools = Path(os.environ.get("LLAMA_BAKE_TOOLS", str(Path.home() / ".cache" / "llama-bake" / "tools")))

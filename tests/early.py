@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pytest
+
+from tests.statedirs import state_dir
 
 T = TypeVar("T")
 # The early builder's niceness: the tests in front of the compiles keep the CPU they ask for.
@@ -107,7 +108,7 @@ class Chain:
         for slot in self.slots.values():
             slot.project.mkdir(parents=True)
         # A short path: buildkitd's unix socket path is limited to about 100 bytes.
-        self.state = Path(tempfile.mkdtemp(prefix="lb-early-", dir="/tmp"))
+        self.state = state_dir("lb-early-")
         builder = f"llama-bake-early-{os.getpid()}"
         self.env = {**env, "LLAMA_BAKE_BUILDER": builder, "LLAMA_BAKE_STATE_DIR": str(self.state)}
         self.closing = contextlib.ExitStack()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from llama_bake.buildx.daemon import tools_dir, unmount_below
+from tests.statedirs import state_dir
 
 Store = Literal["classic", "containerd"]
 START_TIMEOUT = 60.0
@@ -149,7 +150,7 @@ def client_env(engine: Engine, extra: Mapping[str, str] | None = None) -> dict[s
 @contextlib.contextmanager
 def running_engine(store: Store) -> Iterator[Engine]:
     """A started engine with its private root (short: unix socket paths), stopped and removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="lbe-", dir="/tmp"))
+    root = state_dir("lbe-")
     engine = Engine(store, root)
     try:
         engine.start()

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from llama_bake.generated import generate_set
 from llama_bake.project import Paths, compile_catalog, plan_catalog
 from tests.conftest import FIXTURE_TEMPLATES, REPO, WeightsServer, executed, prune_builder, write_yaml
 from tests.images import plain_tar
+from tests.statedirs import state_dir
 
 pytestmark = pytest.mark.buildkit
 
@@ -361,7 +361,7 @@ def test_the_cli_exits_6_on_a_failed_build_and_still_writes_the_summary(project:
 @pytest.fixture
 def fresh_builder(embedded_builder: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A second buildkitd with an empty cache, for this test only; `llama-bake` uses it by default."""
-    state = Path(tempfile.mkdtemp(prefix="lb-fresh-", dir="/tmp"))  # short: unix socket paths are limited
+    state = state_dir("lb-fresh-")  # short: unix socket paths are limited
     monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(state))
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-fresh-{os.getpid()}")
     runner = DockerRunner()
@@ -673,7 +673,7 @@ def test_a_two_platform_base_and_its_models_build_each_platform_on_its_own_archi
 @pytest.fixture
 def two_node_builder(embedded_builder: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
     """`builder up --platform linux/arm64`: two buildkitd on this machine, one node per platform."""
-    state = Path(tempfile.mkdtemp(prefix="lb-2n-", dir="/tmp"))
+    state = state_dir("lb-2n-")
     monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(state))
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-2n-{os.getpid()}")
     up = CliRunner().invoke(main, ["builder", "up", "--platform", "linux/arm64"])

@@ -27,6 +27,7 @@ from tests.conftest import FIXTURE_TEMPLATES, WeightsServer, write_yaml
 from tests.engine import Engine, missing_engine_tools, running_engine
 from tests.integration.test_push_limits import layers
 from tests.standins import _native_busybox, _rootfs
+from tests.statedirs import state_dir
 
 pytestmark = pytest.mark.engine
 
@@ -92,7 +93,7 @@ def project(tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv(key, value)
     # No `builder up` builder: builds use the engine's own, as on a Docker Desktop machine.
     monkeypatch.setenv("LLAMA_BAKE_BUILDER", f"llama-bake-none-{os.getpid()}")
-    state = Path(tempfile.mkdtemp(prefix="lbs-", dir="/tmp"))  # short: buildkitd's socket lives there
+    state = state_dir("lbs-")  # short: buildkitd's socket lives there
     monkeypatch.setenv("LLAMA_BAKE_STATE_DIR", str(state))
     shutil.copytree(FIXTURE_TEMPLATES, tmp_path / "templates")
     (tmp_path / "src" / "llama.cpp").mkdir(parents=True)
