@@ -16,6 +16,7 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -71,16 +72,20 @@ def stale_dirs(root: Path = TMP, now: float | None = None) -> list[Path]:
     return found
 
 
-def remove_stale(root: Path = TMP) -> list[Path]:
-    """Removes the stale directories in a process of their own (tens of thousands of files take a while; nothing
-    waits for them) and returns them."""
+def _remove(paths: list[Path]) -> None:
+    """In a process of its own: tens of thousands of files take a while, and nothing waits for them."""
+    subprocess.run(
+        ["setsid", "-f", "rm", "-rf", "--", *map(str, paths)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
+
+
+def remove_stale(root: Path = TMP, remove: Callable[[list[Path]], None] = _remove) -> list[Path]:
+    """Removes the stale directories and returns them."""
     found = stale_dirs(root)
     if found:
-        subprocess.run(
-            ["setsid", "-f", "rm", "-rf", "--", *map(str, found)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
+        remove(found)
     return found
