@@ -14,7 +14,7 @@ import yaml
 
 from llama_bake.buildx.progress import Progress
 from tests.early import REPORT, Chain, chain_for
-from tests.statedirs import remove_stale, state_dir
+from tests.statedirs import remove_in_background, remove_stale, state_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SHA_A = "a" * 64
@@ -151,17 +151,8 @@ def session_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     mp.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     yield state
     mp.undo()
-    # The builder's state (the embedded builder stopped before this): gigabytes of unpacked layers in tens of
-    # thousands of files, which take half a minute to delete on a busy disk. Nothing after the session reads it,
-    # so a process of its own deletes it and the run goes on (setsid -f: not this process's child, which would
-    # have to be waited for).
-    subprocess.run(
-        ["setsid", "-f", "rm", "-rf", "--", str(short)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-    )
+    # The builder's state (the embedded builder stopped before this): nothing after the session reads it.
+    remove_in_background([short])
 
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")

@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
-from tests.statedirs import state_dir
+from tests.statedirs import remove_in_background, state_dir
 
 T = TypeVar("T")
 # The early builder's niceness: the tests in front of the compiles keep the CPU they ask for.
@@ -153,7 +153,7 @@ class Chain:
             self._builder("down")
         finally:
             self.closing.close()
-            subprocess.run(["setsid", "-f", "rm", "-rf", "--", str(self.state)], check=False)
+            remove_in_background([self.state])
 
     def _builder(self, verb: str) -> None:
         # The daemon inherits the niceness, and its steps (the compiles) inherit the daemon's.

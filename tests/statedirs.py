@@ -72,8 +72,9 @@ def stale_dirs(root: Path = TMP, now: float | None = None) -> list[Path]:
     return found
 
 
-def _remove(paths: list[Path]) -> None:
-    """In a process of its own: tens of thousands of files take a while, and nothing waits for them."""
+def remove_in_background(paths: list[Path]) -> None:
+    """Deletes ``paths`` in a process of its own, not this one's child (setsid -f), so nothing waits for it: a
+    builder's state is gigabytes in tens of thousands of files, half a minute to delete on a busy disk."""
     subprocess.run(
         ["setsid", "-f", "rm", "-rf", "--", *map(str, paths)],
         stdin=subprocess.DEVNULL,
@@ -83,7 +84,7 @@ def _remove(paths: list[Path]) -> None:
     )
 
 
-def remove_stale(root: Path = TMP, remove: Callable[[list[Path]], None] = _remove) -> list[Path]:
+def remove_stale(root: Path = TMP, remove: Callable[[list[Path]], None] = remove_in_background) -> list[Path]:
     """Removes the stale directories and returns them."""
     found = stale_dirs(root)
     if found:

@@ -194,8 +194,9 @@ class Initialised:
 
 
 NO_GPU = (
-    "no NVIDIA GPU found here (no nvidia-smi): name the cards with --gpu, e.g. --gpu 'RTX 4090', "
-    "--gpu 'Radeon RX 7900 XTX', --gpu 'Arc A770' or a family (--gpu ada)"
+    "no NVIDIA GPU found here (no nvidia-smi): name the cards with --gpu, e.g. "
+    + ", ".join(f"--gpu '{card}'" for card in VENDOR_EXAMPLES.values())
+    + " or a family (--gpu ada)"
 )
 
 

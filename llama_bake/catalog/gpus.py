@@ -77,7 +77,7 @@ class VulkanFamily:
 # PCI vendor ids of the GPUs' makers, as the kernel shows them (/sys/class/drm/renderD*/device/vendor).
 PCI_VENDORS = {0x1002: "AMD", 0x8086: "Intel", 0x10DE: "NVIDIA"}
 # An example card per vendor, for a message that asks the user to name theirs.
-VENDOR_EXAMPLES = {"AMD": "Radeon RX 7900 XTX", "Intel": "Arc A770", "NVIDIA": "RTX 4090"}
+VENDOR_EXAMPLES = {"NVIDIA": "RTX 4090", "AMD": "Radeon RX 7900 XTX", "Intel": "Arc A770"}
 
 AMD_GPU = "amd.com/gpu"
 INTEL_I915 = "gpu.intel.com/i915"
